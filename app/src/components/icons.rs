@@ -1,0 +1,50 @@
+//! Inline SVG icons (stroke icons, 24×24, `currentColor`), so no icon font or request is needed.
+
+use leptos::prelude::*;
+
+fn icon(path: &'static str) -> impl IntoView {
+    view! {
+        <svg
+            class="size-5 shrink-0"
+            viewBox="0 0 24 24"
+            fill="none"
+            stroke="currentColor"
+            stroke-width="1.8"
+            stroke-linecap="round"
+            stroke-linejoin="round"
+            aria-hidden="true"
+        >
+            <path d=path />
+        </svg>
+    }
+}
+
+pub fn menu() -> impl IntoView {
+    icon("M4 6h16M4 12h16M4 18h16")
+}
+
+pub fn close() -> impl IntoView {
+    icon("M6 6l12 12M18 6L6 18")
+}
+
+pub fn plus() -> impl IntoView {
+    icon("M12 5v14M5 12h14")
+}
+
+pub fn sun() -> impl IntoView {
+    icon(
+        "M12 4V2m0 20v-2m8-8h2M2 12h2m13.66-5.66 1.41-1.41M4.93 19.07l1.41-1.41m0-11.32L4.93 4.93m14.14 14.14-1.41-1.41M16 12a4 4 0 1 1-8 0 4 4 0 0 1 8 0z",
+    )
+}
+
+pub fn moon() -> impl IntoView {
+    icon("M21 12.8A9 9 0 1 1 11.2 3a7 7 0 0 0 9.8 9.8z")
+}
+
+pub fn monitor() -> impl IntoView {
+    icon("M3 5h18v11H3zM8 21h8M12 16v5")
+}
+
+pub fn chat() -> impl IntoView {
+    icon("M21 12a8 8 0 0 1-11.6 7.1L4 20l1-4.6A8 8 0 1 1 21 12z")
+}

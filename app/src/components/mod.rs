@@ -1,0 +1,6 @@
+//! Components shared by several pages.
+
+pub mod error_page;
+pub mod icons;
+pub mod layout;
+pub mod theme_toggle;

@@ -1,0 +1,19 @@
+use leptos::prelude::*;
+
+use crate::components::error_page::ErrorPage;
+
+/// Shown for any path no route matches, with status 404.
+#[component]
+pub fn NotFound() -> impl IntoView {
+    #[cfg(feature = "ssr")]
+    if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
+        response.set_status(http::StatusCode::NOT_FOUND);
+    }
+    view! {
+        <ErrorPage
+            status=404
+            title="Page not found"
+            detail="There is nothing at this address. It may have moved, or the link may be wrong."
+        />
+    }
+}

@@ -1,0 +1,106 @@
+//! The PostgreSQL database: connecting, migrating and telling whether it is ready to serve.
+
+use std::time::Duration;
+
+use serde::Serialize;
+use sqlx::migrate::{MigrateError, Migrator};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection};
+use uuid::Uuid;
+
+/// The migrations in `migrations/`, embedded in the binary at compile time.
+pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
+
+/// Errors of the database layer.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("cannot connect to PostgreSQL: {0}")]
+    Connect(#[source] sqlx::Error),
+    #[error("database migrations failed: {0}")]
+    Migrate(#[from] MigrateError),
+    #[error(transparent)]
+    Query(#[from] sqlx::Error),
+}
+
+/// A handle to the database, cheap to clone (it wraps the connection pool).
+#[derive(Clone, Debug)]
+pub struct Database {
+    pool: PgPool,
+}
+
+/// What `/readyz` reports about the database.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Readiness {
+    /// The deployment's id, the same on every instance that shares this database.
+    pub instance_id: Option<Uuid>,
+    /// Migrations this binary knows of.
+    pub migrations_expected: usize,
+    /// Of those, the ones applied successfully in the database.
+    pub migrations_applied: usize,
+}
+
+impl Readiness {
+    pub fn is_ready(&self) -> bool {
+        self.instance_id.is_some() && self.migrations_applied == self.migrations_expected
+    }
+}
+
+impl Database {
+    /// Connects with a pool of at most `max_connections`, failing fast if the server cannot be reached.
+    pub async fn connect(options: PgConnectOptions, max_connections: u32) -> Result<Self, DbError> {
+        // One plain connection first: a pool only reports "timed out" when the server refuses, and
+        // a person needs the real cause (refused, unknown host, bad password, no such database).
+        let probe = options.connect().await.map_err(DbError::Connect)?;
+        let _ = probe.close().await;
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await
+            .map_err(DbError::Connect)?;
+        Ok(Self { pool })
+    }
+
+    /// Wraps an existing pool (tests get theirs from `#[sqlx::test]`).
+    pub fn from_pool(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Applies every pending migration. Safe to run from several instances at once: sqlx takes an
+    /// advisory lock for the duration.
+    pub async fn migrate(&self) -> Result<(), DbError> {
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Whether the database answers and every migration this binary knows of has been applied.
+    pub async fn readiness(&self) -> Result<Readiness, DbError> {
+        let applied: Vec<i64> = sqlx::query_scalar!(
+            "SELECT version FROM _sqlx_migrations WHERE success ORDER BY version"
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let expected: Vec<i64> = MIGRATOR
+            .iter()
+            .filter(|m| m.migration_type.is_up_migration())
+            .map(|m| m.version)
+            .collect();
+        let migrations_applied = expected.iter().filter(|v| applied.contains(v)).count();
+        let instance_id = if migrations_applied == expected.len() {
+            sqlx::query_scalar!("SELECT id FROM instance")
+                .fetch_optional(&self.pool)
+                .await?
+        } else {
+            None
+        };
+        Ok(Readiness {
+            instance_id,
+            migrations_expected: expected.len(),
+            migrations_applied,
+        })
+    }
+}

@@ -1,0 +1,98 @@
+import { expect, test, type Page } from "@playwright/test";
+
+// Hydration is done when the app's first effect has run in the browser.
+async function waitForHydration(page: Page) {
+  await expect(page.locator("body")).toHaveAttribute("data-hydrated", "true");
+}
+
+function collectPageErrors(page: Page): string[] {
+  const errors: string[] = [];
+  page.on("pageerror", (e) => errors.push(e.message));
+  page.on("console", (m) => {
+    if (m.type() === "error") errors.push(m.text());
+  });
+  return errors;
+}
+
+test("the shell is server-rendered before any script runs", async ({ browser }) => {
+  const context = await browser.newContext({ javaScriptEnabled: false });
+  const page = await context.newPage();
+  const response = await page.goto("/");
+  expect(response?.status()).toBe(200);
+  await expect(page).toHaveTitle("Switchboard");
+  await expect(page.getByRole("heading", { name: "What can I help with?" })).toBeVisible();
+  await expect(page.getByTestId("new-chat")).toHaveText(/New chat/);
+  await expect(page.getByTestId("theme-toggle")).toBeVisible();
+  // Tailwind's CSS is loaded: the sidebar link is styled, not a default blue underlined link.
+  const radius = await page.getByTestId("new-chat").evaluate((el) => getComputedStyle(el).borderRadius);
+  expect(radius).not.toBe("0px");
+  await context.close();
+});
+
+test("the page hydrates without errors", async ({ page }) => {
+  const errors = collectPageErrors(page);
+  await page.goto("/");
+  await waitForHydration(page);
+  expect(errors).toEqual([]);
+});
+
+test("the theme toggle switches at once and is remembered", async ({ page }) => {
+  await page.emulateMedia({ colorScheme: "light" });
+  await page.goto("/");
+  await waitForHydration(page);
+  const html = page.locator("html");
+  const toggle = page.getByTestId("theme-toggle");
+  const background = () => page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+
+  // No choice yet: follows the system (light here).
+  await expect(toggle).toHaveAttribute("data-theme", "system");
+  const light = await background();
+
+  await toggle.click(); // → light
+  await expect(toggle).toHaveAttribute("data-theme", "light");
+  await expect(html).toHaveClass("light");
+
+  await toggle.click(); // → dark
+  await expect(toggle).toHaveAttribute("data-theme", "dark");
+  await expect(html).toHaveClass("dark");
+  const dark = await background();
+  expect(dark).not.toBe(light);
+
+  // Remembered: the server renders the next page dark, before any script runs.
+  await page.reload();
+  await expect(html).toHaveClass("dark");
+  expect(await background()).toBe(dark);
+  await waitForHydration(page);
+  await expect(toggle).toHaveAttribute("data-theme", "dark");
+
+  await toggle.click(); // → back to the system's
+  await expect(toggle).toHaveAttribute("data-theme", "system");
+  await expect(html).not.toHaveClass(/dark|light/);
+  expect(await background()).toBe(light);
+});
+
+test("with no choice the theme follows the system", async ({ page }) => {
+  await page.emulateMedia({ colorScheme: "dark" });
+  await page.goto("/");
+  const darkBg = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+  await page.emulateMedia({ colorScheme: "light" });
+  const lightBg = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+  expect(darkBg).not.toBe(lightBg);
+});
+
+test("an unknown address shows a styled 404 inside the shell", async ({ page }) => {
+  const response = await page.goto("/no/such/page");
+  expect(response?.status()).toBe(404);
+  await expect(page.getByRole("heading", { name: "Page not found" })).toBeVisible();
+  await expect(page.getByTestId("sidebar")).toBeAttached();
+  await page.getByRole("link", { name: "Back to Switchboard" }).click();
+  await expect(page.getByRole("heading", { name: "What can I help with?" })).toBeVisible();
+});
+
+test("health and readiness endpoints answer", async ({ request }) => {
+  const health = await request.get("/healthz");
+  expect(health.status()).toBe(200);
+  const ready = await request.get("/readyz");
+  expect(ready.status()).toBe(200);
+  expect((await ready.json()).status).toBe("ready");
+});

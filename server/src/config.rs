@@ -1,0 +1,197 @@
+//! Configuration: one struct from command-line flags and environment variables (and `.env`),
+//! validated at start-up with errors that say what to set. `.env.example` lists every setting.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use sqlx::postgres::PgConnectOptions;
+
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "switchboard",
+    version,
+    about = "Switchboard: a self-hosted, multi-user AI chat platform"
+)]
+pub struct Config {
+    /// Address and port to serve on.
+    #[arg(long, env = "SWITCHBOARD_LISTEN", default_value = "127.0.0.1:3000")]
+    pub listen: SocketAddr,
+
+    /// PostgreSQL to use, as a URL (postgres://user:password@host:5432/database). When unset,
+    /// Switchboard runs its own PostgreSQL cluster in the data directory.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// Most connections the server opens to PostgreSQL.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_DATABASE_MAX_CONNECTIONS",
+        default_value_t = 16
+    )]
+    pub database_max_connections: u32,
+
+    /// Where Switchboard keeps its own files (the embedded PostgreSQL cluster, under `postgres/`).
+    #[arg(long, env = "SWITCHBOARD_DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+
+    /// Directory with PostgreSQL's `initdb` and `postgres`, for the embedded cluster. Found
+    /// automatically under /usr/lib/postgresql/<version>/bin or on PATH when unset.
+    #[arg(long, env = "SWITCHBOARD_POSTGRES_BIN_DIR")]
+    pub postgres_bin_dir: Option<PathBuf>,
+
+    /// Directory with the built site (`pkg/` with the CSS, JS and wasm, plus the public assets).
+    #[arg(long, env = "SWITCHBOARD_SITE_ROOT", default_value = "target/site")]
+    pub site_root: PathBuf,
+
+    /// Log format: `text` for people, `json` for log collectors.
+    #[arg(long, env = "SWITCHBOARD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Which logs to show, in tracing's filter syntax (`info`, `switchboard=debug,info`, ...).
+    #[arg(long, env = "RUST_LOG", default_value = "info")]
+    pub log_filter: String,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Serve the app (what happens with no command).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Where the database comes from.
+#[derive(Debug, Clone)]
+pub enum DatabaseConfig {
+    /// `DATABASE_URL` was given.
+    External(Box<PgConnectOptions>),
+    /// Switchboard runs its own cluster in this directory.
+    Embedded {
+        dir: PathBuf,
+        bin_dir: Option<PathBuf>,
+    },
+}
+
+/// A setting with a value that cannot work, and what to do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(
+        "DATABASE_URL is not a valid PostgreSQL URL ({0}). Set it to postgres://USER:PASSWORD@HOST:5432/DATABASE, or unset it to use the embedded database."
+    )]
+    DatabaseUrl(String),
+    #[error("SWITCHBOARD_DATABASE_MAX_CONNECTIONS must be at least 1.")]
+    MaxConnections,
+    #[error(
+        "the built site is missing: {0} does not exist. Build it with `cargo leptos build --release` (scripts/run does), or set SWITCHBOARD_SITE_ROOT to the directory that holds pkg/."
+    )]
+    SiteRoot(String),
+    #[error("RUST_LOG is not a valid log filter ({0}). Try RUST_LOG=info.")]
+    LogFilter(String),
+}
+
+impl Config {
+    /// Reads `.env` (if present), the environment and the command line.
+    pub fn load() -> Self {
+        // A missing .env is normal; a malformed one is reported by clap's parse below as missing values.
+        let _ = dotenvy::dotenv();
+        Self::parse()
+    }
+
+    pub fn database(&self) -> Result<DatabaseConfig, ConfigError> {
+        if self.database_max_connections == 0 {
+            return Err(ConfigError::MaxConnections);
+        }
+        match self.database_url.as_deref().map(str::trim) {
+            Some(url)
+                if !url.is_empty()
+                    && !url.starts_with("postgres://")
+                    && !url.starts_with("postgresql://") =>
+            {
+                Err(ConfigError::DatabaseUrl(
+                    "it must start with postgres:// or postgresql://".into(),
+                ))
+            }
+            Some(url) if !url.is_empty() => PgConnectOptions::from_str(url)
+                .map(|options| DatabaseConfig::External(Box::new(options)))
+                .map_err(|e| ConfigError::DatabaseUrl(e.to_string())),
+            _ => Ok(DatabaseConfig::Embedded {
+                dir: self.data_dir.join("postgres"),
+                bin_dir: self.postgres_bin_dir.clone(),
+            }),
+        }
+    }
+
+    /// Checks the settings that `serve` needs beyond the database.
+    pub fn validate_serve(&self) -> Result<(), ConfigError> {
+        let css = self
+            .site_root
+            .join("pkg")
+            .join(format!("{}.css", app::SITE_NAME));
+        if !css.is_file() {
+            return Err(ConfigError::SiteRoot(display(&css)));
+        }
+        Ok(())
+    }
+}
+
+fn display(path: &Path) -> String {
+    path.display().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Config {
+        Config::try_parse_from(std::iter::once("switchboard").chain(args.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn defaults_serve_on_loopback_port_3000_with_the_embedded_database() {
+        let config = parse(&["--database-url", ""]);
+        assert_eq!(config.listen, "127.0.0.1:3000".parse().unwrap());
+        assert!(matches!(
+            config.database().unwrap(),
+            DatabaseConfig::Embedded { .. }
+        ));
+    }
+
+    #[test]
+    fn a_database_url_selects_an_external_database() {
+        let config = parse(&["--database-url", "postgres://u:p@db.example:5433/sb"]);
+        let DatabaseConfig::External(options) = config.database().unwrap() else {
+            panic!("expected an external database");
+        };
+        assert_eq!(options.get_host(), "db.example");
+        assert_eq!(options.get_port(), 5433);
+    }
+
+    #[test]
+    fn a_malformed_database_url_names_the_setting() {
+        let config = parse(&["--database-url", "mysql://nope"]);
+        let message = config.database().unwrap_err().to_string();
+        assert!(
+            message.starts_with("DATABASE_URL is not a valid PostgreSQL URL"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_missing_site_names_the_setting_and_the_fix() {
+        let config = parse(&["--site-root", "/nonexistent/site"]);
+        let message = config.validate_serve().unwrap_err().to_string();
+        assert!(message.contains("SWITCHBOARD_SITE_ROOT"), "{message}");
+        assert!(message.contains("cargo leptos build"), "{message}");
+    }
+}

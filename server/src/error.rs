@@ -1,0 +1,36 @@
+//! Why the server could not start, each with what to do about it.
+
+use std::net::SocketAddr;
+
+use crate::config::ConfigError;
+use crate::embedded_pg::EmbeddedPgError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    EmbeddedDatabase(#[from] EmbeddedPgError),
+    #[error(
+        "cannot connect to the PostgreSQL server given by DATABASE_URL ({target}): {cause}. Check DATABASE_URL (host, port, database, user and password), or unset it to use the embedded database."
+    )]
+    ExternalDatabase { target: String, cause: String },
+    #[error(
+        "cannot connect to the embedded database: {0}. Its log is postgres.log in SWITCHBOARD_DATA_DIR."
+    )]
+    EmbeddedConnect(String),
+    #[error(
+        "database migrations failed: {0}. Each migration runs in a transaction, so the database is as it was before the one that failed; fix the cause and start again."
+    )]
+    Migrate(String),
+    #[error(
+        "cannot listen on {addr}: {source}. Set SWITCHBOARD_LISTEN to a free address and port."
+    )]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the server stopped with an error: {0}")]
+    Serve(#[source] std::io::Error),
+}

@@ -1,0 +1,56 @@
+//! Health checks for load balancers and orchestrators.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use domain::Database;
+use http::StatusCode;
+use serde_json::{Value, json};
+
+/// How long `/readyz` waits for the database before it calls it unreachable.
+const READY_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// `GET /healthz`: the process is alive and serving. Touches nothing else, so a slow database
+/// never gets a healthy instance restarted.
+pub async fn healthz() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// `GET /readyz`: 200 when the database answers and every migration is applied, 503 otherwise,
+/// with the reason.
+pub async fn readyz(State(db): State<Database>) -> (StatusCode, Json<Value>) {
+    match tokio::time::timeout(READY_TIMEOUT, db.readiness()).await {
+        Ok(Ok(readiness)) if readiness.is_ready() => (
+            StatusCode::OK,
+            Json(json!({
+                "status": "ready",
+                "database": "ok",
+                "instance_id": readiness.instance_id,
+                "migrations": { "applied": readiness.migrations_applied, "expected": readiness.migrations_expected },
+            })),
+        ),
+        Ok(Ok(readiness)) => not_ready(
+            format!(
+                "{} of {} database migrations applied",
+                readiness.migrations_applied, readiness.migrations_expected
+            ),
+            json!({ "applied": readiness.migrations_applied, "expected": readiness.migrations_expected }),
+        ),
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "readiness check failed");
+            not_ready("database unreachable".into(), Value::Null)
+        }
+        Err(_) => not_ready(
+            format!("database did not answer within {READY_TIMEOUT:?}"),
+            Value::Null,
+        ),
+    }
+}
+
+fn not_ready(reason: String, migrations: Value) -> (StatusCode, Json<Value>) {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({ "status": "not ready", "reason": reason, "migrations": migrations })),
+    )
+}

@@ -1,0 +1,262 @@
+//! The `switchboard` server: configuration, start-up, the HTTP router and the embedded database.
+//! `main.rs` only calls [`run`]; tests drive [`router`] in-process.
+
+pub mod config;
+pub mod embedded_pg;
+pub mod error;
+pub mod health;
+pub mod telemetry;
+
+use std::time::Duration;
+
+use app::{App, shell};
+use axum::Router;
+use axum::body::Body;
+use axum::extract::FromRef;
+use axum::routing::get;
+use domain::Database;
+use http::{HeaderName, HeaderValue, Request, Response, StatusCode, header};
+use leptos::config::{Env, LeptosOptions};
+use leptos::prelude::provide_context;
+use leptos_axum::{LeptosRoutes, generate_route_list};
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tracing::Level;
+
+use crate::config::{Command, Config, DatabaseConfig};
+use crate::embedded_pg::EmbeddedPostgres;
+use crate::error::StartupError;
+
+/// Everything a request handler or server function may need.
+#[derive(Clone, FromRef)]
+pub struct AppState {
+    pub leptos_options: LeptosOptions,
+    pub db: Database,
+}
+
+impl AppState {
+    pub fn new(config: &Config, db: Database) -> Self {
+        Self {
+            leptos_options: leptos_options(config),
+            db,
+        }
+    }
+}
+
+/// Leptos's options from our configuration (plus the live-reload settings `cargo leptos watch` sets).
+pub fn leptos_options(config: &Config) -> LeptosOptions {
+    let env_var = |name: &str| std::env::var(name).ok();
+    LeptosOptions::builder()
+        .output_name(app::SITE_NAME)
+        .site_root(config.site_root.to_string_lossy().into_owned())
+        .site_pkg_dir("pkg")
+        .site_addr(config.listen)
+        .env(if env_var("LEPTOS_ENV").as_deref() == Some("DEV") {
+            Env::DEV
+        } else {
+            Env::PROD
+        })
+        .reload_port(
+            env_var("LEPTOS_RELOAD_PORT")
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(3001),
+        )
+        .build()
+}
+
+/// The whole HTTP application: health checks, the Leptos pages and server functions, static files.
+pub fn router(state: AppState) -> Router {
+    with_layers(routes(state))
+}
+
+/// The routes without the cross-cutting layers (tests add routes of their own in between).
+pub fn routes(state: AppState) -> Router {
+    let leptos_routes = generate_route_list(App);
+    let options = state.leptos_options.clone();
+    let context_state = state.clone();
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .leptos_routes_with_context(
+            &state,
+            leptos_routes,
+            move || provide_context(context_state.db.clone()),
+            move || shell(options.clone()),
+        )
+        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .with_state(state)
+}
+
+/// Request ids, a request span for the logs, and a styled 500 page for panics.
+pub fn with_layers(router: Router) -> Router {
+    let request_id = HeaderName::from_static("x-request-id");
+    router.layer(
+        ServiceBuilder::new()
+            .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+            .layer(
+                TraceLayer::new_for_http()
+                    .make_span_with(|request: &Request<Body>| {
+                        let id = request
+                            .headers()
+                            .get("x-request-id")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or_default();
+                        // The path only: query strings may one day carry secrets.
+                        tracing::info_span!("request", id, method = %request.method(), path = %request.uri().path())
+                    })
+                    .on_request(())
+                    .on_response(DefaultOnResponse::new().level(Level::INFO)),
+            )
+            .layer(PropagateRequestIdLayer::new(request_id))
+            .layer(CatchPanicLayer::custom(panic_page)),
+    )
+}
+
+fn panic_page(panic: Box<dyn std::any::Any + Send + 'static>) -> Response<Body> {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into());
+    tracing::error!(panic = %message, "a request handler panicked");
+    let html = app::error_document(
+        500,
+        "Something went wrong",
+        "Switchboard hit an unexpected error while handling this page. Try again in a moment; if it keeps happening, tell your administrator (the server log has the details).",
+    );
+    let mut response = Response::new(Body::from(html));
+    *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    response
+}
+
+/// The database, and the embedded cluster behind it when there is one.
+pub struct Databases {
+    pub db: Database,
+    pub embedded: Option<EmbeddedPostgres>,
+}
+
+impl Databases {
+    /// Connects (starting the embedded cluster first when no `DATABASE_URL` is set).
+    pub async fn open(config: &Config) -> Result<Self, StartupError> {
+        match config.database()? {
+            DatabaseConfig::External(options) => {
+                let target = format!(
+                    "{}:{}/{}",
+                    options.get_host(),
+                    options.get_port(),
+                    options.get_database().unwrap_or("")
+                );
+                let db = Database::connect(*options, config.database_max_connections)
+                    .await
+                    .map_err(|e| StartupError::ExternalDatabase {
+                        target,
+                        cause: root_cause(&e),
+                    })?;
+                Ok(Self { db, embedded: None })
+            }
+            DatabaseConfig::Embedded { dir, bin_dir } => {
+                let embedded = EmbeddedPostgres::start(&dir, bin_dir.as_deref()).await?;
+                let db =
+                    Database::connect(embedded.connect_options(), config.database_max_connections)
+                        .await
+                        .map_err(|e| StartupError::EmbeddedConnect(root_cause(&e)))?;
+                Ok(Self {
+                    db,
+                    embedded: Some(embedded),
+                })
+            }
+        }
+    }
+
+    pub async fn close(self) {
+        self.db.pool().close().await;
+        if let Some(embedded) = self.embedded {
+            embedded.stop().await;
+        }
+    }
+}
+
+/// The innermost cause of an error, which is the part that tells a person what went wrong.
+fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut current = error;
+    while let Some(next) = current.source() {
+        current = next;
+    }
+    current.to_string()
+}
+
+/// Runs the command the configuration asks for (serving, by default).
+pub async fn run(config: Config) -> Result<(), StartupError> {
+    let command = config.command.clone().unwrap_or(Command::Serve);
+    config.database()?;
+    if matches!(command, Command::Serve) {
+        config.validate_serve()?;
+    }
+    let databases = Databases::open(&config).await?;
+    let result = match command {
+        Command::Migrate => migrate(&databases.db).await,
+        Command::Serve => match migrate(&databases.db).await {
+            Ok(()) => serve(&config, databases.db.clone()).await,
+            Err(e) => Err(e),
+        },
+    };
+    databases.close().await;
+    result
+}
+
+async fn migrate(db: &Database) -> Result<(), StartupError> {
+    db.migrate()
+        .await
+        .map_err(|e| StartupError::Migrate(root_cause(&e)))?;
+    tracing::info!("database migrations are up to date");
+    Ok(())
+}
+
+async fn serve(config: &Config, db: Database) -> Result<(), StartupError> {
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| StartupError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    let app = router(AppState::new(config, db));
+    tracing::info!("Switchboard is serving on http://{}", config.listen);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(StartupError::Serve)?;
+    tracing::info!("Switchboard stopped");
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM; open connections then get a few seconds to finish.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down");
+    // Long-lived streams would otherwise hold the shutdown open forever.
+    tokio::spawn(async {
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        tracing::warn!("connections still open after 10 s; exiting anyway");
+        std::process::exit(0);
+    });
+}
