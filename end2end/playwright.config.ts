@@ -12,6 +12,7 @@ const dataDir = mkdtempSync(join(tmpdir(), "switchboard-e2e-"));
 
 export default defineConfig({
   testDir: "./tests",
+  outputDir: "./test-results",
   timeout: 30_000,
   expect: { timeout: 10_000 },
   fullyParallel: true,

@@ -83,6 +83,7 @@ test("with no choice the theme follows the system", async ({ page }) => {
 test("an unknown address shows a styled 404 inside the shell", async ({ page }) => {
   const response = await page.goto("/no/such/page");
   expect(response?.status()).toBe(404);
+  await expect(page).toHaveTitle("Page not found · Switchboard");
   await expect(page.getByRole("heading", { name: "Page not found" })).toBeVisible();
   await expect(page.getByTestId("sidebar")).toBeAttached();
   await page.getByRole("link", { name: "Back to Switchboard" }).click();

@@ -1,4 +1,5 @@
 use leptos::prelude::*;
+use leptos_meta::Title;
 
 use crate::components::error_page::ErrorPage;
 
@@ -10,6 +11,7 @@ pub fn NotFound() -> impl IntoView {
         response.set_status(http::StatusCode::NOT_FOUND);
     }
     view! {
+        <Title text="Page not found · Switchboard" />
         <ErrorPage
             status=404
             title="Page not found"
