@@ -188,6 +188,24 @@ mod tests {
     }
 
     #[test]
+    fn env_example_lists_every_setting() {
+        use clap::CommandFactory;
+        let example = include_str!("../../.env.example");
+        let missing: Vec<String> = Config::command()
+            .get_arguments()
+            .filter_map(|arg| arg.get_env())
+            .map(|env| env.to_string_lossy().into_owned())
+            .filter(|env| {
+                !example.lines().any(|line| {
+                    line.trim_start_matches("# ")
+                        .starts_with(&format!("{env}="))
+                })
+            })
+            .collect();
+        assert!(missing.is_empty(), ".env.example lacks {missing:?}");
+    }
+
+    #[test]
     fn a_missing_site_names_the_setting_and_the_fix() {
         let config = parse(&["--site-root", "/nonexistent/site"]);
         let message = config.validate_serve().unwrap_err().to_string();

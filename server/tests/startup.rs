@@ -89,6 +89,25 @@ fn an_unreachable_database_stops_start_up_naming_the_setting_and_the_cause() {
 }
 
 #[test]
+fn json_logs_are_one_object_per_line() {
+    let (_dir, site) = workspace();
+    let mut command = switchboard(&site);
+    command
+        .env("SWITCHBOARD_LOG_FORMAT", "json")
+        .env("DATABASE_URL", "mysql://nope");
+    let output = run_to_end(command);
+    assert!(!output.status.success());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout.lines().last().expect("the error is logged");
+    let record: serde_json::Value = serde_json::from_str(line).expect("a JSON object");
+    assert_eq!(record["level"], "ERROR");
+    assert!(
+        record["message"].as_str().unwrap().contains("DATABASE_URL"),
+        "{record}"
+    );
+}
+
+#[test]
 fn a_missing_site_stops_start_up_with_the_fix() {
     let (_dir, site) = workspace();
     let mut command = switchboard(&site);
