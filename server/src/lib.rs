@@ -89,9 +89,12 @@ pub fn routes(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// The header that carries a request's id, taken from a proxy or generated here.
+const REQUEST_ID: &str = "x-request-id";
+
 /// Request ids, a request span for the logs, and a styled 500 page for panics.
 pub fn with_layers(router: Router) -> Router {
-    let request_id = HeaderName::from_static("x-request-id");
+    let request_id = HeaderName::from_static(REQUEST_ID);
     router.layer(
         ServiceBuilder::new()
             .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
@@ -100,7 +103,7 @@ pub fn with_layers(router: Router) -> Router {
                     .make_span_with(|request: &Request<Body>| {
                         let id = request
                             .headers()
-                            .get("x-request-id")
+                            .get(REQUEST_ID)
                             .and_then(|v| v.to_str().ok())
                             .unwrap_or_default();
                         // The path only: query strings may one day carry secrets.
@@ -143,8 +146,11 @@ pub struct Databases {
 
 impl Databases {
     /// Connects (starting the embedded cluster first when no `DATABASE_URL` is set).
-    pub async fn open(config: &Config) -> Result<Self, StartupError> {
-        match config.database()? {
+    pub async fn open(
+        database: DatabaseConfig,
+        max_connections: u32,
+    ) -> Result<Self, StartupError> {
+        match database {
             DatabaseConfig::External(options) => {
                 let target = format!(
                     "{}:{}/{}",
@@ -152,7 +158,7 @@ impl Databases {
                     options.get_port(),
                     options.get_database().unwrap_or("")
                 );
-                let db = Database::connect(*options, config.database_max_connections)
+                let db = Database::connect(*options, max_connections)
                     .await
                     .map_err(|e| StartupError::ExternalDatabase {
                         target,
@@ -162,10 +168,9 @@ impl Databases {
             }
             DatabaseConfig::Embedded { dir, bin_dir } => {
                 let embedded = EmbeddedPostgres::start(&dir, bin_dir.as_deref()).await?;
-                let db =
-                    Database::connect(embedded.connect_options(), config.database_max_connections)
-                        .await
-                        .map_err(|e| StartupError::EmbeddedConnect(root_cause(&e)))?;
+                let db = Database::connect(embedded.connect_options(), max_connections)
+                    .await
+                    .map_err(|e| StartupError::EmbeddedConnect(root_cause(&e)))?;
                 Ok(Self {
                     db,
                     embedded: Some(embedded),
@@ -194,18 +199,19 @@ fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
 /// Runs the command the configuration asks for (serving, by default).
 pub async fn run(config: Config) -> Result<(), StartupError> {
     let command = config.command.clone().unwrap_or(Command::Serve);
-    config.database()?;
+    let database = config.database()?;
     if matches!(command, Command::Serve) {
         config.validate_serve()?;
     }
-    let databases = Databases::open(&config).await?;
-    let result = match command {
-        Command::Migrate => migrate(&databases.db).await,
-        Command::Serve => match migrate(&databases.db).await {
-            Ok(()) => serve(&config, databases.db.clone()).await,
-            Err(e) => Err(e),
-        },
-    };
+    let databases = Databases::open(database, config.database_max_connections).await?;
+    let result = async {
+        migrate(&databases.db).await?;
+        match command {
+            Command::Migrate => Ok(()),
+            Command::Serve => serve(&config, databases.db.clone()).await,
+        }
+    }
+    .await;
     databases.close().await;
     result
 }
