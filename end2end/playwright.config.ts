@@ -3,12 +3,39 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 
-// The release server, started fresh for the run on its own port. Its database is DATABASE_URL when
-// set (scripts/test sets it to a throwaway cluster), otherwise its own embedded cluster in a temp dir.
+// Two release servers, started fresh for the run: one in local mode (no sign-in) on E2E_PORT, and one
+// with single sign-on through a real OpenID provider (panva's oidc-provider, end2end/oidc) on the next
+// two ports. Their database is DATABASE_URL when set (scripts/test sets it to a throwaway cluster;
+// both instances share it, as several instances of one deployment do), otherwise each runs its own
+// embedded cluster in a temp dir.
 const root = resolve(__dirname, "..");
 const port = Number(process.env.E2E_PORT ?? 3100);
+const idpPort = port + 1;
+const ssoPort = port + 2;
 const bin = resolve(root, process.env.SWITCHBOARD_BIN ?? "target/release/switchboard");
-const dataDir = mkdtempSync(join(tmpdir(), "switchboard-e2e-"));
+const node = resolve(root, ".tools/node/bin/node");
+const idpClients = JSON.stringify([
+  {
+    client_id: "switchboard",
+    client_secret: "e2e-secret",
+    redirect_uris: [`http://127.0.0.1:${ssoPort}/auth/callback/idp`],
+    post_logout_redirect_uris: [`http://127.0.0.1:${ssoPort}/auth/signed-out`],
+  },
+]);
+
+const common = {
+  cwd: root,
+  timeout: 120_000,
+  reuseExistingServer: false,
+  stdout: "ignore" as const,
+  stderr: "pipe" as const,
+};
+const switchboardEnv = (listenPort: number) => ({
+  SWITCHBOARD_LISTEN: `127.0.0.1:${listenPort}`,
+  SWITCHBOARD_DATA_DIR: mkdtempSync(join(tmpdir(), "switchboard-e2e-")),
+  SWITCHBOARD_SITE_ROOT: resolve(root, "target/site"),
+  RUST_LOG: process.env.RUST_LOG ?? "warn",
+});
 
 export default defineConfig({
   testDir: "./tests",
@@ -39,19 +66,32 @@ export default defineConfig({
     { name: "desktop", use: { ...devices["Desktop Chrome"], channel: undefined } },
     { name: "phone", use: { ...devices["Pixel 7"], channel: undefined } },
   ],
-  webServer: {
-    command: `"${bin}"`,
-    cwd: root,
-    url: `http://127.0.0.1:${port}/readyz`,
-    timeout: 120_000,
-    reuseExistingServer: false,
-    stdout: "ignore",
-    stderr: "pipe",
-    env: {
-      SWITCHBOARD_LISTEN: `127.0.0.1:${port}`,
-      SWITCHBOARD_DATA_DIR: dataDir,
-      SWITCHBOARD_SITE_ROOT: resolve(root, "target/site"),
-      RUST_LOG: process.env.RUST_LOG ?? "warn",
+  webServer: [
+    {
+      ...common,
+      command: `"${bin}"`,
+      url: `http://127.0.0.1:${port}/readyz`,
+      env: switchboardEnv(port),
     },
-  },
+    {
+      ...common,
+      command: `"${node}" end2end/oidc/provider.mjs --port ${idpPort} --clients '${idpClients}'`,
+      url: `http://127.0.0.1:${idpPort}/.well-known/openid-configuration`,
+    },
+    {
+      ...common,
+      command: `"${bin}"`,
+      url: `http://127.0.0.1:${ssoPort}/readyz`,
+      env: {
+        ...switchboardEnv(ssoPort),
+        SWITCHBOARD_PUBLIC_URL: `http://127.0.0.1:${ssoPort}`,
+        SWITCHBOARD_AUTH_PROVIDERS: "idp",
+        SWITCHBOARD_AUTH_IDP_NAME: "Test IdP",
+        SWITCHBOARD_AUTH_IDP_ISSUER: `http://127.0.0.1:${idpPort}`,
+        SWITCHBOARD_AUTH_IDP_CLIENT_ID: "switchboard",
+        SWITCHBOARD_AUTH_IDP_CLIENT_SECRET: "e2e-secret",
+        SWITCHBOARD_ADMIN_EMAILS: "alice@example.com",
+      },
+    },
+  ],
 });

@@ -2,17 +2,19 @@
 //! (feature `hydrate`). Never build it with both. It holds no SQL: data comes from server functions
 //! that call the `domain` crate.
 
+pub mod auth;
 pub mod components;
+pub mod error;
 pub mod pages;
 pub mod theme;
 
 use leptos::prelude::*;
 use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
-use leptos_router::StaticSegment;
-use leptos_router::components::{Route, Router, Routes};
+use leptos_router::components::{Outlet, ParentRoute, Route, Router, Routes};
+use leptos_router::path;
 
 use components::layout::Layout;
-use pages::{home::HomePage, not_found::NotFound};
+use pages::{home::HomePage, login::LoginPage, not_found::NotFound, settings::SettingsPage};
 
 /// The name cargo-leptos gives the site's CSS, JS and wasm files (`[[workspace.metadata.leptos]] name`).
 pub const SITE_NAME: &str = "switchboard";
@@ -57,11 +59,13 @@ pub fn App() -> impl IntoView {
         <Stylesheet id="leptos" href=format!("/pkg/{SITE_NAME}.css") />
         <Title text="Switchboard" />
         <Router>
-            <Layout>
-                <Routes fallback=NotFound>
-                    <Route path=StaticSegment("") view=HomePage />
-                </Routes>
-            </Layout>
+            <Routes fallback=|| view! { <Layout><NotFound /></Layout> }>
+                <Route path=path!("/login") view=LoginPage />
+                <ParentRoute path=path!("") view=|| view! { <Layout><Outlet /></Layout> }>
+                    <Route path=path!("") view=HomePage />
+                    <Route path=path!("/settings") view=SettingsPage />
+                </ParentRoute>
+            </Routes>
         </Router>
     }
 }

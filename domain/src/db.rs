@@ -3,24 +3,15 @@
 use std::time::Duration;
 
 use serde::Serialize;
-use sqlx::migrate::{MigrateError, Migrator};
+use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection};
 use uuid::Uuid;
 
+use crate::Error;
+
 /// The migrations in `migrations/`, embedded in the binary at compile time.
 pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
-
-/// Errors of the database layer.
-#[derive(Debug, thiserror::Error)]
-pub enum DbError {
-    #[error("cannot connect to PostgreSQL: {0}")]
-    Connect(#[source] sqlx::Error),
-    #[error("database migrations failed: {0}")]
-    Migrate(#[from] MigrateError),
-    #[error(transparent)]
-    Query(#[from] sqlx::Error),
-}
 
 /// A handle to the database, cheap to clone (it wraps the connection pool).
 #[derive(Clone, Debug)]
@@ -47,17 +38,17 @@ impl Readiness {
 
 impl Database {
     /// Connects with a pool of at most `max_connections`, failing fast if the server cannot be reached.
-    pub async fn connect(options: PgConnectOptions, max_connections: u32) -> Result<Self, DbError> {
+    pub async fn connect(options: PgConnectOptions, max_connections: u32) -> Result<Self, Error> {
         // One plain connection first: a pool only reports "timed out" when the server refuses, and
         // a person needs the real cause (refused, unknown host, bad password, no such database).
-        let probe = options.connect().await.map_err(DbError::Connect)?;
+        let probe = options.connect().await.map_err(Error::Connect)?;
         let _ = probe.close().await;
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options)
             .await
-            .map_err(DbError::Connect)?;
+            .map_err(Error::Connect)?;
         Ok(Self { pool })
     }
 
@@ -72,13 +63,13 @@ impl Database {
 
     /// Applies every pending migration. Safe to run from several instances at once: sqlx takes an
     /// advisory lock for the duration.
-    pub async fn migrate(&self) -> Result<(), DbError> {
+    pub async fn migrate(&self) -> Result<(), Error> {
         MIGRATOR.run(&self.pool).await?;
         Ok(())
     }
 
     /// Whether the database answers and every migration this binary knows of has been applied.
-    pub async fn readiness(&self) -> Result<Readiness, DbError> {
+    pub async fn readiness(&self) -> Result<Readiness, Error> {
         let applied: Vec<i64> = sqlx::query_scalar!(
             "SELECT version FROM _sqlx_migrations WHERE success ORDER BY version"
         )

@@ -1,10 +1,15 @@
 //! Switchboard's domain: everything that is neither HTML nor HTTP.
 //!
 //! The UI crate (`app`) renders; the `server` crate wires HTTP, configuration and start-up; this
-//! crate owns the data and the rules. Today that is the database (connection, migrations,
-//! readiness); the agent graph, the LLM client and the MCP connections will live here too, so that
-//! each can be tested without a browser or a web server.
+//! crate owns the data and the rules: the database (connection, migrations, readiness), the people
+//! who sign in and their API tokens. The agent graph, the LLM client and the MCP connections will
+//! live here too, so that each can be tested without a browser or a web server.
 
 pub mod db;
+pub mod error;
+pub mod sessions;
+pub mod tokens;
+pub mod users;
 
-pub use db::{Database, DbError, Readiness};
+pub use db::{Database, Readiness};
+pub use error::{Error, Result};

@@ -97,3 +97,17 @@ test("health and readiness endpoints answer", async ({ request }) => {
   expect(ready.status()).toBe(200);
   expect((await ready.json()).status).toBe("ready");
 });
+
+test("in local mode everyone is the local admin, with nothing to sign out of", async ({ page }) => {
+  await page.goto("/login");
+  await expect(page).toHaveURL(/\/$/);
+  await waitForHydration(page);
+  await page.getByTestId("user-menu").click();
+  await expect(page.getByTestId("user-name")).toHaveText("Local user");
+  await expect(page.getByTestId("user-menu-panel")).toContainText("Admin");
+  await expect(page.getByTestId("user-menu-panel")).toContainText("Local mode");
+  await expect(page.getByTestId("sign-out")).toHaveCount(0);
+  await page.getByTestId("settings-link").click();
+  await expect(page).toHaveURL(/\/settings$/);
+  await expect(page.getByRole("heading", { name: "API tokens" })).toBeVisible();
+});

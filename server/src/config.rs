@@ -45,6 +45,38 @@ pub struct Config {
     #[arg(long, env = "SWITCHBOARD_SITE_ROOT", default_value = "target/site")]
     pub site_root: PathBuf,
 
+    /// The address people use to reach Switchboard (https://chat.example.com). Identity providers
+    /// send people back to it, and cookies are marked Secure when it is https. Defaults to
+    /// http://localhost:<port> when listening on loopback.
+    #[arg(long, env = "SWITCHBOARD_PUBLIC_URL")]
+    pub public_url: Option<String>,
+
+    /// Sign-in providers by id, comma-separated, in the order of their buttons (each one is set up
+    /// with SWITCHBOARD_AUTH_<ID>_* variables). None: local mode, one local admin, loopback only.
+    #[arg(long, env = "SWITCHBOARD_AUTH_PROVIDERS")]
+    pub auth_providers: Option<String>,
+
+    /// E-mail addresses of admins, comma-separated (verified addresses only).
+    #[arg(long, env = "SWITCHBOARD_ADMIN_EMAILS")]
+    pub admin_emails: Option<String>,
+
+    /// Groups or roles whose members are admins, comma-separated (from SWITCHBOARD_GROUPS_CLAIM).
+    #[arg(long, env = "SWITCHBOARD_ADMIN_GROUPS")]
+    pub admin_groups: Option<String>,
+
+    /// The ID-token claim with a person's groups or roles; dots reach into objects
+    /// (`realm_access.roles` for Keycloak, `roles` for Entra app roles).
+    #[arg(long, env = "SWITCHBOARD_GROUPS_CLAIM", default_value = "groups")]
+    pub groups_claim: String,
+
+    /// A session ends after this long without a request (`30m`, `8h`, `7d`).
+    #[arg(long, env = "SWITCHBOARD_SESSION_IDLE_TIMEOUT", default_value = "7d")]
+    pub session_idle_timeout: humantime::Duration,
+
+    /// A session ends this long after sign-in, however active (`12h`, `30d`).
+    #[arg(long, env = "SWITCHBOARD_SESSION_MAX_AGE", default_value = "30d")]
+    pub session_max_age: humantime::Duration,
+
     /// Log format: `text` for people, `json` for log collectors.
     #[arg(long, env = "SWITCHBOARD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -98,6 +130,8 @@ pub enum ConfigError {
     SiteRoot(String),
     #[error("RUST_LOG is not a valid log filter ({0}). Try RUST_LOG=info.")]
     LogFilter(String),
+    #[error("{0}")]
+    Auth(String),
 }
 
 impl Config {

@@ -23,6 +23,8 @@ pub enum StartupError {
         "database migrations failed: {0}. Each migration runs in a transaction, so the database is as it was before the one that failed; fix the cause and start again."
     )]
     Migrate(String),
+    #[error("cannot prepare the local user in the database: {0}")]
+    LocalUser(String),
     #[error(
         "cannot listen on {addr}: {source}. Set SWITCHBOARD_LISTEN to a free address and port."
     )]

@@ -1,6 +1,7 @@
 //! The `switchboard` server: configuration, start-up, the HTTP router and the embedded database.
 //! `main.rs` only calls [`run`]; tests drive [`router`] in-process.
 
+pub mod auth;
 pub mod config;
 pub mod embedded_pg;
 pub mod error;
@@ -25,6 +26,8 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
+use crate::auth::Auth;
+use crate::auth::settings::AuthSettings;
 use crate::config::{Command, Config, DatabaseConfig};
 use crate::embedded_pg::EmbeddedPostgres;
 use crate::error::StartupError;
@@ -34,13 +37,39 @@ use crate::error::StartupError;
 pub struct AppState {
     pub leptos_options: LeptosOptions,
     pub db: Database,
+    pub auth: Auth,
 }
 
 impl AppState {
-    pub fn new(config: &Config, db: Database) -> Self {
-        Self {
+    /// Everything the server needs; in local mode this creates the local user.
+    pub async fn new(
+        config: &Config,
+        auth: AuthSettings,
+        db: Database,
+    ) -> Result<Self, StartupError> {
+        let auth = Auth::new(auth, &db)
+            .await
+            .map_err(|e| StartupError::LocalUser(root_cause(&e)))?;
+        Ok(Self {
             leptos_options: leptos_options(config),
             db,
+            auth,
+        })
+    }
+
+    /// What the UI shows on the login page (public: no secrets).
+    fn login_options(&self) -> app::auth::LoginOptions {
+        app::auth::LoginOptions {
+            providers: self
+                .auth
+                .settings()
+                .providers
+                .iter()
+                .map(|p| app::auth::ProviderButton {
+                    id: p.id.clone(),
+                    label: p.label.clone(),
+                })
+                .collect(),
         }
     }
 }
@@ -66,26 +95,39 @@ pub fn leptos_options(config: &Config) -> LeptosOptions {
         .build()
 }
 
-/// The whole HTTP application: health checks, the Leptos pages and server functions, static files.
+/// The whole HTTP application: health checks, sign-in, the Leptos pages and server functions,
+/// static files.
 pub fn router(state: AppState) -> Router {
     with_layers(routes(state))
 }
 
-/// The routes without the cross-cutting layers (tests add routes of their own in between).
+/// The routes behind the sign-in gate, without the cross-cutting layers (tests add routes of their
+/// own in between).
 pub fn routes(state: AppState) -> Router {
     let leptos_routes = generate_route_list(App);
     let options = state.leptos_options.clone();
     let context_state = state.clone();
+    let login_options = state.login_options();
+    let session_layer = state.auth.session_layer(&state.db);
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .merge(auth::routes::routes())
         .leptos_routes_with_context(
             &state,
             leptos_routes,
-            move || provide_context(context_state.db.clone()),
+            move || {
+                provide_context(context_state.db.clone());
+                provide_context(login_options.clone());
+            },
             move || shell(options.clone()),
         )
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::middleware::authenticate,
+        ))
+        .layer(session_layer)
         .with_state(state)
 }
 
@@ -200,6 +242,7 @@ fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
 pub async fn run(config: Config) -> Result<(), StartupError> {
     let command = config.command.clone().unwrap_or(Command::Serve);
     let database = config.database()?;
+    let auth = AuthSettings::from_config(&config, &|name| std::env::var(name).ok())?;
     if matches!(command, Command::Serve) {
         config.validate_serve()?;
     }
@@ -208,7 +251,7 @@ pub async fn run(config: Config) -> Result<(), StartupError> {
         migrate(&databases.db).await?;
         match command {
             Command::Migrate => Ok(()),
-            Command::Serve => serve(&config, databases.db.clone()).await,
+            Command::Serve => serve(&config, auth, databases.db.clone()).await,
         }
     }
     .await;
@@ -224,19 +267,33 @@ async fn migrate(db: &Database) -> Result<(), StartupError> {
     Ok(())
 }
 
-async fn serve(config: &Config, db: Database) -> Result<(), StartupError> {
+async fn serve(config: &Config, auth: AuthSettings, db: Database) -> Result<(), StartupError> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| StartupError::Listen {
             addr: config.listen,
             source,
         })?;
-    let app = router(AppState::new(config, db));
-    tracing::info!("Switchboard is serving on http://{}", config.listen);
-    axum::serve(listener, app)
+    let mode = if auth.is_local() {
+        "local mode: no sign-in provider is configured, everyone here is the local admin".to_owned()
+    } else {
+        let ids: Vec<&str> = auth.providers.iter().map(|p| p.id.as_str()).collect();
+        format!("sign-in with {}", ids.join(", "))
+    };
+    let public_url = auth.public_url.clone();
+    let state = AppState::new(config, auth, db.clone()).await?;
+    let cleanup =
+        auth::session_store::PgSessionStore::new(db).spawn_cleanup(Duration::from_secs(600));
+    let app = router(state);
+    tracing::info!(
+        "Switchboard is serving on http://{} ({mode}); open {public_url}",
+        config.listen
+    );
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(StartupError::Serve)?;
+        .await;
+    cleanup.abort();
+    served.map_err(StartupError::Serve)?;
     tracing::info!("Switchboard stopped");
     Ok(())
 }

@@ -7,14 +7,19 @@ use clap::Parser;
 use domain::Database;
 use http::{Request, StatusCode};
 use http_body_util::BodyExt;
+use server::auth::settings::AuthSettings;
 use server::config::Config;
 use server::{AppState, router, routes, with_layers};
 use sqlx::PgPool;
 use tower::ServiceExt;
 
-fn state(pool: PgPool) -> AppState {
+/// The app in local mode (no provider: everyone is the local admin).
+async fn state(pool: PgPool) -> AppState {
     let config = Config::try_parse_from(["switchboard"]).unwrap();
-    AppState::new(&config, Database::from_pool(pool))
+    let auth = AuthSettings::from_config(&config, &|_| None).unwrap();
+    AppState::new(&config, auth, Database::from_pool(pool))
+        .await
+        .unwrap()
 }
 
 async fn get_path(
@@ -38,7 +43,7 @@ async fn get_path(
 
 #[sqlx::test(migrator = "domain::db::MIGRATOR")]
 async fn healthz_answers_without_touching_the_database(pool: PgPool) {
-    let state = state(pool.clone());
+    let state = state(pool.clone()).await;
     pool.close().await;
     let (status, _, body) = get_path(router(state), "/healthz", None).await;
     assert_eq!(status, StatusCode::OK);
@@ -47,7 +52,7 @@ async fn healthz_answers_without_touching_the_database(pool: PgPool) {
 
 #[sqlx::test(migrator = "domain::db::MIGRATOR")]
 async fn readyz_is_ready_on_a_migrated_database(pool: PgPool) {
-    let (status, _, body) = get_path(router(state(pool)), "/readyz", None).await;
+    let (status, _, body) = get_path(router(state(pool).await), "/readyz", None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let json: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(json["status"], "ready");
@@ -60,14 +65,27 @@ async fn readyz_is_ready_on_a_migrated_database(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn readyz_is_not_ready_before_migrations(pool: PgPool) {
-    let (status, _, body) = get_path(router(state(pool)), "/readyz", None).await;
+    // With a provider configured, building the app touches no table (there is no local user).
+    let config = Config::try_parse_from(["switchboard", "--auth-providers", "idp"]).unwrap();
+    let auth = AuthSettings::from_config(&config, &|name| match name {
+        "SWITCHBOARD_AUTH_IDP_ISSUER" => Some("https://id.example.com".to_owned()),
+        "SWITCHBOARD_AUTH_IDP_CLIENT_ID" | "SWITCHBOARD_AUTH_IDP_CLIENT_SECRET" => {
+            Some("x".to_owned())
+        }
+        _ => None,
+    })
+    .unwrap();
+    let state = AppState::new(&config, auth, Database::from_pool(pool))
+        .await
+        .unwrap();
+    let (status, _, body) = get_path(router(state), "/readyz", None).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert!(body.contains(r#""status":"not ready""#), "{body}");
 }
 
 #[sqlx::test(migrator = "domain::db::MIGRATOR")]
 async fn readyz_is_not_ready_when_the_database_is_gone(pool: PgPool) {
-    let state = state(pool.clone());
+    let state = state(pool.clone()).await;
     pool.close().await;
     let (status, _, body) = get_path(router(state), "/readyz", None).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
@@ -76,7 +94,7 @@ async fn readyz_is_not_ready_when_the_database_is_gone(pool: PgPool) {
 
 #[sqlx::test(migrator = "domain::db::MIGRATOR")]
 async fn the_home_page_is_server_rendered_with_the_shell(pool: PgPool) {
-    let (status, headers, html) = get_path(router(state(pool)), "/", None).await;
+    let (status, headers, html) = get_path(router(state(pool).await), "/", None).await;
     assert_eq!(status, StatusCode::OK);
     assert!(
         headers.get("x-request-id").is_some(),
@@ -85,6 +103,10 @@ async fn the_home_page_is_server_rendered_with_the_shell(pool: PgPool) {
     assert!(html.contains("data-testid=\"sidebar\""), "sidebar rendered");
     assert!(html.contains("New chat"));
     assert!(html.contains("What can I help with?"));
+    assert!(
+        html.contains("Local user"),
+        "local mode: signed in as the local user"
+    );
     assert!(html.contains("/pkg/switchboard.css"), "stylesheet linked");
     assert!(
         html.contains("/pkg/switchboard.js"),
@@ -98,7 +120,7 @@ async fn the_home_page_is_server_rendered_with_the_shell(pool: PgPool) {
 
 #[sqlx::test(migrator = "domain::db::MIGRATOR")]
 async fn a_chosen_theme_is_rendered_by_the_server(pool: PgPool) {
-    let (_, _, html) = get_path(router(state(pool)), "/", Some("other=1; theme=dark")).await;
+    let (_, _, html) = get_path(router(state(pool).await), "/", Some("other=1; theme=dark")).await;
     assert!(
         html.contains(r#"<html lang="en" class="dark">"#),
         "{}",
@@ -112,7 +134,7 @@ async fn a_chosen_theme_is_rendered_by_the_server(pool: PgPool) {
 
 #[sqlx::test(migrator = "domain::db::MIGRATOR")]
 async fn an_unknown_page_is_a_styled_404(pool: PgPool) {
-    let (status, _, html) = get_path(router(state(pool)), "/no/such/page", None).await;
+    let (status, _, html) = get_path(router(state(pool).await), "/no/such/page", None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(html.contains("Page not found"));
     assert!(
@@ -127,7 +149,7 @@ async fn boom() -> &'static str {
 
 #[sqlx::test(migrator = "domain::db::MIGRATOR")]
 async fn a_panicking_handler_gives_a_styled_500(pool: PgPool) {
-    let app = with_layers(routes(state(pool)).route("/boom", get(boom)));
+    let app = with_layers(routes(state(pool).await).route("/boom", get(boom)));
     let (status, headers, html) = get_path(app, "/boom", None).await;
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
     assert!(headers.get("x-request-id").is_some());
@@ -144,7 +166,7 @@ async fn a_panicking_handler_gives_a_styled_500(pool: PgPool) {
 
 #[sqlx::test(migrator = "domain::db::MIGRATOR")]
 async fn a_request_id_from_a_proxy_is_kept(pool: PgPool) {
-    let response = router(state(pool))
+    let response = router(state(pool).await)
         .oneshot(
             Request::get("/healthz")
                 .header("x-request-id", "abc-123")
@@ -154,4 +176,15 @@ async fn a_request_id_from_a_proxy_is_kept(pool: PgPool) {
         .await
         .unwrap();
     assert_eq!(response.headers()["x-request-id"], "abc-123");
+}
+
+#[sqlx::test(migrator = "domain::db::MIGRATOR")]
+async fn in_local_mode_the_login_page_leads_home(pool: PgPool) {
+    let app = router(state(pool).await);
+    let response = app
+        .oneshot(Request::get("/login").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert!(response.status().is_redirection());
+    assert_eq!(response.headers()["location"], "/");
 }

@@ -118,6 +118,21 @@ fn a_missing_site_stops_start_up_with_the_fix() {
     assert!(text.contains("SWITCHBOARD_SITE_ROOT"), "{text}");
 }
 
+#[test]
+fn local_mode_on_a_public_address_stops_start_up_with_the_fix() {
+    let (_dir, site) = workspace();
+    let mut command = switchboard(&site);
+    command.env("SWITCHBOARD_LISTEN", "0.0.0.0:0");
+    let output = run_to_end(command);
+    let text = output_text(&output);
+    assert!(!output.status.success());
+    assert!(text.contains("no sign-in provider is configured"), "{text}");
+    assert!(
+        text.contains("SWITCHBOARD_AUTH_PROVIDERS"),
+        "the fix is named: {text}"
+    );
+}
+
 struct Running {
     child: Child,
     port: u16,

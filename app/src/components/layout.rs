@@ -7,6 +7,7 @@ use leptos_router::hooks::use_location;
 
 use crate::components::icons;
 use crate::components::theme_toggle::ThemeToggle;
+use crate::components::user_menu::UserMenu;
 
 #[component]
 pub fn Layout(children: Children) -> impl IntoView {
@@ -107,6 +108,7 @@ fn Header(nav_open: RwSignal<bool>) -> impl IntoView {
             </div>
             <div class="flex items-center gap-1" data-testid="user-menu-slot">
                 <ThemeToggle />
+                <UserMenu />
             </div>
         </header>
     }

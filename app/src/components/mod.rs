@@ -4,3 +4,4 @@ pub mod error_page;
 pub mod icons;
 pub mod layout;
 pub mod theme_toggle;
+pub mod user_menu;

@@ -1,0 +1,221 @@
+use leptos::prelude::*;
+use leptos_meta::Title;
+
+use crate::auth::{CreateToken, RevokeToken, TokenView, list_tokens, me};
+
+/// Settings: the account, and personal API tokens.
+#[component]
+pub fn SettingsPage() -> impl IntoView {
+    view! {
+        <Title text="Settings · Switchboard" />
+        <div class="mx-auto max-w-3xl px-4 py-8 md:px-8">
+            <h1 class="text-2xl font-semibold tracking-tight">"Settings"</h1>
+            <AccountSection />
+            <ApiTokens />
+        </div>
+    }
+}
+
+#[component]
+fn AccountSection() -> impl IntoView {
+    let user = Resource::new_blocking(|| (), |_| me());
+    view! {
+        <section class="mt-8" aria-labelledby="account-heading">
+            <h2 id="account-heading" class="text-lg font-semibold">"Account"</h2>
+            <Suspense fallback=|| ()>
+                {move || Suspend::new(async move {
+                    user.await.ok().map(|me| view! {
+                        <dl class="mt-3 grid grid-cols-[8rem_1fr] gap-y-2 text-sm">
+                            <dt class="text-zinc-500 dark:text-zinc-400">"Name"</dt>
+                            <dd data-testid="account-name">{me.name.clone()}</dd>
+                            <dt class="text-zinc-500 dark:text-zinc-400">"E-mail"</dt>
+                            <dd>{me.email.clone().unwrap_or_else(|| "—".into())}</dd>
+                            <dt class="text-zinc-500 dark:text-zinc-400">"Role"</dt>
+                            <dd>{if me.is_admin { "Admin" } else { "Member" }}</dd>
+                        </dl>
+                        <p class="mt-3 text-xs text-zinc-500 dark:text-zinc-400">
+                            {if me.is_local {
+                                "Local mode: this instance has no sign-in provider, and you are its local admin."
+                            } else {
+                                "Your name, e-mail and picture come from your identity provider and are refreshed each time you sign in."
+                            }}
+                        </p>
+                    })
+                })}
+            </Suspense>
+        </section>
+    }
+}
+
+#[component]
+fn ApiTokens() -> impl IntoView {
+    let create = ServerAction::<CreateToken>::new();
+    let revoke = ServerAction::<RevokeToken>::new();
+    let tokens = Resource::new(
+        move || (create.version().get(), revoke.version().get()),
+        |_| list_tokens(),
+    );
+
+    view! {
+        <section class="mt-10" aria-labelledby="tokens-heading">
+            <h2 id="tokens-heading" class="text-lg font-semibold">"API tokens"</h2>
+            <p class="mt-1 text-sm text-zinc-600 dark:text-zinc-400">
+                "Scripts and other programs use a token to act as you: send it as "
+                <code class="rounded bg-zinc-100 px-1 dark:bg-zinc-800">"Authorization: Bearer <token>"</code>
+                " to any " <code class="rounded bg-zinc-100 px-1 dark:bg-zinc-800">"/api/"</code>
+                " endpoint. Treat it like a password."
+            </p>
+
+            <ActionForm action=create attr:class="mt-4 flex flex-col gap-2 sm:flex-row" attr:data-testid="create-token-form">
+                <label class="sr-only" for="token-name">"Token name"</label>
+                <input
+                    id="token-name"
+                    name="name"
+                    required
+                    maxlength="100"
+                    placeholder="What is it for? (e.g. nightly report script)"
+                    class="min-w-0 flex-1 rounded-lg border border-zinc-300 bg-white px-3 py-2 text-sm dark:border-zinc-700 dark:bg-zinc-900"
+                />
+                <button
+                    type="submit"
+                    data-testid="create-token"
+                    class="rounded-lg bg-zinc-900 px-4 py-2 text-sm font-medium text-white hover:bg-zinc-700 disabled:opacity-50 dark:bg-zinc-100 dark:text-zinc-900 dark:hover:bg-zinc-300"
+                    disabled=move || create.pending().get()
+                >
+                    "Create token"
+                </button>
+            </ActionForm>
+
+            {move || create.value().get().map(|result| match result {
+                Ok(new) => view! { <NewTokenNotice secret=new.secret name=new.token.name /> }.into_any(),
+                Err(e) => view! {
+                    <p role="alert" class="mt-3 text-sm text-red-700 dark:text-red-400">{e.to_string()}</p>
+                }.into_any(),
+            })}
+            {move || revoke.value().get().and_then(Result::err).map(|e| view! {
+                <p role="alert" class="mt-3 text-sm text-red-700 dark:text-red-400">{e.to_string()}</p>
+            })}
+
+            <Transition fallback=|| view! { <p class="mt-4 text-sm text-zinc-500">"Loading tokens…"</p> }>
+                {move || Suspend::new(async move {
+                    match tokens.await {
+                        Ok(list) if list.is_empty() => view! {
+                            <p class="mt-4 text-sm text-zinc-500 dark:text-zinc-400" data-testid="no-tokens">"You have no API tokens."</p>
+                        }.into_any(),
+                        Ok(list) => view! { <TokenList list revoke /> }.into_any(),
+                        Err(e) => view! {
+                            <p role="alert" class="mt-4 text-sm text-red-700 dark:text-red-400">{e.to_string()}</p>
+                        }.into_any(),
+                    }
+                })}
+            </Transition>
+        </section>
+    }
+}
+
+#[component]
+fn NewTokenNotice(secret: String, name: String) -> impl IntoView {
+    let copied = RwSignal::new(false);
+    let to_copy = secret.clone();
+    let copy = move |_| {
+        #[cfg(feature = "hydrate")]
+        {
+            let _ = window().navigator().clipboard().write_text(&to_copy);
+        }
+        #[cfg(not(feature = "hydrate"))]
+        let _ = &to_copy;
+        copied.set(true);
+    };
+    view! {
+        <div class="mt-4 rounded-lg border border-emerald-300 bg-emerald-50 p-4 dark:border-emerald-800 dark:bg-emerald-950" role="status">
+            <p class="text-sm font-medium text-emerald-900 dark:text-emerald-200">
+                {format!("Token “{name}” created. Copy it now: it will not be shown again.")}
+            </p>
+            <div class="mt-2 flex items-center gap-2">
+                <code data-testid="new-token" class="min-w-0 flex-1 break-all rounded bg-white px-2 py-1 font-mono text-xs dark:bg-zinc-900">
+                    {secret}
+                </code>
+                <button
+                    type="button"
+                    on:click=copy
+                    class="rounded-lg border border-emerald-300 px-3 py-1 text-xs font-medium hover:bg-emerald-100 dark:border-emerald-800 dark:hover:bg-emerald-900"
+                >
+                    {move || if copied.get() { "Copied" } else { "Copy" }}
+                </button>
+            </div>
+        </div>
+    }
+}
+
+#[component]
+fn TokenList(list: Vec<TokenView>, revoke: ServerAction<RevokeToken>) -> impl IntoView {
+    // The token whose "Revoke" was clicked once, waiting for the confirmation click.
+    let confirming = RwSignal::new(None::<String>);
+    view! {
+        <ul class="mt-4 divide-y divide-zinc-200 rounded-lg border border-zinc-200 dark:divide-zinc-800 dark:border-zinc-800" data-testid="token-list">
+            {list.into_iter().map(|token| {
+                let id = token.id.clone();
+                let id_confirm = token.id.clone();
+                let id_form = token.id.clone();
+                let is_confirming = move || confirming.get().as_deref() == Some(id_confirm.as_str());
+                view! {
+                    <li class="flex flex-wrap items-center gap-3 px-4 py-3" data-testid="token-row">
+                        <div class="min-w-0 flex-1">
+                            <p class="truncate text-sm font-medium">{token.name.clone()}</p>
+                            <p class="text-xs text-zinc-500 dark:text-zinc-400">
+                                <code>{format!("{}…", token.prefix)}</code>
+                                {format!(" · created {} · {}", token.created, token.last_used.map(|at| format!("last used {at}")).unwrap_or_else(|| "never used".into()))}
+                            </p>
+                        </div>
+                        <Show
+                            when=is_confirming
+                            fallback=move || {
+                                let id = id.clone();
+                                view! {
+                                    <button
+                                        type="button"
+                                        data-testid="revoke-token"
+                                        class="rounded-lg border border-zinc-300 px-3 py-1 text-xs font-medium hover:bg-zinc-100 dark:border-zinc-700 dark:hover:bg-zinc-800"
+                                        on:click=move |_| confirming.set(Some(id.clone()))
+                                    >
+                                        "Revoke"
+                                    </button>
+                                }
+                            }
+                        >
+                            <ConfirmRevoke id=id_form.clone() revoke confirming />
+                        </Show>
+                    </li>
+                }
+            }).collect_view()}
+        </ul>
+    }
+}
+
+#[component]
+fn ConfirmRevoke(
+    id: String,
+    revoke: ServerAction<RevokeToken>,
+    confirming: RwSignal<Option<String>>,
+) -> impl IntoView {
+    view! {
+        <span class="text-xs text-zinc-600 dark:text-zinc-300">"Programs using it will stop working."</span>
+        <ActionForm action=revoke>
+            <input type="hidden" name="id" value=id />
+            <button
+                type="submit"
+                data-testid="confirm-revoke"
+                class="rounded-lg bg-red-600 px-3 py-1 text-xs font-medium text-white hover:bg-red-500"
+            >
+                "Revoke"
+            </button>
+        </ActionForm>
+        <button
+            type="button"
+            class="rounded-lg px-3 py-1 text-xs hover:bg-zinc-100 dark:hover:bg-zinc-800"
+            on:click=move |_| confirming.set(None)
+        >
+            "Cancel"
+        </button>
+    }
+}

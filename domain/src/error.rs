@@ -1,0 +1,19 @@
+//! The domain's one error type.
+
+use sqlx::migrate::MigrateError;
+
+/// What can go wrong in the domain: the database, or a request that breaks a rule.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot connect to PostgreSQL: {0}")]
+    Connect(#[source] sqlx::Error),
+    #[error("database migrations failed: {0}")]
+    Migrate(#[from] MigrateError),
+    #[error(transparent)]
+    Query(#[from] sqlx::Error),
+    /// The input breaks a rule; the message says which, in words a person can act on.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

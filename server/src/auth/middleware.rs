@@ -1,0 +1,231 @@
+//! The gate every request passes: it finds out who is asking (API token, session, or the local
+//! user) and turns away whoever may not see what they asked for.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Redirect, Response};
+use domain::users::{self, User};
+use http::{Method, StatusCode, header};
+use serde_json::json;
+use tower_sessions::{Expiry, Session};
+use uuid::Uuid;
+
+use super::{SESSION_COOKIE, keys};
+use crate::AppState;
+
+/// Paths that need no signed-in user. Everything else does.
+fn is_public(path: &str) -> bool {
+    matches!(path, "/login" | "/api/auth/providers") || path.starts_with("/auth/")
+}
+
+/// Static files and health checks: answered without looking at the session at all.
+fn is_infrastructure(path: &str) -> bool {
+    path.starts_with("/pkg/") || matches!(path, "/favicon.svg" | "/healthz" | "/readyz")
+}
+
+fn is_api(path: &str) -> bool {
+    path.starts_with("/api/")
+}
+
+/// A JSON error for API clients: `{"error": code, "message": what to do}`.
+pub fn api_error(status: StatusCode, code: &str, message: &str) -> Response {
+    (status, Json(json!({ "error": code, "message": message }))).into_response()
+}
+
+pub async fn authenticate(
+    State(state): State<AppState>,
+    session: Session,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let path = request.uri().path().to_owned();
+    if is_infrastructure(&path) {
+        return next.run(request).await;
+    }
+
+    let authorization = request.headers().get(header::AUTHORIZATION).cloned();
+    let user = match identify(&state, &session, authorization).await {
+        Ok(user) => user,
+        Err(response) => return response,
+    };
+
+    match user {
+        Some(user) => {
+            if path == "/login" {
+                // Already signed in (or in local mode): go where the login page would have led.
+                return Redirect::to(&safe_next(query_param(&request, "next").as_deref()))
+                    .into_response();
+            }
+            request.extensions_mut().insert(user);
+            next.run(request).await
+        }
+        None if is_public(&path) => next.run(request).await,
+        None if is_api(&path) => api_error(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "Sign in first, or send a personal API token as `Authorization: Bearer <token>` (create one in Settings → API tokens).",
+        ),
+        None if request.method() == Method::GET || request.method() == Method::HEAD => {
+            let had_session = request
+                .headers()
+                .get_all(header::COOKIE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .any(|v| {
+                    v.split(';')
+                        .any(|c| c.trim().starts_with(&format!("{SESSION_COOKIE}=")))
+                });
+            let next_path = request
+                .uri()
+                .path_and_query()
+                .map(|pq| pq.as_str().to_owned())
+                .unwrap_or_else(|| "/".into());
+            let mut login = url::form_urlencoded::Serializer::new(String::new());
+            if next_path != "/" {
+                login.append_pair("next", &next_path);
+            }
+            if had_session {
+                login.append_pair("reason", "expired");
+            }
+            let query = login.finish();
+            let target = if query.is_empty() {
+                "/login".to_owned()
+            } else {
+                format!("/login?{query}")
+            };
+            Redirect::to(&target).into_response()
+        }
+        None => (StatusCode::UNAUTHORIZED, "Sign in first.").into_response(),
+    }
+}
+
+/// Who is asking: the owner of a valid API token, the signed-in user of the session, or the local
+/// user. An invalid token is an error of its own: a script should hear that its token is wrong,
+/// not get a login page.
+async fn identify(
+    state: &AppState,
+    session: &Session,
+    authorization: Option<http::HeaderValue>,
+) -> Result<Option<User>, Response> {
+    if let Some(value) = authorization {
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .map(str::trim);
+        let user = match token {
+            Some(token) => domain::tokens::authenticate(&state.db, token)
+                .await
+                .map_err(internal)?,
+            None => None,
+        };
+        return match user {
+            Some(user) => Ok(Some(user)),
+            None => Err(api_error(
+                StatusCode::UNAUTHORIZED,
+                "invalid_token",
+                "This API token is not valid: it may have been revoked or mistyped. Create a new one in Settings → API tokens.",
+            )),
+        };
+    }
+    if let Some(local) = state.auth.local_user() {
+        return Ok(Some(local.clone()));
+    }
+    session_user(state, session).await
+}
+
+async fn session_user(state: &AppState, session: &Session) -> Result<Option<User>, Response> {
+    let user_id: Option<Uuid> = session.get(keys::USER_ID).await.map_err(internal)?;
+    let Some(user_id) = user_id else {
+        return Ok(None);
+    };
+    let settings = state.auth.settings();
+    let signed_in_at: i64 = session
+        .get(keys::SIGNED_IN_AT)
+        .await
+        .map_err(internal)?
+        .unwrap_or(0);
+    let age = chrono::Utc::now().timestamp().saturating_sub(signed_in_at);
+    if age < 0 || age as u64 > settings.session_max_age.as_secs() {
+        session.flush().await.map_err(internal)?;
+        return Ok(None);
+    }
+    let Some(user) = users::find(&state.db, user_id).await.map_err(internal)? else {
+        session.flush().await.map_err(internal)?;
+        return Ok(None);
+    };
+    // Sliding idle expiry, written at most once a minute rather than on every request.
+    let idle = time::Duration::try_from(settings.session_idle).unwrap_or(time::Duration::days(7));
+    if session.expiry_age() < idle - time::Duration::minutes(1) {
+        session.set_expiry(Some(Expiry::OnInactivity(idle)));
+    }
+    Ok(Some(user))
+}
+
+fn internal(error: impl std::fmt::Display) -> Response {
+    tracing::error!("authentication failed: {error}");
+    api_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        "Switchboard cannot check who you are right now (its database is not answering). Try again in a moment.",
+    )
+}
+
+fn query_param(request: &Request<Body>, name: &str) -> Option<String> {
+    let query = request.uri().query()?;
+    url::form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// A place on this site to go after sign-in; anything else (another site, `//evil`, `/\evil`)
+/// becomes `/`.
+pub fn safe_next(next: Option<&str>) -> String {
+    match next {
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && !n.starts_with("/\\")
+                && !n.starts_with("/login")
+                && !n.starts_with("/auth/")
+                && !n.chars().any(|c| c.is_control()) =>
+        {
+            n.to_owned()
+        }
+        _ => "/".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_stays_on_this_site() {
+        assert_eq!(
+            safe_next(Some("/settings?tab=tokens")),
+            "/settings?tab=tokens"
+        );
+        assert_eq!(safe_next(Some("https://evil.example")), "/");
+        assert_eq!(safe_next(Some("//evil.example")), "/");
+        assert_eq!(safe_next(Some("/\\evil.example")), "/");
+        assert_eq!(safe_next(Some("/login?next=/x")), "/");
+        assert_eq!(safe_next(Some("/a\r\nLocation: x")), "/");
+        assert_eq!(safe_next(None), "/");
+    }
+
+    #[test]
+    fn only_the_login_flow_is_public() {
+        assert!(is_public("/login"));
+        assert!(is_public("/auth/callback/company"));
+        assert!(!is_public("/"));
+        assert!(!is_public("/settings"));
+        assert!(!is_public("/api/tokens/list"));
+        assert!(!is_public("/loginx"));
+    }
+}

@@ -1,0 +1,208 @@
+//! Helpers shared by the integration tests: the app on a real port, and a real OpenID provider
+//! (panva's `oidc-provider`, run by Node from the project's own npm packages).
+
+#![allow(
+    dead_code,
+    reason = "each test file uses a different part of this module"
+)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+use clap::Parser;
+use domain::Database;
+use server::auth::settings::AuthSettings;
+use server::config::Config;
+use server::{AppState, router};
+use sqlx::PgPool;
+
+/// The workspace root (where `node_modules/` and `.tools/` are).
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// The Node.js that scripts/setup installs, else the one on PATH.
+fn node() -> PathBuf {
+    let pinned = workspace_root().join(".tools/node/bin/node");
+    if pinned.exists() {
+        pinned
+    } else {
+        PathBuf::from("node")
+    }
+}
+
+/// A client registered at the test provider.
+pub struct Client<'a> {
+    pub id: &'a str,
+    pub secret: &'a str,
+    pub redirect_uri: String,
+    pub post_logout_redirect_uri: String,
+}
+
+/// The test OpenID provider: users `alice` (admin group) and `bob`, passwords `<name>-password`.
+pub struct Idp {
+    child: Child,
+    pub issuer: String,
+}
+
+impl Idp {
+    pub fn start(clients: &[Client<'_>], extra_args: &[&str]) -> Self {
+        let clients: Vec<serde_json::Value> = clients
+            .iter()
+            .map(|c| {
+                serde_json::json!({
+                    "client_id": c.id,
+                    "client_secret": c.secret,
+                    "redirect_uris": [c.redirect_uri],
+                    "post_logout_redirect_uris": [c.post_logout_redirect_uri],
+                })
+            })
+            .collect();
+        let script = workspace_root().join("end2end/oidc/provider.mjs");
+        let mut child = Command::new(node())
+            .arg(&script)
+            .args(["--port", "0", "--clients", &serde_json::to_string(&clients).unwrap()])
+            .args(extra_args)
+            .current_dir(workspace_root())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start the test OpenID provider with {:?} (run scripts/setup --test): {e}", node())
+            });
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let ready: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|_| {
+            panic!("the test OpenID provider did not start (is oidc-provider installed? run scripts/setup --test); it said: {line:?}")
+        });
+        Self {
+            child,
+            issuer: ready["issuer"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    /// Stops the provider, as if it went down.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Idp {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Switchboard serving on 127.0.0.1 on a port of its own, until dropped.
+pub struct TestApp {
+    pub base: String,
+    pub db: Database,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A free port on loopback, with its listener (kept, so nobody else takes it).
+pub async fn listener() -> (tokio::net::TcpListener, String) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    (listener, base)
+}
+
+/// Starts the app on `listener` with these command-line arguments and provider variables.
+pub async fn start_app(
+    pool: PgPool,
+    listener: tokio::net::TcpListener,
+    args: &[&str],
+    vars: &[(&str, String)],
+) -> TestApp {
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let config = Config::try_parse_from(
+        [
+            "switchboard",
+            "--database-url",
+            "",
+            "--listen",
+            &base["http://".len()..],
+        ]
+        .into_iter()
+        .chain(args.iter().copied()),
+    )
+    .unwrap();
+    let vars: HashMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
+    let settings = AuthSettings::from_config(&config, &|name| vars.get(name).cloned()).unwrap();
+    let db = Database::from_pool(pool);
+    let state = AppState::new(&config, settings, db.clone()).await.unwrap();
+    let app = router(state);
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    TestApp { base, db, task }
+}
+
+/// Local mode: no provider.
+pub async fn start_local_app(pool: PgPool) -> TestApp {
+    let (listener, _) = listener().await;
+    start_app(pool, listener, &[], &[]).await
+}
+
+/// A browser stand-in: keeps cookies, does not follow redirects (tests step through them).
+pub fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// The `Location` of a redirect, resolved against the request's URL.
+pub fn location(response: &reqwest::Response) -> String {
+    assert!(
+        response.status().is_redirection(),
+        "expected a redirect from {}, got {}",
+        response.url(),
+        response.status()
+    );
+    let raw = response.headers()["location"].to_str().unwrap();
+    response.url().join(raw).unwrap().to_string()
+}
+
+/// Calls a server function the way the browser and scripts do: a form-encoded POST.
+pub async fn call(
+    client: &reqwest::Client,
+    base: &str,
+    endpoint: &str,
+    bearer: Option<&str>,
+    form: &[(&str, &str)],
+) -> (reqwest::StatusCode, serde_json::Value) {
+    let mut request = client.post(format!("{base}/api/{endpoint}")).form(form);
+    if let Some(token) = bearer {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+    (status, json)
+}
+
+/// The body of a page, fetched with the browser's cookies.
+pub async fn page(browser: &reqwest::Client, url: &str) -> String {
+    browser.get(url).send().await.unwrap().text().await.unwrap()
+}
