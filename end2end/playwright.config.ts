@@ -13,7 +13,8 @@ const port = Number(process.env.E2E_PORT ?? 3100);
 const idpPort = port + 1;
 const ssoPort = port + 2;
 const bin = resolve(root, process.env.SWITCHBOARD_BIN ?? "target/release/switchboard");
-const node = resolve(root, ".tools/node/bin/node");
+// The Node.js running Playwright (scripts/test puts the pinned one first on PATH).
+const node = process.execPath;
 const idpClients = JSON.stringify([
   {
     client_id: "switchboard",

@@ -82,6 +82,7 @@ test("API tokens are created, shown once, used and revoked in Settings", async (
   await page.getByTestId("create-token").click();
   const secret = (await page.getByTestId("new-token").textContent())!.trim();
   expect(secret).toMatch(/^sb_/);
+  await expect(page.getByPlaceholder(/What is it for/)).toHaveValue("");
   const row = page.getByTestId("token-row").filter({ hasText: `e2e ${test.info().project.name}` });
   await expect(row).toBeVisible();
 

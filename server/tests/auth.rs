@@ -255,6 +255,14 @@ async fn the_session_id_changes_at_sign_in(pool: PgPool) {
         .await
         .unwrap();
     let before = session_cookie(&started).expect("a session holds the pending sign-in");
+    let set_cookie = started.headers()["set-cookie"].to_str().unwrap().to_owned();
+    for attribute in ["HttpOnly", "SameSite=Lax", "Path=/"] {
+        assert!(set_cookie.contains(attribute), "{set_cookie}");
+    }
+    assert!(
+        !set_cookie.contains("Secure"),
+        "plain http: a Secure cookie would never come back: {set_cookie}"
+    );
     let authorize = location(&started);
     let callback = at_provider(&browser, &authorize, "alice").await;
     let (_, response) = finish(&browser, &callback).await;
@@ -285,7 +293,7 @@ async fn assert_refused(app: &TestApp, browser: &reqwest::Client, landed: &str, 
     assert_eq!(sessions(app).await, 0, "no session is left");
     assert!(home(browser, app).await.is_err(), "not signed in");
     // The login page explains it.
-    let html = page(&browser, &landed).await;
+    let html = page(browser, landed).await;
     assert!(html.contains(r#"role="alert""#), "{html}");
 }
 

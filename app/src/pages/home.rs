@@ -15,7 +15,7 @@ pub fn HomePage() -> impl IntoView {
                 "Switchboard is your team's AI chat, with tools from MCP servers that run only with your approval."
             </p>
             <p class="mt-8 rounded-lg border border-dashed border-zinc-300 px-4 py-3 text-sm text-zinc-500 dark:border-zinc-700 dark:text-zinc-400">
-                "Chatting is not available in this version yet: sign-in, chats and tools come next."
+                "Chatting is not available in this version yet: chats and tools come next."
             </p>
         </section>
     }

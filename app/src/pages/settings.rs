@@ -55,6 +55,15 @@ fn ApiTokens() -> impl IntoView {
         move || (create.version().get(), revoke.version().get()),
         |_| list_tokens(),
     );
+    // Once a token is created, the name field is ready for the next one.
+    let name_input = NodeRef::<leptos::html::Input>::new();
+    Effect::new(move |_| {
+        if let Some(Ok(_)) = create.value().get()
+            && let Some(input) = name_input.get()
+        {
+            input.set_value("");
+        }
+    });
 
     view! {
         <section class="mt-10" aria-labelledby="tokens-heading">
@@ -69,6 +78,7 @@ fn ApiTokens() -> impl IntoView {
             <ActionForm action=create attr:class="mt-4 flex flex-col gap-2 sm:flex-row" attr:data-testid="create-token-form">
                 <label class="sr-only" for="token-name">"Token name"</label>
                 <input
+                    node_ref=name_input
                     id="token-name"
                     name="name"
                     required
