@@ -26,9 +26,16 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// The Node.js that scripts/setup installs, else the one on PATH.
+/// The Node.js that scripts/setup installs (see scripts/lib/env.sh), else the one on PATH.
 fn node() -> PathBuf {
-    let pinned = workspace_root().join(".tools/node/bin/node");
+    let arch = if cfg!(target_arch = "aarch64") {
+        "arm64"
+    } else {
+        "x64"
+    };
+    let pinned = workspace_root().join(format!(
+        ".tools/node/node_modules/node-linux-{arch}/bin/node"
+    ));
     if pinned.exists() {
         pinned
     } else {
