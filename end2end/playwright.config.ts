@@ -3,15 +3,17 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 
-// Two release servers, started fresh for the run: one in local mode (no sign-in) on E2E_PORT, and one
-// with single sign-on through a real OpenID provider (panva's oidc-provider, end2end/oidc) on the next
-// two ports. Their database is DATABASE_URL when set (scripts/test sets it to a throwaway cluster;
+// Two release servers, started fresh for the run: one in local mode (no sign-in) on E2E_PORT whose
+// model is the scripted OpenAI-compatible server (end2end/fake-llm, on E2E_PORT + 3), and one with
+// single sign-on through a real OpenID provider (panva's oidc-provider, end2end/oidc) and no model, on
+// the next two ports. Their database is DATABASE_URL when set (scripts/test sets it to a throwaway cluster;
 // both instances share it, as several instances of one deployment do), otherwise each runs its own
 // embedded cluster in a temp dir.
 const root = resolve(__dirname, "..");
 const port = Number(process.env.E2E_PORT ?? 3100);
 const idpPort = port + 1;
 const ssoPort = port + 2;
+const llmPort = port + 3;
 const bin = resolve(root, process.env.SWITCHBOARD_BIN ?? "target/release/switchboard");
 // The Node.js running Playwright (scripts/test puts the pinned one first on PATH).
 const node = process.execPath;
@@ -70,9 +72,20 @@ export default defineConfig({
   webServer: [
     {
       ...common,
+      command: `"${node}" end2end/fake-llm/server.mjs --port ${llmPort}`,
+      url: `http://127.0.0.1:${llmPort}/v1/models`,
+    },
+    {
+      ...common,
       command: `"${bin}"`,
       url: `http://127.0.0.1:${port}/readyz`,
-      env: switchboardEnv(port),
+      env: {
+        ...switchboardEnv(port),
+        SWITCHBOARD_LLM_PROVIDERS: "fake",
+        SWITCHBOARD_LLM_FAKE_BASE_URL: `http://127.0.0.1:${llmPort}/v1`,
+        SWITCHBOARD_LLM_FAKE_API_KEY: "test-key",
+        SWITCHBOARD_LLM_FAKE_MODELS: "scripted,other",
+      },
     },
     {
       ...common,

@@ -2,9 +2,15 @@
 //! (feature `hydrate`). Never build it with both. It holds no SQL: data comes from server functions
 //! that call the `domain` crate.
 
+// Leptos views are deeply nested types; the chat page needs more than the default 128.
+#![recursion_limit = "256"]
+
 pub mod auth;
+pub mod chats;
 pub mod components;
 pub mod error;
+pub mod live;
+pub mod markdown;
 pub mod pages;
 pub mod theme;
 
@@ -14,7 +20,9 @@ use leptos_router::components::{Outlet, ParentRoute, Route, Router, Routes};
 use leptos_router::path;
 
 use components::layout::Layout;
-use pages::{home::HomePage, login::LoginPage, not_found::NotFound, settings::SettingsPage};
+use pages::{
+    chat::ChatPage, home::HomePage, login::LoginPage, not_found::NotFound, settings::SettingsPage,
+};
 
 /// The name cargo-leptos gives the site's CSS, JS and wasm files (`[[workspace.metadata.leptos]] name`).
 pub const SITE_NAME: &str = "switchboard";
@@ -45,6 +53,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
+    provide_context(chats::ChatListVersion(RwSignal::new(0)));
 
     // Mark the page once hydration has finished: effects run only in the browser, after hydration.
     // End-to-end tests wait for this before they interact, and fail if it never comes.
@@ -63,6 +72,7 @@ pub fn App() -> impl IntoView {
                 <Route path=path!("/login") view=LoginPage />
                 <ParentRoute path=path!("") view=|| view! { <Layout><Outlet /></Layout> }>
                     <Route path=path!("") view=HomePage />
+                    <Route path=path!("/c/:id") view=ChatPage />
                     <Route path=path!("/settings") view=SettingsPage />
                 </ParentRoute>
             </Routes>

@@ -70,6 +70,8 @@ test("cancelling at the provider is explained on the login page", async ({ page 
   await page.getByTestId("user-menu").click();
   await expect(page.getByTestId("user-name")).toHaveText("Bob Brown");
   await expect(page.getByTestId("user-menu-panel")).toContainText("Member");
+  // This instance has no model: the composer says how to add one.
+  await expect(page.getByTestId("composer-blocked")).toContainText("SWITCHBOARD_LLM_PROVIDERS");
 });
 
 test("API tokens are created, shown once, used and revoked in Settings", async ({ page, request }) => {

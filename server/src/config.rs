@@ -77,6 +77,19 @@ pub struct Config {
     #[arg(long, env = "SWITCHBOARD_SESSION_MAX_AGE", default_value = "30d")]
     pub session_max_age: humantime::Duration,
 
+    /// LLM providers by id, comma-separated (each set up with SWITCHBOARD_LLM_<ID>_BASE_URL,
+    /// _API_KEY and _MODELS). None: the app runs, and the composer says how to add one.
+    #[arg(long, env = "SWITCHBOARD_LLM_PROVIDERS")]
+    pub llm_providers: Option<String>,
+
+    /// Short names for models, comma-separated: `fast=ollama/llama3.2,smart=openai/gpt-4o`.
+    #[arg(long, env = "SWITCHBOARD_LLM_ALIASES")]
+    pub llm_aliases: Option<String>,
+
+    /// The model a new chat uses (`<provider>/<model>` or an alias); the first model when unset.
+    #[arg(long, env = "SWITCHBOARD_LLM_DEFAULT_MODEL")]
+    pub llm_default_model: Option<String>,
+
     /// Log format: `text` for people, `json` for log collectors.
     #[arg(long, env = "SWITCHBOARD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -132,6 +145,8 @@ pub enum ConfigError {
     LogFilter(String),
     #[error("{0}")]
     Auth(String),
+    #[error("{0}")]
+    Llm(String),
 }
 
 impl Config {
@@ -177,6 +192,33 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// A comma- or space-separated setting, without empty items.
+pub fn list(value: Option<&str>) -> Vec<String> {
+    value
+        .unwrap_or_default()
+        .split([',', ' '])
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// For tests of settings read from the environment: a config from `args`, and `vars` as the
+/// environment.
+#[cfg(test)]
+pub fn parse_with_vars(
+    args: &[&str],
+    vars: &[(&str, &str)],
+) -> (Config, impl Fn(&str) -> Option<String>) {
+    let config =
+        Config::try_parse_from(std::iter::once("switchboard").chain(args.iter().copied())).unwrap();
+    let vars: std::collections::HashMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    (config, move |name: &str| vars.get(name).cloned())
 }
 
 fn display(path: &Path) -> String {

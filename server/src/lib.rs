@@ -1,13 +1,19 @@
 //! The `switchboard` server: configuration, start-up, the HTTP router and the embedded database.
 //! `main.rs` only calls [`run`]; tests drive [`router`] in-process.
 
+// Leptos views are deeply nested types; the chat page needs more than the default 128.
+#![recursion_limit = "256"]
+
 pub mod auth;
 pub mod config;
 pub mod embedded_pg;
 pub mod error;
+pub mod events;
 pub mod health;
+pub mod llm_settings;
 pub mod telemetry;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use app::{App, shell};
@@ -16,6 +22,8 @@ use axum::body::Body;
 use axum::extract::FromRef;
 use axum::routing::get;
 use domain::Database;
+use domain::llm::{Catalog, ClientOptions, LlmClient};
+use domain::runs::Runs;
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode, header};
 use leptos::config::{Env, LeptosOptions};
 use leptos::prelude::provide_context;
@@ -38,6 +46,8 @@ pub struct AppState {
     pub leptos_options: LeptosOptions,
     pub db: Database,
     pub auth: Auth,
+    /// The answers being written, and the models on offer.
+    pub runs: Runs,
 }
 
 impl AppState {
@@ -52,9 +62,20 @@ impl AppState {
             .map_err(|e| StartupError::LocalUser(root_cause(&e)))?;
         Ok(Self {
             leptos_options: leptos_options(config),
+            runs: Runs::new(
+                db.clone(),
+                LlmClient::new(ClientOptions::default()),
+                Arc::new(Catalog::default()),
+            ),
             db,
             auth,
         })
+    }
+
+    /// Offers these models, through this client.
+    pub fn with_models(mut self, models: Catalog, llm: LlmClient) -> Self {
+        self.runs = Runs::new(self.db.clone(), llm, Arc::new(models));
+        self
     }
 
     /// What the UI shows on the login page (public: no secrets).
@@ -113,11 +134,13 @@ pub fn routes(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .merge(auth::routes::routes())
+        .route("/api/chats/{id}/events", get(events::chat_events))
         .leptos_routes_with_context(
             &state,
             leptos_routes,
             move || {
                 provide_context(context_state.db.clone());
+                provide_context(context_state.runs.clone());
                 provide_context(login_options.clone());
             },
             move || shell(options.clone()),
@@ -242,7 +265,9 @@ fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
 pub async fn run(config: Config) -> Result<(), StartupError> {
     let command = config.command.clone().unwrap_or(Command::Serve);
     let database = config.database()?;
-    let auth = AuthSettings::from_config(&config, &|name| std::env::var(name).ok())?;
+    let env = |name: &str| std::env::var(name).ok();
+    let auth = AuthSettings::from_config(&config, &env)?;
+    let models = llm_settings::catalog(&config, &env)?;
     if matches!(command, Command::Serve) {
         config.validate_serve()?;
     }
@@ -251,7 +276,7 @@ pub async fn run(config: Config) -> Result<(), StartupError> {
         migrate(&databases.db).await?;
         match command {
             Command::Migrate => Ok(()),
-            Command::Serve => serve(&config, auth, databases.db.clone()).await,
+            Command::Serve => serve(&config, auth, models, databases.db.clone()).await,
         }
     }
     .await;
@@ -267,7 +292,12 @@ async fn migrate(db: &Database) -> Result<(), StartupError> {
     Ok(())
 }
 
-async fn serve(config: &Config, auth: AuthSettings, db: Database) -> Result<(), StartupError> {
+async fn serve(
+    config: &Config,
+    auth: AuthSettings,
+    models: Catalog,
+    db: Database,
+) -> Result<(), StartupError> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| StartupError::Listen {
@@ -281,7 +311,16 @@ async fn serve(config: &Config, auth: AuthSettings, db: Database) -> Result<(), 
         format!("sign-in with {}", ids.join(", "))
     };
     let public_url = auth.public_url.clone();
-    let state = AppState::new(config, auth, db.clone()).await?;
+    if models.is_empty() {
+        tracing::warn!(
+            "no LLM provider is configured (SWITCHBOARD_LLM_PROVIDERS): chats cannot be answered until one is"
+        );
+    } else {
+        tracing::info!(models = ?models.choices(), "models on offer");
+    }
+    let state = AppState::new(config, auth, db.clone())
+        .await?
+        .with_models(models, LlmClient::new(ClientOptions::default()));
     let cleanup =
         auth::session_store::PgSessionStore::new(db).spawn_cleanup(Duration::from_secs(600));
     let app = router(state);

@@ -3,26 +3,9 @@
 
 mod support;
 
-use domain::users::{self, Identity, Role, RoleDecision};
 use reqwest::StatusCode;
 use sqlx::PgPool;
-use support::{TestApp, call, start_local_app};
-
-async fn person(app: &TestApp, subject: &str, name: &str) -> (uuid::Uuid, String) {
-    let identity = Identity {
-        issuer: "https://id.example.com".into(),
-        subject: subject.into(),
-        name: name.into(),
-        ..Identity::default()
-    };
-    let user = users::sign_in(&app.db, &identity, RoleDecision::Fixed(Role::User))
-        .await
-        .unwrap();
-    let token = domain::tokens::create(&app.db, user.id, "script")
-        .await
-        .unwrap();
-    (user.id, token.secret)
-}
+use support::{call, person, start_local_app};
 
 #[sqlx::test(migrator = "domain::db::MIGRATOR")]
 async fn a_token_acts_as_its_owner_until_revoked(pool: PgPool) {

@@ -48,3 +48,27 @@ pub fn monitor() -> impl IntoView {
 pub fn chat() -> impl IntoView {
     icon("M21 12a8 8 0 0 1-11.6 7.1L4 20l1-4.6A8 8 0 1 1 21 12z")
 }
+
+pub fn send() -> impl IntoView {
+    icon("M12 19V5M5 12l7-7 7 7")
+}
+
+pub fn stop() -> impl IntoView {
+    icon("M7 7h10v10H7z")
+}
+
+pub fn pencil() -> impl IntoView {
+    icon("M4 20h4L19 9l-4-4L4 16zM13.5 6.5l4 4")
+}
+
+pub fn trash() -> impl IntoView {
+    icon("M4 7h16M10 11v6M14 11v6M6 7l1 13h10l1-13M9 7V4h6v3")
+}
+
+pub fn refresh() -> impl IntoView {
+    icon("M20 11a8 8 0 1 0-2.3 5.7M20 4v7h-7")
+}
+
+pub fn search() -> impl IntoView {
+    icon("M11 18a7 7 0 1 1 0-14 7 7 0 0 1 0 14zM21 21l-5-5")
+}

@@ -5,6 +5,7 @@ use leptos::prelude::*;
 use leptos_router::components::A;
 use leptos_router::hooks::use_location;
 
+use crate::components::chat_list::ChatList;
 use crate::components::icons;
 use crate::components::theme_toggle::ThemeToggle;
 use crate::components::user_menu::UserMenu;
@@ -78,9 +79,7 @@ fn Sidebar(open: RwSignal<bool>) -> impl IntoView {
                     "New chat"
                 </A>
             </div>
-            <nav class="mt-4 min-h-0 flex-1 overflow-y-auto px-3" aria-label="Chat history">
-                <p class="px-3 py-2 text-sm text-zinc-500 dark:text-zinc-400">"No chats yet."</p>
-            </nav>
+            <ChatList />
             <div class="border-t border-zinc-200 px-4 py-3 text-xs text-zinc-500 dark:border-zinc-800 dark:text-zinc-400">
                 {concat!("Switchboard ", env!("CARGO_PKG_VERSION"))}
             </div>

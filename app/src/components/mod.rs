@@ -1,5 +1,7 @@
 //! Components shared by several pages.
 
+pub mod chat_list;
+pub mod composer;
 pub mod error_page;
 pub mod icons;
 pub mod layout;

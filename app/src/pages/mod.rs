@@ -1,5 +1,6 @@
 //! One routed page per file.
 
+pub mod chat;
 pub mod home;
 pub mod login;
 pub mod not_found;

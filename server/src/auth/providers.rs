@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use domain::error::chain;
 use domain::users::Identity;
 use openidconnect::core::{
     CoreAuthDisplay, CoreAuthPrompt, CoreAuthenticationFlow, CoreErrorResponseType,
@@ -499,18 +500,6 @@ fn github_token_error<RE: std::error::Error + 'static>(
         }
         RequestTokenError::Other(e) => SignInError::ProviderError(e),
     }
-}
-
-/// An error with its causes, on one line.
-fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut current = error.source();
-    while let Some(cause) = current {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        current = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use std::time::Duration;
 use domain::users::AdminRule;
 use url::Url;
 
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, list};
 
 /// Everything sign-in needs from configuration.
 #[derive(Clone, Debug)]
@@ -122,17 +122,6 @@ impl AuthSettings {
     pub fn provider(&self, id: &str) -> Option<&ProviderSettings> {
         self.providers.iter().find(|p| p.id == id)
     }
-}
-
-/// A comma- or space-separated list, without empty items.
-fn list(value: Option<&str>) -> Vec<String> {
-    value
-        .unwrap_or_default()
-        .split([',', ' '])
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect()
 }
 
 fn public_url(
@@ -298,21 +287,11 @@ fn provider(
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-
-    use clap::Parser;
-
     use super::*;
 
     fn settings(args: &[&str], vars: &[(&str, &str)]) -> Result<AuthSettings, ConfigError> {
-        let config =
-            Config::try_parse_from(std::iter::once("switchboard").chain(args.iter().copied()))
-                .unwrap();
-        let vars: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        AuthSettings::from_config(&config, &|name| vars.get(name).cloned())
+        let (config, env) = crate::config::parse_with_vars(args, vars);
+        AuthSettings::from_config(&config, &env)
     }
 
     #[test]

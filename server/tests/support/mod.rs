@@ -43,6 +43,133 @@ fn node() -> PathBuf {
     }
 }
 
+/// Starts a Node script of end2end/ that prints one JSON line when ready; returns the child and
+/// that line.
+fn start_script(script: &str, args: &[&str]) -> (Child, serde_json::Value) {
+    let mut child = Command::new(node())
+        .arg(workspace_root().join(script))
+        .args(args)
+        .current_dir(workspace_root())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot start {script} with {:?} (run scripts/setup --test): {e}",
+                node()
+            )
+        });
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let ready = serde_json::from_str(&line).unwrap_or_else(|_| {
+        panic!("{script} did not start (run scripts/setup --test); it said: {line:?}")
+    });
+    (child, ready)
+}
+
+/// The scripted OpenAI-compatible server (end2end/fake-llm/server.mjs); its API key is `test-key`.
+pub struct FakeLlm {
+    child: Child,
+    pub url: String,
+}
+
+impl FakeLlm {
+    pub fn start() -> Self {
+        let (child, ready) = start_script("end2end/fake-llm/server.mjs", &["--port", "0"]);
+        Self {
+            child,
+            url: ready["url"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    /// The settings that offer its model as `fake/scripted`.
+    pub fn settings(&self) -> (Vec<&'static str>, Vec<(&'static str, String)>) {
+        (
+            vec!["--llm-providers", "fake"],
+            vec![
+                ("SWITCHBOARD_LLM_FAKE_BASE_URL", self.url.clone()),
+                ("SWITCHBOARD_LLM_FAKE_API_KEY", "test-key".to_owned()),
+                ("SWITCHBOARD_LLM_FAKE_MODELS", "scripted".to_owned()),
+            ],
+        )
+    }
+}
+
+impl Drop for FakeLlm {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One server-sent event as a client sees it.
+#[derive(Debug, Clone)]
+pub struct SseEvent {
+    pub id: String,
+    pub event: String,
+    pub data: serde_json::Value,
+}
+
+/// Reads server-sent events from a streaming response.
+pub struct SseReader {
+    stream:
+        std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
+    buffer: String,
+}
+
+impl SseReader {
+    pub fn new(response: reqwest::Response) -> Self {
+        assert_eq!(
+            response.status(),
+            reqwest::StatusCode::OK,
+            "{}",
+            response.url()
+        );
+        Self {
+            stream: Box::pin(response.bytes_stream()),
+            buffer: String::new(),
+        }
+    }
+
+    /// The next event (comments skipped), waiting at most 10 s.
+    pub async fn next(&mut self) -> SseEvent {
+        use futures_util::StreamExt;
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let (mut id, mut event, mut data) = (String::new(), String::new(), String::new());
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("id:") {
+                        id = v.trim().to_owned();
+                    } else if let Some(v) = line.strip_prefix("event:") {
+                        event = v.trim().to_owned();
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data.push_str(v.trim_start());
+                    }
+                }
+                if data.is_empty() {
+                    continue;
+                }
+                return SseEvent {
+                    id,
+                    event,
+                    data: serde_json::from_str(&data).unwrap(),
+                };
+            }
+            let chunk =
+                tokio::time::timeout(std::time::Duration::from_secs(10), self.stream.next())
+                    .await
+                    .expect("an event within 10 s")
+                    .expect("the stream is open")
+                    .unwrap();
+            self.buffer.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+}
+
 /// A client registered at the test provider.
 pub struct Client<'a> {
     pub id: &'a str,
@@ -70,26 +197,10 @@ impl Idp {
                 })
             })
             .collect();
-        let script = workspace_root().join("end2end/oidc/provider.mjs");
-        let mut child = Command::new(node())
-            .arg(&script)
-            .args(["--port", "0", "--clients", &serde_json::to_string(&clients).unwrap()])
-            .args(extra_args)
-            .current_dir(workspace_root())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot start the test OpenID provider with {:?} (run scripts/setup --test): {e}", node())
-            });
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let ready: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|_| {
-            panic!("the test OpenID provider did not start (is oidc-provider installed? run scripts/setup --test); it said: {line:?}")
-        });
+        let clients = serde_json::to_string(&clients).unwrap();
+        let mut args = vec!["--port", "0", "--clients", clients.as_str()];
+        args.extend_from_slice(extra_args);
+        let (child, ready) = start_script("end2end/oidc/provider.mjs", &args);
         Self {
             child,
             issuer: ready["issuer"].as_str().unwrap().to_owned(),
@@ -154,8 +265,15 @@ pub async fn start_app(
         .map(|(k, v)| (k.to_string(), v.clone()))
         .collect();
     let settings = AuthSettings::from_config(&config, &|name| vars.get(name).cloned()).unwrap();
+    let models = server::llm_settings::catalog(&config, &|name| vars.get(name).cloned()).unwrap();
     let db = Database::from_pool(pool);
-    let state = AppState::new(&config, settings, db.clone()).await.unwrap();
+    let state = AppState::new(&config, settings, db.clone())
+        .await
+        .unwrap()
+        .with_models(
+            models,
+            domain::llm::LlmClient::new(domain::llm::ClientOptions::default()),
+        );
     let app = router(state);
     let task = tokio::spawn(async move {
         axum::serve(listener, app).await.unwrap();
@@ -212,4 +330,22 @@ pub async fn call(
 /// The body of a page, fetched with the browser's cookies.
 pub async fn page(browser: &reqwest::Client, url: &str) -> String {
     browser.get(url).send().await.unwrap().text().await.unwrap()
+}
+
+/// A person signed in at some provider, with a personal API token: (their id, the token).
+pub async fn person(app: &TestApp, subject: &str, name: &str) -> (uuid::Uuid, String) {
+    use domain::users::{self, Identity, Role, RoleDecision};
+    let identity = Identity {
+        issuer: "https://id.example.com".into(),
+        subject: subject.into(),
+        name: name.into(),
+        ..Identity::default()
+    };
+    let user = users::sign_in(&app.db, &identity, RoleDecision::Fixed(Role::User))
+        .await
+        .unwrap();
+    let token = domain::tokens::create(&app.db, user.id, "script")
+        .await
+        .unwrap();
+    (user.id, token.secret)
 }

@@ -1,0 +1,266 @@
+//! The chat server functions (`/api/chats/...`) and the types the chat pages show. The live answer
+//! arrives on the chat's event stream, `GET /api/chats/{id}/events` (served by the server crate).
+
+use leptos::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::error::AppError;
+
+/// A chat in the sidebar.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatSummary {
+    pub id: String,
+    pub title: String,
+    /// RFC 3339, UTC.
+    pub updated_at: String,
+    /// Where the sidebar lists it: `Today`, `Yesterday`, `Previous 7 days` or `Older` (by UTC day).
+    pub group: String,
+}
+
+/// A message as the chat page shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageView {
+    pub id: String,
+    pub position: i32,
+    /// `user` or `assistant`.
+    pub role: String,
+    pub content: String,
+    /// `complete`, `streaming`, `stopped`, `failed` or `interrupted`.
+    pub status: String,
+    pub error: Option<String>,
+}
+
+/// Everything the chat page needs at first render.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatData {
+    pub chat: ChatSummary,
+    /// The model chosen for this chat; None: the default.
+    pub model: Option<String>,
+    pub messages: Vec<MessageView>,
+    /// Whether an answer is being written right now.
+    pub live: bool,
+    pub models: Models,
+}
+
+/// The models on offer.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Models {
+    pub choices: Vec<String>,
+    /// What "default" stands for, or None when no model is configured.
+    pub default: Option<String>,
+}
+
+/// What sending a message started.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sent {
+    pub question: MessageView,
+    pub answer_id: String,
+    pub model: String,
+}
+
+/// Bumped whenever the chat list may have changed (a chat created, renamed, answered, deleted), so
+/// the sidebar fetches it again. Provided by the app for every page.
+#[derive(Clone, Copy)]
+pub struct ChatListVersion(pub RwSignal<u32>);
+
+impl ChatListVersion {
+    pub fn bump(self) {
+        self.0.update(|v| *v += 1);
+    }
+}
+
+/// `POST /api/chats/list` with optional `search`: the caller's chats, most recent first.
+#[server(endpoint = "chats/list")]
+pub async fn list_chats(search: Option<String>) -> Result<Vec<ChatSummary>, AppError> {
+    let user = crate::auth::ssr::current_user()?;
+    let chats = domain::chats::list(&crate::auth::ssr::db()?, user.id, search.as_deref()).await?;
+    Ok(chats.into_iter().map(ssr::summary).collect())
+}
+
+/// `POST /api/models/list`: the models on offer and what the default stands for.
+#[server(endpoint = "models/list")]
+pub async fn list_models() -> Result<Models, AppError> {
+    crate::auth::ssr::current_user()?;
+    Ok(ssr::models(&ssr::runs()?))
+}
+
+/// `POST /api/chats/create` with optional `model`: a new, empty chat.
+#[server(endpoint = "chats/create")]
+pub async fn create_chat(model: Option<String>) -> Result<ChatSummary, AppError> {
+    let user = crate::auth::ssr::current_user()?;
+    let runs = ssr::runs()?;
+    let model = ssr::checked_model(&runs, model)?;
+    let chat = domain::chats::create(&crate::auth::ssr::db()?, user.id, model.as_deref()).await?;
+    Ok(ssr::summary(chat))
+}
+
+/// `POST /api/chats/get` with `id`: the chat, its messages and the models on offer.
+#[server(endpoint = "chats/get")]
+pub async fn get_chat(id: String) -> Result<ChatData, AppError> {
+    let user = crate::auth::ssr::current_user()?;
+    let db = crate::auth::ssr::db()?;
+    let runs = ssr::runs()?;
+    let chat_id = ssr::chat_id(&id)?;
+    let chat = domain::chats::get(&db, user.id, chat_id)
+        .await?
+        .ok_or_else(ssr::no_chat)?;
+    let messages = domain::chats::messages(&db, user.id, chat_id)
+        .await?
+        .ok_or_else(ssr::no_chat)?;
+    Ok(ChatData {
+        model: chat.model.clone(),
+        chat: ssr::summary(chat),
+        messages: messages.into_iter().map(ssr::message).collect(),
+        live: runs.is_live(chat_id),
+        models: ssr::models(&runs),
+    })
+}
+
+/// `POST /api/chats/rename` with `id`, `title`.
+#[server(endpoint = "chats/rename")]
+pub async fn rename_chat(id: String, title: String) -> Result<(), AppError> {
+    let user = crate::auth::ssr::current_user()?;
+    let found = domain::chats::rename(
+        &crate::auth::ssr::db()?,
+        user.id,
+        ssr::chat_id(&id)?,
+        &title,
+    )
+    .await?;
+    found.then_some(()).ok_or_else(ssr::no_chat)
+}
+
+/// `POST /api/chats/model` with `id` and optional `model` (none: the default).
+#[server(endpoint = "chats/model")]
+pub async fn set_chat_model(id: String, model: Option<String>) -> Result<(), AppError> {
+    let user = crate::auth::ssr::current_user()?;
+    let model = ssr::checked_model(&ssr::runs()?, model)?;
+    let found = domain::chats::set_model(
+        &crate::auth::ssr::db()?,
+        user.id,
+        ssr::chat_id(&id)?,
+        model.as_deref(),
+    )
+    .await?;
+    found.then_some(()).ok_or_else(ssr::no_chat)
+}
+
+/// `POST /api/chats/delete` with `id`: deletes the chat and its messages (stopping its answer).
+#[server(endpoint = "chats/delete")]
+pub async fn delete_chat(id: String) -> Result<(), AppError> {
+    let user = crate::auth::ssr::current_user()?;
+    let chat_id = ssr::chat_id(&id)?;
+    let found = domain::chats::delete(&crate::auth::ssr::db()?, user.id, chat_id).await?;
+    if found {
+        ssr::runs()?.stop(chat_id);
+    }
+    found.then_some(()).ok_or_else(ssr::no_chat)
+}
+
+/// `POST /api/chats/send` with `id`, `text` and optional `from_position` (edit or regenerate from
+/// there): stores the message and starts the answer, which streams on the chat's events.
+#[server(endpoint = "chats/send")]
+pub async fn send_message(
+    id: String,
+    text: String,
+    from_position: Option<i32>,
+) -> Result<Sent, AppError> {
+    let user = crate::auth::ssr::current_user()?;
+    let started = ssr::runs()?
+        .start(user.id, ssr::chat_id(&id)?, &text, from_position)
+        .await?
+        .ok_or_else(ssr::no_chat)?;
+    Ok(Sent {
+        question: ssr::message(started.question),
+        answer_id: started.answer_id.to_string(),
+        model: started.model,
+    })
+}
+
+/// `POST /api/chats/stop` with `id`: stops the answer being written, keeping what it wrote.
+#[server(endpoint = "chats/stop")]
+pub async fn stop_answer(id: String) -> Result<bool, AppError> {
+    let user = crate::auth::ssr::current_user()?;
+    let chat_id = ssr::chat_id(&id)?;
+    domain::chats::get(&crate::auth::ssr::db()?, user.id, chat_id)
+        .await?
+        .ok_or_else(ssr::no_chat)?;
+    Ok(ssr::runs()?.stop(chat_id))
+}
+
+#[cfg(feature = "ssr")]
+pub mod ssr {
+    use domain::runs::Runs;
+    use leptos::prelude::use_context;
+    use uuid::Uuid;
+
+    use super::{ChatSummary, MessageView, Models};
+    use crate::error::AppError;
+
+    pub fn runs() -> Result<Runs, AppError> {
+        use_context::<Runs>().ok_or_else(|| {
+            tracing::error!("the runs are missing from the server function's context");
+            AppError::internal().respond()
+        })
+    }
+
+    pub fn no_chat() -> AppError {
+        AppError::not_found("There is no such chat: it may have been deleted.").respond()
+    }
+
+    pub fn chat_id(id: &str) -> Result<Uuid, AppError> {
+        id.trim().parse().map_err(|_| no_chat())
+    }
+
+    /// A model name the catalog offers, or None for the default.
+    pub fn checked_model(runs: &Runs, model: Option<String>) -> Result<Option<String>, AppError> {
+        match model.filter(|m| !m.trim().is_empty()) {
+            None => Ok(None),
+            Some(m) if runs.models().resolve(Some(&m)).is_some() => Ok(Some(m)),
+            Some(m) => Err(AppError::invalid(format!(
+                "The model '{m}' is not offered here. Choose one of: {}.",
+                runs.models().choices().join(", ")
+            ))
+            .respond()),
+        }
+    }
+
+    pub fn models(runs: &Runs) -> Models {
+        let catalog = runs.models();
+        Models {
+            choices: catalog.choices(),
+            default: catalog.resolve(None).map(|(p, m)| format!("{}/{m}", p.id)),
+        }
+    }
+
+    pub fn summary(chat: domain::chats::Chat) -> ChatSummary {
+        let days = (chrono::Utc::now().date_naive() - chat.updated_at.date_naive()).num_days();
+        let group = match days {
+            ..=0 => "Today",
+            1 => "Yesterday",
+            2..=7 => "Previous 7 days",
+            _ => "Older",
+        };
+        ChatSummary {
+            id: chat.id.to_string(),
+            title: chat.title,
+            updated_at: chat.updated_at.to_rfc3339(),
+            group: group.into(),
+        }
+    }
+
+    pub fn message(m: domain::chats::Message) -> MessageView {
+        MessageView {
+            id: m.id.to_string(),
+            position: m.position,
+            role: match m.role {
+                domain::chats::Role::User => "user",
+                domain::chats::Role::Assistant => "assistant",
+            }
+            .into(),
+            content: m.content,
+            status: m.status.as_str().into(),
+            error: m.error,
+        }
+    }
+}

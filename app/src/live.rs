@@ -1,0 +1,50 @@
+//! The browser's side of a chat's event stream (`GET /api/chats/{id}/events`): an `EventSource`,
+//! which reconnects by itself and sends `Last-Event-ID`, so missed events are replayed.
+
+use serde::Deserialize;
+
+/// The events the page acts on (the server's `domain::runs::EventKind`, as JSON).
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum LiveEvent {
+    RunStarted { answer_id: String },
+    Token { answer_id: String, text: String },
+    Snapshot { answer_id: String, text: String },
+    RunFinished { answer_id: String },
+}
+
+#[cfg(feature = "hydrate")]
+mod browser {
+    use leptos::prelude::*;
+    use send_wrapper::SendWrapper;
+    use wasm_bindgen::JsCast;
+    use wasm_bindgen::closure::Closure;
+    use web_sys::{EventSource, MessageEvent};
+
+    use super::LiveEvent;
+
+    /// Listens to the chat's events until the reactive owner (the page) is cleaned up.
+    pub fn subscribe(chat_id: &str, on_event: impl Fn(LiveEvent) + 'static) {
+        let Ok(source) = EventSource::new(&format!("/api/chats/{chat_id}/events")) else {
+            return;
+        };
+        let handler = Closure::<dyn FnMut(MessageEvent)>::new(move |message: MessageEvent| {
+            if let Some(data) = message.data().as_string()
+                && let Ok(event) = serde_json::from_str::<LiveEvent>(&data)
+            {
+                on_event(event);
+            }
+        });
+        for name in ["run_started", "token", "snapshot", "run_finished"] {
+            let _ = source.add_event_listener_with_callback(name, handler.as_ref().unchecked_ref());
+        }
+        let held = SendWrapper::new((source, handler));
+        on_cleanup(move || {
+            let (source, _handler) = held.take();
+            source.close();
+        });
+    }
+}
+
+#[cfg(feature = "hydrate")]
+pub use browser::subscribe;

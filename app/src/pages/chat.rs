@@ -1,0 +1,373 @@
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use leptos_meta::Title;
+use leptos_router::hooks::use_params_map;
+
+use crate::chats::{
+    ChatData, ChatListVersion, MessageView, get_chat, send_message, set_chat_model, stop_answer,
+};
+use crate::components::composer::Composer;
+use crate::components::error_page::ErrorPage;
+use crate::components::icons;
+use crate::markdown;
+
+/// The answer being written right now, as far as it has come.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct LiveAnswer {
+    answer_id: String,
+    text: String,
+}
+
+/// A chat: its messages, rendered on the server, then the live answer over the event stream.
+#[component]
+pub fn ChatPage() -> impl IntoView {
+    let params = use_params_map();
+    let chat_id = Memo::new(move |_| params.read().get("id").unwrap_or_default());
+    let reload = RwSignal::new(0u32);
+    let page = Resource::new_blocking(
+        move || (chat_id.get(), reload.get()),
+        |(id, _)| get_chat(id),
+    );
+    view! {
+        <Transition fallback=|| view! { <p class="p-8 text-sm text-zinc-500">"Loading the chat…"</p> }>
+            {move || Suspend::new(async move {
+                match page.await {
+                    Ok(data) => view! { <ChatView data reload /> }.into_any(),
+                    Err(e) => view! {
+                        <Title text="Chat not found · Switchboard" />
+                        <ErrorPage status=404 title="Chat not found" detail=e.to_string() />
+                    }.into_any(),
+                }
+            })}
+        </Transition>
+    }
+}
+
+#[component]
+fn ChatView(data: ChatData, reload: RwSignal<u32>) -> impl IntoView {
+    let chat_id = data.chat.id.clone();
+    let list_version = expect_context::<ChatListVersion>();
+    // The streaming answer in the database (a page loaded mid-answer) until the stream takes over.
+    let initial_live = data
+        .messages
+        .iter()
+        .find(|m| m.status == "streaming")
+        .filter(|_| data.live)
+        .map(|m| LiveAnswer {
+            answer_id: m.id.clone(),
+            text: m.content.clone(),
+        });
+    let live = RwSignal::new(initial_live);
+    let error = RwSignal::new(None::<String>);
+    let messages = RwSignal::new(data.messages.clone());
+
+    #[cfg(feature = "hydrate")]
+    {
+        use crate::live::LiveEvent;
+        crate::live::subscribe(&chat_id, move |event| match event {
+            LiveEvent::RunStarted { answer_id } => live.set(Some(LiveAnswer {
+                answer_id,
+                text: String::new(),
+            })),
+            LiveEvent::Token { answer_id, text } => live.update(|l| match l {
+                Some(l) if l.answer_id == answer_id => l.text.push_str(&text),
+                other => {
+                    *other = Some(LiveAnswer { answer_id, text });
+                }
+            }),
+            LiveEvent::Snapshot { answer_id, text } => {
+                live.set(Some(LiveAnswer { answer_id, text }))
+            }
+            LiveEvent::RunFinished { .. } => {
+                // The stored answer replaces the live one when the chat has been read again (the
+                // live copy stays until then, so nothing blinks).
+                reload.update(|r| *r += 1);
+                list_version.bump();
+            }
+        });
+        follow_the_stream(live, messages);
+    }
+
+    let is_live = Signal::derive(move || live.with(Option::is_some));
+    let blocked = Signal::derive({
+        let empty = data.models.choices.is_empty();
+        move || {
+            empty.then(|| {
+                "No model is configured yet, so nothing can answer. An administrator adds one with SWITCHBOARD_LLM_PROVIDERS (see the README's \"Models\" section).".to_owned()
+            })
+        }
+    });
+
+    let send = {
+        let chat_id = chat_id.clone();
+        move |text: String, from_position: Option<i32>| {
+            let chat_id = chat_id.clone();
+            error.set(None);
+            spawn_local(async move {
+                match send_message(chat_id, text, from_position).await {
+                    Ok(sent) => {
+                        // Show the question at once; the stream brings the answer.
+                        messages.update(|all| {
+                            all.retain(|m| m.position < sent.question.position);
+                            all.push(sent.question);
+                        });
+                        live.set(Some(LiveAnswer {
+                            answer_id: sent.answer_id,
+                            text: String::new(),
+                        }));
+                        list_version.bump();
+                    }
+                    Err(e) => error.set(Some(e.to_string())),
+                }
+            });
+        }
+    };
+    let stop = {
+        let chat_id = chat_id.clone();
+        move || {
+            let chat_id = chat_id.clone();
+            spawn_local(async move {
+                if let Err(e) = stop_answer(chat_id).await {
+                    error.set(Some(e.to_string()));
+                }
+            });
+        }
+    };
+    let on_send = Callback::new({
+        let send = send.clone();
+        move |text: String| {
+            send(text, None);
+            true
+        }
+    });
+    let on_stop = Callback::new(move |()| stop());
+
+    // Regenerate: the last question again, replacing its answer.
+    let regenerate = {
+        let send = send.clone();
+        move || {
+            let last_question = messages
+                .get_untracked()
+                .into_iter()
+                .rev()
+                .find(|m| m.role == "user");
+            if let Some(q) = last_question {
+                send(q.content, Some(q.position));
+            }
+        }
+    };
+    let edit = Callback::new({
+        let send = send.clone();
+        move |(position, text): (i32, String)| send(text, Some(position))
+    });
+
+    let title = data.chat.title.clone();
+    view! {
+        <Title text=format!("{title} · Switchboard") />
+        <div class="flex h-full flex-col">
+            <div class="flex items-center justify-between gap-2 border-b border-zinc-100 px-4 py-2 dark:border-zinc-900">
+                <h1 class="min-w-0 truncate text-sm font-medium" data-testid="chat-title">{title.clone()}</h1>
+                <ModelPicker chat_id=chat_id.clone() data=data.clone() reload />
+            </div>
+            <div class="min-h-0 flex-1 overflow-y-auto" id="chat-scroll" data-testid="messages" on:click=copy_code>
+                <div class="mx-auto flex max-w-3xl flex-col gap-6 px-4 py-6">
+                    <For
+                        each=move || messages.get()
+                        key=|m| (m.id.clone(), m.content.len(), m.status.clone())
+                        children=move |m| view! { <Message m live edit /> }
+                    />
+                    {move || live.get().filter(|l| !messages.with(|all| all.iter().any(|m| m.id == l.answer_id && m.status != "streaming"))).map(|l| view! {
+                        <article class="group" data-testid="live-answer" data-role="assistant">
+                            <div class="prose-chat" inner_html=markdown::render(&l.text)></div>
+                            <p class="mt-1 animate-pulse text-xs text-zinc-500">"Writing…"</p>
+                        </article>
+                    })}
+                    {move || {
+                        let last_is_answer = messages.with(|all| all.last().is_some_and(|m| m.role == "assistant"));
+                        (last_is_answer && !is_live.get()).then(|| {
+                            let regenerate = regenerate.clone();
+                            view! {
+                                <div>
+                                    <button
+                                        type="button"
+                                        data-testid="regenerate"
+                                        class="inline-flex items-center gap-1 rounded-lg px-2 py-1 text-xs text-zinc-600 hover:bg-zinc-100 dark:text-zinc-400 dark:hover:bg-zinc-800"
+                                        on:click=move |_| regenerate()
+                                    >
+                                        {icons::refresh()} "Regenerate"
+                                    </button>
+                                </div>
+                            }
+                        })
+                    }}
+                    {move || error.get().map(|e| view! {
+                        <p role="alert" data-testid="chat-error" class="rounded-lg border border-red-200 bg-red-50 px-3 py-2 text-sm text-red-800 dark:border-red-900 dark:bg-red-950 dark:text-red-200">{e}</p>
+                    })}
+                </div>
+            </div>
+            <Composer on_send on_stop live=is_live blocked />
+        </div>
+    }
+}
+
+#[component]
+fn Message(
+    m: MessageView,
+    live: RwSignal<Option<LiveAnswer>>,
+    edit: Callback<(i32, String)>,
+) -> impl IntoView {
+    let editing = RwSignal::new(false);
+    let draft = RwSignal::new(m.content.clone());
+    let is_user = m.role == "user";
+    let (id, streaming) = (m.id.clone(), m.status == "streaming");
+    // While this answer streams, the live copy is shown instead.
+    let hidden = move || streaming && live.with(|l| l.as_ref().is_some_and(|l| l.answer_id == id));
+    let notice = match m.status.as_str() {
+        "stopped" => Some(("Stopped.".to_owned(), false)),
+        "failed" => Some((m.error.clone().unwrap_or_else(|| "The answer failed.".into()), true)),
+        "interrupted" => Some(("Interrupted: the server stopped while writing this answer. What it had written is kept; regenerate to try again.".to_owned(), true)),
+        _ => None,
+    };
+    let position = m.position;
+    let content = m.content.clone();
+    view! {
+        <article
+            data-role=m.role.clone()
+            data-testid="message"
+            class=if is_user { "group flex flex-col items-end" } else { "group" }
+            class:hidden=hidden
+        >
+                {if is_user {
+                    let content = content.clone();
+                    view! {
+                        <Show
+                            when=move || editing.get()
+                            fallback={
+                                let content = content.clone();
+                                move || view! {
+                                    <div class="max-w-[85%] whitespace-pre-wrap rounded-2xl bg-zinc-100 px-4 py-2 text-sm dark:bg-zinc-800">{content.clone()}</div>
+                                    <button
+                                        type="button"
+                                        data-testid="edit-message"
+                                        class="mt-1 inline-flex items-center gap-1 rounded px-1 text-xs text-zinc-500 opacity-0 hover:text-zinc-900 group-hover:opacity-100 focus:opacity-100 dark:hover:text-zinc-100"
+                                        on:click=move |_| editing.set(true)
+                                    >
+                                        {icons::pencil()} "Edit"
+                                    </button>
+                                }
+                            }
+                        >
+                            <div class="flex w-full max-w-[85%] flex-col gap-2">
+                                <textarea
+                                    data-testid="edit-box"
+                                    class="min-h-20 w-full rounded-xl border border-zinc-300 bg-white p-2 text-sm dark:border-zinc-700 dark:bg-zinc-900"
+                                    prop:value=move || draft.get()
+                                    on:input=move |ev| draft.set(event_target_value(&ev))
+                                ></textarea>
+                                <div class="flex justify-end gap-2">
+                                    <button type="button" class="rounded-lg px-3 py-1 text-xs hover:bg-zinc-100 dark:hover:bg-zinc-800" on:click=move |_| editing.set(false)>"Cancel"</button>
+                                    <button
+                                        type="button"
+                                        data-testid="save-edit"
+                                        class="rounded-lg bg-zinc-900 px-3 py-1 text-xs font-medium text-white dark:bg-zinc-100 dark:text-zinc-900"
+                                        on:click=move |_| {
+                                            editing.set(false);
+                                            edit.run((position, draft.get_untracked()));
+                                        }
+                                    >
+                                        "Send"
+                                    </button>
+                                </div>
+                            </div>
+                        </Show>
+                    }.into_any()
+                } else {
+                    view! { <div class="prose-chat" inner_html=markdown::render(&content)></div> }.into_any()
+                }}
+                {notice.map(|(text, bad)| view! {
+                    <p data-testid="message-notice" class=if bad { "mt-2 text-xs text-red-700 dark:text-red-400" } else { "mt-2 text-xs text-zinc-500" }>{text}</p>
+                })}
+        </article>
+    }
+}
+
+#[component]
+fn ModelPicker(chat_id: String, data: ChatData, reload: RwSignal<u32>) -> impl IntoView {
+    if data.models.choices.is_empty() {
+        return ().into_any();
+    }
+    let current = data.model.clone().unwrap_or_default();
+    let default_label = format!(
+        "Default ({})",
+        data.models.default.clone().unwrap_or_default()
+    );
+    view! {
+        <label class="sr-only" for="model">"Model"</label>
+        <select
+            id="model"
+            data-testid="model-picker"
+            class="rounded-lg border border-zinc-200 bg-white px-2 py-1 text-xs dark:border-zinc-700 dark:bg-zinc-900"
+            on:change=move |ev| {
+                let chosen = event_target_value(&ev);
+                let chat_id = chat_id.clone();
+                spawn_local(async move {
+                    let model = (!chosen.is_empty()).then_some(chosen);
+                    if set_chat_model(chat_id, model).await.is_ok() {
+                        reload.update(|r| *r += 1);
+                    }
+                });
+            }
+        >
+            <option value="" selected=current.is_empty()>{default_label}</option>
+            {data.models.choices.iter().map(|choice| view! {
+                <option value=choice.clone() selected=*choice == current>{choice.clone()}</option>
+            }).collect_view()}
+        </select>
+    }
+    .into_any()
+}
+
+/// Copies a code block when its Copy button is clicked (the buttons come from rendered Markdown,
+/// so one listener on the message list serves them all).
+fn copy_code(ev: leptos::ev::MouseEvent) {
+    #[cfg(feature = "hydrate")]
+    {
+        use wasm_bindgen::JsCast;
+        let Some(button) = ev
+            .target()
+            .and_then(|t| t.dyn_into::<web_sys::Element>().ok())
+            .and_then(|e| e.closest("[data-copy-code]").ok().flatten())
+        else {
+            return;
+        };
+        let code = button
+            .closest(".code-block")
+            .ok()
+            .flatten()
+            .and_then(|block| block.query_selector("code").ok().flatten())
+            .and_then(|code| code.text_content());
+        if let Some(code) = code {
+            let _ = window().navigator().clipboard().write_text(&code);
+            button.set_text_content(Some("Copied"));
+        }
+    }
+    #[cfg(not(feature = "hydrate"))]
+    let _ = ev;
+}
+
+/// Keeps the newest text in view while it streams, unless the person has scrolled up to read.
+#[cfg(feature = "hydrate")]
+fn follow_the_stream(live: RwSignal<Option<LiveAnswer>>, messages: RwSignal<Vec<MessageView>>) {
+    Effect::new(move |_| {
+        live.track();
+        messages.track();
+        let Some(scroller) = document().get_element_by_id("chat-scroll") else {
+            return;
+        };
+        let distance = scroller.scroll_height() - scroller.scroll_top() - scroller.client_height();
+        // 120 px: the height the newest chunk of text may have added since the last frame.
+        if distance < 120 {
+            scroller.set_scroll_top(scroller.scroll_height());
+        }
+    });
+}

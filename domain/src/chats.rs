@@ -1,0 +1,358 @@
+//! Chats and their messages. Every function takes the user it acts for, and every query filters on
+//! that user: someone else's chat is, to these functions, a chat that does not exist.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::{Database, Error, Result};
+
+/// A `streaming` message not flushed for this long is from a server that died mid-answer.
+pub const STALE_STREAM_SECS: i64 = 30;
+pub const MAX_TITLE_CHARS: usize = 200;
+/// A title made from a first message keeps at most this many characters.
+const AUTO_TITLE_CHARS: usize = 60;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Chat {
+    pub id: Uuid,
+    pub thread_id: Uuid,
+    pub title: String,
+    pub model: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    User,
+    Assistant,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Complete,
+    /// Being written by a run right now.
+    Streaming,
+    /// The person pressed Stop.
+    Stopped,
+    /// The model provider failed; `error` says how.
+    Failed,
+    /// The server stopped mid-answer; what had streamed is kept.
+    Interrupted,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Complete => "complete",
+            Status::Streaming => "streaming",
+            Status::Stopped => "stopped",
+            Status::Failed => "failed",
+            Status::Interrupted => "interrupted",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    pub id: Uuid,
+    pub position: i32,
+    pub role: Role,
+    pub content: String,
+    pub status: Status,
+    pub error: Option<String>,
+    pub model: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+fn check_title(title: &str) -> Result<String> {
+    let title = title.split_whitespace().collect::<Vec<_>>().join(" ");
+    if title.is_empty() {
+        return Err(Error::Invalid("A chat's title cannot be empty.".into()));
+    }
+    if title.chars().count() > MAX_TITLE_CHARS {
+        return Err(Error::Invalid(format!(
+            "A chat's title has at most {MAX_TITLE_CHARS} characters."
+        )));
+    }
+    Ok(title)
+}
+
+/// A short title from a chat's first message: its first line, cut at a word near 60 characters.
+pub fn title_from(text: &str) -> String {
+    let line = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("New chat");
+    let line = line.split_whitespace().collect::<Vec<_>>().join(" ");
+    if line.chars().count() <= AUTO_TITLE_CHARS {
+        return line;
+    }
+    let cut: String = line.chars().take(AUTO_TITLE_CHARS).collect();
+    let at_word = match cut.rfind(' ') {
+        Some(space) if space > AUTO_TITLE_CHARS / 2 => &cut[..space],
+        _ => cut.as_str(),
+    };
+    format!("{}…", at_word.trim_end_matches([',', '.', ';', ':']))
+}
+
+pub async fn create(db: &Database, user_id: Uuid, model: Option<&str>) -> Result<Chat> {
+    let chat = sqlx::query_as!(
+        Chat,
+        "INSERT INTO chats (user_id, model) VALUES ($1, $2)
+         RETURNING id, thread_id, title, model, created_at, updated_at",
+        user_id,
+        model
+    )
+    .fetch_one(db.pool())
+    .await?;
+    Ok(chat)
+}
+
+pub async fn get(db: &Database, user_id: Uuid, chat_id: Uuid) -> Result<Option<Chat>> {
+    let chat = sqlx::query_as!(
+        Chat,
+        "SELECT id, thread_id, title, model, created_at, updated_at FROM chats
+         WHERE id = $1 AND user_id = $2",
+        chat_id,
+        user_id
+    )
+    .fetch_optional(db.pool())
+    .await?;
+    Ok(chat)
+}
+
+/// The user's chats, most recently active first; with `search`, only those whose title or messages
+/// match it (PostgreSQL full-text search, any language).
+pub async fn list(db: &Database, user_id: Uuid, search: Option<&str>) -> Result<Vec<Chat>> {
+    let search = search.map(str::trim).filter(|s| !s.is_empty());
+    let chats = sqlx::query_as!(
+        Chat,
+        r#"SELECT c.id, c.thread_id, c.title, c.model, c.created_at, c.updated_at FROM chats c
+           WHERE c.user_id = $1
+             AND ($2::text IS NULL
+                  OR to_tsvector('simple', c.title) @@ websearch_to_tsquery('simple', $2)
+                  OR EXISTS (SELECT 1 FROM messages m
+                             WHERE m.chat_id = c.id
+                               AND to_tsvector('simple', m.content) @@ websearch_to_tsquery('simple', $2)))
+           ORDER BY c.updated_at DESC
+           LIMIT 500"#,
+        user_id,
+        search
+    )
+    .fetch_all(db.pool())
+    .await?;
+    Ok(chats)
+}
+
+/// Renames a chat; false when the user has no such chat.
+pub async fn rename(db: &Database, user_id: Uuid, chat_id: Uuid, title: &str) -> Result<bool> {
+    let title = check_title(title)?;
+    let done = sqlx::query!(
+        "UPDATE chats SET title = $3 WHERE id = $1 AND user_id = $2",
+        chat_id,
+        user_id,
+        title
+    )
+    .execute(db.pool())
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Chooses the chat's model (None: the default); false when the user has no such chat.
+pub async fn set_model(
+    db: &Database,
+    user_id: Uuid,
+    chat_id: Uuid,
+    model: Option<&str>,
+) -> Result<bool> {
+    let done = sqlx::query!(
+        "UPDATE chats SET model = $3 WHERE id = $1 AND user_id = $2",
+        chat_id,
+        user_id,
+        model
+    )
+    .execute(db.pool())
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Deletes a chat and its messages; false when the user has no such chat.
+pub async fn delete(db: &Database, user_id: Uuid, chat_id: Uuid) -> Result<bool> {
+    let done = sqlx::query!(
+        "DELETE FROM chats WHERE id = $1 AND user_id = $2",
+        chat_id,
+        user_id
+    )
+    .execute(db.pool())
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// The chat's messages in order, or None when the user has no such chat. A `streaming` message
+/// that has not been flushed for [`STALE_STREAM_SECS`] is reported as interrupted.
+pub async fn messages(db: &Database, user_id: Uuid, chat_id: Uuid) -> Result<Option<Vec<Message>>> {
+    if get(db, user_id, chat_id).await?.is_none() {
+        return Ok(None);
+    }
+    let messages = sqlx::query_as!(
+        Message,
+        r#"SELECT m.id, m.position, m.role AS "role: Role", m.content,
+                  (CASE WHEN m.status = 'streaming' AND m.updated_at < now() - make_interval(secs => $3)
+                        THEN 'interrupted' ELSE m.status END) AS "status!: Status",
+                  m.error, m.model, m.created_at
+           FROM messages m JOIN chats c ON c.id = m.chat_id
+           WHERE m.chat_id = $1 AND c.user_id = $2
+           ORDER BY m.position"#,
+        chat_id,
+        user_id,
+        STALE_STREAM_SECS as f64
+    )
+    .fetch_all(db.pool())
+    .await?;
+    Ok(Some(messages))
+}
+
+/// Adds the person's message and an empty, streaming answer after it, replacing every message from
+/// `from_position` on (editing an earlier message, or regenerating, continues from there; None
+/// appends). The first message of a chat titled "New chat" names it. Returns (question, answer);
+/// None when the user has no such chat.
+pub async fn ask(
+    db: &Database,
+    user_id: Uuid,
+    chat_id: Uuid,
+    text: &str,
+    from_position: Option<i32>,
+    model: &str,
+) -> Result<Option<(Message, Message)>> {
+    if text.trim().is_empty() {
+        return Err(Error::Invalid("Write a message first.".into()));
+    }
+    let mut tx = db.pool().begin().await?;
+    // Locks the chat: two sends at once must not take the same position.
+    let Some(chat) = sqlx::query!(
+        "SELECT title FROM chats WHERE id = $1 AND user_id = $2 FOR UPDATE",
+        chat_id,
+        user_id
+    )
+    .fetch_optional(&mut *tx)
+    .await?
+    else {
+        return Ok(None);
+    };
+    if let Some(from) = from_position {
+        sqlx::query!(
+            "DELETE FROM messages WHERE chat_id = $1 AND position >= $2",
+            chat_id,
+            from
+        )
+        .execute(&mut *tx)
+        .await?;
+    }
+    let next = sqlx::query_scalar!(
+        r#"SELECT COALESCE(max(position) + 1, 0) AS "next!" FROM messages WHERE chat_id = $1"#,
+        chat_id
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    let question = sqlx::query_as!(
+        Message,
+        r#"INSERT INTO messages (chat_id, position, role, content) VALUES ($1, $2, 'user', $3)
+           RETURNING id, position, role AS "role: Role", content, status AS "status: Status",
+                     error, model, created_at"#,
+        chat_id,
+        next,
+        text
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    let answer = sqlx::query_as!(
+        Message,
+        r#"INSERT INTO messages (chat_id, position, role, status, model)
+           VALUES ($1, $2, 'assistant', 'streaming', $3)
+           RETURNING id, position, role AS "role: Role", content, status AS "status: Status",
+                     error, model, created_at"#,
+        chat_id,
+        next + 1,
+        model
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    let title = (next == 0 && chat.title == "New chat").then(|| title_from(text));
+    sqlx::query!(
+        "UPDATE chats SET updated_at = now(), title = COALESCE($2, title) WHERE id = $1",
+        chat_id,
+        title
+    )
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Some((question, answer)))
+}
+
+/// Saves the text streamed so far (a crash keeps it) and shows the answer is still alive.
+pub async fn flush(db: &Database, message_id: Uuid, content: &str) -> Result<()> {
+    sqlx::query!(
+        "UPDATE messages SET content = $2, updated_at = now() WHERE id = $1 AND status = 'streaming'",
+        message_id,
+        content
+    )
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}
+
+/// Ends an answer with its final text and status.
+pub async fn finish(
+    db: &Database,
+    message_id: Uuid,
+    content: &str,
+    status: Status,
+    error: Option<&str>,
+) -> Result<()> {
+    sqlx::query!(
+        "UPDATE messages SET content = $2, status = $3, error = $4, updated_at = now() WHERE id = $1",
+        message_id,
+        content,
+        status.as_str(),
+        error
+    )
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn titles_come_from_the_first_line_cut_at_a_word() {
+        assert_eq!(
+            title_from("  \n Plan a trip to Lisbon \nwith kids"),
+            "Plan a trip to Lisbon"
+        );
+        let long = "Explain how the borrow checker decides when a mutable reference may be taken, with examples";
+        let title = title_from(long);
+        assert!(title.ends_with('…'), "{title}");
+        assert!(title.chars().count() <= AUTO_TITLE_CHARS + 1, "{title}");
+        assert!(
+            long.starts_with(title.trim_end_matches('…')),
+            "cut at a word: {title}"
+        );
+        assert_eq!(title_from("   "), "New chat");
+    }
+
+    #[test]
+    fn titles_are_checked() {
+        assert_eq!(check_title("  My   chat ").unwrap(), "My chat");
+        assert!(check_title(" ").is_err());
+        assert!(check_title(&"x".repeat(MAX_TITLE_CHARS + 1)).is_err());
+    }
+}

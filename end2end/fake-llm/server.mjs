@@ -1,0 +1,85 @@
+#!/usr/bin/env node
+// A test-only OpenAI-compatible Chat Completions server that streams scripted answers, for
+// Switchboard's integration and end-to-end tests. What it answers depends on the last user message:
+//
+//   contains "slow"  60 words, 100 ms apart (long enough to reload a page mid-answer)
+//   contains "xss"   an answer full of HTML and links that must render inert
+//   contains "fail"  HTTP 500
+//   anything else    "You said: <message>." and a short Markdown answer, word by word
+//
+//   node server.mjs --port 0 [--delay 20]     prints {"url":"http://127.0.0.1:PORT/v1"} when ready
+import * as http from 'node:http';
+import { parseArgs } from 'node:util';
+
+const { values: args } = parseArgs({
+  options: { port: { type: 'string' }, delay: { type: 'string' }, key: { type: 'string' } },
+});
+const PORT = Number(args.port ?? 0);
+const DELAY = Number(args.delay ?? 20);
+const KEY = args.key ?? 'test-key';
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+function script(text) {
+  if (text.includes('slow')) {
+    return { words: Array.from({ length: 60 }, (_, i) => `word${i + 1} `), delay: 100 };
+  }
+  if (text.includes('xss')) {
+    return {
+      words: [
+        'Careful: ', '<script>window.__xss = 1</script> ',
+        '<img src=x onerror="window.__xss = 2"> ',
+        '[click me](javascript:window.__xss=3) ',
+        '<a href="javascript:window.__xss=4">raw link</a> ',
+        'and **bold** text.',
+      ],
+      delay: DELAY,
+    };
+  }
+  const answer = `You said: ${text}. Here is **an answer** in Markdown:\n\n- one\n- two\n\n\`\`\`rust\nfn main() {}\n\`\`\`\n`;
+  return { words: answer.split(/(?<= )/), delay: DELAY };
+}
+
+const server = http.createServer(async (req, res) => {
+  if (req.method === 'GET' && req.url === '/v1/models') {
+    res.writeHead(200, { 'content-type': 'application/json' });
+    return res.end(JSON.stringify({ object: 'list', data: [{ id: 'scripted', object: 'model' }] }));
+  }
+  if (req.method !== 'POST' || req.url !== '/v1/chat/completions') {
+    res.writeHead(404, { 'content-type': 'application/json' });
+    return res.end(JSON.stringify({ error: { message: 'not found' } }));
+  }
+  if (req.headers.authorization !== `Bearer ${KEY}`) {
+    res.writeHead(401, { 'content-type': 'application/json' });
+    return res.end(JSON.stringify({ error: { message: 'Incorrect API key provided' } }));
+  }
+  const chunks = [];
+  for await (const c of req) chunks.push(c);
+  const body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+  const last = [...body.messages].reverse().find((m) => m.role === 'user')?.content ?? '';
+  if (last.includes('fail')) {
+    res.writeHead(500, { 'content-type': 'application/json' });
+    return res.end(JSON.stringify({ error: { message: 'the scripted failure' } }));
+  }
+  const { words, delay } = script(last);
+  res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+  const send = (obj) => res.write(`data: ${JSON.stringify(obj)}\n\n`);
+  const base = { id: 'chatcmpl-test', object: 'chat.completion.chunk', model: body.model };
+  let closed = false;
+  req.on('close', () => { closed = true; });
+  send({ ...base, choices: [{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }] });
+  for (const word of words) {
+    if (closed) return;
+    send({ ...base, choices: [{ index: 0, delta: { content: word }, finish_reason: null }] });
+    await sleep(delay);
+  }
+  send({ ...base, choices: [{ index: 0, delta: {}, finish_reason: 'stop' }] });
+  res.end('data: [DONE]\n\n');
+});
+
+server.listen(PORT, '127.0.0.1', () => {
+  process.stdout.write(`${JSON.stringify({ url: `http://127.0.0.1:${server.address().port}/v1` })}\n`);
+});
+const shutdown = () => { server.close(() => process.exit(0)); server.closeAllConnections(); };
+process.on('SIGTERM', shutdown);
+process.on('SIGINT', shutdown);

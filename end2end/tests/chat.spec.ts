@@ -1,0 +1,116 @@
+import { expect, test, type Page } from "@playwright/test";
+
+// The local-mode instance, whose model is the scripted server in end2end/fake-llm: "slow" makes it
+// write 60 words 100 ms apart, "xss" an answer full of HTML that must stay inert.
+
+async function hydrated(page: Page) {
+  await expect(page.locator("body")).toHaveAttribute("data-hydrated", "true");
+}
+
+async function startChat(page: Page, text: string) {
+  await page.goto("/");
+  await hydrated(page);
+  await page.getByTestId("composer").fill(text);
+  await page.getByTestId("composer").press("Enter");
+  await expect(page).toHaveURL(/\/c\/[0-9a-f-]{36}$/);
+  await hydrated(page);
+}
+
+test("an answer streams in, survives a reload mid-answer, and is kept", async ({ page }) => {
+  await startChat(page, "slow answer please");
+  const live = page.getByTestId("live-answer");
+  await expect(live).toContainText("word3");
+  const early = (await live.textContent())!.length;
+  await expect.poll(async () => (await live.textContent())!.length).toBeGreaterThan(early);
+
+  // Reload mid-answer: the text so far is there at once, and it goes on growing.
+  await page.reload();
+  await hydrated(page);
+  const resumed = page.getByTestId("live-answer");
+  await expect(resumed).toContainText("word1 ");
+  const afterReload = (await resumed.textContent())!.length;
+  await expect.poll(async () => (await resumed.textContent())?.length ?? 0).toBeGreaterThan(afterReload);
+
+  // The end: the whole answer is a stored message.
+  const answer = page.locator('[data-testid="message"][data-role="assistant"]').last();
+  await expect(answer).toContainText("word60", { timeout: 15_000 });
+  await expect(page.getByTestId("live-answer")).toHaveCount(0);
+  await page.reload();
+  await expect(page.locator('[data-testid="message"][data-role="assistant"]').last()).toContainText("word1 word2");
+});
+
+test("Markdown renders, and nothing in an answer can run", async ({ page }) => {
+  await startChat(page, "show me some xss");
+  const answer = page.locator('[data-testid="message"][data-role="assistant"]').last();
+  await expect(answer).toContainText("and bold text.");
+  await expect(answer.locator("strong")).toHaveText("bold");
+  await expect(answer.locator("img")).toHaveCount(0);
+  await expect(answer.locator("script")).toHaveCount(0);
+  for (const href of await answer.locator("a").evaluateAll((as) => as.map((a) => a.getAttribute("href")))) {
+    expect(href).toBe("#");
+  }
+  await answer.getByRole("link", { name: "click me" }).click();
+  expect(await page.evaluate(() => (window as unknown as { __xss?: number }).__xss)).toBeUndefined();
+  // The markup is shown as text.
+  await expect(answer).toContainText("<script>");
+});
+
+test("the composer: Shift+Enter is a new line, Esc stops, edit and regenerate continue", async ({ page }) => {
+  await startChat(page, "hello composer");
+  const answer = page.locator('[data-testid="message"][data-role="assistant"]').last();
+  await expect(answer).toContainText("You said: hello composer.");
+  await expect(answer.locator(".code-block code")).toHaveText("fn main() {}");
+
+  const composer = page.getByTestId("composer");
+  await composer.fill("slow line one");
+  await composer.press("Shift+Enter");
+  await composer.pressSequentially("line two");
+  await expect(composer).toHaveValue("slow line one\nline two");
+  await composer.press("Enter");
+  await expect(page.getByTestId("live-answer")).toContainText("word2");
+  await composer.press("Escape");
+  await expect(page.getByTestId("message-notice").last()).toHaveText("Stopped.");
+
+  // Edit the first question: what came after it is replaced.
+  const first = page.locator('[data-testid="message"][data-role="user"]').first();
+  await first.hover();
+  await first.getByTestId("edit-message").click();
+  await page.getByTestId("edit-box").fill("hello edited");
+  await page.getByTestId("save-edit").click();
+  await expect(page.locator('[data-testid="message"][data-role="assistant"]').last()).toContainText("You said: hello edited.");
+  await expect(page.locator('[data-testid="message"]')).toHaveCount(2);
+
+  await page.getByTestId("regenerate").click();
+  await expect(page.locator('[data-testid="message"][data-role="assistant"]').last()).toContainText("You said: hello edited.");
+  await expect(page.locator('[data-testid="message"]')).toHaveCount(2);
+});
+
+test("chats are renamed, searched and deleted from the sidebar", async ({ page, isMobile }) => {
+  test.skip(isMobile, "the sidebar is a drawer on phones; the desktop run covers it");
+  const word = `zebra${Date.now()}`;
+  await startChat(page, `Recipe with ${word}`);
+  await expect(page.locator('[data-testid="message"][data-role="assistant"]').last()).toContainText("You said:");
+  const item = page.getByTestId("chat-item").filter({ hasText: `Recipe with ${word}` });
+  await expect(item).toBeVisible();
+
+  await item.hover();
+  await item.getByTestId("rename-chat").click();
+  await item.getByTestId("rename-input").fill(`Renamed ${word}`);
+  await item.getByTestId("rename-input").press("Enter");
+  const renamed = page.getByTestId("chat-item").filter({ hasText: `Renamed ${word}` });
+  await expect(renamed).toBeVisible();
+
+  await page.getByTestId("chat-search").fill(word);
+  await expect(page.getByTestId("chat-item")).toHaveCount(1);
+  await page.getByTestId("chat-search").fill("You said"); // message text, in every chat with an answer
+  await expect(page.getByTestId("chat-item").filter({ hasText: `Renamed ${word}` })).toBeVisible();
+  await page.getByTestId("chat-search").fill(`nothing${word}`);
+  await expect(page.getByTestId("chat-item")).toHaveCount(0);
+  await page.getByTestId("chat-search").fill("");
+
+  await renamed.hover();
+  await renamed.getByTestId("delete-chat").click();
+  await renamed.getByTestId("confirm-delete").click();
+  await expect(page).toHaveURL(/\/$/);
+  await expect(page.getByTestId("chat-item").filter({ hasText: word })).toHaveCount(0);
+});

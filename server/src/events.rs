@@ -1,0 +1,110 @@
+//! `GET /api/chats/{id}/events`: a chat's event stream (server-sent events).
+//!
+//! Each event has an id (`<epoch>-<seq>`) and a type (`run_started`, `token`, `snapshot`,
+//! `run_finished`); its data is the event as JSON. A client that reconnects with `Last-Event-ID`
+//! (browsers do it by themselves; scripts may also pass `?last_event_id=`) gets exactly the events
+//! it missed, then the live ones. Comments every 15 s keep proxies from closing an idle stream.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::Extension;
+use axum::extract::{Path, Query, State};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use domain::runs::{ChatEvent, EventId, EventKind};
+use domain::users::User;
+use futures_util::{Stream, StreamExt, stream};
+use http::{HeaderMap, StatusCode};
+use serde::Deserialize;
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::auth::middleware::api_error;
+
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+#[derive(Deserialize)]
+pub struct EventsQuery {
+    last_event_id: Option<String>,
+}
+
+fn no_chat() -> Response {
+    api_error(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "There is no such chat: it may have been deleted.",
+    )
+}
+
+pub async fn chat_events(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+    Path(id): Path<String>,
+    Query(query): Query<EventsQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let Ok(chat_id) = id.parse::<Uuid>() else {
+        return no_chat();
+    };
+    match domain::chats::get(&state.db, user.id, chat_id).await {
+        Ok(Some(_)) => {}
+        Ok(None) => return no_chat(),
+        Err(e) => {
+            tracing::error!("cannot check a chat for its event stream: {e}");
+            return api_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "Switchboard cannot reach its database right now. Try again in a moment.",
+            );
+        }
+    }
+    let last_seen = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or(query.last_event_id)
+        .and_then(|id| id.parse::<EventId>().ok());
+    let subscription = state.runs.subscribe(chat_id, last_seen);
+    let stream = events(subscription.missed, subscription.receiver)
+        // At shutdown the stream ends; browsers reconnect to whichever instance serves next.
+        .take_until(state.runs.closing());
+    Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
+        .into_response()
+}
+
+fn events(
+    missed: Vec<ChatEvent>,
+    receiver: tokio::sync::broadcast::Receiver<ChatEvent>,
+) -> impl Stream<Item = Result<Event, Infallible>> {
+    let after = missed.last().map(|e| e.id);
+    let live = BroadcastStream::new(receiver)
+        // A subscriber that fell too far behind is cut off; its browser reconnects with the last
+        // id it saw and gets the rest from the log.
+        .take_while(|item| {
+            std::future::ready(!matches!(item, Err(BroadcastStreamRecvError::Lagged(_))))
+        })
+        .filter_map(move |item| {
+            // Events already sent as missed ones can also arrive live; skip them.
+            std::future::ready(item.ok().filter(|e| after.is_none_or(|a| e.id > a)))
+        });
+    stream::iter(missed)
+        .chain(live)
+        .map(|event| Ok(to_sse(&event)))
+}
+
+fn to_sse(event: &ChatEvent) -> Event {
+    let name = match &event.kind {
+        EventKind::RunStarted { .. } => "run_started",
+        EventKind::Token { .. } => "token",
+        EventKind::Snapshot { .. } => "snapshot",
+        EventKind::RunFinished { .. } => "run_finished",
+    };
+    Event::default()
+        .id(event.id.to_string())
+        .event(name)
+        .data(serde_json::to_string(event).unwrap_or_default())
+}

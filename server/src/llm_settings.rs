@@ -1,0 +1,173 @@
+//! Which LLM providers and models are on offer, from configuration.
+//!
+//! Providers are listed by id in `SWITCHBOARD_LLM_PROVIDERS` (`openai,ollama`); each has its own
+//! `SWITCHBOARD_LLM_<ID>_BASE_URL`, `_API_KEY` and `_MODELS`. Models are then named
+//! `<id>/<model>`; `SWITCHBOARD_LLM_ALIASES` gives some of them short names (`fast=ollama/llama3.2`)
+//! and `SWITCHBOARD_LLM_DEFAULT_MODEL` picks the default.
+
+use domain::llm::{Catalog, Provider};
+use url::Url;
+
+use crate::config::{Config, ConfigError, list};
+
+/// Reads the model catalog from `config` and, for each provider, from `env`.
+pub fn catalog(
+    config: &Config,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Catalog, ConfigError> {
+    let bad = |message: String| ConfigError::Llm(message);
+    let mut catalog = Catalog::default();
+    for id in list(config.llm_providers.as_deref()) {
+        let valid = id.len() <= 32
+            && id
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if !valid {
+            return Err(bad(format!(
+                "SWITCHBOARD_LLM_PROVIDERS: '{id}' is not a usable provider id: use lower-case letters, digits and '-', like 'openai' or 'ollama'."
+            )));
+        }
+        if catalog.providers.iter().any(|p: &Provider| p.id == id) {
+            return Err(bad(format!(
+                "SWITCHBOARD_LLM_PROVIDERS lists '{id}' twice."
+            )));
+        }
+        let prefix = format!(
+            "SWITCHBOARD_LLM_{}_",
+            id.to_ascii_uppercase().replace('-', "_")
+        );
+        let var = |name: &str| {
+            env(&format!("{prefix}{name}"))
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let base = var("BASE_URL").ok_or_else(|| {
+            bad(format!("LLM provider '{id}' needs {prefix}BASE_URL, the API's address up to /v1 (https://api.openai.com/v1, http://127.0.0.1:11434/v1 for Ollama)."))
+        })?;
+        let base_url = Url::parse(&base)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https"))
+            .ok_or_else(|| bad(format!("{prefix}BASE_URL is not an http(s) URL: '{base}'.")))?;
+        let models = list(var("MODELS").as_deref());
+        if models.is_empty() {
+            return Err(bad(format!(
+                "LLM provider '{id}' needs {prefix}MODELS, the models it offers, comma-separated (gpt-4o,gpt-4o-mini)."
+            )));
+        }
+        catalog
+            .models
+            .extend(models.into_iter().map(|m| (id.clone(), m)));
+        catalog.providers.push(Provider {
+            id,
+            base_url,
+            api_key: var("API_KEY"),
+        });
+    }
+    for pair in list(config.llm_aliases.as_deref()) {
+        let (alias, target) = pair.split_once('=').ok_or_else(|| {
+            bad(format!("SWITCHBOARD_LLM_ALIASES: '{pair}' is not alias=provider/model (fast=ollama/llama3.2)."))
+        })?;
+        catalog.aliases.push((alias.to_owned(), target.to_owned()));
+    }
+    catalog.default = config
+        .llm_default_model
+        .clone()
+        .filter(|d| !d.trim().is_empty());
+    catalog.validate().map_err(|e| {
+        bad(format!(
+            "SWITCHBOARD_LLM_ALIASES / SWITCHBOARD_LLM_DEFAULT_MODEL: {e}."
+        ))
+    })?;
+    Ok(catalog)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(args: &[&str], vars: &[(&str, &str)]) -> Result<Catalog, ConfigError> {
+        let (config, env) = crate::config::parse_with_vars(args, vars);
+        catalog(&config, &env)
+    }
+
+    #[test]
+    fn nothing_configured_is_an_empty_catalog() {
+        assert!(read(&[], &[]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn providers_models_aliases_and_the_default() {
+        let c = read(
+            &[
+                "--llm-providers",
+                "openai,ollama",
+                "--llm-aliases",
+                "fast=ollama/llama3.2",
+                "--llm-default-model",
+                "fast",
+            ],
+            &[
+                (
+                    "SWITCHBOARD_LLM_OPENAI_BASE_URL",
+                    "https://api.openai.com/v1",
+                ),
+                ("SWITCHBOARD_LLM_OPENAI_API_KEY", "sk-test"),
+                ("SWITCHBOARD_LLM_OPENAI_MODELS", "gpt-4o, gpt-4o-mini"),
+                (
+                    "SWITCHBOARD_LLM_OLLAMA_BASE_URL",
+                    "http://127.0.0.1:11434/v1",
+                ),
+                ("SWITCHBOARD_LLM_OLLAMA_MODELS", "llama3.2"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            c.choices(),
+            [
+                "fast",
+                "openai/gpt-4o",
+                "openai/gpt-4o-mini",
+                "ollama/llama3.2"
+            ]
+        );
+        let (provider, model) = c.resolve(None).unwrap();
+        assert_eq!((provider.id.as_str(), model), ("ollama", "llama3.2"));
+        assert_eq!(c.providers[0].api_key.as_deref(), Some("sk-test"));
+        assert_eq!(c.providers[1].api_key, None);
+    }
+
+    #[test]
+    fn mistakes_name_the_setting() {
+        let message = read(
+            &["--llm-providers", "openai"],
+            &[(
+                "SWITCHBOARD_LLM_OPENAI_BASE_URL",
+                "https://api.openai.com/v1",
+            )],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            message.contains("SWITCHBOARD_LLM_OPENAI_MODELS"),
+            "{message}"
+        );
+        let message = read(
+            &[
+                "--llm-providers",
+                "openai",
+                "--llm-default-model",
+                "openai/gpt-9",
+            ],
+            &[
+                (
+                    "SWITCHBOARD_LLM_OPENAI_BASE_URL",
+                    "https://api.openai.com/v1",
+                ),
+                ("SWITCHBOARD_LLM_OPENAI_MODELS", "gpt-4o"),
+            ],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(message.contains("openai/gpt-9"), "{message}");
+    }
+}
