@@ -37,9 +37,19 @@ pub struct ChatData {
     /// The model chosen for this chat; None: the default.
     pub model: Option<String>,
     pub messages: Vec<MessageView>,
-    /// Whether an answer is being written right now.
-    pub live: bool,
+    /// The answer being written right now, as far as it has come.
+    pub live: Option<LiveText>,
+    /// Subscribe to the chat's events after this one (`?last_event_id=`), so that nothing that
+    /// happens after this read is missed.
+    pub last_event_id: Option<String>,
     pub models: Models,
+}
+
+/// An answer being written, as far as it has come.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LiveText {
+    pub answer_id: String,
+    pub text: String,
 }
 
 /// The models on offer.
@@ -104,6 +114,9 @@ pub async fn get_chat(id: String) -> Result<ChatData, AppError> {
     let chat = domain::chats::get(&db, user.id, chat_id)
         .await?
         .ok_or_else(ssr::no_chat)?;
+    // The position first: a message stored after it is also read below, and the events after it
+    // are replayed to the page, so nothing falls between the two.
+    let (last_event_id, live) = runs.position(chat_id);
     let messages = domain::chats::messages(&db, user.id, chat_id)
         .await?
         .ok_or_else(ssr::no_chat)?;
@@ -111,7 +124,11 @@ pub async fn get_chat(id: String) -> Result<ChatData, AppError> {
         model: chat.model.clone(),
         chat: ssr::summary(chat),
         messages: messages.into_iter().map(ssr::message).collect(),
-        live: runs.is_live(chat_id),
+        live: live.map(|(answer_id, text)| LiveText {
+            answer_id: answer_id.to_string(),
+            text,
+        }),
+        last_event_id: last_event_id.map(|id| id.to_string()),
         models: ssr::models(&runs),
     })
 }

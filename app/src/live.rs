@@ -23,9 +23,14 @@ mod browser {
 
     use super::LiveEvent;
 
-    /// Listens to the chat's events until the reactive owner (the page) is cleaned up.
-    pub fn subscribe(chat_id: &str, on_event: impl Fn(LiveEvent) + 'static) {
-        let Ok(source) = EventSource::new(&format!("/api/chats/{chat_id}/events")) else {
+    /// Listens to the chat's events after `after` (the id the page's data was read at) until the
+    /// reactive owner (the page) is cleaned up.
+    pub fn subscribe(chat_id: &str, after: Option<&str>, on_event: impl Fn(LiveEvent) + 'static) {
+        let url = match after {
+            Some(id) => format!("/api/chats/{chat_id}/events?last_event_id={id}"),
+            None => format!("/api/chats/{chat_id}/events"),
+        };
+        let Ok(source) = EventSource::new(&url) else {
             return;
         };
         let handler = Closure::<dyn FnMut(MessageEvent)>::new(move |message: MessageEvent| {

@@ -315,6 +315,26 @@ impl Runs {
         }
     }
 
+    /// Where a page that has just read the chat stands: the id of the chat's last event (to
+    /// subscribe from, so that nothing after it is missed) and the live answer's text so far, both
+    /// taken at the same instant.
+    pub fn position(&self, chat_id: Uuid) -> (Option<EventId>, Option<(Uuid, String)>) {
+        let channels = self.inner.channels.lock().expect("not poisoned");
+        match channels.get(&chat_id) {
+            Some(channel) => (
+                Some(EventId {
+                    epoch: self.inner.epoch,
+                    seq: channel.seq,
+                }),
+                channel
+                    .live
+                    .as_ref()
+                    .map(|live| (live.answer_id, live.text.clone())),
+            ),
+            None => (None, None),
+        }
+    }
+
     pub fn is_live(&self, chat_id: Uuid) -> bool {
         let channels = self.inner.channels.lock().expect("not poisoned");
         channels.get(&chat_id).is_some_and(|c| c.live.is_some())

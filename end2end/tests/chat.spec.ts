@@ -95,8 +95,11 @@ test("chats are renamed, searched and deleted from the sidebar", async ({ page, 
 
   await item.hover();
   await item.getByTestId("rename-chat").click();
-  await item.getByTestId("rename-input").fill(`Renamed ${word}`);
-  await item.getByTestId("rename-input").press("Enter");
+  // In rename mode the row holds an input (its text is a value, so the row is found by test id).
+  const input = page.getByTestId("rename-input");
+  await expect(input).toHaveValue(`Recipe with ${word}`);
+  await input.fill(`Renamed ${word}`);
+  await input.press("Enter");
   const renamed = page.getByTestId("chat-item").filter({ hasText: `Renamed ${word}` });
   await expect(renamed).toBeVisible();
 

@@ -129,7 +129,7 @@ async fn a_script_sends_a_message_and_reads_the_answer_as_it_streams(pool: PgPoo
     assert_eq!(page["messages"][0]["content"], "hello there");
     assert_eq!(page["messages"][1]["content"], text.as_str());
     assert_eq!(page["messages"][1]["status"], "complete");
-    assert_eq!(page["live"], false);
+    assert_eq!(page["live"], Value::Null);
 }
 
 #[sqlx::test(migrator = "domain::db::MIGRATOR")]
@@ -287,4 +287,41 @@ async fn another_persons_chat_is_not_found_anywhere(pool: PgPool) {
     assert_eq!(list, Value::Array(vec![]));
     let (_, page) = api(&app, &alice, "chats/get", &[("id", &chat)]).await;
     assert_eq!(page["chat"]["title"], "private", "untouched");
+}
+
+#[sqlx::test(migrator = "domain::db::MIGRATOR")]
+async fn a_page_read_mid_answer_continues_from_where_it_read(pool: PgPool) {
+    let (_llm, app, alice, chat) = with_a_chat(pool).await;
+    send(&app, &alice, &chat, "slow").await;
+    tokio::time::sleep(std::time::Duration::from_millis(350)).await;
+
+    // What the chat page does: read the chat, then subscribe after the id it was read at.
+    let (_, page) = api(&app, &alice, "chats/get", &[("id", &chat)]).await;
+    let so_far = page["live"]["text"].as_str().unwrap().to_owned();
+    assert!(so_far.starts_with("word1 "), "{page}");
+    let after = page["last_event_id"].as_str().unwrap().to_owned();
+    // The page may subscribe late: the answer goes on meanwhile.
+    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    let mut events = subscribe(&app, &alice, &chat, Some(&after)).await;
+    let rest = until_finished(&mut events).await;
+    assert!(
+        rest.iter()
+            .all(|e| e.event == "token" || e.event == "run_finished"),
+        "{rest:?}"
+    );
+    let (_, page) = api(&app, &alice, "chats/get", &[("id", &chat)]).await;
+    assert_eq!(
+        page["messages"][1]["content"],
+        format!("{so_far}{}", text_of(&rest)).as_str(),
+        "nothing lost, nothing twice"
+    );
+
+    // Reading a finished chat and subscribing after its last event: nothing to replay, and the
+    // next answer arrives whole.
+    let after = page["last_event_id"].as_str().unwrap().to_owned();
+    let mut events = subscribe(&app, &alice, &chat, Some(&after)).await;
+    send(&app, &alice, &chat, "hello again").await;
+    let next = until_finished(&mut events).await;
+    assert_eq!(next[0].event, "run_started");
+    assert!(text_of(&next).starts_with("You said: hello again."));
 }

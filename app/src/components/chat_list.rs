@@ -143,9 +143,10 @@ fn ChatItem(chat: ChatSummary, version: ChatListVersion) -> impl IntoView {
                 }
                 Mode::ConfirmDelete => {
                     let remove = remove.clone();
+                    let title_to_delete = title.clone();
                     view! {
                         <div class="flex items-center gap-1 rounded-lg bg-red-50 px-3 py-1.5 text-sm dark:bg-red-950">
-                            <span class="min-w-0 flex-1 truncate">"Delete this chat?"</span>
+                            <span class="min-w-0 flex-1 truncate">{format!("Delete “{}”?", title_to_delete)}</span>
                             <button type="button" data-testid="confirm-delete" class="rounded bg-red-600 px-2 py-0.5 text-xs font-medium text-white" on:click=move |_| remove()>"Delete"</button>
                             <button type="button" class="rounded px-2 py-0.5 text-xs hover:bg-red-100 dark:hover:bg-red-900" on:click=move |_| mode.set(Mode::Show)>"Cancel"</button>
                         </div>

@@ -47,44 +47,39 @@ pub fn ChatPage() -> impl IntoView {
 fn ChatView(data: ChatData, reload: RwSignal<u32>) -> impl IntoView {
     let chat_id = data.chat.id.clone();
     let list_version = expect_context::<ChatListVersion>();
-    // The streaming answer in the database (a page loaded mid-answer) until the stream takes over.
-    let initial_live = data
-        .messages
-        .iter()
-        .find(|m| m.status == "streaming")
-        .filter(|_| data.live)
-        .map(|m| LiveAnswer {
-            answer_id: m.id.clone(),
-            text: m.content.clone(),
-        });
-    let live = RwSignal::new(initial_live);
+    // A page loaded mid-answer starts from the text so far; the events after it follow.
+    let live = RwSignal::new(data.live.clone().map(|l| LiveAnswer {
+        answer_id: l.answer_id,
+        text: l.text,
+    }));
     let error = RwSignal::new(None::<String>);
     let messages = RwSignal::new(data.messages.clone());
 
     #[cfg(feature = "hydrate")]
     {
         use crate::live::LiveEvent;
-        crate::live::subscribe(&chat_id, move |event| match event {
-            LiveEvent::RunStarted { answer_id } => live.set(Some(LiveAnswer {
-                answer_id,
-                text: String::new(),
-            })),
-            LiveEvent::Token { answer_id, text } => live.update(|l| match l {
-                Some(l) if l.answer_id == answer_id => l.text.push_str(&text),
-                other => {
-                    *other = Some(LiveAnswer { answer_id, text });
+        crate::live::subscribe(
+            &chat_id,
+            data.last_event_id.as_deref(),
+            move |event| match event {
+                LiveEvent::RunStarted { answer_id } => start_live(live, answer_id),
+                LiveEvent::Token { answer_id, text } => live.update(|l| match l {
+                    Some(l) if l.answer_id == answer_id => l.text.push_str(&text),
+                    other => {
+                        *other = Some(LiveAnswer { answer_id, text });
+                    }
+                }),
+                LiveEvent::Snapshot { answer_id, text } => {
+                    live.set(Some(LiveAnswer { answer_id, text }))
                 }
-            }),
-            LiveEvent::Snapshot { answer_id, text } => {
-                live.set(Some(LiveAnswer { answer_id, text }))
-            }
-            LiveEvent::RunFinished { .. } => {
-                // The stored answer replaces the live one when the chat has been read again (the
-                // live copy stays until then, so nothing blinks).
-                reload.update(|r| *r += 1);
-                list_version.bump();
-            }
-        });
+                LiveEvent::RunFinished { .. } => {
+                    // The stored answer replaces the live one when the chat has been read again (the
+                    // live copy stays until then, so nothing blinks).
+                    reload.update(|r| *r += 1);
+                    list_version.bump();
+                }
+            },
+        );
         follow_the_stream(live, messages);
     }
 
@@ -111,10 +106,7 @@ fn ChatView(data: ChatData, reload: RwSignal<u32>) -> impl IntoView {
                             all.retain(|m| m.position < sent.question.position);
                             all.push(sent.question);
                         });
-                        live.set(Some(LiveAnswer {
-                            answer_id: sent.answer_id,
-                            text: String::new(),
-                        }));
+                        start_live(live, sent.answer_id);
                         list_version.bump();
                     }
                     Err(e) => error.set(Some(e.to_string())),
@@ -208,6 +200,19 @@ fn ChatView(data: ChatData, reload: RwSignal<u32>) -> impl IntoView {
             <Composer on_send on_stop live=is_live blocked />
         </div>
     }
+}
+
+/// Shows that `answer_id` is being written, unless it already is (its first tokens may have come
+/// on the event stream before the answer to the send that started it).
+fn start_live(live: RwSignal<Option<LiveAnswer>>, answer_id: String) {
+    live.update(|l| {
+        if l.as_ref().is_none_or(|l| l.answer_id != answer_id) {
+            *l = Some(LiveAnswer {
+                answer_id,
+                text: String::new(),
+            });
+        }
+    });
 }
 
 #[component]
