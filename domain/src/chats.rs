@@ -219,10 +219,20 @@ pub async fn messages(db: &Database, user_id: Uuid, chat_id: Uuid) -> Result<Opt
     Ok(Some(messages))
 }
 
+/// What [`ask`] stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Asked {
+    pub question: Message,
+    pub answer: Message,
+    /// Every message before the answer, the question included, in order.
+    pub history: Vec<Message>,
+}
+
 /// Adds the person's message and an empty, streaming answer after it, replacing every message from
 /// `from_position` on (editing an earlier message, or regenerating, continues from there; None
-/// appends). The first message of a chat titled "New chat" names it. Returns (question, answer);
-/// None when the user has no such chat.
+/// appends). The first message of a chat titled "New chat" names it. Returns what was asked: the
+/// question, the answer, and the conversation before the answer; None when the user has no such
+/// chat.
 pub async fn ask(
     db: &Database,
     user_id: Uuid,
@@ -230,7 +240,7 @@ pub async fn ask(
     text: &str,
     from_position: Option<i32>,
     model: &str,
-) -> Result<Option<(Message, Message)>> {
+) -> Result<Option<Asked>> {
     if text.trim().is_empty() {
         return Err(Error::Invalid("Write a message first.".into()));
     }
@@ -292,8 +302,23 @@ pub async fn ask(
     )
     .execute(&mut *tx)
     .await?;
+    // The conversation so far, read in the same transaction (one round trip, not a second read).
+    let history = sqlx::query_as!(
+        Message,
+        r#"SELECT id, position, role AS "role: Role", content, status AS "status: Status",
+                  error, model, created_at
+           FROM messages WHERE chat_id = $1 AND position < $2 ORDER BY position"#,
+        chat_id,
+        answer.position
+    )
+    .fetch_all(&mut *tx)
+    .await?;
     tx.commit().await?;
-    Ok(Some((question, answer)))
+    Ok(Some(Asked {
+        question,
+        answer,
+        history,
+    }))
 }
 
 /// Saves the text streamed so far (a crash keeps it) and shows the answer is still alive.

@@ -190,7 +190,7 @@ impl Runs {
                     .into(),
             ));
         }
-        let Some((question, answer)) = chats::ask(
+        let Some(asked) = chats::ask(
             &self.inner.db,
             user_id,
             chat_id,
@@ -202,11 +202,10 @@ impl Runs {
         else {
             return Ok(None);
         };
-        let history = chats::messages(&self.inner.db, user_id, chat_id)
-            .await?
-            .unwrap_or_default()
+        let (question, answer) = (asked.question, asked.answer);
+        let history = asked
+            .history
             .into_iter()
-            .filter(|m| m.position < answer.position)
             .filter_map(|m| match m.role {
                 Role::User => Some(llm::Message::User { content: m.content }),
                 Role::Assistant if !m.content.is_empty() => Some(llm::Message::Assistant {

@@ -33,11 +33,16 @@ async fn a_first_message_names_the_chat_and_answers_stream_into_place(pool: PgPo
     let (db, alice, chat) = alices_chat(pool).await;
     assert_eq!(chat.title, "New chat");
 
-    let (question, answer) =
-        chats::ask(&db, alice, chat.id, "Plan a trip to Lisbon", None, "fake/m")
-            .await
-            .unwrap()
-            .unwrap();
+    let asked = chats::ask(&db, alice, chat.id, "Plan a trip to Lisbon", None, "fake/m")
+        .await
+        .unwrap()
+        .unwrap();
+    let (question, answer) = (asked.question, asked.answer);
+    assert_eq!(
+        asked.history,
+        std::slice::from_ref(&question),
+        "the conversation before the answer"
+    );
     assert_eq!((question.position, question.role), (0, Role::User));
     assert_eq!(
         (answer.position, answer.role, answer.status),
@@ -169,10 +174,11 @@ async fn chats_are_listed_newest_first_searched_renamed_and_deleted(pool: PgPool
     // By title, and by message text.
     let found = chats::list(&db, alice, Some("lifetimes")).await.unwrap();
     assert_eq!(found.iter().map(|c| c.id).collect::<Vec<_>>(), [newer.id]);
-    let (_, answer) = chats::ask(&db, alice, older.id, "How long to bake?", None, "fake/m")
+    let answer = chats::ask(&db, alice, older.id, "How long to bake?", None, "fake/m")
         .await
         .unwrap()
-        .unwrap();
+        .unwrap()
+        .answer;
     chats::finish(
         &db,
         answer.id,
@@ -218,10 +224,11 @@ async fn an_answer_a_dead_server_left_streaming_shows_as_interrupted(pool: PgPoo
     let db = Database::from_pool(pool.clone());
     let alice = user(&db, "alice").await;
     let chat = chats::create(&db, alice, None).await.unwrap();
-    let (_, answer) = chats::ask(&db, alice, chat.id, "Hi", None, "fake/m")
+    let answer = chats::ask(&db, alice, chat.id, "Hi", None, "fake/m")
         .await
         .unwrap()
-        .unwrap();
+        .unwrap()
+        .answer;
     chats::flush(&db, answer.id, "Hello, wor").await.unwrap();
     let status = |db: Database| async move {
         chats::messages(&db, alice, chat.id).await.unwrap().unwrap()[1].clone()

@@ -17,6 +17,7 @@ use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::response::IntoResponse;
 use axum::routing::post;
+use axum::serve::ListenerExt;
 use clap::Parser;
 use domain::Database;
 use domain::users::{Identity, Role, RoleDecision};
@@ -49,6 +50,8 @@ async fn completions() -> impl IntoResponse {
 async fn serve(app: Router) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    // As the real server does (server::serve), and as an LLM server should.
+    let listener = listener.tap_io(|tcp| tcp.set_nodelay(true).unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     format!("http://{addr}")
 }

@@ -21,6 +21,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::FromRef;
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use domain::Database;
 use domain::llm::{Catalog, ClientOptions, LlmClient};
 use domain::runs::Runs;
@@ -303,7 +304,14 @@ async fn serve(
         .map_err(|source| StartupError::Listen {
             addr: config.listen,
             source,
-        })?;
+        })?
+        // Tokens are small writes: without TCP_NODELAY, Nagle's algorithm can hold one back until
+        // the previous one is acknowledged (up to 40 ms with delayed ACKs).
+        .tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!("cannot set TCP_NODELAY: {e}");
+            }
+        });
     let mode = if auth.is_local() {
         "local mode: no sign-in provider is configured, everyone here is the local admin".to_owned()
     } else {
