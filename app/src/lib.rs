@@ -9,6 +9,7 @@ pub mod auth;
 pub mod chats;
 pub mod components;
 pub mod error;
+pub mod highlight;
 pub mod live;
 pub mod markdown;
 pub mod pages;

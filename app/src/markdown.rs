@@ -9,52 +9,83 @@
 
 use pulldown_cmark::{CodeBlockKind, CowStr, Event, Options, Parser, Tag, TagEnd, html};
 
+use crate::highlight;
+
 /// Renders `text` (CommonMark with tables, strikethrough and task lists) to safe HTML.
 pub fn render(text: &str) -> String {
     let options = Options::ENABLE_TABLES
         | Options::ENABLE_STRIKETHROUGH
         | Options::ENABLE_TASKLISTS
         | Options::ENABLE_GFM;
-    let events = Parser::new_ext(text, options).map(|event| match event {
-        // Raw HTML is shown as the text it is.
-        Event::Html(raw) | Event::InlineHtml(raw) => Event::Text(raw),
-        Event::Start(Tag::Link {
-            link_type,
-            dest_url,
-            title,
-            id,
-        }) => Event::Start(Tag::Link {
-            link_type,
-            dest_url: safe_url(dest_url),
-            title,
-            id,
-        }),
-        Event::Start(Tag::Image {
-            dest_url,
-            title,
-            id,
-            link_type,
-        }) => Event::Start(Tag::Link {
-            link_type,
-            dest_url: safe_url(dest_url),
-            title,
-            id,
-        }),
-        Event::End(TagEnd::Image) => Event::End(TagEnd::Link),
-        Event::Start(Tag::CodeBlock(kind)) => {
-            let language = match kind {
-                CodeBlockKind::Fenced(info) => {
-                    info.split_whitespace().next().unwrap_or("").to_owned()
+    // A code block's text is gathered and highlighted as a whole (`Some((language, code))`).
+    let mut code_block: Option<(String, String)> = None;
+    let mut events = Vec::new();
+    for event in Parser::new_ext(text, options) {
+        if let Some((language, code)) = &mut code_block {
+            match event {
+                Event::Text(t) => code.push_str(&t),
+                Event::End(TagEnd::CodeBlock) => {
+                    let html = format!(
+                        "{}</code></pre></div>",
+                        highlight::highlight(code, language)
+                    );
+                    events.push(Event::Html(CowStr::from(html)));
+                    code_block = None;
                 }
-                CodeBlockKind::Indented => String::new(),
-            };
-            Event::Html(CowStr::from(code_block_start(&language)))
+                _ => {}
+            }
+            continue;
         }
-        Event::End(TagEnd::CodeBlock) => Event::Html(CowStr::from("</code></pre></div>")),
-        other => other,
-    });
+        events.push(match event {
+            // Raw HTML is shown as the text it is.
+            Event::Html(raw) | Event::InlineHtml(raw) => Event::Text(raw),
+            Event::Start(Tag::Link {
+                link_type,
+                dest_url,
+                title,
+                id,
+            }) => Event::Start(Tag::Link {
+                link_type,
+                dest_url: safe_url(dest_url),
+                title,
+                id,
+            }),
+            Event::Start(Tag::Image {
+                dest_url,
+                title,
+                id,
+                link_type,
+            }) => Event::Start(Tag::Link {
+                link_type,
+                dest_url: safe_url(dest_url),
+                title,
+                id,
+            }),
+            Event::End(TagEnd::Image) => Event::End(TagEnd::Link),
+            Event::Start(Tag::CodeBlock(kind)) => {
+                let language = match kind {
+                    CodeBlockKind::Fenced(info) => {
+                        info.split_whitespace().next().unwrap_or("").to_owned()
+                    }
+                    CodeBlockKind::Indented => String::new(),
+                };
+                let start = code_block_start(&language);
+                code_block = Some((language.to_ascii_lowercase(), String::new()));
+                Event::Html(CowStr::from(start))
+            }
+            other => other,
+        });
+    }
+    // A code block still open at the end (an answer still streaming) is closed here.
+    if let Some((language, code)) = code_block {
+        let html = format!(
+            "{}</code></pre></div>",
+            highlight::highlight(&code, &language)
+        );
+        events.push(Event::Html(CowStr::from(html)));
+    }
     let mut out = String::with_capacity(text.len() * 3 / 2);
-    html::push_html(&mut out, events);
+    html::push_html(&mut out, events.into_iter());
     out
 }
 
@@ -123,6 +154,13 @@ mod tests {
         assert!(html.contains(r#"<code class="language-rust">"#), "{html}");
         assert!(html.contains("data-copy-code"));
         assert!(html.contains("&lt;hi&gt;"), "code is escaped: {html}");
+        assert!(
+            html.contains(r#"<span class="tok-k">fn</span>"#),
+            "highlighted: {html}"
+        );
+        let streaming = render("```python\n# half-written\nprint('<b>')");
+        assert!(streaming.ends_with("</code></pre></div>"), "{streaming}");
+        assert!(!streaming.contains("<b>"), "{streaming}");
         let sneaky = render("```rust\"><script>alert(1)</script>\nx\n```");
         assert!(!sneaky.contains("<script>"), "{sneaky}");
     }
