@@ -74,7 +74,7 @@ pub async fn login_providers() -> Result<LoginOptions, AppError> {
 /// `POST /api/auth/me`: who is signed in.
 #[server(endpoint = "auth/me")]
 pub async fn me() -> Result<Account, AppError> {
-    let user = ssr::current_user()?;
+    let user = crate::ssr::current_user()?;
     Ok(Account {
         is_admin: user.is_admin(),
         is_local: user.is_local(),
@@ -87,16 +87,16 @@ pub async fn me() -> Result<Account, AppError> {
 /// `POST /api/tokens/list`: the signed-in user's API tokens, newest first.
 #[server(endpoint = "tokens/list")]
 pub async fn list_tokens() -> Result<Vec<TokenView>, AppError> {
-    let user = ssr::current_user()?;
-    let tokens = domain::tokens::list(&ssr::db()?, user.id).await?;
+    let user = crate::ssr::current_user()?;
+    let tokens = domain::tokens::list(&crate::ssr::db()?, user.id).await?;
     Ok(tokens.into_iter().map(ssr::token_view).collect())
 }
 
 /// `POST /api/tokens/create` with `name`: a new token; its secret is in this answer only.
 #[server(endpoint = "tokens/create")]
 pub async fn create_token(name: String) -> Result<NewToken, AppError> {
-    let user = ssr::current_user()?;
-    let created = domain::tokens::create(&ssr::db()?, user.id, &name).await?;
+    let user = crate::ssr::current_user()?;
+    let created = domain::tokens::create(&crate::ssr::db()?, user.id, &name).await?;
     Ok(NewToken {
         token: ssr::token_view(created.token),
         secret: created.secret,
@@ -106,11 +106,11 @@ pub async fn create_token(name: String) -> Result<NewToken, AppError> {
 /// `POST /api/tokens/revoke` with `id`: revokes one of the signed-in user's tokens.
 #[server(endpoint = "tokens/revoke")]
 pub async fn revoke_token(id: String) -> Result<(), AppError> {
-    let user = ssr::current_user()?;
+    let user = crate::ssr::current_user()?;
     let not_found =
         || AppError::not_found("There is no such token (it may already be revoked).").respond();
     let id = id.parse().map_err(|_| not_found())?;
-    if domain::tokens::revoke(&ssr::db()?, user.id, id).await? {
+    if domain::tokens::revoke(&crate::ssr::db()?, user.id, id).await? {
         Ok(())
     } else {
         Err(not_found())
@@ -119,26 +119,7 @@ pub async fn revoke_token(id: String) -> Result<(), AppError> {
 
 #[cfg(feature = "ssr")]
 pub mod ssr {
-    use domain::Database;
-    use domain::users::User;
-    use leptos::prelude::use_context;
-
     use super::TokenView;
-    use crate::error::AppError;
-
-    /// The signed-in user of this request, as the server's sign-in gate found them.
-    pub fn current_user() -> Result<User, AppError> {
-        use_context::<http::request::Parts>()
-            .and_then(|parts| parts.extensions.get::<User>().cloned())
-            .ok_or_else(|| AppError::unauthenticated().respond())
-    }
-
-    pub fn db() -> Result<Database, AppError> {
-        use_context::<Database>().ok_or_else(|| {
-            tracing::error!("the database is missing from the server function's context");
-            AppError::internal().respond()
-        })
-    }
 
     pub fn token_view(token: domain::tokens::ApiToken) -> TokenView {
         let format =

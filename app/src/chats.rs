@@ -79,37 +79,40 @@ impl ChatListVersion {
     }
 }
 
+/// Why nothing can be sent on an instance without a model, and how to fix it.
+pub const NO_MODEL: &str = "No model is configured yet, so nothing can answer. An administrator adds one with SWITCHBOARD_LLM_PROVIDERS (see the README's \"Models\" section).";
+
 /// `POST /api/chats/list` with optional `search`: the caller's chats, most recent first.
 #[server(endpoint = "chats/list")]
 pub async fn list_chats(search: Option<String>) -> Result<Vec<ChatSummary>, AppError> {
-    let user = crate::auth::ssr::current_user()?;
-    let chats = domain::chats::list(&crate::auth::ssr::db()?, user.id, search.as_deref()).await?;
+    let user = crate::ssr::current_user()?;
+    let chats = domain::chats::list(&crate::ssr::db()?, user.id, search.as_deref()).await?;
     Ok(chats.into_iter().map(ssr::summary).collect())
 }
 
 /// `POST /api/models/list`: the models on offer and what the default stands for.
 #[server(endpoint = "models/list")]
 pub async fn list_models() -> Result<Models, AppError> {
-    crate::auth::ssr::current_user()?;
-    Ok(ssr::models(&ssr::runs()?))
+    crate::ssr::current_user()?;
+    Ok(ssr::models(&crate::ssr::runs()?))
 }
 
 /// `POST /api/chats/create` with optional `model`: a new, empty chat.
 #[server(endpoint = "chats/create")]
 pub async fn create_chat(model: Option<String>) -> Result<ChatSummary, AppError> {
-    let user = crate::auth::ssr::current_user()?;
-    let runs = ssr::runs()?;
+    let user = crate::ssr::current_user()?;
+    let runs = crate::ssr::runs()?;
     let model = ssr::checked_model(&runs, model)?;
-    let chat = domain::chats::create(&crate::auth::ssr::db()?, user.id, model.as_deref()).await?;
+    let chat = domain::chats::create(&crate::ssr::db()?, user.id, model.as_deref()).await?;
     Ok(ssr::summary(chat))
 }
 
 /// `POST /api/chats/get` with `id`: the chat, its messages and the models on offer.
 #[server(endpoint = "chats/get")]
 pub async fn get_chat(id: String) -> Result<ChatData, AppError> {
-    let user = crate::auth::ssr::current_user()?;
-    let db = crate::auth::ssr::db()?;
-    let runs = ssr::runs()?;
+    let user = crate::ssr::current_user()?;
+    let db = crate::ssr::db()?;
+    let runs = crate::ssr::runs()?;
     let chat_id = ssr::chat_id(&id)?;
     let chat = domain::chats::get(&db, user.id, chat_id)
         .await?
@@ -136,24 +139,19 @@ pub async fn get_chat(id: String) -> Result<ChatData, AppError> {
 /// `POST /api/chats/rename` with `id`, `title`.
 #[server(endpoint = "chats/rename")]
 pub async fn rename_chat(id: String, title: String) -> Result<(), AppError> {
-    let user = crate::auth::ssr::current_user()?;
-    let found = domain::chats::rename(
-        &crate::auth::ssr::db()?,
-        user.id,
-        ssr::chat_id(&id)?,
-        &title,
-    )
-    .await?;
+    let user = crate::ssr::current_user()?;
+    let found =
+        domain::chats::rename(&crate::ssr::db()?, user.id, ssr::chat_id(&id)?, &title).await?;
     found.then_some(()).ok_or_else(ssr::no_chat)
 }
 
 /// `POST /api/chats/model` with `id` and optional `model` (none: the default).
 #[server(endpoint = "chats/model")]
 pub async fn set_chat_model(id: String, model: Option<String>) -> Result<(), AppError> {
-    let user = crate::auth::ssr::current_user()?;
-    let model = ssr::checked_model(&ssr::runs()?, model)?;
+    let user = crate::ssr::current_user()?;
+    let model = ssr::checked_model(&crate::ssr::runs()?, model)?;
     let found = domain::chats::set_model(
-        &crate::auth::ssr::db()?,
+        &crate::ssr::db()?,
         user.id,
         ssr::chat_id(&id)?,
         model.as_deref(),
@@ -165,11 +163,11 @@ pub async fn set_chat_model(id: String, model: Option<String>) -> Result<(), App
 /// `POST /api/chats/delete` with `id`: deletes the chat and its messages (stopping its answer).
 #[server(endpoint = "chats/delete")]
 pub async fn delete_chat(id: String) -> Result<(), AppError> {
-    let user = crate::auth::ssr::current_user()?;
+    let user = crate::ssr::current_user()?;
     let chat_id = ssr::chat_id(&id)?;
-    let found = domain::chats::delete(&crate::auth::ssr::db()?, user.id, chat_id).await?;
+    let found = domain::chats::delete(&crate::ssr::db()?, user.id, chat_id).await?;
     if found {
-        ssr::runs()?.stop(chat_id);
+        crate::ssr::runs()?.stop(chat_id);
     }
     found.then_some(()).ok_or_else(ssr::no_chat)
 }
@@ -182,8 +180,8 @@ pub async fn send_message(
     text: String,
     from_position: Option<i32>,
 ) -> Result<Sent, AppError> {
-    let user = crate::auth::ssr::current_user()?;
-    let started = ssr::runs()?
+    let user = crate::ssr::current_user()?;
+    let started = crate::ssr::runs()?
         .start(user.id, ssr::chat_id(&id)?, &text, from_position)
         .await?
         .ok_or_else(ssr::no_chat)?;
@@ -197,29 +195,21 @@ pub async fn send_message(
 /// `POST /api/chats/stop` with `id`: stops the answer being written, keeping what it wrote.
 #[server(endpoint = "chats/stop")]
 pub async fn stop_answer(id: String) -> Result<bool, AppError> {
-    let user = crate::auth::ssr::current_user()?;
+    let user = crate::ssr::current_user()?;
     let chat_id = ssr::chat_id(&id)?;
-    domain::chats::get(&crate::auth::ssr::db()?, user.id, chat_id)
+    domain::chats::get(&crate::ssr::db()?, user.id, chat_id)
         .await?
         .ok_or_else(ssr::no_chat)?;
-    Ok(ssr::runs()?.stop(chat_id))
+    Ok(crate::ssr::runs()?.stop(chat_id))
 }
 
 #[cfg(feature = "ssr")]
 pub mod ssr {
     use domain::runs::Runs;
-    use leptos::prelude::use_context;
     use uuid::Uuid;
 
     use super::{ChatSummary, MessageView, Models};
     use crate::error::AppError;
-
-    pub fn runs() -> Result<Runs, AppError> {
-        use_context::<Runs>().ok_or_else(|| {
-            tracing::error!("the runs are missing from the server function's context");
-            AppError::internal().respond()
-        })
-    }
 
     pub fn no_chat() -> AppError {
         AppError::not_found("There is no such chat: it may have been deleted.").respond()

@@ -13,6 +13,8 @@ pub mod highlight;
 pub mod live;
 pub mod markdown;
 pub mod pages;
+#[cfg(feature = "ssr")]
+pub mod ssr;
 pub mod theme;
 
 use leptos::prelude::*;

@@ -129,13 +129,9 @@ async fn main() {
     };
     let auth = AuthSettings::from_config(&config, &env).unwrap();
     let models = server::llm_settings::catalog(&config, &env).unwrap();
-    let state = AppState::new(&config, auth, db.clone())
+    let state = AppState::new(&config, auth, models, db.clone())
         .await
-        .unwrap()
-        .with_models(
-            models,
-            domain::llm::LlmClient::new(domain::llm::ClientOptions::default()),
-        );
+        .unwrap();
     let app = serve(router(state)).await;
 
     let user = domain::users::sign_in(&db, &Identity::local(), RoleDecision::Fixed(Role::Admin))

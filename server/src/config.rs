@@ -205,6 +205,45 @@ pub fn list(value: Option<&str>) -> Vec<String> {
         .collect()
 }
 
+/// The variables of one provider listed by id in a setting such as `SWITCHBOARD_AUTH_PROVIDERS`:
+/// `<family>_<ID>_<NAME>` (the id upper-cased, `-` as `_`). Empty values count as unset.
+pub struct ProviderVars<'a> {
+    /// `<family>_<ID>_`, for messages that name a variable.
+    pub prefix: String,
+    env: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl ProviderVars<'_> {
+    /// Checks an id listed in `setting` and reads its variables from `env`.
+    pub fn new<'a>(
+        setting: &str,
+        family: &str,
+        id: &str,
+        env: &'a dyn Fn(&str) -> Option<String>,
+    ) -> Result<ProviderVars<'a>, String> {
+        let valid = !id.is_empty()
+            && id.len() <= 32
+            && id
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if !valid {
+            return Err(format!(
+                "{setting}: '{id}' is not a usable provider id: use lower-case letters, digits and '-' (at most 32)."
+            ));
+        }
+        Ok(ProviderVars {
+            prefix: format!("{family}_{}_", id.to_ascii_uppercase().replace('-', "_")),
+            env,
+        })
+    }
+
+    pub fn get(&self, name: &str) -> Option<String> {
+        (self.env)(&format!("{}{name}", self.prefix))
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    }
+}
+
 /// For tests of settings read from the environment: a config from `args`, and `vars` as the
 /// environment.
 #[cfg(test)]

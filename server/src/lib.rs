@@ -52,10 +52,11 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Everything the server needs; in local mode this creates the local user.
+    /// Everything the server needs, offering `models`; in local mode this creates the local user.
     pub async fn new(
         config: &Config,
         auth: AuthSettings,
+        models: Catalog,
         db: Database,
     ) -> Result<Self, StartupError> {
         let auth = Auth::new(auth, &db)
@@ -66,17 +67,11 @@ impl AppState {
             runs: Runs::new(
                 db.clone(),
                 LlmClient::new(ClientOptions::default()),
-                Arc::new(Catalog::default()),
+                Arc::new(models),
             ),
             db,
             auth,
         })
-    }
-
-    /// Offers these models, through this client.
-    pub fn with_models(mut self, models: Catalog, llm: LlmClient) -> Self {
-        self.runs = Runs::new(self.db.clone(), llm, Arc::new(models));
-        self
     }
 
     /// What the UI shows on the login page (public: no secrets).
@@ -190,13 +185,18 @@ fn panic_page(panic: Box<dyn std::any::Any + Send + 'static>) -> Response<Body> 
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "unknown panic".into());
     tracing::error!(panic = %message, "a request handler panicked");
-    let html = app::error_document(
-        500,
+    error_page(
+        StatusCode::INTERNAL_SERVER_ERROR,
         "Something went wrong",
         "Switchboard hit an unexpected error while handling this page. Try again in a moment; if it keeps happening, tell your administrator (the server log has the details).",
-    );
+    )
+}
+
+/// A whole error page (outside the Leptos router) with this status.
+pub fn error_page(status: StatusCode, title: &str, detail: &str) -> Response<Body> {
+    let html = app::error_document(status.as_u16(), title, detail);
     let mut response = Response::new(Body::from(html));
-    *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+    *response.status_mut() = status;
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/html; charset=utf-8"),
@@ -326,9 +326,7 @@ async fn serve(
     } else {
         tracing::info!(models = ?models.choices(), "models on offer");
     }
-    let state = AppState::new(config, auth, db.clone())
-        .await?
-        .with_models(models, LlmClient::new(ClientOptions::default()));
+    let state = AppState::new(config, auth, models, db.clone()).await?;
     let cleanup =
         auth::session_store::PgSessionStore::new(db).spawn_cleanup(Duration::from_secs(600));
     let app = router(state);

@@ -8,7 +8,7 @@
 use domain::llm::{Catalog, Provider};
 use url::Url;
 
-use crate::config::{Config, ConfigError, list};
+use crate::config::{Config, ConfigError, ProviderVars, list};
 
 /// Reads the model catalog from `config` and, for each provider, from `env`.
 pub fn catalog(
@@ -18,29 +18,15 @@ pub fn catalog(
     let bad = |message: String| ConfigError::Llm(message);
     let mut catalog = Catalog::default();
     for id in list(config.llm_providers.as_deref()) {
-        let valid = id.len() <= 32
-            && id
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-        if !valid {
-            return Err(bad(format!(
-                "SWITCHBOARD_LLM_PROVIDERS: '{id}' is not a usable provider id: use lower-case letters, digits and '-', like 'openai' or 'ollama'."
-            )));
-        }
+        let vars = ProviderVars::new("SWITCHBOARD_LLM_PROVIDERS", "SWITCHBOARD_LLM", &id, env)
+            .map_err(bad)?;
         if catalog.providers.iter().any(|p: &Provider| p.id == id) {
             return Err(bad(format!(
                 "SWITCHBOARD_LLM_PROVIDERS lists '{id}' twice."
             )));
         }
-        let prefix = format!(
-            "SWITCHBOARD_LLM_{}_",
-            id.to_ascii_uppercase().replace('-', "_")
-        );
-        let var = |name: &str| {
-            env(&format!("{prefix}{name}"))
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-        };
+        let prefix = &vars.prefix;
+        let var = |name: &str| vars.get(name);
         let base = var("BASE_URL").ok_or_else(|| {
             bad(format!("LLM provider '{id}' needs {prefix}BASE_URL, the API's address up to /v1 (https://api.openai.com/v1, http://127.0.0.1:11434/v1 for Ollama)."))
         })?;

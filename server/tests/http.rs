@@ -5,6 +5,7 @@ use axum::body::Body;
 use axum::routing::get;
 use clap::Parser;
 use domain::Database;
+use domain::llm::Catalog;
 use http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use server::auth::settings::AuthSettings;
@@ -17,7 +18,7 @@ use tower::ServiceExt;
 async fn state(pool: PgPool) -> AppState {
     let config = Config::try_parse_from(["switchboard"]).unwrap();
     let auth = AuthSettings::from_config(&config, &|_| None).unwrap();
-    AppState::new(&config, auth, Database::from_pool(pool))
+    AppState::new(&config, auth, Catalog::default(), Database::from_pool(pool))
         .await
         .unwrap()
 }
@@ -75,7 +76,7 @@ async fn readyz_is_not_ready_before_migrations(pool: PgPool) {
         _ => None,
     })
     .unwrap();
-    let state = AppState::new(&config, auth, Database::from_pool(pool))
+    let state = AppState::new(&config, auth, Catalog::default(), Database::from_pool(pool))
         .await
         .unwrap();
     let (status, _, body) = get_path(router(state), "/readyz", None).await;

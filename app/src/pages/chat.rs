@@ -86,11 +86,7 @@ fn ChatView(data: ChatData, reload: RwSignal<u32>) -> impl IntoView {
     let is_live = Signal::derive(move || live.with(Option::is_some));
     let blocked = Signal::derive({
         let empty = data.models.choices.is_empty();
-        move || {
-            empty.then(|| {
-                "No model is configured yet, so nothing can answer. An administrator adds one with SWITCHBOARD_LLM_PROVIDERS (see the README's \"Models\" section).".to_owned()
-            })
-        }
+        move || empty.then(|| crate::chats::NO_MODEL.to_owned())
     });
 
     let send = {

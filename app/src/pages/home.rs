@@ -44,7 +44,7 @@ pub fn HomePage() -> impl IntoView {
             .get()
             .and_then(Result::ok)
             .filter(|m| m.choices.is_empty())
-            .map(|_| "No model is configured yet, so nothing can answer. An administrator adds one with SWITCHBOARD_LLM_PROVIDERS (see the README's \"Models\" section).".to_owned())
+            .map(|_| crate::chats::NO_MODEL.to_owned())
     });
 
     view! {

@@ -219,15 +219,9 @@ async fn signed_out() -> Redirect {
 
 fn session_unavailable(error: impl std::fmt::Display) -> Response {
     tracing::error!("sign-in could not use the database: {error}");
-    let html = app::error_document(
-        503,
+    crate::error_page(
+        http::StatusCode::SERVICE_UNAVAILABLE,
         "Sign-in is unavailable",
         "Switchboard cannot reach its database right now, so it cannot sign you in or out. Try again in a moment; if it keeps happening, tell your administrator.",
-    );
-    (
-        http::StatusCode::SERVICE_UNAVAILABLE,
-        [(http::header::CONTENT_TYPE, "text/html; charset=utf-8")],
-        html,
     )
-        .into_response()
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use domain::users::AdminRule;
 use url::Url;
 
-use crate::config::{Config, ConfigError, list};
+use crate::config::{Config, ConfigError, ProviderVars, list};
 
 /// Everything sign-in needs from configuration.
 #[derive(Clone, Debug)]
@@ -172,25 +172,10 @@ fn provider(
     id: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<ProviderSettings, ConfigError> {
-    let valid_id = !id.is_empty()
-        && id.len() <= 32
-        && id
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-    if !valid_id {
-        return Err(ConfigError::Auth(format!(
-            "SWITCHBOARD_AUTH_PROVIDERS: '{id}' is not a usable provider id: use lower-case letters, digits and '-' (at most 32), like 'company' or 'github'."
-        )));
-    }
-    let prefix = format!(
-        "SWITCHBOARD_AUTH_{}_",
-        id.to_ascii_uppercase().replace('-', "_")
-    );
-    let var = |name: &str| {
-        env(&format!("{prefix}{name}"))
-            .map(|v| v.trim().to_owned())
-            .filter(|v| !v.is_empty())
-    };
+    let vars = ProviderVars::new("SWITCHBOARD_AUTH_PROVIDERS", "SWITCHBOARD_AUTH", id, env)
+        .map_err(ConfigError::Auth)?;
+    let prefix = &vars.prefix;
+    let var = |name: &str| vars.get(name);
     let required = |name: &str| {
         var(name).ok_or_else(|| {
             ConfigError::Auth(format!(

@@ -267,13 +267,9 @@ pub async fn start_app(
     let settings = AuthSettings::from_config(&config, &|name| vars.get(name).cloned()).unwrap();
     let models = server::llm_settings::catalog(&config, &|name| vars.get(name).cloned()).unwrap();
     let db = Database::from_pool(pool);
-    let state = AppState::new(&config, settings, db.clone())
+    let state = AppState::new(&config, settings, models, db.clone())
         .await
-        .unwrap()
-        .with_models(
-            models,
-            domain::llm::LlmClient::new(domain::llm::ClientOptions::default()),
-        );
+        .unwrap();
     let app = router(state);
     let task = tokio::spawn(async move {
         axum::serve(listener, app).await.unwrap();

@@ -1,0 +1,31 @@
+//! What a server function takes from its request: the signed-in user (put there by the server's
+//! sign-in gate), the database and the runs (provided by the server for every request).
+
+use domain::Database;
+use domain::runs::Runs;
+use domain::users::User;
+use leptos::prelude::use_context;
+
+use crate::error::AppError;
+
+/// The signed-in user of this request.
+pub fn current_user() -> Result<User, AppError> {
+    use_context::<http::request::Parts>()
+        .and_then(|parts| parts.extensions.get::<User>().cloned())
+        .ok_or_else(|| AppError::unauthenticated().respond())
+}
+
+pub fn db() -> Result<Database, AppError> {
+    provided("database")
+}
+
+pub fn runs() -> Result<Runs, AppError> {
+    provided("runs")
+}
+
+fn provided<T: Clone + Send + Sync + 'static>(what: &str) -> Result<T, AppError> {
+    use_context::<T>().ok_or_else(|| {
+        tracing::error!("the {what} is missing from the server function's context");
+        AppError::internal().respond()
+    })
+}
