@@ -10,6 +10,9 @@ use crate::{Database, Error, Result};
 /// A `streaming` message not flushed for this long is from a server that died mid-answer.
 pub const STALE_STREAM_SECS: i64 = 30;
 pub const MAX_TITLE_CHARS: usize = 200;
+/// Why a chat cannot take a message now.
+pub const BUSY: &str =
+    "An answer is still being written in this chat. Wait for it, or stop it first.";
 /// A title made from a first message keeps at most this many characters.
 const AUTO_TITLE_CHARS: usize = 60;
 
@@ -219,112 +222,182 @@ pub async fn messages(db: &Database, user_id: Uuid, chat_id: Uuid) -> Result<Opt
     Ok(Some(messages))
 }
 
+/// A chat as a send finds it: the chat and the messages a new message follows (all of them, or
+/// those before the position being edited or regenerated).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Conversation {
+    pub chat: Chat,
+    pub history: Vec<Message>,
+    /// The later messages are replaced: an edit or a regeneration.
+    pub replacing: bool,
+}
+
+impl Conversation {
+    /// Where the next message goes.
+    pub fn next_position(&self) -> i32 {
+        self.history.last().map_or(0, |m| m.position + 1)
+    }
+}
+
+/// The user's chat and the messages before `from_position` (all of them when None), in one read;
+/// None when the user has no such chat.
+pub async fn conversation(
+    db: &Database,
+    user_id: Uuid,
+    chat_id: Uuid,
+    from_position: Option<i32>,
+) -> Result<Option<Conversation>> {
+    let rows = sqlx::query!(
+        r#"SELECT c.id AS chat_id, c.thread_id, c.title, c.model AS chat_model,
+                  c.created_at AS chat_created_at, c.updated_at AS chat_updated_at,
+                  m.id AS "id?", m.position AS "position?", m.role AS "role?: Role",
+                  m.content AS "content?", m.status AS "status?: Status", m.error, m.model,
+                  m.created_at AS "created_at?"
+           FROM chats c
+           LEFT JOIN messages m ON m.chat_id = c.id AND ($3::int IS NULL OR m.position < $3)
+           WHERE c.id = $1 AND c.user_id = $2
+           ORDER BY m.position"#,
+        chat_id,
+        user_id,
+        from_position
+    )
+    .fetch_all(db.pool())
+    .await?;
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    let chat = Chat {
+        id: first.chat_id,
+        thread_id: first.thread_id,
+        title: first.title.clone(),
+        model: first.chat_model.clone(),
+        created_at: first.chat_created_at,
+        updated_at: first.chat_updated_at,
+    };
+    let history = rows
+        .into_iter()
+        .filter_map(|row| {
+            Some(Message {
+                id: row.id?,
+                position: row.position?,
+                role: row.role?,
+                content: row.content?,
+                status: row.status?,
+                error: row.error,
+                model: row.model,
+                created_at: row.created_at?,
+            })
+        })
+        .collect();
+    Ok(Some(Conversation {
+        chat,
+        history,
+        replacing: from_position.is_some(),
+    }))
+}
+
 /// What [`ask`] stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Asked {
     pub question: Message,
     pub answer: Message,
-    /// Every message before the answer, the question included, in order.
-    pub history: Vec<Message>,
 }
 
-/// Adds the person's message and an empty, streaming answer after it, replacing every message from
-/// `from_position` on (editing an earlier message, or regenerating, continues from there; None
-/// appends). The first message of a chat titled "New chat" names it. Returns what was asked: the
-/// question, the answer, and the conversation before the answer; None when the user has no such
-/// chat.
+/// Adds the person's message and an empty, streaming answer after the `conversation` as it was
+/// read, replacing the messages after it when it is an edit or a regeneration. The first message of
+/// a chat titled "New chat" names it. None when the user no longer has the chat.
+///
+/// One statement, so one round trip and one commit: a send is on the path to the first token. If
+/// the chat changed since it was read (a send from another tab or server), its next position is
+/// taken and the `(chat_id, position)` key refuses this one as busy; nothing is half-written.
 pub async fn ask(
     db: &Database,
     user_id: Uuid,
-    chat_id: Uuid,
+    conversation: &Conversation,
     text: &str,
-    from_position: Option<i32>,
     model: &str,
 ) -> Result<Option<Asked>> {
     if text.trim().is_empty() {
         return Err(Error::Invalid("Write a message first.".into()));
     }
-    let mut tx = db.pool().begin().await?;
-    // Locks the chat: two sends at once must not take the same position.
-    let Some(chat) = sqlx::query!(
-        "SELECT title FROM chats WHERE id = $1 AND user_id = $2 FOR UPDATE",
-        chat_id,
-        user_id
+    let position = conversation.next_position();
+    // Sub-statements run in no set order; the inserts wait for the delete
+    // (`(SELECT count(*) FROM gone) >= 0`) so they never meet the rows it removes.
+    let rows = sqlx::query!(
+        r#"WITH chat AS (
+               SELECT id FROM chats WHERE id = $1 AND user_id = $2
+           ), gone AS (
+               DELETE FROM messages
+               WHERE $4 AND chat_id = (SELECT id FROM chat) AND position >= $3
+               RETURNING 1
+           ), question AS (
+               INSERT INTO messages (chat_id, position, role, content)
+               SELECT id, $3, 'user', $5 FROM chat WHERE (SELECT count(*) FROM gone) >= 0
+               RETURNING id, position, role, content, status, error, model, created_at
+           ), answer AS (
+               INSERT INTO messages (chat_id, position, role, status, model)
+               SELECT id, $3 + 1, 'assistant', 'streaming', $6 FROM chat
+               WHERE (SELECT count(*) FROM gone) >= 0
+               RETURNING id, position, role, content, status, error, model, created_at
+           ), renamed AS (
+               UPDATE chats SET updated_at = now(),
+                   title = CASE WHEN $3 = 0 AND title = 'New chat' THEN $7 ELSE title END
+               WHERE id = (SELECT id FROM chat)
+           )
+           SELECT id AS "id!", position AS "position!", role AS "role!: Role",
+                  content AS "content!", status AS "status!: Status", error, model,
+                  created_at AS "created_at!"
+           FROM question
+           UNION ALL
+           SELECT id, position, role, content, status, error, model, created_at FROM answer"#,
+        conversation.chat.id,
+        user_id,
+        position,
+        conversation.replacing,
+        text,
+        model,
+        title_from(text),
     )
-    .fetch_optional(&mut *tx)
-    .await?
-    else {
+    .fetch_all(db.pool())
+    .await
+    .map_err(|e| match &e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => Error::Invalid(BUSY.into()),
+        _ => e.into(),
+    })?;
+    let mut messages = rows.into_iter().map(|row| Message {
+        id: row.id,
+        position: row.position,
+        role: row.role,
+        content: row.content,
+        status: row.status,
+        error: row.error,
+        model: row.model,
+        created_at: row.created_at,
+    });
+    let (Some(first), Some(second)) = (messages.next(), messages.next()) else {
         return Ok(None);
     };
-    if let Some(from) = from_position {
-        sqlx::query!(
-            "DELETE FROM messages WHERE chat_id = $1 AND position >= $2",
-            chat_id,
-            from
-        )
-        .execute(&mut *tx)
-        .await?;
-    }
-    let next = sqlx::query_scalar!(
-        r#"SELECT COALESCE(max(position) + 1, 0) AS "next!" FROM messages WHERE chat_id = $1"#,
-        chat_id
-    )
-    .fetch_one(&mut *tx)
-    .await?;
-    let question = sqlx::query_as!(
-        Message,
-        r#"INSERT INTO messages (chat_id, position, role, content) VALUES ($1, $2, 'user', $3)
-           RETURNING id, position, role AS "role: Role", content, status AS "status: Status",
-                     error, model, created_at"#,
-        chat_id,
-        next,
-        text
-    )
-    .fetch_one(&mut *tx)
-    .await?;
-    let answer = sqlx::query_as!(
-        Message,
-        r#"INSERT INTO messages (chat_id, position, role, status, model)
-           VALUES ($1, $2, 'assistant', 'streaming', $3)
-           RETURNING id, position, role AS "role: Role", content, status AS "status: Status",
-                     error, model, created_at"#,
-        chat_id,
-        next + 1,
-        model
-    )
-    .fetch_one(&mut *tx)
-    .await?;
-    let title = (next == 0 && chat.title == "New chat").then(|| title_from(text));
-    sqlx::query!(
-        "UPDATE chats SET updated_at = now(), title = COALESCE($2, title) WHERE id = $1",
-        chat_id,
-        title
-    )
-    .execute(&mut *tx)
-    .await?;
-    // The conversation so far, read in the same transaction (one round trip, not a second read).
-    let history = sqlx::query_as!(
-        Message,
-        r#"SELECT id, position, role AS "role: Role", content, status AS "status: Status",
-                  error, model, created_at
-           FROM messages WHERE chat_id = $1 AND position < $2 ORDER BY position"#,
-        chat_id,
-        answer.position
-    )
-    .fetch_all(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    Ok(Some(Asked {
-        question,
-        answer,
-        history,
-    }))
+    let (question, answer) = if first.role == Role::User {
+        (first, second)
+    } else {
+        (second, first)
+    };
+    Ok(Some(Asked { question, answer }))
 }
+
+// `flush` and `finish` commit without waiting for the disk (`synchronous_commit` off for their
+// own transaction, set in the statement itself: one round trip). What that risks is what the flush
+// interval already accepts: only if PostgreSQL itself crashes in the next fraction of a second
+// does the answer fall back to its previously saved text, shown as interrupted. Other sessions see
+// the write at once. It takes a disk wait off every answer's end. Questions are stored with a
+// normal, durable commit.
 
 /// Saves the text streamed so far (a crash keeps it) and shows the answer is still alive.
 pub async fn flush(db: &Database, message_id: Uuid, content: &str) -> Result<()> {
     sqlx::query!(
-        "UPDATE messages SET content = $2, updated_at = now() WHERE id = $1 AND status = 'streaming'",
+        "UPDATE messages SET content = $2, updated_at = now()
+         WHERE id = $1 AND status = 'streaming'
+           AND set_config('synchronous_commit', 'off', true) IS NOT NULL",
         message_id,
         content
     )
@@ -342,7 +415,8 @@ pub async fn finish(
     error: Option<&str>,
 ) -> Result<()> {
     sqlx::query!(
-        "UPDATE messages SET content = $2, status = $3, error = $4, updated_at = now() WHERE id = $1",
+        "UPDATE messages SET content = $2, status = $3, error = $4, updated_at = now()
+         WHERE id = $1 AND set_config('synchronous_commit', 'off', true) IS NOT NULL",
         message_id,
         content,
         status.as_str(),

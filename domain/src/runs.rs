@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{broadcast, oneshot, watch};
 use uuid::Uuid;
 
 use crate::chats::{self, Role, Status};
@@ -94,6 +94,8 @@ struct Channel {
     seq: u64,
     log: Vec<ChatEvent>,
     live: Option<Live>,
+    /// A send is being written; its run has not begun yet.
+    starting: bool,
     sender: broadcast::Sender<ChatEvent>,
 }
 
@@ -103,7 +105,50 @@ impl Channel {
             seq: 0,
             log: Vec::new(),
             live: None,
+            starting: false,
             sender: broadcast::channel(1024).0,
+        }
+    }
+}
+
+/// A send on its way: what is stored before the answer begins.
+struct Outgoing {
+    user_id: Uuid,
+    /// `<provider>/<model>`, as the answer records it.
+    model: String,
+    conversation: chats::Conversation,
+    text: String,
+    slot: Reservation,
+}
+
+/// A chat's run slot, taken while its send is written.
+struct Reservation {
+    runs: Runs,
+    chat_id: Uuid,
+    held: bool,
+}
+
+impl Reservation {
+    /// The run has begun: its answer is live from now on.
+    fn begin(mut self, live: Live) {
+        let mut channels = self.runs.inner.channels.lock().expect("not poisoned");
+        if let Some(channel) = channels.get_mut(&self.chat_id) {
+            // A new run: the previous run's events are no longer needed for replay.
+            channel.log.clear();
+            channel.live = Some(live);
+            channel.starting = false;
+        }
+        self.held = false;
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if self.held {
+            let mut channels = self.runs.inner.channels.lock().expect("not poisoned");
+            if let Some(channel) = channels.get_mut(&self.chat_id) {
+                channel.starting = false;
+            }
         }
     }
 }
@@ -162,6 +207,10 @@ impl Runs {
 
     /// Sends `text` in the user's chat (replacing everything from `from_position` when editing or
     /// regenerating) and starts the answer. None when the user has no such chat.
+    ///
+    /// The model is asked while the question is being stored, so that the store's commit is not on
+    /// the way to the first token; no token goes out before the question is stored, and if storing
+    /// fails the model's answer is dropped unread.
     pub async fn start(
         &self,
         user_id: Uuid,
@@ -169,109 +218,62 @@ impl Runs {
         text: &str,
         from_position: Option<i32>,
     ) -> Result<Option<Started>> {
-        let Some(chat) = chats::get(&self.inner.db, user_id, chat_id).await? else {
+        if text.trim().is_empty() {
+            return Err(Error::Invalid("Write a message first.".into()));
+        }
+        let Some(conversation) =
+            chats::conversation(&self.inner.db, user_id, chat_id, from_position).await?
+        else {
             return Ok(None);
         };
-        let Some((provider, model)) = self.inner.models.resolve(chat.model.as_deref()) else {
+        let chosen = conversation.chat.model.as_deref();
+        let Some((provider, model)) = self.inner.models.resolve(chosen) else {
             return Err(Error::Invalid(if self.inner.models.is_empty() {
                 "No model is configured yet, so nothing can answer. An administrator adds one with SWITCHBOARD_LLM_PROVIDERS (see the README's \"Models\" section).".into()
             } else {
                 format!(
                     "The model '{}' chosen for this chat is no longer offered. Choose another one.",
-                    chat.model.unwrap_or_default()
+                    chosen.unwrap_or_default()
                 )
             }));
         };
-        let (provider, model) = (provider.clone(), model.to_owned());
-        let model_name = format!("{}/{model}", provider.id);
-        if self.is_live(chat_id) {
-            return Err(Error::Invalid(
-                "An answer is still being written in this chat. Wait for it, or stop it first."
-                    .into(),
-            ));
-        }
-        let Some(asked) = chats::ask(
-            &self.inner.db,
-            user_id,
-            chat_id,
-            text,
-            from_position,
-            &model_name,
-        )
-        .await?
-        else {
-            return Ok(None);
-        };
-        let (question, answer) = (asked.question, asked.answer);
-        let history = asked
+        let provider = provider.clone();
+        let mut messages: Vec<llm::Message> = conversation
             .history
-            .into_iter()
+            .iter()
             .filter_map(|m| match m.role {
-                Role::User => Some(llm::Message::User { content: m.content }),
+                Role::User => Some(llm::Message::User {
+                    content: m.content.clone(),
+                }),
                 Role::Assistant if !m.content.is_empty() => Some(llm::Message::Assistant {
-                    content: Some(m.content),
+                    content: Some(m.content.clone()),
                     tool_calls: vec![],
                 }),
                 Role::Assistant => None,
             })
             .collect();
-
-        let (stop, stopped) = watch::channel(None);
-        let started = Started {
-            question: question.clone(),
-            answer_id: answer.id,
-            model: model_name.clone(),
+        messages.push(llm::Message::User {
+            content: text.to_owned(),
+        });
+        let send = Outgoing {
+            user_id,
+            model: format!("{}/{model}", provider.id),
+            conversation,
+            text: text.to_owned(),
+            // Takes the chat's run slot before anything is written: two sends cannot both start.
+            slot: self.reserve(chat_id)?,
         };
-        {
-            let mut channels = self.inner.channels.lock().expect("not poisoned");
-            let channel = channels.entry(chat_id).or_insert_with(Channel::new);
-            if channel.live.is_some() {
-                // Another request started a run between the check above and here.
-                drop(channels);
-                let db = self.inner.db.clone();
-                let answer_id = answer.id;
-                tokio::spawn(async move {
-                    let _ = chats::finish(
-                        &db,
-                        answer_id,
-                        "",
-                        Status::Failed,
-                        Some("Another answer was already being written."),
-                    )
-                    .await;
-                });
-                return Err(Error::Invalid(
-                    "An answer is still being written in this chat. Wait for it, or stop it first."
-                        .into(),
-                ));
-            }
-            // A new run: the previous run's events are no longer needed for replay.
-            channel.log.clear();
-            channel.live = Some(Live {
-                answer_id: answer.id,
-                text: String::new(),
-                stop,
-            });
-        }
-        self.emit(
-            chat_id,
-            EventKind::RunStarted {
-                question,
-                answer_id: answer.id,
-                model: model_name,
-            },
-        );
-        let runs = self.clone();
         let request = llm::Request {
-            model,
-            messages: history,
+            model: model.to_owned(),
+            messages,
             tools: vec![],
         };
-        tokio::spawn(async move {
-            runs.run(chat_id, answer.id, provider, request, stopped)
-                .await;
-        });
-        Ok(Some(started))
+        let (stored, started) = oneshot::channel();
+        let runs = self.clone();
+        tokio::spawn(async move { runs.run(send, provider, request, stored).await });
+        started
+            .await
+            .unwrap_or_else(|_| Err(Error::Invalid("The answer could not be started.".into())))
     }
 
     /// Stops the chat's run, if one is live. Returns whether one was.
@@ -334,9 +336,20 @@ impl Runs {
         }
     }
 
-    pub fn is_live(&self, chat_id: Uuid) -> bool {
-        let channels = self.inner.channels.lock().expect("not poisoned");
-        channels.get(&chat_id).is_some_and(|c| c.live.is_some())
+    /// Takes the chat's run slot, or says the chat is busy. The slot is given back when the
+    /// reservation is dropped without [`Reservation::begin`] (the send failed).
+    fn reserve(&self, chat_id: Uuid) -> Result<Reservation> {
+        let mut channels = self.inner.channels.lock().expect("not poisoned");
+        let channel = channels.entry(chat_id).or_insert_with(Channel::new);
+        if channel.live.is_some() || channel.starting {
+            return Err(Error::Invalid(chats::BUSY.into()));
+        }
+        channel.starting = true;
+        Ok(Reservation {
+            runs: self.clone(),
+            chat_id,
+            held: true,
+        })
     }
 
     /// Subscribes to a chat's events (the caller has checked the chat is the user's). With the id
@@ -399,23 +412,76 @@ impl Runs {
         let _ = channel.sender.send(event);
     }
 
+    /// Stores the question while the model is asked, tells the sender (`stored`), then streams
+    /// the answer into the chat's events until it ends.
     async fn run(
         &self,
-        chat_id: Uuid,
-        answer_id: Uuid,
+        send: Outgoing,
         provider: llm::Provider,
         request: llm::Request,
-        mut stopped: watch::Receiver<Option<Status>>,
+        stored: oneshot::Sender<Result<Option<Started>>>,
     ) {
         let db = &self.inner.db;
+        let chat_id = send.conversation.chat.id;
+        let mut asking = std::pin::pin!(chats::ask(
+            db,
+            send.user_id,
+            &send.conversation,
+            &send.text,
+            &send.model
+        ));
+        let mut opening = std::pin::pin!(self.inner.llm.stream(&provider, &request));
+        let mut opened = None;
+        let asked = loop {
+            tokio::select! {
+                asked = &mut asking => break asked,
+                result = &mut opening, if opened.is_none() => opened = Some(result),
+            }
+        };
+        let answer_id = match asked {
+            Ok(Some(asked)) => {
+                let (stop, stopped) = watch::channel(None);
+                send.slot.begin(Live {
+                    answer_id: asked.answer.id,
+                    text: String::new(),
+                    stop,
+                });
+                let started = Started {
+                    question: asked.question.clone(),
+                    answer_id: asked.answer.id,
+                    model: send.model.clone(),
+                };
+                self.emit(
+                    chat_id,
+                    EventKind::RunStarted {
+                        question: asked.question,
+                        answer_id: asked.answer.id,
+                        model: send.model.clone(),
+                    },
+                );
+                let _ = stored.send(Ok(Some(started)));
+                (asked.answer.id, stopped)
+            }
+            // Nothing was stored: the slot is given back and the model's answer dropped unread.
+            failed => {
+                let _ = stored.send(failed.map(|_| None));
+                return;
+            }
+        };
+        let (answer_id, mut stopped) = answer_id;
+
         let mut text = String::new();
         let outcome: (Status, Option<String>) = 'run: {
-            let mut stream = tokio::select! {
-                opened = self.inner.llm.stream(&provider, &request) => match opened {
-                    Ok(stream) => stream,
-                    Err(error) => break 'run (Status::Failed, Some(error.to_string())),
+            let opened = match opened {
+                Some(opened) => opened,
+                None => tokio::select! {
+                    opened = &mut opening => opened,
+                    how = stopped.wait_for(Option::is_some) => break 'run (ended(how.ok().and_then(|s| *s)), None),
                 },
-                how = stopped.wait_for(Option::is_some) => break 'run (ended(how.ok().and_then(|s| *s)), None),
+            };
+            let mut stream = match opened {
+                Ok(stream) => stream,
+                Err(error) => break 'run (Status::Failed, Some(error.to_string())),
             };
             let mut flushed = Instant::now();
             loop {

@@ -20,6 +20,20 @@ async fn user(db: &Database, subject: &str) -> Uuid {
         .id
 }
 
+/// Reads the conversation and asks in it, as a send does.
+async fn send(
+    db: &Database,
+    user_id: Uuid,
+    chat_id: Uuid,
+    text: &str,
+    from_position: Option<i32>,
+) -> domain::Result<Option<chats::Asked>> {
+    let Some(conversation) = chats::conversation(db, user_id, chat_id, from_position).await? else {
+        return Ok(None);
+    };
+    chats::ask(db, user_id, &conversation, text, "fake/m").await
+}
+
 /// A database with Alice and a new chat of hers.
 async fn alices_chat(pool: PgPool) -> (Database, Uuid, chats::Chat) {
     let db = Database::from_pool(pool);
@@ -33,16 +47,11 @@ async fn a_first_message_names_the_chat_and_answers_stream_into_place(pool: PgPo
     let (db, alice, chat) = alices_chat(pool).await;
     assert_eq!(chat.title, "New chat");
 
-    let asked = chats::ask(&db, alice, chat.id, "Plan a trip to Lisbon", None, "fake/m")
+    let asked = send(&db, alice, chat.id, "Plan a trip to Lisbon", None)
         .await
         .unwrap()
         .unwrap();
     let (question, answer) = (asked.question, asked.answer);
-    assert_eq!(
-        asked.history,
-        std::slice::from_ref(&question),
-        "the conversation before the answer"
-    );
     assert_eq!((question.position, question.role), (0, Role::User));
     assert_eq!(
         (answer.position, answer.role, answer.status),
@@ -67,7 +76,7 @@ async fn a_first_message_names_the_chat_and_answers_stream_into_place(pool: PgPo
     assert_eq!(messages[1].status, Status::Complete);
 
     // A second question does not rename the chat.
-    chats::ask(&db, alice, chat.id, "And day two?", None, "fake/m")
+    send(&db, alice, chat.id, "And day two?", None)
         .await
         .unwrap();
     assert_eq!(
@@ -84,13 +93,23 @@ async fn a_first_message_names_the_chat_and_answers_stream_into_place(pool: PgPo
 async fn editing_an_earlier_message_replaces_what_came_after(pool: PgPool) {
     let (db, alice, chat) = alices_chat(pool).await;
     for text in ["one", "two", "three"] {
-        chats::ask(&db, alice, chat.id, text, None, "fake/m")
-            .await
-            .unwrap();
+        send(&db, alice, chat.id, text, None).await.unwrap();
     }
-    chats::ask(&db, alice, chat.id, "two, edited", Some(2), "fake/m")
+    let before_edit = chats::conversation(&db, alice, chat.id, Some(2))
         .await
+        .unwrap()
         .unwrap();
+    let history: Vec<(i32, &str)> = before_edit
+        .history
+        .iter()
+        .map(|m| (m.position, m.content.as_str()))
+        .collect();
+    assert_eq!(history, [(0, "one"), (1, "")], "what the edit follows");
+    let asked = chats::ask(&db, alice, &before_edit, "two, edited", "fake/m")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((asked.question.position, asked.answer.position), (2, 3));
     let texts: Vec<(i32, String)> = chats::messages(&db, alice, chat.id)
         .await
         .unwrap()
@@ -105,13 +124,48 @@ async fn editing_an_earlier_message_replaces_what_came_after(pool: PgPool) {
     );
 }
 
+/// Two tabs or servers sending in one chat from the same reading of it: one is stored, the other
+/// meets its position and is refused as busy; so is a send from a reading that is out of date.
+/// Nothing is half-written.
+#[sqlx::test(migrator = "domain::db::MIGRATOR")]
+async fn sends_from_the_same_reading_never_share_a_position(pool: PgPool) {
+    let (db, alice, chat) = alices_chat(pool).await;
+    for round in 0..10 {
+        let read = chats::conversation(&db, alice, chat.id, None)
+            .await
+            .unwrap()
+            .unwrap();
+        let (a, b) = tokio::join!(
+            chats::ask(&db, alice, &read, "from one tab", "fake/m"),
+            chats::ask(&db, alice, &read, "from another", "fake/m"),
+        );
+        let refused: Vec<String> = [a, b]
+            .into_iter()
+            .filter_map(|outcome| outcome.err().map(|e| e.to_string()))
+            .collect();
+        assert_eq!(refused, [chats::BUSY], "round {round}");
+        let stale = chats::ask(&db, alice, &read, "late", "fake/m").await;
+        assert_eq!(stale.unwrap_err().to_string(), chats::BUSY);
+    }
+    let messages = chats::messages(&db, alice, chat.id).await.unwrap().unwrap();
+    assert_eq!(messages.len(), 20);
+    let positions: Vec<i32> = messages.iter().map(|m| m.position).collect();
+    assert_eq!(positions, (0..20).collect::<Vec<_>>());
+    assert!(
+        messages
+            .chunks(2)
+            .all(|pair| pair[0].role == Role::User && pair[1].role == Role::Assistant),
+        "every question has its answer"
+    );
+}
+
 #[sqlx::test(migrator = "domain::db::MIGRATOR")]
 async fn another_persons_chat_does_not_exist(pool: PgPool) {
     let db = Database::from_pool(pool);
     let alice = user(&db, "alice").await;
     let bob = user(&db, "bob").await;
     let chat = chats::create(&db, alice, None).await.unwrap();
-    chats::ask(&db, alice, chat.id, "secret plans", None, "fake/m")
+    send(&db, alice, chat.id, "secret plans", None)
         .await
         .unwrap();
 
@@ -124,12 +178,7 @@ async fn another_persons_chat_does_not_exist(pool: PgPool) {
             .unwrap()
             .is_empty()
     );
-    assert!(
-        chats::ask(&db, bob, chat.id, "hi", None, "fake/m")
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(send(&db, bob, chat.id, "hi", None).await.unwrap().is_none());
     assert!(!chats::rename(&db, bob, chat.id, "mine now").await.unwrap());
     assert!(
         !chats::set_model(&db, bob, chat.id, Some("x/y"))
@@ -149,18 +198,11 @@ async fn chats_are_listed_newest_first_searched_renamed_and_deleted(pool: PgPool
     let db = Database::from_pool(pool);
     let alice = user(&db, "alice").await;
     let older = chats::create(&db, alice, None).await.unwrap();
-    chats::ask(
-        &db,
-        alice,
-        older.id,
-        "Recipe for pastéis de nata",
-        None,
-        "fake/m",
-    )
-    .await
-    .unwrap();
+    send(&db, alice, older.id, "Recipe for pastéis de nata", None)
+        .await
+        .unwrap();
     let newer = chats::create(&db, alice, None).await.unwrap();
-    chats::ask(&db, alice, newer.id, "Rust lifetimes", None, "fake/m")
+    send(&db, alice, newer.id, "Rust lifetimes", None)
         .await
         .unwrap();
 
@@ -174,7 +216,7 @@ async fn chats_are_listed_newest_first_searched_renamed_and_deleted(pool: PgPool
     // By title, and by message text.
     let found = chats::list(&db, alice, Some("lifetimes")).await.unwrap();
     assert_eq!(found.iter().map(|c| c.id).collect::<Vec<_>>(), [newer.id]);
-    let answer = chats::ask(&db, alice, older.id, "How long to bake?", None, "fake/m")
+    let answer = send(&db, alice, older.id, "How long to bake?", None)
         .await
         .unwrap()
         .unwrap()
@@ -224,7 +266,7 @@ async fn an_answer_a_dead_server_left_streaming_shows_as_interrupted(pool: PgPoo
     let db = Database::from_pool(pool.clone());
     let alice = user(&db, "alice").await;
     let chat = chats::create(&db, alice, None).await.unwrap();
-    let answer = chats::ask(&db, alice, chat.id, "Hi", None, "fake/m")
+    let answer = send(&db, alice, chat.id, "Hi", None)
         .await
         .unwrap()
         .unwrap()
@@ -253,7 +295,7 @@ async fn an_answer_a_dead_server_left_streaming_shows_as_interrupted(pool: PgPoo
 async fn an_empty_message_is_refused(pool: PgPool) {
     let (db, alice, chat) = alices_chat(pool).await;
     assert!(matches!(
-        chats::ask(&db, alice, chat.id, "  \n ", None, "fake/m").await,
+        send(&db, alice, chat.id, "  \n ", None).await,
         Err(domain::Error::Invalid(_))
     ));
 }

@@ -25,7 +25,7 @@ use futures_util::StreamExt;
 use server::auth::settings::AuthSettings;
 use server::config::Config;
 use server::{AppState, router};
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Executor};
 
 const TOKENS: usize = 32;
@@ -105,8 +105,8 @@ async fn main() {
     conn.execute("CREATE DATABASE switchboard_bench")
         .await
         .unwrap();
-    let pool = PgPoolOptions::new()
-        .max_connections(16)
+    // The pool as the server runs it.
+    let pool = Database::pool_options(16)
         .connect_with(admin.database("switchboard_bench"))
         .await
         .unwrap();

@@ -216,6 +216,42 @@ async fn stop_ends_the_answer_and_keeps_what_was_written(pool: PgPool) {
 }
 
 #[sqlx::test(migrator = "domain::db::MIGRATOR")]
+async fn a_chat_writes_one_answer_at_a_time(pool: PgPool) {
+    let (_llm, app, alice, chat) = with_a_chat(pool).await;
+    let mut events = subscribe(&app, &alice, &chat, None).await;
+    // Two sends at the same instant: one is taken, the other is told why not.
+    let (a, b) = tokio::join!(
+        send(&app, &alice, &chat, "slow"),
+        send(&app, &alice, &chat, "slow")
+    );
+    let mut statuses = [a.0, b.0];
+    statuses.sort();
+    assert_eq!(
+        statuses,
+        [StatusCode::OK, StatusCode::UNPROCESSABLE_ENTITY],
+        "{a:?} {b:?}"
+    );
+    let refused = if a.0 == StatusCode::OK { b.1 } else { a.1 };
+    assert_eq!(refused["message"], domain::chats::BUSY);
+    // While it streams, another send is refused too; once it ends, the chat takes the next one.
+    let (status, _) = send(&app, &alice, &chat, "more").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    api(&app, &alice, "chats/stop", &[("id", &chat)]).await;
+    until_finished(&mut events).await;
+    let (status, body) = send(&app, &alice, &chat, "and now?").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    until_finished(&mut events).await;
+    let (_, page) = api(&app, &alice, "chats/get", &[("id", &chat)]).await;
+    let roles: Vec<&str> = page["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles, ["user", "assistant", "user", "assistant"]);
+}
+
+#[sqlx::test(migrator = "domain::db::MIGRATOR")]
 async fn a_failing_model_ends_the_answer_with_a_message(pool: PgPool) {
     let (_llm, app, alice, chat) = with_a_chat(pool).await;
     let mut events = subscribe(&app, &alice, &chat, None).await;
