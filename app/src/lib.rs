@@ -12,6 +12,7 @@ pub mod error;
 pub mod highlight;
 pub mod live;
 pub mod markdown;
+pub mod mcp;
 pub mod pages;
 #[cfg(feature = "ssr")]
 pub mod ssr;

@@ -1,7 +1,8 @@
 //! What a server function takes from its request: the signed-in user (put there by the server's
-//! sign-in gate), the database and the runs (provided by the server for every request).
+//! sign-in gate), the database, the runs and the MCP connections (provided by the server for every request).
 
 use domain::Database;
+use domain::mcp::Mcp;
 use domain::runs::Runs;
 use domain::users::User;
 use leptos::prelude::use_context;
@@ -21,6 +22,10 @@ pub fn db() -> Result<Database, AppError> {
 
 pub fn runs() -> Result<Runs, AppError> {
     provided("runs")
+}
+
+pub fn mcp() -> Result<Mcp, AppError> {
+    provided("MCP connections")
 }
 
 fn provided<T: Clone + Send + Sync + 'static>(what: &str) -> Result<T, AppError> {

@@ -9,6 +9,7 @@ pub mod chats;
 pub mod db;
 pub mod error;
 pub mod llm;
+pub mod mcp;
 pub mod runs;
 pub mod sessions;
 pub mod tokens;

@@ -90,6 +90,15 @@ pub struct Config {
     #[arg(long, env = "SWITCHBOARD_LLM_DEFAULT_MODEL")]
     pub llm_default_model: Option<String>,
 
+    /// The registry of MCP tool servers people may connect to: a TOML file with one `[[server]]`
+    /// table per server (see the README's "Tool servers"). None: no tool servers.
+    #[arg(long, env = "SWITCHBOARD_MCP_SERVERS_FILE")]
+    pub mcp_servers_file: Option<PathBuf>,
+
+    /// How long one tool call may take before it is cancelled (`60s`, `5m`).
+    #[arg(long, env = "SWITCHBOARD_MCP_CALL_TIMEOUT", default_value = "60s")]
+    pub mcp_call_timeout: humantime::Duration,
+
     /// Log format: `text` for people, `json` for log collectors.
     #[arg(long, env = "SWITCHBOARD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

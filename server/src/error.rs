@@ -23,6 +23,10 @@ pub enum StartupError {
         "database migrations failed: {0}. Each migration runs in a transaction, so the database is as it was before the one that failed; fix the cause and start again."
     )]
     Migrate(String),
+    #[error(
+        "cannot use the MCP servers file {path}: {cause}. Fix it, or unset SWITCHBOARD_MCP_SERVERS_FILE."
+    )]
+    McpServers { path: String, cause: String },
     #[error("cannot prepare the local user in the database: {0}")]
     LocalUser(String),
     #[error(

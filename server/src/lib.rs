@@ -24,6 +24,7 @@ use axum::routing::get;
 use axum::serve::ListenerExt;
 use domain::Database;
 use domain::llm::{Catalog, ClientOptions, LlmClient};
+use domain::mcp::{self, Mcp};
 use domain::runs::Runs;
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode, header};
 use leptos::config::{Env, LeptosOptions};
@@ -49,6 +50,8 @@ pub struct AppState {
     pub auth: Auth,
     /// The answers being written, and the models on offer.
     pub runs: Runs,
+    /// Every user's MCP tool-server connections.
+    pub mcp: Mcp,
 }
 
 impl AppState {
@@ -62,7 +65,17 @@ impl AppState {
         let auth = Auth::new(auth, &db)
             .await
             .map_err(|e| StartupError::LocalUser(root_cause(&e)))?;
+        let registry = mcp_registry(config)?;
+        let mcp = Mcp::new(
+            db.clone(),
+            registry,
+            mcp::Settings {
+                call_timeout: *config.mcp_call_timeout,
+                ..mcp::Settings::default()
+            },
+        );
         Ok(Self {
+            mcp,
             leptos_options: leptos_options(config),
             runs: Runs::new(
                 db.clone(),
@@ -89,6 +102,19 @@ impl AppState {
                 .collect(),
         }
     }
+}
+
+/// The MCP servers file, read and checked (none: an empty registry).
+fn mcp_registry(config: &Config) -> Result<mcp::Registry, StartupError> {
+    let Some(path) = &config.mcp_servers_file else {
+        return Ok(mcp::Registry::default());
+    };
+    let failed = |cause: String| StartupError::McpServers {
+        path: path.display().to_string(),
+        cause,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| failed(e.to_string()))?;
+    mcp::Registry::from_toml(&text).map_err(|e| failed(e.to_string()))
 }
 
 /// Leptos's options from our configuration (plus the live-reload settings `cargo leptos watch` sets).
@@ -137,6 +163,7 @@ pub fn routes(state: AppState) -> Router {
             move || {
                 provide_context(context_state.db.clone());
                 provide_context(context_state.runs.clone());
+                provide_context(context_state.mcp.clone());
                 provide_context(login_options.clone());
             },
             move || shell(options.clone()),
@@ -329,13 +356,19 @@ async fn serve(
     let state = AppState::new(config, auth, models, db.clone()).await?;
     let cleanup =
         auth::session_store::PgSessionStore::new(db).spawn_cleanup(Duration::from_secs(600));
+    let (runs, mcp) = (state.runs.clone(), state.mcp.clone());
     let app = router(state);
     tracing::info!(
         "Switchboard is serving on http://{} ({mode}); open {public_url}",
         config.listen
     );
     let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            // Live answers are saved as interrupted and event streams end (browsers reconnect
+            // to whichever instance serves next); tool servers are closed, their processes too.
+            tokio::join!(runs.shutdown(), mcp.shutdown());
+        })
         .await;
     cleanup.abort();
     served.map_err(StartupError::Serve)?;

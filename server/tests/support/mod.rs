@@ -27,7 +27,7 @@ pub fn workspace_root() -> PathBuf {
 }
 
 /// The Node.js that scripts/setup installs (see scripts/lib/env.sh), else the one on PATH.
-fn node() -> PathBuf {
+pub fn node() -> PathBuf {
     let arch = if cfg!(target_arch = "aarch64") {
         "arm64"
     } else {
@@ -45,10 +45,20 @@ fn node() -> PathBuf {
 
 /// Starts a Node script of end2end/ that prints one JSON line when ready; returns the child and
 /// that line.
-fn start_script(script: &str, args: &[&str]) -> (Child, serde_json::Value) {
+pub fn start_script(script: &str, args: &[&str]) -> (Child, serde_json::Value) {
+    start_script_with_env(script, args, &[])
+}
+
+/// [`start_script`] with environment variables of its own.
+pub fn start_script_with_env(
+    script: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (Child, serde_json::Value) {
     let mut child = Command::new(node())
         .arg(workspace_root().join(script))
         .args(args)
+        .envs(env.iter().copied())
         .current_dir(workspace_root())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
