@@ -58,6 +58,8 @@ pub struct Models {
     pub choices: Vec<String>,
     /// What "default" stands for, or None when no model is configured.
     pub default: Option<String>,
+    /// Why nothing can answer (no model is configured), for the composer to say.
+    pub unavailable: Option<String>,
 }
 
 /// What sending a message started.
@@ -78,9 +80,6 @@ impl ChatListVersion {
         self.0.update(|v| *v += 1);
     }
 }
-
-/// Why nothing can be sent on an instance without a model, and how to fix it.
-pub const NO_MODEL: &str = "No model is configured yet, so nothing can answer. An administrator adds one with SWITCHBOARD_LLM_PROVIDERS (see the README's \"Models\" section).";
 
 /// `POST /api/chats/list` with optional `search`: the caller's chats, most recent first.
 #[server(endpoint = "chats/list")]
@@ -114,19 +113,18 @@ pub async fn get_chat(id: String) -> Result<ChatData, AppError> {
     let db = crate::ssr::db()?;
     let runs = crate::ssr::runs()?;
     let chat_id = ssr::chat_id(&id)?;
-    let chat = domain::chats::get(&db, user.id, chat_id)
-        .await?
-        .ok_or_else(ssr::no_chat)?;
     // The position first: a message stored after it is also read below, and the events after it
-    // are replayed to the page, so nothing falls between the two.
+    // are replayed to the page, so nothing falls between the two. (It reveals nothing: without
+    // the chat, the answer is "no such chat".)
     let (last_event_id, live) = runs.position(chat_id);
-    let messages = domain::chats::messages(&db, user.id, chat_id)
+    let conversation = domain::chats::conversation(&db, user.id, chat_id, None)
         .await?
         .ok_or_else(ssr::no_chat)?;
+    let chat = conversation.chat;
     Ok(ChatData {
         model: chat.model.clone(),
         chat: ssr::summary(chat),
-        messages: messages.into_iter().map(ssr::message).collect(),
+        messages: conversation.history.into_iter().map(ssr::message).collect(),
         live: live.map(|(answer_id, text)| LiveText {
             answer_id: answer_id.to_string(),
             text,
@@ -236,7 +234,10 @@ pub mod ssr {
         let catalog = runs.models();
         Models {
             choices: catalog.choices(),
-            default: catalog.resolve(None).map(|(p, m)| format!("{}/{m}", p.id)),
+            default: catalog
+                .resolve(None)
+                .map(|(p, m)| domain::llm::qualified(&p.id, m)),
+            unavailable: catalog.is_empty().then(|| domain::llm::NO_MODEL.to_owned()),
         }
     }
 
@@ -260,11 +261,7 @@ pub mod ssr {
         MessageView {
             id: m.id.to_string(),
             position: m.position,
-            role: match m.role {
-                domain::chats::Role::User => "user",
-                domain::chats::Role::Assistant => "assistant",
-            }
-            .into(),
+            role: m.role.as_str().into(),
             content: m.content,
             status: m.status.as_str().into(),
             error: m.error,

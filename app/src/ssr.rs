@@ -1,5 +1,6 @@
 //! What a server function takes from its request: the signed-in user (put there by the server's
-//! sign-in gate), the database, the runs and the MCP connections (provided by the server for every request).
+//! sign-in gate), the database, the runs and the MCP connections (provided by the server for every
+//! request).
 
 use domain::Database;
 use domain::mcp::Mcp;

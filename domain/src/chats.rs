@@ -49,6 +49,15 @@ pub enum Status {
     Interrupted,
 }
 
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::User => "user",
+            Role::Assistant => "assistant",
+        }
+    }
+}
+
 impl Status {
     pub fn as_str(self) -> &'static str {
         match self {
@@ -71,6 +80,14 @@ pub struct Message {
     pub error: Option<String>,
     pub model: Option<String>,
     pub created_at: DateTime<Utc>,
+}
+
+/// A message must say something.
+pub fn check_message(text: &str) -> Result<()> {
+    if text.trim().is_empty() {
+        return Err(Error::Invalid("Write a message first.".into()));
+    }
+    Ok(())
 }
 
 fn check_title(title: &str) -> Result<String> {
@@ -198,32 +215,15 @@ pub async fn delete(db: &Database, user_id: Uuid, chat_id: Uuid) -> Result<bool>
     Ok(done.rows_affected() == 1)
 }
 
-/// The chat's messages in order, or None when the user has no such chat. A `streaming` message
-/// that has not been flushed for [`STALE_STREAM_SECS`] is reported as interrupted.
+/// The chat's messages in order, or None when the user has no such chat (see [`conversation`]).
 pub async fn messages(db: &Database, user_id: Uuid, chat_id: Uuid) -> Result<Option<Vec<Message>>> {
-    if get(db, user_id, chat_id).await?.is_none() {
-        return Ok(None);
-    }
-    let messages = sqlx::query_as!(
-        Message,
-        r#"SELECT m.id, m.position, m.role AS "role: Role", m.content,
-                  (CASE WHEN m.status = 'streaming' AND m.updated_at < now() - make_interval(secs => $3)
-                        THEN 'interrupted' ELSE m.status END) AS "status!: Status",
-                  m.error, m.model, m.created_at
-           FROM messages m JOIN chats c ON c.id = m.chat_id
-           WHERE m.chat_id = $1 AND c.user_id = $2
-           ORDER BY m.position"#,
-        chat_id,
-        user_id,
-        STALE_STREAM_SECS as f64
-    )
-    .fetch_all(db.pool())
-    .await?;
-    Ok(Some(messages))
+    Ok(conversation(db, user_id, chat_id, None)
+        .await?
+        .map(|c| c.history))
 }
 
-/// A chat as a send finds it: the chat and the messages a new message follows (all of them, or
-/// those before the position being edited or regenerated).
+/// A chat and its messages: all of them (a page), or, for an edit or a regeneration, those before
+/// the position it replaces from (what the new message follows).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Conversation {
     pub chat: Chat,
@@ -239,8 +239,9 @@ impl Conversation {
     }
 }
 
-/// The user's chat and the messages before `from_position` (all of them when None), in one read;
-/// None when the user has no such chat.
+/// The user's chat and the messages before `from_position` (all of them when None), in order, in
+/// one read; None when the user has no such chat. A `streaming` message that has not been flushed
+/// for [`STALE_STREAM_SECS`] is reported as interrupted.
 pub async fn conversation(
     db: &Database,
     user_id: Uuid,
@@ -251,15 +252,18 @@ pub async fn conversation(
         r#"SELECT c.id AS chat_id, c.thread_id, c.title, c.model AS chat_model,
                   c.created_at AS chat_created_at, c.updated_at AS chat_updated_at,
                   m.id AS "id?", m.position AS "position?", m.role AS "role?: Role",
-                  m.content AS "content?", m.status AS "status?: Status", m.error, m.model,
-                  m.created_at AS "created_at?"
+                  m.content AS "content?",
+                  (CASE WHEN m.status = 'streaming' AND m.updated_at < now() - make_interval(secs => $4)
+                        THEN 'interrupted' ELSE m.status END) AS "status?: Status",
+                  m.error, m.model, m.created_at AS "created_at?"
            FROM chats c
            LEFT JOIN messages m ON m.chat_id = c.id AND ($3::int IS NULL OR m.position < $3)
            WHERE c.id = $1 AND c.user_id = $2
            ORDER BY m.position"#,
         chat_id,
         user_id,
-        from_position
+        from_position,
+        STALE_STREAM_SECS as f64
     )
     .fetch_all(db.pool())
     .await?;
@@ -317,13 +321,12 @@ pub async fn ask(
     text: &str,
     model: &str,
 ) -> Result<Option<Asked>> {
-    if text.trim().is_empty() {
-        return Err(Error::Invalid("Write a message first.".into()));
-    }
+    check_message(text)?;
     let position = conversation.next_position();
     // Sub-statements run in no set order; the inserts wait for the delete
     // (`(SELECT count(*) FROM gone) >= 0`) so they never meet the rows it removes.
-    let rows = sqlx::query!(
+    let stored = sqlx::query_as!(
+        Message,
         r#"WITH chat AS (
                SELECT id FROM chats WHERE id = $1 AND user_id = $2
            ), gone AS (
@@ -364,16 +367,7 @@ pub async fn ask(
         sqlx::Error::Database(d) if d.is_unique_violation() => Error::Invalid(BUSY.into()),
         _ => e.into(),
     })?;
-    let mut messages = rows.into_iter().map(|row| Message {
-        id: row.id,
-        position: row.position,
-        role: row.role,
-        content: row.content,
-        status: row.status,
-        error: row.error,
-        model: row.model,
-        created_at: row.created_at,
-    });
+    let mut messages = stored.into_iter();
     let (Some(first), Some(second)) = (messages.next(), messages.next()) else {
         return Ok(None);
     };

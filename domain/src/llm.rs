@@ -739,6 +739,14 @@ pub struct Catalog {
     pub default: Option<String>,
 }
 
+/// Why nothing can answer when no model is configured, and what to do.
+pub const NO_MODEL: &str = "No model is configured yet, so nothing can answer. An administrator adds one with SWITCHBOARD_LLM_PROVIDERS (see the README's \"Models\" section).";
+
+/// A model's full name, `<provider>/<model>`.
+pub fn qualified(provider: &str, model: &str) -> String {
+    format!("{provider}/{model}")
+}
+
 impl Catalog {
     pub fn is_empty(&self) -> bool {
         self.models.is_empty()
@@ -749,8 +757,22 @@ impl Catalog {
         self.aliases
             .iter()
             .map(|(alias, _)| alias.clone())
-            .chain(self.models.iter().map(|(p, m)| format!("{p}/{m}")))
+            .chain(self.models.iter().map(|(p, m)| qualified(p, m)))
             .collect()
+    }
+
+    /// The provider and model a chat's choice stands for, or why it cannot be answered.
+    pub fn for_chat(&self, chosen: Option<&str>) -> crate::Result<(&Provider, &str)> {
+        self.resolve(chosen).ok_or_else(|| {
+            crate::Error::Invalid(if self.is_empty() {
+                NO_MODEL.into()
+            } else {
+                format!(
+                    "The model '{}' chosen for this chat is no longer offered. Choose another one.",
+                    chosen.unwrap_or_default()
+                )
+            })
+        })
     }
 
     /// The provider and model a name stands for (an alias, `<provider>/<model>`, or nothing for

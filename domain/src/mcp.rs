@@ -290,9 +290,8 @@ struct Connection {
     task: JoinHandle<()>,
 }
 
-#[derive(Default)]
 struct Shared {
-    status: RwLock<Option<Status>>,
+    status: RwLock<Status>,
     tools: RwLock<Vec<Tool>>,
     peer: RwLock<Option<Peer<RoleClient>>>,
     /// A call found the server gone (over HTTP there is no stream that would tell): why.
@@ -301,8 +300,18 @@ struct Shared {
 }
 
 impl Shared {
+    fn new() -> Self {
+        Self {
+            status: RwLock::new(Status::Connecting),
+            tools: RwLock::default(),
+            peer: RwLock::default(),
+            broken: Mutex::default(),
+            broken_notify: tokio::sync::Notify::new(),
+        }
+    }
+
     fn set(&self, status: Status) {
-        *self.status.write().expect("not poisoned") = Some(status);
+        *self.status.write().expect("not poisoned") = status;
     }
 
     /// The session cannot carry requests any more: the supervisor starts a new one.
@@ -374,12 +383,7 @@ impl Mcp {
                     transport: spec.transport.kind().into(),
                     enabled: spec.enabled,
                     status: connection.map_or(Status::Disconnected, |c| {
-                        c.shared
-                            .status
-                            .read()
-                            .expect("not poisoned")
-                            .clone()
-                            .unwrap_or(Status::Connecting)
+                        c.shared.status.read().expect("not poisoned").clone()
                     }),
                     tools: connection.map_or_else(Vec::new, |c| {
                         c.shared.tools.read().expect("not poisoned").clone()
@@ -552,8 +556,7 @@ impl Mcp {
         if mine.servers.contains_key(&spec.id) {
             return;
         }
-        let shared = Arc::new(Shared::default());
-        shared.set(Status::Connecting);
+        let shared = Arc::new(Shared::new());
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(supervise(
             spec.clone(),
@@ -599,7 +602,7 @@ async fn supervise(
             opened = tokio::time::timeout(settings.connect_timeout, open(&spec, client)) => opened,
             _ = stop_requested(&mut stopped) => return,
         };
-        match opened {
+        let reason = match opened {
             Ok(Ok((service, tools))) => {
                 *shared.tools.write().expect("not poisoned") = tools;
                 *shared.peer.write().expect("not poisoned") = Some(service.peer().clone());
@@ -608,53 +611,46 @@ async fn supervise(
                 tracing::info!(server = %spec.id, "MCP server connected");
                 let cancel = service.cancellation_token();
                 let mut ended = std::pin::pin!(service.waiting());
-                let ended = tokio::select! {
-                    ended = &mut ended => ended,
-                    _ = shared.broken_notify.notified() => {
-                        *shared.peer.write().expect("not poisoned") = None;
-                        cancel.cancel();
-                        let _ = ended.await;
-                        let reason = shared.broken.lock().expect("not poisoned").take();
-                        shared.set(Status::Failed {
-                            reason: reason.unwrap_or_else(|| "The server stopped answering.".into()),
-                        });
-                        tokio::select! {
-                            _ = tokio::time::sleep(pause) => {}
-                            _ = stop_requested(&mut stopped) => return,
+                let (reason, over) = tokio::select! {
+                    ended = &mut ended => (Some(match ended {
+                        Ok(rmcp::service::QuitReason::Closed) => {
+                            "The server closed the connection.".to_owned()
                         }
-                        pause = (pause * 2).min(settings.max_backoff);
-                        continue;
-                    }
-                    _ = stop_requested(&mut stopped) => {
-                        *shared.peer.write().expect("not poisoned") = None;
-                        cancel.cancel();
-                        // The session closes its transport: a stdio server is shut down.
-                        let _ = ended.await;
-                        return;
-                    }
+                        Ok(other) => format!("The connection ended ({other:?})."),
+                        Err(e) => format!("The connection failed: {e}."),
+                    }), true),
+                    _ = shared.broken_notify.notified() => (Some(
+                        shared
+                            .broken
+                            .lock()
+                            .expect("not poisoned")
+                            .take()
+                            .unwrap_or_else(|| "The server stopped answering.".into()),
+                    ), false),
+                    _ = stop_requested(&mut stopped) => (None, false),
                 };
                 *shared.peer.write().expect("not poisoned") = None;
-                let reason = match ended {
-                    Ok(rmcp::service::QuitReason::Closed) => {
-                        "The server closed the connection.".to_owned()
-                    }
-                    Ok(other) => format!("The connection ended ({other:?})."),
-                    Err(e) => format!("The connection failed: {e}."),
+                if !over {
+                    // The session closes its transport: a stdio server is shut down.
+                    cancel.cancel();
+                    let _ = ended.await;
+                }
+                let Some(reason) = reason else {
+                    return;
                 };
                 tracing::warn!(server = %spec.id, "MCP server disconnected: {reason}");
-                shared.set(Status::Failed { reason });
+                reason
             }
             Ok(Err(reason)) => {
                 tracing::warn!(server = %spec.id, "cannot connect to an MCP server: {reason}");
-                shared.set(Status::Failed { reason });
+                reason
             }
-            Err(_) => shared.set(Status::Failed {
-                reason: format!(
-                    "The server did not answer within {} s.",
-                    settings.connect_timeout.as_secs()
-                ),
-            }),
-        }
+            Err(_) => format!(
+                "The server did not answer within {} s.",
+                settings.connect_timeout.as_secs()
+            ),
+        };
+        shared.set(Status::Failed { reason });
         tokio::select! {
             _ = tokio::time::sleep(pause) => {}
             _ = stop_requested(&mut stopped) => return,

@@ -218,25 +218,17 @@ impl Runs {
         text: &str,
         from_position: Option<i32>,
     ) -> Result<Option<Started>> {
-        if text.trim().is_empty() {
-            return Err(Error::Invalid("Write a message first.".into()));
-        }
+        // Before the model is asked: `chats::ask` would refuse it only after.
+        chats::check_message(text)?;
         let Some(conversation) =
             chats::conversation(&self.inner.db, user_id, chat_id, from_position).await?
         else {
             return Ok(None);
         };
-        let chosen = conversation.chat.model.as_deref();
-        let Some((provider, model)) = self.inner.models.resolve(chosen) else {
-            return Err(Error::Invalid(if self.inner.models.is_empty() {
-                "No model is configured yet, so nothing can answer. An administrator adds one with SWITCHBOARD_LLM_PROVIDERS (see the README's \"Models\" section).".into()
-            } else {
-                format!(
-                    "The model '{}' chosen for this chat is no longer offered. Choose another one.",
-                    chosen.unwrap_or_default()
-                )
-            }));
-        };
+        let (provider, model) = self
+            .inner
+            .models
+            .for_chat(conversation.chat.model.as_deref())?;
         let provider = provider.clone();
         let mut messages: Vec<llm::Message> = conversation
             .history
@@ -257,7 +249,7 @@ impl Runs {
         });
         let send = Outgoing {
             user_id,
-            model: format!("{}/{model}", provider.id),
+            model: llm::qualified(&provider.id, model),
             conversation,
             text: text.to_owned(),
             // Takes the chat's run slot before anything is written: two sends cannot both start.
@@ -438,7 +430,7 @@ impl Runs {
                 result = &mut opening, if opened.is_none() => opened = Some(result),
             }
         };
-        let answer_id = match asked {
+        let (answer_id, mut stopped) = match asked {
             Ok(Some(asked)) => {
                 let (stop, stopped) = watch::channel(None);
                 send.slot.begin(Live {
@@ -468,7 +460,6 @@ impl Runs {
                 return;
             }
         };
-        let (answer_id, mut stopped) = answer_id;
 
         let mut text = String::new();
         let outcome: (Status, Option<String>) = 'run: {

@@ -34,6 +34,14 @@ async fn send(
     chats::ask(db, user_id, &conversation, text, "fake/m").await
 }
 
+async fn title(db: &Database, user_id: Uuid, chat_id: Uuid) -> String {
+    chats::get(db, user_id, chat_id)
+        .await
+        .unwrap()
+        .unwrap()
+        .title
+}
+
 /// A database with Alice and a new chat of hers.
 async fn alices_chat(pool: PgPool) -> (Database, Uuid, chats::Chat) {
     let db = Database::from_pool(pool);
@@ -57,14 +65,7 @@ async fn a_first_message_names_the_chat_and_answers_stream_into_place(pool: PgPo
         (answer.position, answer.role, answer.status),
         (1, Role::Assistant, Status::Streaming)
     );
-    assert_eq!(
-        chats::get(&db, alice, chat.id)
-            .await
-            .unwrap()
-            .unwrap()
-            .title,
-        "Plan a trip to Lisbon"
-    );
+    assert_eq!(title(&db, alice, chat.id).await, "Plan a trip to Lisbon");
 
     chats::flush(&db, answer.id, "Day one").await.unwrap();
     chats::finish(&db, answer.id, "Day one: Alfama.", Status::Complete, None)
@@ -79,14 +80,7 @@ async fn a_first_message_names_the_chat_and_answers_stream_into_place(pool: PgPo
     send(&db, alice, chat.id, "And day two?", None)
         .await
         .unwrap();
-    assert_eq!(
-        chats::get(&db, alice, chat.id)
-            .await
-            .unwrap()
-            .unwrap()
-            .title,
-        "Plan a trip to Lisbon"
-    );
+    assert_eq!(title(&db, alice, chat.id).await, "Plan a trip to Lisbon");
 }
 
 #[sqlx::test(migrator = "domain::db::MIGRATOR")]
@@ -240,14 +234,7 @@ async fn chats_are_listed_newest_first_searched_renamed_and_deleted(pool: PgPool
             .await
             .unwrap()
     );
-    assert_eq!(
-        chats::get(&db, alice, older.id)
-            .await
-            .unwrap()
-            .unwrap()
-            .title,
-        "Baking"
-    );
+    assert_eq!(title(&db, alice, older.id).await, "Baking");
     assert!(matches!(
         chats::rename(&db, alice, older.id, " ").await,
         Err(domain::Error::Invalid(_))

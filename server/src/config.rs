@@ -214,6 +214,19 @@ pub fn list(value: Option<&str>) -> Vec<String> {
         .collect()
 }
 
+/// The provider ids listed in `setting` (comma- or space-separated), each at most once.
+pub fn provider_ids(setting: &str, value: Option<&str>) -> Result<Vec<String>, String> {
+    let ids = list(value);
+    let repeated = ids
+        .iter()
+        .enumerate()
+        .find_map(|(i, id)| ids[..i].contains(id).then_some(id));
+    if let Some(id) = repeated {
+        return Err(format!("{setting} lists '{id}' twice."));
+    }
+    Ok(ids)
+}
+
 /// The variables of one provider listed by id in a setting such as `SWITCHBOARD_AUTH_PROVIDERS`:
 /// `<family>_<ID>_<NAME>` (the id upper-cased, `-` as `_`). Empty values count as unset.
 pub struct ProviderVars<'a> {

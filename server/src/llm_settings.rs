@@ -8,7 +8,7 @@
 use domain::llm::{Catalog, Provider};
 use url::Url;
 
-use crate::config::{Config, ConfigError, ProviderVars, list};
+use crate::config::{Config, ConfigError, ProviderVars, list, provider_ids};
 
 /// Reads the model catalog from `config` and, for each provider, from `env`.
 pub fn catalog(
@@ -17,14 +17,11 @@ pub fn catalog(
 ) -> Result<Catalog, ConfigError> {
     let bad = |message: String| ConfigError::Llm(message);
     let mut catalog = Catalog::default();
-    for id in list(config.llm_providers.as_deref()) {
+    for id in
+        provider_ids("SWITCHBOARD_LLM_PROVIDERS", config.llm_providers.as_deref()).map_err(bad)?
+    {
         let vars = ProviderVars::new("SWITCHBOARD_LLM_PROVIDERS", "SWITCHBOARD_LLM", &id, env)
             .map_err(bad)?;
-        if catalog.providers.iter().any(|p: &Provider| p.id == id) {
-            return Err(bad(format!(
-                "SWITCHBOARD_LLM_PROVIDERS lists '{id}' twice."
-            )));
-        }
         let prefix = &vars.prefix;
         let var = |name: &str| vars.get(name);
         let base = var("BASE_URL").ok_or_else(|| {

@@ -10,10 +10,9 @@ use std::time::{Duration, Instant};
 
 use domain::Database;
 use domain::mcp::{Mcp, Registry, ServerSpec, ServerView, Settings, Status, Transport};
-use domain::users::{self, Identity, Role, RoleDecision};
 use serde_json::{Map, Value, json};
 use sqlx::PgPool;
-use support::{node, start_script_with_env, workspace_root};
+use support::{node, start_script_with_env, user, workspace_root};
 use uuid::Uuid;
 
 fn path(relative: &str) -> String {
@@ -101,19 +100,6 @@ impl Drop for EverythingHttp {
     }
 }
 
-async fn user(db: &Database, subject: &str) -> Uuid {
-    let identity = Identity {
-        issuer: "https://id.example.com".into(),
-        subject: subject.into(),
-        name: subject.into(),
-        ..Identity::default()
-    };
-    users::sign_in(db, &identity, RoleDecision::Fixed(Role::User))
-        .await
-        .unwrap()
-        .id
-}
-
 fn settings() -> Settings {
     Settings {
         connect_timeout: Duration::from_secs(30),
@@ -168,7 +154,7 @@ fn tool_names(view: &ServerView) -> Vec<&str> {
 #[sqlx::test(migrator = "domain::db::MIGRATOR")]
 async fn the_reference_servers_list_their_tools_and_run_them(pool: PgPool) {
     let db = Database::from_pool(pool.clone());
-    let alice = user(&db, "alice").await;
+    let alice = user(&db, "alice", "Alice").await;
     let http_server = EverythingHttp::start(0);
     let memory_file = std::env::temp_dir().join(format!("switchboard-memory-{alice}.jsonl"));
     let node = node().display().to_string();
@@ -261,7 +247,10 @@ async fn the_reference_servers_list_their_tools_and_run_them(pool: PgPool) {
 #[sqlx::test(migrator = "domain::db::MIGRATOR")]
 async fn each_user_has_their_own_connections_and_they_come_back_after_a_restart(pool: PgPool) {
     let db = Database::from_pool(pool.clone());
-    let (alice, bob) = (user(&db, "alice").await, user(&db, "bob").await);
+    let (alice, bob) = (
+        user(&db, "alice", "Alice").await,
+        user(&db, "bob", "Bob").await,
+    );
     let servers = || vec![everything_stdio("everything", &format!("marker-{alice}"))];
     let first = mcp(&pool, servers());
     assert!(first.connect(alice, "everything").await.unwrap());
@@ -299,7 +288,7 @@ async fn each_user_has_their_own_connections_and_they_come_back_after_a_restart(
 #[sqlx::test(migrator = "domain::db::MIGRATOR")]
 async fn a_server_that_dies_shows_why_and_is_reconnected_when_it_returns(pool: PgPool) {
     let db = Database::from_pool(pool.clone());
-    let alice = user(&db, "alice").await;
+    let alice = user(&db, "alice", "Alice").await;
     let mut server = EverythingHttp::start(0);
     let port = server.port();
     let mcp = mcp(&pool, vec![http("everything-http", &server.url)]);
@@ -344,7 +333,7 @@ async fn a_server_that_dies_shows_why_and_is_reconnected_when_it_returns(pool: P
 #[sqlx::test(migrator = "domain::db::MIGRATOR")]
 async fn a_slow_tool_is_cancelled_at_its_timeout_and_the_connection_goes_on(pool: PgPool) {
     let db = Database::from_pool(pool.clone());
-    let alice = user(&db, "alice").await;
+    let alice = user(&db, "alice", "Alice").await;
     let mcp = mcp(
         &pool,
         vec![everything_stdio("everything", &format!("marker-{alice}"))],
@@ -421,7 +410,7 @@ async fn until_no_leftovers(marker: &str) {
 #[sqlx::test(migrator = "domain::db::MIGRATOR")]
 async fn disconnect_and_shutdown_leave_no_process_behind(pool: PgPool) {
     let db = Database::from_pool(pool.clone());
-    let alice = user(&db, "alice").await;
+    let alice = user(&db, "alice", "Alice").await;
     let marker = format!("marker-{}", Uuid::new_v4());
     let mcp = mcp(
         &pool,

@@ -4,19 +4,13 @@ use leptos_meta::Title;
 use leptos_router::hooks::use_params_map;
 
 use crate::chats::{
-    ChatData, ChatListVersion, MessageView, get_chat, send_message, set_chat_model, stop_answer,
+    ChatData, ChatListVersion, LiveText, MessageView, get_chat, send_message, set_chat_model,
+    stop_answer,
 };
 use crate::components::composer::Composer;
 use crate::components::error_page::ErrorPage;
 use crate::components::icons;
 use crate::markdown;
-
-/// The answer being written right now, as far as it has come.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct LiveAnswer {
-    answer_id: String,
-    text: String,
-}
 
 /// A chat: its messages, rendered on the server, then the live answer over the event stream.
 #[component]
@@ -48,10 +42,7 @@ fn ChatView(data: ChatData, reload: RwSignal<u32>) -> impl IntoView {
     let chat_id = data.chat.id.clone();
     let list_version = expect_context::<ChatListVersion>();
     // A page loaded mid-answer starts from the text so far; the events after it follow.
-    let live = RwSignal::new(data.live.clone().map(|l| LiveAnswer {
-        answer_id: l.answer_id,
-        text: l.text,
-    }));
+    let live = RwSignal::new(data.live.clone());
     let error = RwSignal::new(None::<String>);
     let messages = RwSignal::new(data.messages.clone());
 
@@ -66,11 +57,11 @@ fn ChatView(data: ChatData, reload: RwSignal<u32>) -> impl IntoView {
                 LiveEvent::Token { answer_id, text } => live.update(|l| match l {
                     Some(l) if l.answer_id == answer_id => l.text.push_str(&text),
                     other => {
-                        *other = Some(LiveAnswer { answer_id, text });
+                        *other = Some(LiveText { answer_id, text });
                     }
                 }),
                 LiveEvent::Snapshot { answer_id, text } => {
-                    live.set(Some(LiveAnswer { answer_id, text }))
+                    live.set(Some(LiveText { answer_id, text }))
                 }
                 LiveEvent::RunFinished { .. } => {
                     // The stored answer replaces the live one when the chat has been read again (the
@@ -85,8 +76,8 @@ fn ChatView(data: ChatData, reload: RwSignal<u32>) -> impl IntoView {
 
     let is_live = Signal::derive(move || live.with(Option::is_some));
     let blocked = Signal::derive({
-        let empty = data.models.choices.is_empty();
-        move || empty.then(|| crate::chats::NO_MODEL.to_owned())
+        let unavailable = data.models.unavailable.clone();
+        move || unavailable.clone()
     });
 
     let send = {
@@ -200,10 +191,10 @@ fn ChatView(data: ChatData, reload: RwSignal<u32>) -> impl IntoView {
 
 /// Shows that `answer_id` is being written, unless it already is (its first tokens may have come
 /// on the event stream before the answer to the send that started it).
-fn start_live(live: RwSignal<Option<LiveAnswer>>, answer_id: String) {
+fn start_live(live: RwSignal<Option<LiveText>>, answer_id: String) {
     live.update(|l| {
         if l.as_ref().is_none_or(|l| l.answer_id != answer_id) {
-            *l = Some(LiveAnswer {
+            *l = Some(LiveText {
                 answer_id,
                 text: String::new(),
             });
@@ -214,7 +205,7 @@ fn start_live(live: RwSignal<Option<LiveAnswer>>, answer_id: String) {
 #[component]
 fn Message(
     m: MessageView,
-    live: RwSignal<Option<LiveAnswer>>,
+    live: RwSignal<Option<LiveText>>,
     edit: Callback<(i32, String)>,
 ) -> impl IntoView {
     let editing = RwSignal::new(false);
@@ -358,7 +349,7 @@ fn copy_code(ev: leptos::ev::MouseEvent) {
 
 /// Keeps the newest text in view while it streams, unless the person has scrolled up to read.
 #[cfg(feature = "hydrate")]
-fn follow_the_stream(live: RwSignal<Option<LiveAnswer>>, messages: RwSignal<Vec<MessageView>>) {
+fn follow_the_stream(live: RwSignal<Option<LiveText>>, messages: RwSignal<Vec<MessageView>>) {
     Effect::new(move |_| {
         live.track();
         messages.track();

@@ -43,8 +43,7 @@ pub fn HomePage() -> impl IntoView {
         models
             .get()
             .and_then(Result::ok)
-            .filter(|m| m.choices.is_empty())
-            .map(|_| crate::chats::NO_MODEL.to_owned())
+            .and_then(|m| m.unavailable)
     });
 
     view! {

@@ -160,7 +160,7 @@ async fn session_user(state: &AppState, session: &Session) -> Result<Option<User
         return Ok(None);
     };
     // Sliding idle expiry, written at most once a minute rather than on every request.
-    let idle = time::Duration::try_from(settings.session_idle).unwrap_or(time::Duration::days(7));
+    let idle = super::idle(settings.session_idle);
     if session.expiry_age() < idle - time::Duration::minutes(1) {
         session.set_expiry(Some(Expiry::OnInactivity(idle)));
     }

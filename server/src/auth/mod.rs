@@ -94,6 +94,7 @@ impl Auth {
     }
 }
 
+/// The session idle timeout as tower-sessions counts it (7 days if it is too long to count).
 fn idle(duration: Duration) -> time::Duration {
     time::Duration::try_from(duration).unwrap_or(time::Duration::days(7))
 }

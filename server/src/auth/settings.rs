@@ -10,7 +10,7 @@ use std::time::Duration;
 use domain::users::AdminRule;
 use url::Url;
 
-use crate::config::{Config, ConfigError, ProviderVars, list};
+use crate::config::{Config, ConfigError, ProviderVars, list, provider_ids};
 
 /// Everything sign-in needs from configuration.
 #[derive(Clone, Debug)]
@@ -50,31 +50,21 @@ pub enum ProviderKind {
     GitHub { web_url: Url, api_url: Url },
 }
 
-impl ProviderSettings {
-    pub fn is_github(&self) -> bool {
-        matches!(self.kind, ProviderKind::GitHub { .. })
-    }
-}
-
 impl AuthSettings {
     /// Reads the settings from `config` and, for the providers, from `env`.
     pub fn from_config(
         config: &Config,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
-        let ids = list(config.auth_providers.as_deref());
+        let ids = provider_ids(
+            "SWITCHBOARD_AUTH_PROVIDERS",
+            config.auth_providers.as_deref(),
+        )
+        .map_err(ConfigError::Auth)?;
         let providers = ids
             .iter()
             .map(|id| provider(id, env))
             .collect::<Result<Vec<_>, _>>()?;
-        for (i, p) in providers.iter().enumerate() {
-            if providers[..i].iter().any(|q| q.id == p.id) {
-                return Err(ConfigError::Auth(format!(
-                    "SWITCHBOARD_AUTH_PROVIDERS lists '{}' twice.",
-                    p.id
-                )));
-            }
-        }
         if providers.is_empty() && !config.listen.ip().is_loopback() {
             return Err(ConfigError::Auth(format!(
                 "Switchboard listens on {}, which other machines can reach, but no sign-in provider is configured, so anyone could use it as the local admin. Configure one (for example SWITCHBOARD_AUTH_PROVIDERS=company with SWITCHBOARD_AUTH_COMPANY_ISSUER, SWITCHBOARD_AUTH_COMPANY_CLIENT_ID and SWITCHBOARD_AUTH_COMPANY_CLIENT_SECRET; see the README's \"Sign-in\" section), or listen on 127.0.0.1.",

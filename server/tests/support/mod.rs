@@ -340,6 +340,15 @@ pub async fn page(browser: &reqwest::Client, url: &str) -> String {
 
 /// A person signed in at some provider, with a personal API token: (their id, the token).
 pub async fn person(app: &TestApp, subject: &str, name: &str) -> (uuid::Uuid, String) {
+    let user = user(&app.db, subject, name).await;
+    let token = domain::tokens::create(&app.db, user, "script")
+        .await
+        .unwrap();
+    (user, token.secret)
+}
+
+/// A person (not an admin) who has signed in once.
+pub async fn user(db: &Database, subject: &str, name: &str) -> uuid::Uuid {
     use domain::users::{self, Identity, Role, RoleDecision};
     let identity = Identity {
         issuer: "https://id.example.com".into(),
@@ -347,11 +356,8 @@ pub async fn person(app: &TestApp, subject: &str, name: &str) -> (uuid::Uuid, St
         name: name.into(),
         ..Identity::default()
     };
-    let user = users::sign_in(&app.db, &identity, RoleDecision::Fixed(Role::User))
+    users::sign_in(db, &identity, RoleDecision::Fixed(Role::User))
         .await
-        .unwrap();
-    let token = domain::tokens::create(&app.db, user.id, "script")
-        .await
-        .unwrap();
-    (user.id, token.secret)
+        .unwrap()
+        .id
 }
