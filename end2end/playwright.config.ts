@@ -1,5 +1,5 @@
 import { defineConfig, devices } from "@playwright/test";
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 
@@ -25,6 +25,22 @@ const idpClients = JSON.stringify([
     post_logout_redirect_uris: [`http://127.0.0.1:${ssoPort}/auth/signed-out`],
   },
 ]);
+
+// The local-mode instance's tool servers: the reference server-everything over stdio.
+const mcpServersFile = join(mkdtempSync(join(tmpdir(), "switchboard-e2e-mcp-")), "servers.toml");
+writeFileSync(
+  mcpServersFile,
+  [
+    "[[server]]",
+    'id = "everything"',
+    'name = "Everything"',
+    'description = "The MCP reference server"',
+    'transport = "stdio"',
+    `command = ${JSON.stringify(node)}`,
+    `args = [${JSON.stringify(resolve(root, "node_modules/@modelcontextprotocol/server-everything/dist/index.js"))}, "stdio"]`,
+    "",
+  ].join("\n"),
+);
 
 const common = {
   cwd: root,
@@ -85,6 +101,7 @@ export default defineConfig({
         SWITCHBOARD_LLM_FAKE_BASE_URL: `http://127.0.0.1:${llmPort}/v1`,
         SWITCHBOARD_LLM_FAKE_API_KEY: "test-key",
         SWITCHBOARD_LLM_FAKE_MODELS: "scripted,other",
+        SWITCHBOARD_MCP_SERVERS_FILE: mcpServersFile,
       },
     },
     {

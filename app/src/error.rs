@@ -11,6 +11,8 @@ use serde::{Deserialize, Serialize};
 pub enum ErrorKind {
     Unauthenticated,
     NotFound,
+    /// Only an administrator may do this.
+    Forbidden,
     /// The request breaks a rule.
     Invalid,
     Internal,
@@ -81,6 +83,7 @@ impl AppError {
         match self.error {
             ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
             ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::Forbidden => StatusCode::FORBIDDEN,
             ErrorKind::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
             ErrorKind::Internal | ErrorKind::Transport => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -100,6 +103,7 @@ impl From<domain::Error> for AppError {
     fn from(error: domain::Error) -> Self {
         match error {
             domain::Error::Invalid(message) => Self::invalid(message),
+            domain::Error::Forbidden(message) => Self::new(ErrorKind::Forbidden, message),
             other => {
                 tracing::error!("server function failed: {other}");
                 Self::internal()

@@ -25,7 +25,8 @@ use leptos_router::path;
 
 use components::layout::Layout;
 use pages::{
-    chat::ChatPage, home::HomePage, login::LoginPage, not_found::NotFound, settings::SettingsPage,
+    admin::AdminServersPage, chat::ChatPage, home::HomePage, login::LoginPage, not_found::NotFound,
+    servers::ServersPage, settings::SettingsPage,
 };
 
 /// The name cargo-leptos gives the site's CSS, JS and wasm files (`[[workspace.metadata.leptos]] name`).
@@ -78,6 +79,8 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("") view=HomePage />
                     <Route path=path!("/c/:id") view=ChatPage />
                     <Route path=path!("/settings") view=SettingsPage />
+                    <Route path=path!("/servers") view=ServersPage />
+                    <Route path=path!("/admin/servers") view=AdminServersPage />
                 </ParentRoute>
             </Routes>
         </Router>

@@ -14,6 +14,9 @@ pub enum Error {
     /// The input breaks a rule; the message says which, in words a person can act on.
     #[error("{0}")]
     Invalid(String),
+    /// The person may not do this (not an administrator); the message says so.
+    #[error("{0}")]
+    Forbidden(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -11,6 +11,7 @@ pub mod error;
 pub mod llm;
 pub mod mcp;
 pub mod runs;
+pub mod secrets;
 pub mod sessions;
 pub mod tokens;
 pub mod users;

@@ -120,6 +120,8 @@ async fn main() {
         "bench",
         "--log-filter",
         "warn",
+        "--secret-key",
+        &domain::secrets::SecretKey::generate(),
     ])
     .unwrap();
     let env = |name: &str| match name {

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use domain::secrets::SecretKey;
 use sqlx::postgres::PgConnectOptions;
 
 #[derive(Debug, Clone, Parser)]
@@ -99,6 +100,24 @@ pub struct Config {
     #[arg(long, env = "SWITCHBOARD_MCP_CALL_TIMEOUT", default_value = "60s")]
     pub mcp_call_timeout: humantime::Duration,
 
+    /// A tool-server connection unused for this long closes, and opens again when next used
+    /// (`30m`, `2h`; `0` keeps connections open).
+    #[arg(long, env = "SWITCHBOARD_MCP_IDLE_TIMEOUT", default_value = "30m")]
+    pub mcp_idle_timeout: humantime::Duration,
+
+    /// Networks that people's personal tool servers may reach although they are loopback,
+    /// private or link-local, comma-separated (`10.0.0.0/8,127.0.0.1`). None: such addresses are
+    /// refused.
+    #[arg(long, env = "SWITCHBOARD_MCP_ALLOWED_NETWORKS")]
+    pub mcp_allowed_networks: Option<String>,
+
+    /// The key that encrypts stored secrets (tools servers' tokens, header values, secret
+    /// environment variables): 32 random bytes in base64 (`openssl rand -base64 32`). Instances
+    /// that share a database need the same key. Unset: a key is generated into
+    /// `<data dir>/secret.key` on the first start and used from there.
+    #[arg(long, env = "SWITCHBOARD_SECRET_KEY", hide_env_values = true)]
+    pub secret_key: Option<String>,
+
     /// Log format: `text` for people, `json` for log collectors.
     #[arg(long, env = "SWITCHBOARD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -156,6 +175,18 @@ pub enum ConfigError {
     Auth(String),
     #[error("{0}")]
     Llm(String),
+    #[error(
+        "SWITCHBOARD_MCP_ALLOWED_NETWORKS is not valid: {0}. List networks such as 10.0.0.0/8 or single addresses, comma-separated."
+    )]
+    AllowedNetworks(String),
+    #[error(
+        "SWITCHBOARD_SECRET_KEY is not usable: {0} Generate one with `openssl rand -base64 32`."
+    )]
+    SecretKey(String),
+    #[error(
+        "cannot use the secret key file {path}: {cause}. Set SWITCHBOARD_SECRET_KEY, or make SWITCHBOARD_DATA_DIR writable."
+    )]
+    SecretKeyFile { path: String, cause: String },
 }
 
 impl Config {
@@ -200,6 +231,57 @@ impl Config {
             return Err(ConfigError::SiteRoot(display(&css)));
         }
         Ok(())
+    }
+}
+
+impl Config {
+    /// The MCP connection settings.
+    pub fn mcp_settings(&self) -> Result<domain::mcp::Settings, ConfigError> {
+        let addresses = domain::mcp::AddressPolicy::parse(
+            self.mcp_allowed_networks.as_deref().unwrap_or_default(),
+        )
+        .map_err(ConfigError::AllowedNetworks)?;
+        let idle = *self.mcp_idle_timeout;
+        Ok(domain::mcp::Settings {
+            call_timeout: *self.mcp_call_timeout,
+            idle_timeout: (!idle.is_zero()).then_some(idle),
+            addresses,
+            ..domain::mcp::Settings::default()
+        })
+    }
+
+    /// The key for secrets at rest: SWITCHBOARD_SECRET_KEY, or the data directory's key file
+    /// (created, readable by this user only, on the first start).
+    pub fn secret_key(&self) -> Result<SecretKey, ConfigError> {
+        if let Some(text) = self.secret_key.as_deref().filter(|t| !t.trim().is_empty()) {
+            return SecretKey::from_base64(text).map_err(|e| ConfigError::SecretKey(e.to_string()));
+        }
+        let path = self.data_dir.join("secret.key");
+        let failed = |cause: String| ConfigError::SecretKeyFile {
+            path: display(&path),
+            cause,
+        };
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                use std::io::Write;
+                use std::os::unix::fs::OpenOptionsExt;
+                std::fs::create_dir_all(&self.data_dir).map_err(|e| failed(e.to_string()))?;
+                let key = SecretKey::generate();
+                let mut file = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&path)
+                    .map_err(|e| failed(e.to_string()))?;
+                file.write_all(key.as_bytes())
+                    .map_err(|e| failed(e.to_string()))?;
+                tracing::info!(path = %path.display(), "generated the key for stored secrets; instances that share this database need the same key (SWITCHBOARD_SECRET_KEY)");
+                key
+            }
+            Err(e) => return Err(failed(e.to_string())),
+        };
+        SecretKey::from_base64(&text).map_err(|e| failed(e.to_string()))
     }
 }
 
@@ -340,6 +422,43 @@ mod tests {
             })
             .collect();
         assert!(missing.is_empty(), ".env.example lacks {missing:?}");
+    }
+
+    #[test]
+    fn the_secret_key_is_generated_once_into_the_data_dir_unless_set() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let data_arg = data.display().to_string();
+        let config = parse(&["--data-dir", &data_arg]);
+        let first = config.secret_key().unwrap();
+        let file = data.join("secret.key");
+        assert_eq!(
+            std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let sealed = first.seal(b"row", b"value");
+        let again = config.secret_key().unwrap();
+        assert_eq!(
+            again.open(b"row", &sealed).unwrap(),
+            b"value",
+            "the same key"
+        );
+
+        let message = parse(&["--secret-key", "too-short"])
+            .secret_key()
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("SWITCHBOARD_SECRET_KEY"), "{message}");
+        assert!(message.contains("openssl rand -base64 32"), "{message}");
+        let bad = parse(&["--mcp-allowed-networks", "10.0.0.0/8,intranet"])
+            .mcp_settings()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            bad.contains("SWITCHBOARD_MCP_ALLOWED_NETWORKS") && bad.contains("intranet"),
+            "{bad}"
+        );
     }
 
     #[test]

@@ -69,10 +69,8 @@ impl AppState {
         let mcp = Mcp::new(
             db.clone(),
             registry,
-            mcp::Settings {
-                call_timeout: *config.mcp_call_timeout,
-                ..mcp::Settings::default()
-            },
+            config.secret_key()?,
+            config.mcp_settings()?,
         );
         Ok(Self {
             mcp,

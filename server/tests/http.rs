@@ -16,7 +16,12 @@ use tower::ServiceExt;
 
 /// The app in local mode (no provider: everyone is the local admin).
 async fn state(pool: PgPool) -> AppState {
-    let config = Config::try_parse_from(["switchboard"]).unwrap();
+    let config = Config::try_parse_from([
+        "switchboard",
+        "--secret-key",
+        &domain::secrets::SecretKey::generate(),
+    ])
+    .unwrap();
     let auth = AuthSettings::from_config(&config, &|_| None).unwrap();
     AppState::new(&config, auth, Catalog::default(), Database::from_pool(pool))
         .await
@@ -67,7 +72,14 @@ async fn readyz_is_ready_on_a_migrated_database(pool: PgPool) {
 #[sqlx::test(migrations = false)]
 async fn readyz_is_not_ready_before_migrations(pool: PgPool) {
     // With a provider configured, building the app touches no table (there is no local user).
-    let config = Config::try_parse_from(["switchboard", "--auth-providers", "idp"]).unwrap();
+    let config = Config::try_parse_from([
+        "switchboard",
+        "--auth-providers",
+        "idp",
+        "--secret-key",
+        &domain::secrets::SecretKey::generate(),
+    ])
+    .unwrap();
     let auth = AuthSettings::from_config(&config, &|name| match name {
         "SWITCHBOARD_AUTH_IDP_ISSUER" => Some("https://id.example.com".to_owned()),
         "SWITCHBOARD_AUTH_IDP_CLIENT_ID" | "SWITCHBOARD_AUTH_IDP_CLIENT_SECRET" => {

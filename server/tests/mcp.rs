@@ -9,7 +9,10 @@ use std::process::Child;
 use std::time::{Duration, Instant};
 
 use domain::Database;
-use domain::mcp::{Mcp, Registry, ServerSpec, ServerView, Settings, Status, Transport};
+use domain::mcp::{
+    AddressPolicy, Mcp, Registry, ServerSpec, ServerView, Settings, Source, Status, Transport,
+};
+use domain::secrets::SecretKey;
 use serde_json::{Map, Value, json};
 use sqlx::PgPool;
 use support::{node, start_script_with_env, user, workspace_root};
@@ -31,8 +34,11 @@ fn stdio(id: &str, command: &str, args: &[&str], env: &[(&str, &str)]) -> Server
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            secret_env: BTreeMap::new(),
         },
         enabled: true,
+        source: Source::File,
+        problem: None,
     }
 }
 
@@ -60,6 +66,8 @@ fn http(id: &str, url: &str) -> ServerSpec {
             bearer_token: None,
         },
         enabled: true,
+        source: Source::File,
+        problem: None,
     }
 }
 
@@ -105,14 +113,26 @@ fn settings() -> Settings {
         connect_timeout: Duration::from_secs(30),
         call_timeout: Duration::from_secs(2),
         max_backoff: Duration::from_secs(1),
+        idle_timeout: None,
+        addresses: AddressPolicy::default(),
     }
 }
 
+/// One key for every instance a test starts, as instances sharing a database must have.
+fn key() -> SecretKey {
+    SecretKey::from_bytes(&[7; 32]).unwrap()
+}
+
 fn mcp(pool: &PgPool, servers: Vec<ServerSpec>) -> Mcp {
+    mcp_with(pool, servers, settings())
+}
+
+fn mcp_with(pool: &PgPool, servers: Vec<ServerSpec>, settings: Settings) -> Mcp {
     Mcp::new(
         Database::from_pool(pool.clone()),
         Registry::new(servers).unwrap(),
-        settings(),
+        key(),
+        settings,
     )
 }
 
@@ -551,4 +571,558 @@ async fn the_api_connects_lists_tools_and_disconnects_per_person(pool: PgPool) {
     let (status, _) = api(&alice, "mcp/disconnect", vec![("id", "everything")]).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let _ = std::fs::remove_file(file);
+}
+
+/// The project's own small stdio server (end2end/mcp/test-server.mjs), for a tool list that
+/// changes and a server that crashes.
+fn test_server(id: &str) -> ServerSpec {
+    let node = node().display().to_string();
+    stdio(id, &node, &[&path("end2end/mcp/test-server.mjs")], &[])
+}
+
+async fn until_tools(mcp: &Mcp, user: Uuid, server: &str, wanted: impl Fn(&[&str]) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let views = mcp.servers(user).await.unwrap();
+        let view = views.into_iter().find(|v| v.id == server).unwrap();
+        if wanted(&tool_names(&view)) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{:?}", tool_names(&view));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[sqlx::test(migrator = "domain::db::MIGRATOR")]
+async fn a_changed_tool_list_is_fetched_again(pool: PgPool) {
+    let db = Database::from_pool(pool.clone());
+    let alice = user(&db, "alice", "Alice").await;
+    let mcp = mcp(&pool, vec![test_server("test")]);
+    mcp.connect(alice, "test").await.unwrap();
+    let view = until(&mcp, alice, "test", connected).await;
+    assert!(!tool_names(&view).contains(&"shiny"));
+    let added = mcp
+        .call(alice, "test", "add-tool", args(json!({"name": "shiny"})))
+        .await
+        .unwrap();
+    assert_eq!(added.text(), "added shiny");
+    // notifications/tools/list_changed → tools/list again.
+    until_tools(&mcp, alice, "test", |names| names.contains(&"shiny")).await;
+    let ran = mcp.call(alice, "test", "shiny", Map::new()).await.unwrap();
+    assert_eq!(ran.text(), "shiny ran");
+    mcp.shutdown().await;
+}
+
+#[sqlx::test(migrator = "domain::db::MIGRATOR")]
+async fn a_stdio_server_that_crashes_shows_why_and_is_started_again(pool: PgPool) {
+    let db = Database::from_pool(pool.clone());
+    let alice = user(&db, "alice", "Alice").await;
+    let mcp = mcp(&pool, vec![test_server("test")]);
+    mcp.connect(alice, "test").await.unwrap();
+    until(&mcp, alice, "test", connected).await;
+    let first = mcp
+        .call(alice, "test", "pid", Map::new())
+        .await
+        .unwrap()
+        .text();
+
+    let crashed = mcp.call(alice, "test", "crash", Map::new()).await;
+    assert!(crashed.is_err(), "the call dies with the server");
+    let view = until(&mcp, alice, "test", |s| matches!(s, Status::Failed { .. })).await;
+    let Status::Failed { reason } = view.status else {
+        unreachable!()
+    };
+    assert!(
+        reason.contains("closed") || reason.contains("ended"),
+        "{reason}"
+    );
+
+    until(&mcp, alice, "test", connected).await;
+    let second = mcp
+        .call(alice, "test", "pid", Map::new())
+        .await
+        .unwrap()
+        .text();
+    assert_ne!(first, second, "a new process serves");
+    assert_eq!(
+        mcp.call(alice, "test", "echo", args(json!({"message": "back"})))
+            .await
+            .unwrap()
+            .text(),
+        "Echo: back"
+    );
+    mcp.shutdown().await;
+}
+
+#[sqlx::test(migrator = "domain::db::MIGRATOR")]
+async fn an_idle_connection_closes_and_opens_again_when_a_tool_is_used(pool: PgPool) {
+    let db = Database::from_pool(pool.clone());
+    let alice = user(&db, "alice", "Alice").await;
+    let marker = format!("marker-{}", Uuid::new_v4());
+    let mcp = mcp_with(
+        &pool,
+        vec![everything_stdio("everything", &marker)],
+        Settings {
+            idle_timeout: Some(Duration::from_millis(1500)),
+            ..settings()
+        },
+    );
+    mcp.connect(alice, "everything").await.unwrap();
+    until(&mcp, alice, "everything", connected).await;
+    assert!(!leftovers(&marker).0.is_empty());
+
+    let idle = until(&mcp, alice, "everything", |s| *s == Status::Idle).await;
+    assert!(tool_names(&idle).contains(&"echo"), "its tools are kept");
+    until_no_leftovers(&marker).await;
+
+    let output = mcp
+        .call(
+            alice,
+            "everything",
+            "echo",
+            args(json!({"message": "awake"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(output.text(), "Echo: awake");
+    assert_eq!(
+        mcp.servers(alice).await.unwrap()[0].status,
+        Status::Connected
+    );
+    mcp.shutdown().await;
+    until_no_leftovers(&marker).await;
+}
+
+#[sqlx::test(migrator = "domain::db::MIGRATOR")]
+async fn personal_servers_are_checked_where_they_point_and_seen_by_their_owner_alone(pool: PgPool) {
+    let db = Database::from_pool(pool.clone());
+    let (alice, bob) = (
+        user(&db, "alice", "Alice").await,
+        user(&db, "bob", "Bob").await,
+    );
+    let http_server = EverythingHttp::start(0);
+    let strict = mcp(&pool, vec![]);
+    for (url, why) in [
+        (http_server.url.as_str(), "loopback"),
+        ("http://localhost:9/mcp", "loopback"),
+        ("http://169.254.169.254/latest/meta-data/", "link-local"),
+        ("http://10.0.0.8/mcp", "private"),
+        ("ftp://example.com/", "http://"),
+    ] {
+        let error = strict
+            .add_personal(alice, "Mine", "", url, None, BTreeMap::new())
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains(why), "{url}: {error}");
+    }
+    assert!(
+        strict.servers(alice).await.unwrap().is_empty(),
+        "nothing refused is stored"
+    );
+
+    // An administrator allows loopback (as a deployment with tools on the same host might).
+    let allowing = mcp_with(
+        &pool,
+        vec![],
+        Settings {
+            addresses: AddressPolicy::parse("127.0.0.1/32").unwrap(),
+            ..settings()
+        },
+    );
+    let id = allowing
+        .add_personal(
+            alice,
+            "My Everything",
+            "Alice's own",
+            &http_server.url,
+            Some("t0ken".into()),
+            BTreeMap::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(id, "my-my-everything");
+    let mine = allowing.servers(alice).await.unwrap();
+    assert_eq!(mine.len(), 1);
+    assert_eq!(mine[0].source, Source::Personal);
+    assert_eq!(mine[0].url.as_deref(), Some(http_server.url.as_str()));
+    assert!(
+        allowing.servers(bob).await.unwrap().is_empty(),
+        "Bob sees none of Alice's"
+    );
+    assert!(
+        !allowing.connect(bob, &id).await.unwrap(),
+        "Bob cannot connect to it"
+    );
+    assert!(
+        !allowing.delete_personal(bob, &id).await.unwrap(),
+        "nor remove it"
+    );
+    assert!(
+        allowing
+            .call(bob, &id, "echo", args(json!({"message": "hi"})))
+            .await
+            .is_err()
+    );
+
+    assert!(allowing.connect(alice, &id).await.unwrap());
+    until(&allowing, alice, &id, connected).await;
+    let output = allowing
+        .call(alice, &id, "echo", args(json!({"message": "mine"})))
+        .await
+        .unwrap();
+    assert_eq!(output.text(), "Echo: mine");
+    allowing.shutdown().await;
+
+    // The check is made again at connect time, on the resolved address: without the allowance,
+    // the stored server is refused when it would connect.
+    let view = until(&strict, alice, &id, |s| matches!(s, Status::Failed { .. })).await;
+    let Status::Failed { reason } = view.status else {
+        unreachable!()
+    };
+    assert!(reason.contains("loopback"), "{reason}");
+    strict.shutdown().await;
+
+    assert!(strict.delete_personal(alice, &id).await.unwrap());
+    assert!(strict.servers(alice).await.unwrap().is_empty());
+}
+
+/// A Streamable HTTP endpoint that records the headers of every request and refuses it, to see
+/// what a connection sends.
+async fn recording_server() -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<http::HeaderMap>>>,
+) {
+    use axum::routing::any;
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    let app = axum::Router::new().route(
+        "/mcp",
+        any(move |headers: http::HeaderMap| {
+            let record = record.clone();
+            async move {
+                record.lock().unwrap().push(headers);
+                (http::StatusCode::UNAUTHORIZED, "no")
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, seen)
+}
+
+/// The server with this id in a `mcp/servers` or `mcp/admin/servers` answer.
+fn entry<'a>(servers: &'a Value, id: &str) -> &'a Value {
+    servers
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == id)
+        .unwrap_or_else(|| panic!("no {id} in {servers}"))
+}
+
+/// An administrator who has signed in once.
+async fn admin(db: &Database) -> domain::users::User {
+    use domain::users::{self, Identity, Role, RoleDecision};
+    let identity = Identity {
+        issuer: "https://id.example.com".into(),
+        subject: "root".into(),
+        name: "Ada Admin".into(),
+        ..Identity::default()
+    };
+    users::sign_in(db, &identity, RoleDecision::Fixed(Role::Admin))
+        .await
+        .unwrap()
+}
+
+/// The registry over the HTTP API: administrators keep it, secrets are stored encrypted and never
+/// shown back, everyone else may only connect.
+#[sqlx::test(migrator = "domain::db::MIGRATOR")]
+async fn administrators_keep_the_registry_and_its_secrets_stay_secret(pool: PgPool) {
+    use reqwest::StatusCode;
+    use support::{call, listener, person, start_app};
+
+    let (listener, _) = listener().await;
+    let app = start_app(pool.clone(), listener, &[], &[]).await;
+    let admin_id = admin(&app.db).await.id;
+    let admin = domain::tokens::create(&app.db, admin_id, "script")
+        .await
+        .unwrap()
+        .secret;
+    let (_, bob) = person(&app, "bob", "bob").await;
+    let client = reqwest::Client::new();
+    let api = |token: &str, endpoint: &'static str, form: Vec<(&'static str, String)>| {
+        let (client, base, token) = (client.clone(), app.base.clone(), token.to_owned());
+        async move {
+            let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            call(&client, &base, endpoint, Some(&token), &form).await
+        }
+    };
+    // Bob's servers, once `wanted` holds of them.
+    let bobs_servers_once = |wanted: fn(&Value) -> bool| {
+        let api = &api;
+        let bob = bob.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let (_, servers) = api(&bob, "mcp/servers", vec![]).await;
+                if wanted(&servers) {
+                    return servers;
+                }
+                assert!(Instant::now() < deadline, "{servers}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    let (recorder, seen) = recording_server().await;
+    let node = node().display().to_string();
+    let script = path("node_modules/@modelcontextprotocol/server-everything/dist/index.js");
+    let stdio_form = |id: &str, secret: &str| {
+        vec![
+            ("id", id.to_owned()),
+            ("name", "Everything".to_owned()),
+            ("transport", "stdio".to_owned()),
+            ("command", node.clone()),
+            ("args", format!("{script}\nstdio")),
+            ("env", "PLAIN=visible".to_owned()),
+            ("secret_env", format!("API_KEY={secret}")),
+        ]
+    };
+
+    // Not an administrator: no registry, no stdio server (it would start a process here).
+    let (status, body) = api(&bob, "mcp/admin/servers", vec![]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["error"], "forbidden");
+    let (status, _) = api(&bob, "mcp/admin/save", stdio_form("sneaky", "x")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (_, servers) = api(&bob, "mcp/servers", vec![]).await;
+    assert_eq!(servers, json!([]), "nothing was added");
+
+    let (status, body) = api(
+        &admin,
+        "mcp/admin/save",
+        stdio_form("everything", "s3cret-env"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let remote = vec![
+        ("id", "remote".into()),
+        ("name", "Remote".into()),
+        ("transport", "http".into()),
+        ("url", recorder.clone()),
+        ("bearer_token", "s3cret-token".into()),
+        ("headers", "X-Api-Key: s3cret-header".into()),
+    ];
+    let (status, body) = api(&admin, "mcp/admin/save", remote).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let personal_id = vec![
+        ("id", "my-thing".into()),
+        ("name", "Mine".into()),
+        ("transport", "http".into()),
+        ("url", recorder.clone()),
+    ];
+    let (status, body) = api(&admin, "mcp/admin/save", personal_id).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+
+    // Shown back by name only, and stored encrypted.
+    let (status, registry) = api(&admin, "mcp/admin/servers", vec![]).await;
+    assert_eq!(status, StatusCode::OK);
+    let text = registry.to_string();
+    assert!(!text.contains("s3cret"), "{text}");
+    assert!(text.contains("API_KEY") && text.contains("X-Api-Key") && text.contains("visible"));
+    assert_eq!(entry(&registry, "remote")["bearer_token"], true);
+    let rows: Vec<(String, Option<Vec<u8>>)> =
+        sqlx::query_as("SELECT transport::text, secrets FROM mcp_servers")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(rows.len(), 2);
+    for (transport, secrets) in rows {
+        assert!(!transport.contains("s3cret"), "{transport}");
+        let secrets = secrets.expect("secrets are stored");
+        assert!(!String::from_utf8_lossy(&secrets).contains("s3cret"));
+    }
+
+    // Bob connects to both; the HTTP one is sent its token and header (and refused by it).
+    for id in ["everything", "remote"] {
+        let (status, body) = api(&bob, "mcp/connect", vec![("id", id.into())]).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let servers = bobs_servers_once(|servers| {
+        entry(servers, "everything")["status"] == "connected"
+            && entry(servers, "remote")["status"] == "failed"
+    })
+    .await;
+    let tools = entry(&servers, "everything")["tools"].as_array().unwrap();
+    assert!(tools.iter().any(|t| t["name"] == "get-env"));
+    let why = entry(&servers, "remote")["error"].as_str().unwrap();
+    assert!(
+        why.contains("401") || why.to_lowercase().contains("unauthori"),
+        "{why}"
+    );
+    let headers = seen
+        .lock()
+        .unwrap()
+        .first()
+        .cloned()
+        .expect("a request came");
+    assert_eq!(headers["authorization"], "Bearer s3cret-token");
+    assert_eq!(headers["x-api-key"], "s3cret-header");
+
+    // Switched off: Bob's connection closes and he cannot connect.
+    let mut off = stdio_form("everything", "");
+    off.push(("previous", "everything".into()));
+    off.push(("disabled", "true".into()));
+    let (status, body) = api(&admin, "mcp/admin/save", off).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, servers) = api(&bob, "mcp/servers", vec![]).await;
+    assert_eq!(entry(&servers, "everything")["enabled"], false);
+    assert_eq!(entry(&servers, "everything")["status"], "disconnected");
+    let (status, _) = api(&bob, "mcp/connect", vec![("id", "everything".into())]).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    // Back on (the empty secret keeps its value): Bob, who still wants it, is connected again.
+    let mut on = stdio_form("everything", "");
+    on.push(("previous", "everything".into()));
+    let (status, _) = api(&admin, "mcp/admin/save", on).await;
+    assert_eq!(status, StatusCode::OK);
+    bobs_servers_once(|servers| entry(servers, "everything")["status"] == "connected").await;
+
+    // Removing a server removes it for everyone; members cannot.
+    let (status, _) = api(&bob, "mcp/admin/delete", vec![("id", "everything".into())]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = api(&admin, "mcp/admin/delete", vec![("id", "remote".into())]).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, servers) = api(&bob, "mcp/servers", vec![]).await;
+    assert!(
+        servers
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["id"] != "remote")
+    );
+}
+
+#[sqlx::test(migrator = "domain::db::MIGRATOR")]
+async fn stdio_secrets_reach_the_process_and_another_key_cannot_read_them(pool: PgPool) {
+    use domain::mcp::ServerInput;
+
+    let db = Database::from_pool(pool.clone());
+    let admin = admin(&db).await;
+    let bob = user(&db, "bob", "Bob").await;
+    let key_text = SecretKey::generate();
+    let open = |key: &str| {
+        Mcp::new(
+            db.clone(),
+            Registry::default(),
+            SecretKey::from_base64(key).unwrap(),
+            settings(),
+        )
+    };
+    let mcp = open(&key_text);
+    let node = node().display().to_string();
+    let input = ServerInput {
+        id: "everything".into(),
+        name: "Everything".into(),
+        description: String::new(),
+        enabled: true,
+        transport: Transport::Stdio {
+            command: node,
+            args: vec![
+                path("node_modules/@modelcontextprotocol/server-everything/dist/index.js"),
+                "stdio".into(),
+            ],
+            env: BTreeMap::new(),
+            secret_env: BTreeMap::from([("SWITCHBOARD_TEST_SECRET".into(), "s3cret-env".into())]),
+        },
+    };
+    let bob_user = domain::users::find(&db, bob).await.unwrap().unwrap();
+    assert!(
+        mcp.save_server(&bob_user, None, input.clone())
+            .await
+            .is_err(),
+        "members cannot"
+    );
+    assert!(mcp.save_server(&admin, None, input).await.unwrap());
+    mcp.connect(bob, "everything").await.unwrap();
+    until(&mcp, bob, "everything", connected).await;
+    let env = mcp
+        .call(bob, "everything", "get-env", Map::new())
+        .await
+        .unwrap();
+    assert!(
+        env.text().contains("s3cret-env"),
+        "the process gets its secret"
+    );
+    mcp.shutdown().await;
+
+    // Another instance with another key: the server is listed, says why it cannot be used.
+    let other = open(&SecretKey::generate());
+    let view = until(&other, bob, "everything", |s| {
+        matches!(s, Status::Failed { .. })
+    })
+    .await;
+    let Status::Failed { reason } = view.status else {
+        unreachable!()
+    };
+    assert!(reason.contains("SWITCHBOARD_SECRET_KEY"), "{reason}");
+    let registry = other.admin_servers(&admin).await.unwrap();
+    assert!(
+        registry[0]
+            .problem
+            .as_deref()
+            .unwrap()
+            .contains("SWITCHBOARD_SECRET_KEY")
+    );
+    other.shutdown().await;
+}
+
+#[sqlx::test(migrator = "domain::db::MIGRATOR")]
+async fn tools_can_be_switched_off_per_chat_by_the_chat_owner_alone(pool: PgPool) {
+    let db = Database::from_pool(pool.clone());
+    let (alice, bob) = (
+        user(&db, "alice", "Alice").await,
+        user(&db, "bob", "Bob").await,
+    );
+    let chat = domain::chats::create(&db, alice, None).await.unwrap();
+    let other_chat = domain::chats::create(&db, alice, None).await.unwrap();
+    let mcp = mcp(&pool, vec![test_server("test")]);
+    assert_eq!(mcp.chat_tools(alice, chat.id).await.unwrap(), Some(vec![]));
+    mcp.connect(alice, "test").await.unwrap();
+    until(&mcp, alice, "test", connected).await;
+
+    let tools = mcp.chat_tools(alice, chat.id).await.unwrap().unwrap();
+    assert!(
+        tools
+            .iter()
+            .any(|t| t.tool.name == "echo" && t.enabled && t.server_id == "test")
+    );
+    assert!(tools.iter().all(|t| t.enabled), "all on by default");
+
+    assert!(
+        mcp.set_chat_tool(alice, chat.id, "test", "echo", false)
+            .await
+            .unwrap()
+    );
+    let tools = mcp.chat_tools(alice, chat.id).await.unwrap().unwrap();
+    assert!(tools.iter().any(|t| t.tool.name == "echo" && !t.enabled));
+    assert!(tools.iter().any(|t| t.tool.name == "pid" && t.enabled));
+    let elsewhere = mcp.chat_tools(alice, other_chat.id).await.unwrap().unwrap();
+    assert!(elsewhere.iter().all(|t| t.enabled), "only that chat");
+
+    assert!(
+        !mcp.set_chat_tool(bob, chat.id, "test", "pid", false)
+            .await
+            .unwrap()
+    );
+    assert_eq!(mcp.chat_tools(bob, chat.id).await.unwrap(), None);
+    assert!(
+        mcp.set_chat_tool(alice, chat.id, "test", "echo", true)
+            .await
+            .unwrap()
+    );
+    let tools = mcp.chat_tools(alice, chat.id).await.unwrap().unwrap();
+    assert!(tools.iter().all(|t| t.enabled));
+    mcp.shutdown().await;
 }

@@ -72,3 +72,11 @@ pub fn refresh() -> impl IntoView {
 pub fn search() -> impl IntoView {
     icon("M11 18a7 7 0 1 1 0-14 7 7 0 0 1 0 14zM21 21l-5-5")
 }
+
+pub fn plug() -> impl IntoView {
+    icon("M9 3v5M15 3v5M6 8h12v3a6 6 0 0 1-12 0V8zM12 17v4")
+}
+
+pub fn wrench() -> impl IntoView {
+    icon("M14.7 6.3a4 4 0 0 0-5.4 5.4L3 18l3 3 6.3-6.3a4 4 0 0 0 5.4-5.4l-2.5 2.5-2.5-.5-.5-2.5z")
+}

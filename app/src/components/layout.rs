@@ -80,6 +80,16 @@ fn Sidebar(open: RwSignal<bool>) -> impl IntoView {
                 </A>
             </div>
             <ChatList />
+            <div class="px-3 pb-2">
+                <A
+                    href="/servers"
+                    attr:data-testid="sidebar-servers"
+                    attr:class="flex w-full items-center gap-2 rounded-lg px-3 py-2 text-sm text-zinc-700 hover:bg-zinc-200 dark:text-zinc-300 dark:hover:bg-zinc-800"
+                >
+                    {icons::plug()}
+                    "Tool servers"
+                </A>
+            </div>
             <div class="border-t border-zinc-200 px-4 py-3 text-xs text-zinc-500 dark:border-zinc-800 dark:text-zinc-400">
                 {concat!("Switchboard ", env!("CARGO_PKG_VERSION"))}
             </div>

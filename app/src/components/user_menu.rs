@@ -86,6 +86,24 @@ fn Menu(me: Account) -> impl IntoView {
                 >
                     "Settings"
                 </A>
+                <A
+                    href="/servers"
+                    attr:role="menuitem"
+                    attr:data-testid="servers-link"
+                    attr:class="block rounded-lg px-3 py-2 text-sm hover:bg-zinc-100 dark:hover:bg-zinc-800"
+                >
+                    "Tool servers"
+                </A>
+                {me.is_admin.then(|| view! {
+                    <A
+                        href="/admin/servers"
+                        attr:role="menuitem"
+                        attr:data-testid="registry-link"
+                        attr:class="block rounded-lg px-3 py-2 text-sm hover:bg-zinc-100 dark:hover:bg-zinc-800"
+                    >
+                        "Tool server registry"
+                    </A>
+                })}
                 {if me.is_local {
                     view! {
                         <p class="px-3 py-2 text-xs text-zinc-500 dark:text-zinc-400">

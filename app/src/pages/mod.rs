@@ -1,7 +1,9 @@
 //! One routed page per file.
 
+pub mod admin;
 pub mod chat;
 pub mod home;
 pub mod login;
 pub mod not_found;
+pub mod servers;
 pub mod settings;

@@ -258,6 +258,8 @@ pub async fn start_app(
     vars: &[(&str, String)],
 ) -> TestApp {
     let base = format!("http://{}", listener.local_addr().unwrap());
+    // A key of its own, so that no test writes a key file into the source tree.
+    let key = domain::secrets::SecretKey::generate();
     let config = Config::try_parse_from(
         [
             "switchboard",
@@ -265,6 +267,8 @@ pub async fn start_app(
             "",
             "--listen",
             &base["http://".len()..],
+            "--secret-key",
+            &key,
         ]
         .into_iter()
         .chain(args.iter().copied()),

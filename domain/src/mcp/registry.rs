@@ -1,0 +1,721 @@
+//! Where tool servers are described: the servers file (read at start-up), the registry that
+//! administrators keep in the database, and the personal servers people add for themselves.
+//! Secrets (bearer tokens, header values, secret environment variables) are stored encrypted and
+//! never leave this module except inside a [`Transport`] on its way to a connection.
+
+use std::collections::{BTreeMap, HashSet};
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::secrets::SecretKey;
+use crate::{Database, Error, Result};
+
+/// Where a server's description comes from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// The servers file (`SWITCHBOARD_MCP_SERVERS_FILE`): changed by editing the file.
+    #[default]
+    File,
+    /// The registry an administrator keeps on the admin page.
+    Admin,
+    /// A person's own server, visible to them alone.
+    Personal,
+}
+
+/// A tool server, as an administrator (or, for a personal one, its owner) describes it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerSpec {
+    /// Short, stable name used in URLs and in tool names (`[a-z0-9-]`); personal servers' start
+    /// with `my-`, so they never collide with the registry's.
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(flatten)]
+    pub transport: Transport,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(skip)]
+    pub source: Source,
+    /// Why the server cannot be used as stored (its secrets do not decrypt with this key).
+    #[serde(skip)]
+    pub problem: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// How Switchboard reaches a server.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "transport", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Transport {
+    /// A process Switchboard starts on its own machine, speaking MCP on stdin/stdout
+    /// (administrators only).
+    Stdio {
+        command: String,
+        #[serde(default)]
+        args: Vec<String>,
+        #[serde(default)]
+        env: BTreeMap<String, String>,
+        /// Environment variables whose values are secrets: stored encrypted, never shown back.
+        #[serde(default)]
+        secret_env: BTreeMap<String, String>,
+    },
+    /// A Streamable HTTP endpoint. Header values and the token are secrets.
+    Http {
+        url: String,
+        #[serde(default)]
+        headers: BTreeMap<String, String>,
+        #[serde(default)]
+        bearer_token: Option<String>,
+    },
+}
+
+/// Never prints environment values, header values or tokens: they may be secrets (even a plain
+/// environment variable may hold one that was not marked so).
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Transport::Stdio {
+                command,
+                args,
+                env,
+                secret_env,
+            } => f
+                .debug_struct("Stdio")
+                .field("command", command)
+                .field("args", args)
+                .field("env", &env.keys().collect::<Vec<_>>())
+                .field("secret_env", &secret_env.keys().collect::<Vec<_>>())
+                .finish(),
+            Transport::Http {
+                url,
+                headers,
+                bearer_token,
+            } => f
+                .debug_struct("Http")
+                .field("url", url)
+                .field("headers", &headers.keys().collect::<Vec<_>>())
+                .field("bearer_token", &bearer_token.is_some())
+                .finish(),
+        }
+    }
+}
+
+/// A transport as it may be shown and stored in the clear: the values of secrets are left out,
+/// only their names (and whether there is a token) remain.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "transport", rename_all = "snake_case")]
+pub enum PublicTransport {
+    Stdio {
+        command: String,
+        args: Vec<String>,
+        env: BTreeMap<String, String>,
+        secret_env: Vec<String>,
+    },
+    Http {
+        url: String,
+        headers: Vec<String>,
+        bearer_token: bool,
+    },
+}
+
+/// The secret values of a transport, as they are encrypted.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Secrets {
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    #[serde(default)]
+    bearer_token: Option<String>,
+}
+
+impl Transport {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Transport::Stdio { .. } => "stdio",
+            Transport::Http { .. } => "http",
+        }
+    }
+
+    pub fn public(&self) -> PublicTransport {
+        match self {
+            Transport::Stdio {
+                command,
+                args,
+                env,
+                secret_env,
+            } => PublicTransport::Stdio {
+                command: command.clone(),
+                args: args.clone(),
+                env: env.clone(),
+                secret_env: secret_env.keys().cloned().collect(),
+            },
+            Transport::Http {
+                url,
+                headers,
+                bearer_token,
+            } => PublicTransport::Http {
+                url: url.clone(),
+                headers: headers.keys().cloned().collect(),
+                bearer_token: bearer_token.is_some(),
+            },
+        }
+    }
+
+    fn secrets(&self) -> Secrets {
+        match self {
+            Transport::Stdio { secret_env, .. } => Secrets {
+                env: secret_env.clone(),
+                ..Secrets::default()
+            },
+            Transport::Http {
+                headers,
+                bearer_token,
+                ..
+            } => Secrets {
+                headers: headers.clone(),
+                bearer_token: bearer_token.clone(),
+                ..Secrets::default()
+            },
+        }
+    }
+
+    fn assemble(public: PublicTransport, mut secrets: Secrets) -> Self {
+        match public {
+            PublicTransport::Stdio {
+                command,
+                args,
+                env,
+                secret_env,
+            } => Transport::Stdio {
+                command,
+                args,
+                env,
+                secret_env: secret_env
+                    .into_iter()
+                    .map(|k| {
+                        let v = secrets.env.remove(&k).unwrap_or_default();
+                        (k, v)
+                    })
+                    .collect(),
+            },
+            PublicTransport::Http {
+                url,
+                headers,
+                bearer_token,
+            } => Transport::Http {
+                url,
+                headers: headers
+                    .into_iter()
+                    .map(|k| {
+                        let v = secrets.headers.remove(&k).unwrap_or_default();
+                        (k, v)
+                    })
+                    .collect(),
+                bearer_token: bearer_token.then(|| secrets.bearer_token.unwrap_or_default()),
+            },
+        }
+    }
+
+    /// For an edit: a secret left empty keeps the value it had (the form never shows it back).
+    fn keep_secrets_of(&mut self, old: &Transport) {
+        match (self, old) {
+            (
+                Transport::Stdio { secret_env, .. },
+                Transport::Stdio {
+                    secret_env: old, ..
+                },
+            ) => keep(secret_env, old),
+            (
+                Transport::Http {
+                    headers,
+                    bearer_token,
+                    ..
+                },
+                Transport::Http {
+                    headers: old_headers,
+                    bearer_token: old_token,
+                    ..
+                },
+            ) => {
+                keep(headers, old_headers);
+                if bearer_token.as_deref() == Some("") {
+                    *bearer_token = old_token.clone();
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Checks what a person typed, with messages that say what to change.
+    fn validate(&self) -> Result<()> {
+        match self {
+            Transport::Stdio {
+                command,
+                secret_env,
+                ..
+            } => {
+                if command.trim().is_empty() {
+                    return invalid("A stdio server needs a command to start.");
+                }
+                if secret_env.values().any(String::is_empty) {
+                    return invalid("Every secret environment variable needs a value.");
+                }
+            }
+            Transport::Http {
+                url,
+                headers,
+                bearer_token,
+            } => {
+                let parsed = url::Url::parse(url)
+                    .map_err(|e| Error::Invalid(format!("'{url}' is not a valid URL ({e}).")))?;
+                if !matches!(parsed.scheme(), "http" | "https") {
+                    return invalid("The server's URL must start with http:// or https://.");
+                }
+                for (name, value) in headers {
+                    if http::HeaderName::try_from(name.as_str()).is_err() {
+                        return invalid(&format!("'{name}' is not a valid header name."));
+                    }
+                    if value.is_empty() || http::HeaderValue::try_from(value.as_str()).is_err() {
+                        return invalid(&format!("The header '{name}' needs a valid value."));
+                    }
+                }
+                if bearer_token.as_deref() == Some("") {
+                    return invalid("The bearer token is empty.");
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn keep(new: &mut BTreeMap<String, String>, old: &BTreeMap<String, String>) {
+    for (name, value) in new.iter_mut() {
+        if value.is_empty()
+            && let Some(previous) = old.get(name)
+        {
+            value.clone_from(previous);
+        }
+    }
+}
+
+fn invalid<T>(message: &str) -> Result<T> {
+    Err(Error::Invalid(message.to_owned()))
+}
+
+/// Checks a server id: 1 to 40 of `a-z`, `0-9` and `-`.
+pub fn check_id(id: &str) -> Result<()> {
+    let valid = !id.is_empty()
+        && id.len() <= 40
+        && id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if valid {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!(
+            "The MCP server id '{id}' is not valid: use 1 to 40 of a-z, 0-9 and '-'."
+        )))
+    }
+}
+
+/// The prefix of every personal server's id.
+pub const PERSONAL_PREFIX: &str = "my-";
+
+/// The servers file: the servers it lists, checked.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Registry {
+    servers: Vec<ServerSpec>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegistryFile {
+    #[serde(default, rename = "server")]
+    servers: Vec<ServerSpec>,
+}
+
+impl Registry {
+    pub fn new(servers: Vec<ServerSpec>) -> Result<Self> {
+        let mut seen = HashSet::new();
+        for server in &servers {
+            check_id(&server.id)?;
+            if server.id.starts_with(PERSONAL_PREFIX) {
+                return Err(Error::Invalid(format!(
+                    "The MCP server id '{}' starts with '{PERSONAL_PREFIX}', which is kept for personal servers.",
+                    server.id
+                )));
+            }
+            if !seen.insert(server.id.as_str()) {
+                return Err(Error::Invalid(format!(
+                    "Two MCP servers have the id '{}'.",
+                    server.id
+                )));
+            }
+        }
+        Ok(Self { servers })
+    }
+
+    /// Reads a registry file: TOML with one `[[server]]` table per server.
+    pub fn from_toml(text: &str) -> Result<Self> {
+        let file: RegistryFile = toml::from_str(text)
+            .map_err(|e| Error::Invalid(format!("The MCP servers file is not valid: {e}")))?;
+        Self::new(file.servers)
+    }
+
+    pub fn servers(&self) -> &[ServerSpec] {
+        &self.servers
+    }
+
+    pub fn get(&self, id: &str) -> Option<&ServerSpec> {
+        self.servers.iter().find(|s| s.id == id)
+    }
+}
+
+/// A server to add or change, as a form gives it. On an edit, a secret left empty keeps its value.
+#[derive(Clone, Debug)]
+pub struct ServerInput {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    pub enabled: bool,
+    pub transport: Transport,
+}
+
+impl ServerInput {
+    fn validate(&self) -> Result<()> {
+        check_id(&self.id)?;
+        let name = self.name.trim();
+        if name.is_empty() || name.chars().count() > 100 {
+            return invalid("A server needs a name of 1 to 100 characters.");
+        }
+        if self.description.chars().count() > 1000 {
+            return invalid("The description is longer than 1,000 characters.");
+        }
+        self.transport.validate()
+    }
+}
+
+/// Lines of `NAME<sep>value` (environment variables with `=`, headers with `:`), as typed in a
+/// form; blank lines are skipped.
+pub fn parse_pairs(text: &str, separator: char, what: &str) -> Result<BTreeMap<String, String>> {
+    let mut pairs = BTreeMap::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let Some((name, value)) = line.split_once(separator) else {
+            return Err(Error::Invalid(format!(
+                "'{line}' is not a {what}: write NAME{separator}value, one a line."
+            )));
+        };
+        let name = name.trim();
+        if name.is_empty() || name.contains(char::is_whitespace) {
+            return Err(Error::Invalid(format!(
+                "'{line}' has no valid {what} name."
+            )));
+        }
+        if pairs
+            .insert(name.to_owned(), value.trim().to_owned())
+            .is_some()
+        {
+            return Err(Error::Invalid(format!(
+                "The {what} '{name}' is given twice."
+            )));
+        }
+    }
+    Ok(pairs)
+}
+
+/// A name made into an id: lower case, runs of anything else as one '-'.
+pub fn slug(name: &str) -> String {
+    let mut out = String::new();
+    for c in name.trim().chars().flat_map(char::to_lowercase) {
+        if c.is_ascii_alphanumeric() {
+            out.push(c);
+        } else if !out.ends_with('-') && !out.is_empty() {
+            out.push('-');
+        }
+    }
+    let mut out: String = out.trim_end_matches('-').chars().take(30).collect();
+    while out.ends_with('-') {
+        out.pop();
+    }
+    if out.is_empty() { "server".into() } else { out }
+}
+
+/// A server as stored in the database.
+#[derive(Debug)]
+struct Row {
+    id: Uuid,
+    owner_id: Option<Uuid>,
+    slug: String,
+    name: String,
+    description: String,
+    enabled: bool,
+    transport: serde_json::Value,
+    secrets: Option<Vec<u8>>,
+}
+
+impl Row {
+    fn into_spec(self, key: &SecretKey) -> ServerSpec {
+        let source = if self.owner_id.is_some() {
+            Source::Personal
+        } else {
+            Source::Admin
+        };
+        let mut problem = None;
+        let public: PublicTransport = match serde_json::from_value(self.transport) {
+            Ok(public) => public,
+            Err(e) => {
+                problem = Some(format!(
+                    "The stored server description cannot be read: {e}."
+                ));
+                PublicTransport::Http {
+                    url: String::new(),
+                    headers: Vec::new(),
+                    bearer_token: false,
+                }
+            }
+        };
+        let secrets = match self.secrets {
+            None => Secrets::default(),
+            Some(sealed) => match key.open(self.id.as_bytes(), &sealed).and_then(|plain| {
+                serde_json::from_slice(&plain).map_err(|e| Error::Invalid(e.to_string()))
+            }) {
+                Ok(secrets) => secrets,
+                Err(e) => {
+                    tracing::error!(server = %self.slug, "cannot read a tool server's secrets: {e}");
+                    problem = Some(e.to_string());
+                    Secrets::default()
+                }
+            },
+        };
+        ServerSpec {
+            id: self.slug,
+            name: self.name,
+            description: self.description,
+            transport: Transport::assemble(public, secrets),
+            enabled: self.enabled,
+            source,
+            problem,
+        }
+    }
+}
+
+/// The servers stored for `user`: the administrators' registry, then the user's own (`None`: the
+/// registry alone).
+pub(super) async fn stored(
+    db: &Database,
+    key: &SecretKey,
+    user: Option<Uuid>,
+) -> Result<Vec<ServerSpec>> {
+    let rows = sqlx::query_as!(
+        Row,
+        "SELECT id, owner_id, slug, name, description, enabled, transport, secrets
+         FROM mcp_servers
+         WHERE owner_id IS NULL OR owner_id = $1
+         ORDER BY owner_id NULLS FIRST, lower(name), slug",
+        user
+    )
+    .fetch_all(db.pool())
+    .await?;
+    Ok(rows.into_iter().map(|row| row.into_spec(key)).collect())
+}
+
+/// One stored server the user may see: of the registry, or their own.
+pub(super) async fn find(
+    db: &Database,
+    key: &SecretKey,
+    user: Uuid,
+    id: &str,
+) -> Result<Option<ServerSpec>> {
+    let row = sqlx::query_as!(
+        Row,
+        "SELECT id, owner_id, slug, name, description, enabled, transport, secrets
+         FROM mcp_servers
+         WHERE slug = $2 AND (owner_id IS NULL OR owner_id = $1)",
+        user,
+        id
+    )
+    .fetch_optional(db.pool())
+    .await?;
+    Ok(row.map(|row| row.into_spec(key)))
+}
+
+/// Adds a server (`previous` None) or changes the one with the id `previous`, of the registry
+/// (`owner` None) or of that owner. False when there is no such server to change.
+pub(super) async fn save(
+    db: &Database,
+    key: &SecretKey,
+    owner: Option<Uuid>,
+    previous: Option<&str>,
+    mut input: ServerInput,
+) -> Result<bool> {
+    input.name = input.name.trim().to_owned();
+    input.description = input.description.trim().to_owned();
+    let mut tx = db.pool().begin().await?;
+    let row_id = match previous {
+        None => Uuid::new_v4(),
+        Some(previous) => {
+            let Some(row) = sqlx::query_as!(
+                Row,
+                "SELECT id, owner_id, slug, name, description, enabled, transport, secrets
+                 FROM mcp_servers
+                 WHERE slug = $1 AND owner_id IS NOT DISTINCT FROM $2
+                 FOR UPDATE",
+                previous,
+                owner
+            )
+            .fetch_optional(&mut *tx)
+            .await?
+            else {
+                return Ok(false);
+            };
+            let id = row.id;
+            let old = row.into_spec(key);
+            if old.problem.is_none() {
+                input.transport.keep_secrets_of(&old.transport);
+            }
+            id
+        }
+    };
+    input.validate()?;
+    let public = serde_json::to_value(input.transport.public()).expect("serialisable");
+    let secrets = input.transport.secrets();
+    let sealed =
+        (!secrets.env.is_empty() || !secrets.headers.is_empty() || secrets.bearer_token.is_some())
+            .then(|| {
+                key.seal(
+                    row_id.as_bytes(),
+                    &serde_json::to_vec(&secrets).expect("serialisable"),
+                )
+            });
+    let saved = sqlx::query!(
+        "INSERT INTO mcp_servers (id, owner_id, slug, name, description, enabled, transport, secrets)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+         ON CONFLICT (id) DO UPDATE SET
+             slug = EXCLUDED.slug, name = EXCLUDED.name, description = EXCLUDED.description,
+             enabled = EXCLUDED.enabled, transport = EXCLUDED.transport, secrets = EXCLUDED.secrets,
+             updated_at = now()",
+        row_id,
+        owner,
+        input.id,
+        input.name,
+        input.description,
+        input.enabled,
+        public,
+        sealed
+    )
+    .execute(&mut *tx)
+    .await;
+    match saved {
+        Ok(_) => {}
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+            return Err(Error::Invalid(format!(
+                "A server with the id '{}' exists already: choose another.",
+                input.id
+            )));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    if let Some(previous) = previous.filter(|p| *p != input.id) {
+        // Those connected keep their connection under the new id.
+        sqlx::query!(
+            "UPDATE mcp_connections SET server_id = $1
+             WHERE server_id = $2 AND ($3::uuid IS NULL OR user_id = $3)",
+            input.id,
+            previous,
+            owner
+        )
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// Removes a stored server (of the registry, or of its owner) and everyone's wish to be connected
+/// to it. False when there was none.
+pub(super) async fn delete(db: &Database, owner: Option<Uuid>, id: &str) -> Result<bool> {
+    let mut tx = db.pool().begin().await?;
+    let deleted = sqlx::query!(
+        "DELETE FROM mcp_servers WHERE slug = $1 AND owner_id IS NOT DISTINCT FROM $2",
+        id,
+        owner
+    )
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if deleted > 0 {
+        sqlx::query!(
+            "DELETE FROM mcp_connections WHERE server_id = $1 AND ($2::uuid IS NULL OR user_id = $2)",
+            id,
+            owner
+        )
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(deleted > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_lines_become_pairs_with_clear_errors() {
+        let env = parse_pairs("A=1\n\n B = two words \n", '=', "variable").unwrap();
+        assert_eq!(env["A"], "1");
+        assert_eq!(env["B"], "two words");
+        let headers = parse_pairs("X-Api-Key: abc:def", ':', "header").unwrap();
+        assert_eq!(headers["X-Api-Key"], "abc:def");
+        let error = parse_pairs("no separator", '=', "variable")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("NAME=value"), "{error}");
+        assert!(parse_pairs("A=1\nA=2", '=', "variable").is_err());
+    }
+
+    #[test]
+    fn names_become_ids() {
+        assert_eq!(slug("My Tools!"), "my-tools");
+        assert_eq!(slug("  ...  "), "server");
+        assert_eq!(slug("Ünïcode Sérver 2"), "n-code-s-rver-2");
+    }
+
+    #[test]
+    fn the_public_form_keeps_names_and_drops_secret_values() {
+        let transport = Transport::Http {
+            url: "https://mcp.example.com/mcp".into(),
+            headers: BTreeMap::from([("X-Api-Key".into(), "s3cret".into())]),
+            bearer_token: Some("t0ken".into()),
+        };
+        let public = serde_json::to_string(&transport.public()).unwrap();
+        assert!(
+            !public.contains("s3cret") && !public.contains("t0ken"),
+            "{public}"
+        );
+        assert!(public.contains("X-Api-Key"));
+        let back = Transport::assemble(transport.public(), transport.secrets());
+        assert_eq!(back, transport);
+
+        let mut edited = Transport::Http {
+            url: "https://mcp.example.com/v2".into(),
+            headers: BTreeMap::from([("X-Api-Key".into(), String::new())]),
+            bearer_token: Some(String::new()),
+        };
+        edited.keep_secrets_of(&transport);
+        assert_eq!(
+            edited,
+            Transport::Http {
+                url: "https://mcp.example.com/v2".into(),
+                headers: BTreeMap::from([("X-Api-Key".into(), "s3cret".into())]),
+                bearer_token: Some("t0ken".into()),
+            }
+        );
+    }
+}

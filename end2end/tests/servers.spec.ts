@@ -1,0 +1,105 @@
+import { expect, test, type Page } from "@playwright/test";
+
+// The local-mode instance's servers file lists the reference server @modelcontextprotocol/server-everything
+// over stdio as "everything" (see playwright.config.ts). Its local user is an administrator. These
+// tests change what that one user is connected to, so they run in the desktop project only.
+
+async function hydrated(page: Page) {
+  await expect(page.locator("body")).toHaveAttribute("data-hydrated", "true");
+}
+
+test("connect to server-everything on the Servers page and see its tools", async ({ page, isMobile }) => {
+  test.skip(isMobile, "one user's connections: desktop only");
+  await page.goto("/");
+  await hydrated(page);
+  await page.getByTestId("sidebar-servers").click();
+  await expect(page).toHaveURL(/\/servers$/);
+  await hydrated(page);
+
+  const server = page.locator('[data-testid="server"][data-server="everything"]');
+  await expect(server).toContainText("Everything");
+  await expect(server.getByTestId("server-status")).toHaveText("Not connected");
+  await server.getByTestId("connect").click();
+  await expect(server.getByTestId("server-status")).toHaveText("Connected", { timeout: 30_000 });
+
+  // Its tools, with arguments from their schemas and their annotations.
+  const tools = server.getByTestId("tools");
+  await expect(tools).toContainText(/\d+ tools/);
+  const echo = server.locator('[data-testid="tool"][data-tool="echo"]');
+  await expect(echo).toBeVisible();
+  await expect(echo.getByTestId("tool-argument")).toContainText("message: string");
+  await expect(server.locator('[data-testid="tool"][data-tool="get-sum"]')).toBeVisible();
+  await expect(server.getByTestId("tool-hint").first()).toBeVisible();
+
+  // A reload shows the same connection: it is the server's, not the page's.
+  await page.reload();
+  await hydrated(page);
+  await expect(server.getByTestId("server-status")).toHaveText("Connected");
+
+  // In a chat, its tools can be switched off for that chat.
+  await page.goto("/");
+  await hydrated(page);
+  await page.getByTestId("composer").fill("hello tools");
+  await page.getByTestId("composer").press("Enter");
+  await expect(page).toHaveURL(/\/c\/[0-9a-f-]{36}$/);
+  await hydrated(page);
+  await page.getByTestId("chat-tools").click();
+  const echoSwitch = page.getByTestId("chat-tool").filter({ hasText: "echo" }).first().locator("input");
+  await expect(echoSwitch).toBeChecked();
+  await echoSwitch.uncheck();
+  await page.reload();
+  await hydrated(page);
+  await page.getByTestId("chat-tools").click();
+  await expect(page.getByTestId("chat-tool").filter({ hasText: "echo" }).first().locator("input")).not.toBeChecked();
+
+  // Disconnecting ends it.
+  await page.goto("/servers");
+  await hydrated(page);
+  await server.getByTestId("disconnect").click();
+  await expect(server.getByTestId("server-status")).toHaveText("Not connected");
+});
+
+test("a personal server pointing inside the network is refused with the reason", async ({ page, isMobile }) => {
+  test.skip(isMobile, "one user's servers: desktop only");
+  await page.goto("/servers");
+  await hydrated(page);
+  const form = page.getByTestId("add-server-form");
+  await form.locator('input[name="name"]').fill("Sneaky");
+  await form.locator('input[name="url"]').fill("http://169.254.169.254/latest/meta-data/");
+  await page.getByTestId("add-server").click();
+  await expect(page.getByTestId("add-server-error")).toContainText("link-local");
+  await expect(page.locator('[data-testid="server"][data-server^="my-"]')).toHaveCount(0);
+});
+
+test("an administrator adds a registry server whose secrets are never shown back", async ({ page, isMobile }) => {
+  test.skip(isMobile, "the registry is shared: desktop only");
+  await page.goto("/admin/servers");
+  await hydrated(page);
+  const file = page.locator('[data-testid="registry-server"][data-server="everything"]');
+  await expect(file).toContainText("From the servers file");
+  await expect(file.getByTestId("edit-server")).toHaveCount(0);
+
+  const form = page.getByTestId("server-form");
+  await form.locator('input[name="id"]').fill("remote-e2e");
+  await form.locator('input[name="name"]').fill("Remote (e2e)");
+  await form.locator('input[name="url"]').fill("https://mcp.example.com/mcp");
+  await form.locator('input[name="bearer_token"]').fill("e2e-s3cret-token");
+  await form.locator('textarea[name="headers"]').fill("X-Api-Key: e2e-s3cret-header");
+  await page.getByTestId("save-server").click();
+
+  const added = page.locator('[data-testid="registry-server"][data-server="remote-e2e"]');
+  await expect(added).toContainText("Remote (e2e)");
+  await expect(added.getByTestId("secret-names")).toContainText("X-Api-Key, bearer token");
+  await page.reload();
+  await hydrated(page);
+  expect(await page.content()).not.toContain("s3cret");
+
+  // Everyone sees it on their Servers page.
+  await page.goto("/servers");
+  await expect(page.locator('[data-testid="server"][data-server="remote-e2e"]')).toContainText("Remote (e2e)");
+
+  await page.goto("/admin/servers");
+  await hydrated(page);
+  await added.getByTestId("delete-server").click();
+  await expect(added).toHaveCount(0);
+});
