@@ -5,6 +5,7 @@
 //! who sign in and their API tokens, and the LLM client. The agent graph, the LLM client and the MCP connections will
 //! live here too, so that each can be tested without a browser or a web server.
 
+pub mod agent;
 pub mod chats;
 pub mod db;
 pub mod error;

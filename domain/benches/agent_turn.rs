@@ -1,0 +1,218 @@
+//! A checkpointed approval turn of the agent graph: the model asks for a tool → the run pauses for
+//! approval → the person approves → the tool runs → the model answers → end, with a checkpoint in
+//! PostgreSQL after every step (the approval too), against a model that answers at once and a tool
+//! in this process. Serial latency per turn, then throughput with 64 threads at once.
+//!
+//!     DATABASE_URL=postgres://... cargo bench -p domain --bench agent_turn [-- TURNS]
+//!
+//! DATABASE_URL must let the bench create a database (it makes `switchboard_bench_agent`, fresh each
+//! time). TURNS (default 500) is the serial count; the concurrent part runs 64 threads × TURNS/8.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use domain::Database;
+use domain::agent::store::{self, Thread};
+use domain::agent::{
+    Completion, Decider, Decision, Deps, End, Model, Policies, RunState, ToolResult, ToolSpec,
+    Tools,
+};
+use domain::llm::{self, Message};
+use domain::users::{Identity, Role, RoleDecision};
+use serde_json::{Map, Value, json};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, Executor};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+/// Asks for the tool until it has seen its result, then answers.
+struct Instant0;
+
+impl Model for Instant0 {
+    async fn complete(&self, messages: &[Message], _: &[llm::Tool]) -> Result<Completion, String> {
+        if matches!(messages.last(), Some(Message::Tool { .. })) {
+            Ok(Completion {
+                text: "It is 42.".into(),
+                calls: vec![],
+            })
+        } else {
+            Ok(Completion {
+                text: String::new(),
+                calls: vec![llm::ToolCall {
+                    id: "call-1".into(),
+                    name: "calc__add".into(),
+                    arguments: r#"{"a":2,"b":40}"#.into(),
+                }],
+            })
+        }
+    }
+}
+
+struct Add;
+
+impl Tools for Add {
+    async fn call(&self, _: &str, _: &str, arguments: Map<String, Value>) -> ToolResult {
+        let sum = arguments["a"].as_i64().unwrap_or(0) + arguments["b"].as_i64().unwrap_or(0);
+        ToolResult {
+            is_error: false,
+            text: sum.to_string(),
+            duration_ms: 0,
+        }
+    }
+}
+
+fn specs() -> Vec<ToolSpec> {
+    vec![ToolSpec {
+        server: "calc".into(),
+        tool: "add".into(),
+        description: "Adds two numbers".into(),
+        input_schema: json!({"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}}}),
+        read_only: false,
+    }]
+}
+
+async fn advance(db: &Database, thread_id: Uuid, state: RunState, seq: i32) -> RunState {
+    let specs = specs();
+    let policies = Policies::default();
+    let deps = Deps {
+        model: &Instant0,
+        tools: &Add,
+        specs: &specs,
+        policies: &policies,
+    };
+    let thread = tokio::sync::Mutex::new(Thread::new(db.clone(), thread_id, seq));
+    let (_stop, mut stopped) = watch::channel(false);
+    domain::agent::run(state, &deps, &mut stopped, |s| {
+        let s = s.clone();
+        let thread = &thread;
+        async move { thread.lock().await.save(&s).await }
+    })
+    .await
+    .unwrap()
+}
+
+/// One whole turn in a new thread of `user`'s; returns how long it took.
+async fn turn(db: &Database, user: Uuid) -> Duration {
+    let chat = domain::chats::create(db, user, None).await.unwrap();
+    let started = Instant::now();
+    let question = RunState::new(
+        vec![Message::User {
+            content: "2+40?".into(),
+        }],
+        10,
+    );
+    let paused = advance(db, chat.thread_id, question, -1).await;
+    assert!(paused.undecided().next().is_some());
+    let decided = store::decide(
+        db,
+        user,
+        chat.thread_id,
+        "call-1",
+        Decision::Approve {
+            by: Decider::Person,
+            arguments: None,
+        },
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(decided.complete);
+    let done = advance(db, chat.thread_id, decided.thread.state, decided.thread.seq).await;
+    let took = started.elapsed();
+    assert_eq!(done.end, Some(End::Answered));
+    took
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.3}", d.as_secs_f64() * 1000.0)
+}
+
+#[tokio::main]
+async fn main() {
+    let turns: usize = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(500);
+    let url = std::env::var("DATABASE_URL")
+        .expect("set DATABASE_URL to a PostgreSQL server where the bench may create a database");
+    let admin = PgConnectOptions::from_str(&url).unwrap();
+    let mut conn = admin.connect().await.unwrap();
+    conn.execute("DROP DATABASE IF EXISTS switchboard_bench_agent")
+        .await
+        .unwrap();
+    conn.execute("CREATE DATABASE switchboard_bench_agent")
+        .await
+        .unwrap();
+    // The pool as the server runs it by default.
+    let pool = Database::pool_options(16)
+        .connect_with(admin.database("switchboard_bench_agent"))
+        .await
+        .unwrap();
+    let db = Database::from_pool(pool);
+    db.migrate().await.unwrap();
+    let user = domain::users::sign_in(&db, &Identity::local(), RoleDecision::Fixed(Role::Admin))
+        .await
+        .unwrap()
+        .id;
+    turn(&db, user).await;
+    let checkpoints_per_turn = sqlx::query_scalar::<_, i64>("SELECT count(*) FROM checkpoints")
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+
+    for _ in 0..50 {
+        turn(&db, user).await;
+    }
+    let mut times = Vec::with_capacity(turns);
+    for _ in 0..turns {
+        times.push(turn(&db, user).await);
+    }
+    times.sort();
+    let serial_total: Duration = times.iter().sum();
+    println!(
+        "a checkpointed approval turn ({checkpoints_per_turn} checkpoints, each its own commit), {turns} turns one after another:"
+    );
+    println!(
+        "p50 {} ms, p99 {} ms, mean {} ms ({:.0} turns/s)",
+        ms(percentile(&times, 0.5)),
+        ms(percentile(&times, 0.99)),
+        ms(serial_total / turns as u32),
+        turns as f64 / serial_total.as_secs_f64()
+    );
+
+    let threads = 64;
+    let each = (turns / 8).max(10);
+    let db = Arc::new(db);
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..threads)
+        .map(|_| {
+            let db = db.clone();
+            tokio::spawn(async move {
+                let mut times = Vec::with_capacity(each);
+                for _ in 0..each {
+                    times.push(turn(&db, user).await);
+                }
+                times
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.unwrap());
+    }
+    let wall = started.elapsed();
+    all.sort();
+    println!(
+        "{threads} threads at once, {} turns in {:.2} s: {:.0} turns/s (p50 {} ms, p99 {} ms a turn)",
+        all.len(),
+        wall.as_secs_f64(),
+        all.len() as f64 / wall.as_secs_f64(),
+        ms(percentile(&all, 0.5)),
+        ms(percentile(&all, 0.99)),
+    );
+}

@@ -1,0 +1,598 @@
+//! The agent graph: a person's model and tools, run as an explicit state machine whose every step
+//! is checkpointed, and which pauses for the person's approval before any tool runs.
+//!
+//! ```text
+//! call_model ──(no tool calls)──────────────────────────────► done
+//!     │ (tool calls)
+//!     ▼
+//! await_approval ──(every call decided; ≥1 approved)──► run_tools ──► call_model
+//!     │ (all rejected)
+//!     ▼
+//! humanize (the model is told what was declined and why) ──► done
+//! ```
+//!
+//! [`RunState`] is the whole state (messages, the calls of the last model turn with their
+//! decisions and results, the step count) and serialises to JSON; node functions act on it alone,
+//! given a [`Model`] and [`Tools`]. [`run`] advances a state until it pauses for approval or ends,
+//! saving a checkpoint after every step ([`store`]). Every node is safe to run again from its
+//! checkpoint: tool calls are marked running in a checkpoint *before* they run, so a run resumed
+//! after a crash reports them interrupted instead of running them a second time.
+
+pub mod store;
+
+use std::collections::{BTreeMap, HashSet};
+use std::future::Future;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::llm::{self, Message};
+
+/// Separates server and tool in the names the model sees (`everything__echo`): server ids have
+/// no `_`, and model tool names allow `[A-Za-z0-9_-]`.
+pub const SEPARATOR: &str = "__";
+
+/// The step a run takes next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Step {
+    CallModel,
+    AwaitApproval,
+    RunTools,
+    Humanize,
+    Done,
+}
+
+/// Who decided a call.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "by", rename_all = "snake_case")]
+pub enum Decider {
+    /// The person, on the approval card.
+    Person,
+    /// One of the person's policies: `tool`, `server` or `read_only`.
+    Policy { policy: String },
+}
+
+/// A decision on one tool call.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "decision", rename_all = "snake_case")]
+pub enum Decision {
+    /// Run it; with `arguments` when the person edited them.
+    Approve {
+        #[serde(flatten)]
+        by: Decider,
+        arguments: Option<Value>,
+    },
+    Reject {
+        #[serde(flatten)]
+        by: Decider,
+        reason: Option<String>,
+    },
+}
+
+impl Decision {
+    pub fn is_approval(&self) -> bool {
+        matches!(self, Decision::Approve { .. })
+    }
+}
+
+/// What a tool call returned (or why it did not run).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ToolResult {
+    pub is_error: bool,
+    /// What the model is told.
+    pub text: String,
+    pub duration_ms: u64,
+}
+
+/// Where a call stands.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum CallState {
+    /// Waiting for a decision (or, once decided, for its turn to run).
+    Waiting,
+    /// Started; its result is not recorded yet.
+    Running,
+    Finished {
+        result: ToolResult,
+    },
+    /// It was running when the server stopped: it may or may not have had its effect, and is not
+    /// run again.
+    Interrupted,
+}
+
+/// A tool call the model asked for in its last turn.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Call {
+    /// The model's id for the call; decisions are keyed by it.
+    pub id: String,
+    pub server: String,
+    pub tool: String,
+    /// The arguments as the model wrote them (an object, when they were valid JSON).
+    pub arguments: Value,
+    pub decision: Option<Decision>,
+    pub state: CallState,
+}
+
+impl Call {
+    /// The arguments the tool gets: the person's edit, or the model's.
+    pub fn effective_arguments(&self) -> &Value {
+        match &self.decision {
+            Some(Decision::Approve {
+                arguments: Some(edited),
+                ..
+            }) => edited,
+            _ => &self.arguments,
+        }
+    }
+}
+
+/// Why a run ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "end", rename_all = "snake_case")]
+pub enum End {
+    /// The model answered.
+    Answered,
+    /// Every call was declined, and the model said so.
+    Declined,
+    /// The run took the most model calls it may.
+    StepLimit,
+    /// The person stopped it.
+    Stopped,
+    /// The model could not be reached, or failed; the message says how.
+    Failed { message: String },
+}
+
+/// Everything a run is, as checkpointed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunState {
+    pub next: Step,
+    pub messages: Vec<Message>,
+    /// The calls of the model's last turn that asked for tools.
+    pub calls: Vec<Call>,
+    /// Model calls made so far.
+    pub steps: u32,
+    pub max_steps: u32,
+    pub end: Option<End>,
+}
+
+/// The most model calls a run makes unless configured otherwise.
+pub const DEFAULT_MAX_STEPS: u32 = 10;
+
+impl RunState {
+    /// A run that answers `messages` (the conversation so far, the person's question last).
+    pub fn new(messages: Vec<Message>, max_steps: u32) -> Self {
+        Self {
+            next: Step::CallModel,
+            messages,
+            calls: Vec::new(),
+            steps: 0,
+            max_steps,
+            end: None,
+        }
+    }
+
+    /// The calls still waiting for the person.
+    pub fn undecided(&self) -> impl Iterator<Item = &Call> {
+        self.calls
+            .iter()
+            .filter(|c| c.state == CallState::Waiting && c.decision.is_none())
+    }
+
+    /// Records a decision on a call that awaits one. Refused (with a message) for a call that is
+    /// not pending, or was decided already: a tool never runs twice because of a double click.
+    pub fn decide(&mut self, call_id: &str, decision: Decision) -> Result<(), String> {
+        if self.next != Step::AwaitApproval {
+            return Err("This run is not waiting for an approval.".into());
+        }
+        let call = self
+            .calls
+            .iter_mut()
+            .find(|c| c.id == call_id && c.state == CallState::Waiting)
+            .ok_or_else(|| format!("There is no tool call '{call_id}' waiting for a decision."))?;
+        if call.decision.is_some() {
+            return Err(format!(
+                "The tool call '{call_id}' has been decided already."
+            ));
+        }
+        call.decision = Some(decision);
+        // The last decision moves the run on (to running tools, or to the humane answer), in
+        // the same checkpoint.
+        await_approval(self);
+        Ok(())
+    }
+
+    /// Every call of the turn has a decision: the run may resume.
+    pub fn is_decided(&self) -> bool {
+        self.next != Step::AwaitApproval
+    }
+
+    /// Ends the run (the person pressed Stop); calls not yet run are not run.
+    pub fn stop(&mut self) {
+        self.finish(End::Stopped);
+    }
+
+    fn finish(&mut self, end: End) {
+        self.end = Some(end);
+        self.next = Step::Done;
+    }
+}
+
+/// A tool as the model is offered it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ToolSpec {
+    pub server: String,
+    pub tool: String,
+    pub description: String,
+    pub input_schema: Value,
+    pub read_only: bool,
+}
+
+impl ToolSpec {
+    /// The name the model sees: server and tool, so two servers' tools never collide.
+    pub fn model_name(&self) -> String {
+        format!("{}{SEPARATOR}{}", self.server, self.tool)
+    }
+}
+
+/// What the model answered: its text, and the tools it asked for.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Completion {
+    pub text: String,
+    pub calls: Vec<llm::ToolCall>,
+}
+
+/// The model a run talks to.
+pub trait Model: Send + Sync {
+    fn complete(
+        &self,
+        messages: &[Message],
+        tools: &[llm::Tool],
+    ) -> impl Future<Output = Result<Completion, String>> + Send;
+}
+
+/// The tools a run may use.
+pub trait Tools: Send + Sync {
+    fn call(
+        &self,
+        server: &str,
+        tool: &str,
+        arguments: serde_json::Map<String, Value>,
+    ) -> impl Future<Output = ToolResult> + Send;
+}
+
+/// The person's standing approvals.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Policies {
+    /// `(server, tool)` pairs always allowed.
+    pub tools: HashSet<(String, String)>,
+    /// Servers whose every tool is always allowed.
+    pub servers: HashSet<String>,
+    /// Tools that declare themselves read-only are allowed.
+    pub read_only: bool,
+}
+
+impl Policies {
+    /// The policy that allows this call, if one does.
+    pub fn allows(&self, server: &str, tool: &str, read_only: bool) -> Option<&'static str> {
+        if self.tools.contains(&(server.to_owned(), tool.to_owned())) {
+            Some("tool")
+        } else if self.servers.contains(server) {
+            Some("server")
+        } else if self.read_only && read_only {
+            Some("read_only")
+        } else {
+            None
+        }
+    }
+}
+
+/// What a run has to work with.
+pub struct Deps<'a, M, T> {
+    pub model: &'a M,
+    pub tools: &'a T,
+    /// The tools this run may use (the chat's enabled tools of the person's connected servers).
+    pub specs: &'a [ToolSpec],
+    pub policies: &'a Policies,
+}
+
+/// How a step left the run.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Go on with `state.next`.
+    Continue,
+    /// Waiting for the person's decisions.
+    Paused,
+}
+
+/// Runs the step the state is at.
+pub async fn step<M: Model, T: Tools>(state: &mut RunState, deps: &Deps<'_, M, T>) -> Outcome {
+    match state.next {
+        Step::CallModel => call_model(state, deps).await,
+        Step::AwaitApproval => await_approval(state),
+        Step::RunTools => run_tools(state, deps).await,
+        Step::Humanize => humanize(state, deps).await,
+        Step::Done => Outcome::Paused,
+    }
+}
+
+async fn call_model<M: Model, T: Tools>(state: &mut RunState, deps: &Deps<'_, M, T>) -> Outcome {
+    if state.steps >= state.max_steps {
+        state.finish(End::StepLimit);
+        return Outcome::Continue;
+    }
+    state.steps += 1;
+    let offered: Vec<llm::Tool> = deps
+        .specs
+        .iter()
+        .map(|s| llm::Tool {
+            name: s.model_name(),
+            description: s.description.clone(),
+            parameters: s.input_schema.clone(),
+        })
+        .collect();
+    let completion = match deps.model.complete(&state.messages, &offered).await {
+        Ok(completion) => completion,
+        Err(message) => {
+            state.finish(End::Failed { message });
+            return Outcome::Continue;
+        }
+    };
+    state.messages.push(Message::Assistant {
+        content: (!completion.text.is_empty()).then(|| completion.text.clone()),
+        tool_calls: completion.calls.clone(),
+    });
+    if completion.calls.is_empty() {
+        // `calls` keeps the last turn's calls, with their results, for the record.
+        state.finish(End::Answered);
+        return Outcome::Continue;
+    }
+    state.calls = completion
+        .calls
+        .into_iter()
+        .map(|asked| call_of(asked, deps.specs, deps.policies))
+        .collect();
+    state.next = Step::AwaitApproval;
+    Outcome::Continue
+}
+
+/// A call the model asked for, checked: one for a tool it was not offered, or with arguments that
+/// are not a JSON object, is answered with an error at once (nothing would run). A call the
+/// person's policies allow is approved by that policy.
+fn call_of(asked: llm::ToolCall, specs: &[ToolSpec], policies: &Policies) -> Call {
+    let spec = specs.iter().find(|s| s.model_name() == asked.name);
+    let (server, tool) = match spec {
+        Some(s) => (s.server.clone(), s.tool.clone()),
+        None => asked
+            .name
+            .split_once(SEPARATOR)
+            .map(|(s, t)| (s.to_owned(), t.to_owned()))
+            .unwrap_or_else(|| (String::new(), asked.name.clone())),
+    };
+    let parsed = if asked.arguments.trim().is_empty() {
+        Ok(Value::Object(Default::default()))
+    } else {
+        serde_json::from_str::<Value>(&asked.arguments)
+    };
+    let problem = match (&spec, &parsed) {
+        (None, _) => Some(format!("There is no tool named '{}'.", asked.name)),
+        (_, Err(e)) => Some(format!("The arguments are not valid JSON ({e}).")),
+        (_, Ok(v)) if !v.is_object() => Some("The arguments must be a JSON object.".into()),
+        _ => None,
+    };
+    let arguments = parsed.unwrap_or(Value::String(asked.arguments));
+    let decision = spec
+        .filter(|_| problem.is_none())
+        .and_then(|s| policies.allows(&s.server, &s.tool, s.read_only))
+        .map(|policy| Decision::Approve {
+            by: Decider::Policy {
+                policy: policy.into(),
+            },
+            arguments: None,
+        });
+    Call {
+        id: asked.id,
+        server,
+        tool,
+        arguments,
+        decision,
+        state: match problem {
+            Some(text) => CallState::Finished {
+                result: ToolResult {
+                    is_error: true,
+                    text,
+                    duration_ms: 0,
+                },
+            },
+            None => CallState::Waiting,
+        },
+    }
+}
+
+fn await_approval(state: &mut RunState) -> Outcome {
+    if state.undecided().next().is_some() {
+        return Outcome::Paused;
+    }
+    let any_approved = state
+        .calls
+        .iter()
+        .any(|c| c.decision.as_ref().is_some_and(Decision::is_approval));
+    let any_answerable = state
+        .calls
+        .iter()
+        .any(|c| matches!(c.state, CallState::Finished { .. }));
+    state.next = if any_approved || any_answerable {
+        Step::RunTools
+    } else {
+        Step::Humanize
+    };
+    Outcome::Continue
+}
+
+/// Runs the approved calls, in parallel. The first pass marks them running and asks for a
+/// checkpoint; the second (from that checkpoint) runs them. (A run resumed from a checkpoint
+/// taken while calls ran reports them interrupted instead: see [`run`].)
+async fn run_tools<M: Model, T: Tools>(state: &mut RunState, deps: &Deps<'_, M, T>) -> Outcome {
+    let approved = |c: &Call| {
+        c.state == CallState::Waiting && c.decision.as_ref().is_some_and(Decision::is_approval)
+    };
+    if state.calls.iter().any(approved) {
+        for call in state.calls.iter_mut().filter(|c| approved(c)) {
+            call.state = CallState::Running;
+        }
+        return Outcome::Continue;
+    }
+    let running: Vec<usize> = (0..state.calls.len())
+        .filter(|&i| state.calls[i].state == CallState::Running)
+        .collect();
+    let results = futures_util::future::join_all(running.iter().map(|&i| {
+        let call = &state.calls[i];
+        let arguments = call
+            .effective_arguments()
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        async move {
+            let started = Instant::now();
+            let mut result = deps.tools.call(&call.server, &call.tool, arguments).await;
+            if result.duration_ms == 0 {
+                result.duration_ms = started.elapsed().as_millis() as u64;
+            }
+            result
+        }
+    }))
+    .await;
+    for (&i, result) in running.iter().zip(results) {
+        state.calls[i].state = CallState::Finished { result };
+    }
+    // Every call of the turn answers the model, in the order it asked.
+    for call in &state.calls {
+        state.messages.push(Message::Tool {
+            tool_call_id: call.id.clone(),
+            content: answer_of(call),
+        });
+    }
+    state.next = Step::CallModel;
+    Outcome::Continue
+}
+
+/// What the model is told of a call.
+fn answer_of(call: &Call) -> String {
+    match (&call.state, &call.decision) {
+        (CallState::Finished { result }, _) if result.is_error => {
+            format!("Error: {}", result.text)
+        }
+        (CallState::Finished { result }, _) => result.text.clone(),
+        (CallState::Interrupted, _) => "Error: the tool call was interrupted (the server stopped while it ran). It may or may not have taken effect, and was not run again.".into(),
+        (_, Some(Decision::Reject { reason, .. })) => match reason {
+            Some(reason) if !reason.trim().is_empty() => {
+                format!("The person declined this tool call: {reason}")
+            }
+            _ => "The person declined this tool call.".into(),
+        },
+        _ => "The tool call was not run.".into(),
+    }
+}
+
+/// Every call was declined: the model is told which and why, and answers without tools.
+async fn humanize<M: Model, T: Tools>(state: &mut RunState, deps: &Deps<'_, M, T>) -> Outcome {
+    for call in &state.calls {
+        state.messages.push(Message::Tool {
+            tool_call_id: call.id.clone(),
+            content: answer_of(call),
+        });
+    }
+    let reasons: BTreeMap<&str, &str> = state
+        .calls
+        .iter()
+        .filter_map(|c| match &c.decision {
+            Some(Decision::Reject {
+                reason: Some(r), ..
+            }) if !r.trim().is_empty() => Some((c.tool.as_str(), r.as_str())),
+            _ => None,
+        })
+        .collect();
+    let mut note = String::from(
+        "The person declined every tool call you asked for, so none of them ran. Do not ask for tools again in this answer. Tell the person kindly what you could not do without them",
+    );
+    if reasons.is_empty() {
+        note.push('.');
+    } else {
+        note.push_str(", taking their reasons into account: ");
+        let list: Vec<String> = reasons.iter().map(|(t, r)| format!("{t}: {r}")).collect();
+        note.push_str(&list.join("; "));
+        note.push('.');
+    }
+    let mut messages = state.messages.clone();
+    messages.push(Message::System { content: note });
+    state.steps += 1;
+    match deps.model.complete(&messages, &[]).await {
+        Ok(completion) => {
+            state.messages.push(Message::Assistant {
+                content: Some(completion.text),
+                tool_calls: Vec::new(),
+            });
+            state.finish(End::Declined);
+        }
+        Err(message) => state.finish(End::Failed { message }),
+    }
+    Outcome::Continue
+}
+
+/// Advances `state` until it pauses for approval or ends, calling `save` with every new state (a
+/// checkpoint after each step). `stop` turning true stops it at once, in whatever step (a model
+/// answer being written or tools running are abandoned; running calls are marked interrupted).
+/// Returns the state it stopped at.
+pub async fn run<M, T, S, F>(
+    mut state: RunState,
+    deps: &Deps<'_, M, T>,
+    stop: &mut tokio::sync::watch::Receiver<bool>,
+    mut save: S,
+) -> crate::Result<RunState>
+where
+    M: Model,
+    T: Tools,
+    S: FnMut(&RunState) -> F,
+    F: Future<Output = crate::Result<()>>,
+{
+    // Calls that were running when this checkpoint was taken are not run again.
+    interrupt_running(&mut state);
+    loop {
+        if state.next == Step::Done {
+            return Ok(state);
+        }
+        if *stop.borrow() {
+            interrupt_running(&mut state);
+            state.stop();
+            save(&state).await?;
+            return Ok(state);
+        }
+        let stopped = async {
+            // A stop sender gone means nobody can stop this run any more.
+            if stop.wait_for(|stop| *stop).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
+        let outcome = tokio::select! {
+            outcome = step(&mut state, deps) => Some(outcome),
+            () = stopped => None,
+        };
+        match outcome {
+            Some(Outcome::Paused) => return Ok(state),
+            Some(Outcome::Continue) => save(&state).await?,
+            // Checked at the top of the loop.
+            None => {}
+        }
+    }
+}
+
+fn interrupt_running(state: &mut RunState) {
+    for call in state
+        .calls
+        .iter_mut()
+        .filter(|c| c.state == CallState::Running)
+    {
+        call.state = CallState::Interrupted;
+    }
+}

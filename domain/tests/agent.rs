@@ -1,0 +1,767 @@
+//! The agent graph with a scripted model and in-process tools, checkpointed in a real PostgreSQL:
+//! each path of the graph, parallel calls with mixed decisions, edited arguments, the step limit,
+//! stop, a crash while a tool runs, policies, and decisions that are refused.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use domain::Database;
+use domain::agent::store::{self, Thread};
+use domain::agent::{
+    CallState, Completion, Decider, Decision, Deps, End, Model, Policies, RunState, Step,
+    ToolResult, ToolSpec, Tools,
+};
+use domain::chats;
+use domain::llm::{self, Message};
+use domain::users::{self, Identity, Role, RoleDecision};
+use serde_json::{Map, Value, json};
+use sqlx::PgPool;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+/// A tool call as a tool saw it: server, tool, arguments.
+type Ran = (String, String, Map<String, Value>);
+/// What the model was asked: the messages, and the names of the tools offered.
+type Asked = (Vec<Message>, Vec<String>);
+
+/// Answers from a script, one per call, and remembers what it was asked.
+#[derive(Default)]
+struct Scripted {
+    answers: Mutex<VecDeque<Result<Completion, String>>>,
+    asked: Mutex<Vec<Asked>>,
+}
+
+impl Scripted {
+    fn new(answers: Vec<Result<Completion, String>>) -> Self {
+        Self {
+            answers: Mutex::new(answers.into()),
+            ..Self::default()
+        }
+    }
+
+    fn asked(&self) -> Vec<Asked> {
+        self.asked.lock().unwrap().clone()
+    }
+}
+
+fn text(t: &str) -> Result<Completion, String> {
+    Ok(Completion {
+        text: t.into(),
+        calls: vec![],
+    })
+}
+
+fn calls(list: &[(&str, &str, Value)]) -> Result<Completion, String> {
+    Ok(Completion {
+        text: String::new(),
+        calls: list
+            .iter()
+            .map(|(id, name, args)| llm::ToolCall {
+                id: (*id).into(),
+                name: (*name).into(),
+                arguments: args.to_string(),
+            })
+            .collect(),
+    })
+}
+
+impl Model for Scripted {
+    async fn complete(
+        &self,
+        messages: &[Message],
+        tools: &[llm::Tool],
+    ) -> Result<Completion, String> {
+        self.asked.lock().unwrap().push((
+            messages.to_vec(),
+            tools.iter().map(|t| t.name.clone()).collect(),
+        ));
+        self.answers
+            .lock()
+            .unwrap()
+            .pop_front()
+            .unwrap_or_else(|| Err("the script has no more answers".into()))
+    }
+}
+
+/// Tools in this process: `add` sums `a` and `b`; `slow` waits `ms`; `meet` waits until two calls
+/// of it run at once (so calls that run one after another never finish).
+#[derive(Default)]
+struct Local {
+    calls: Mutex<Vec<Ran>>,
+    meeting: tokio::sync::Notify,
+    met: std::sync::atomic::AtomicUsize,
+}
+
+impl Tools for Local {
+    async fn call(&self, server: &str, tool: &str, arguments: Map<String, Value>) -> ToolResult {
+        self.calls
+            .lock()
+            .unwrap()
+            .push((server.into(), tool.into(), arguments.clone()));
+        let ok = |text: String| ToolResult {
+            is_error: false,
+            text,
+            duration_ms: 0,
+        };
+        match tool {
+            "add" => {
+                let sum =
+                    arguments["a"].as_i64().unwrap_or(0) + arguments["b"].as_i64().unwrap_or(0);
+                ok(sum.to_string())
+            }
+            "slow" => {
+                let ms = arguments["ms"].as_u64().unwrap_or(10_000);
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                ok("slept".into())
+            }
+            "meet" => {
+                let arrived = self.met.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                if arrived < 2 {
+                    self.meeting.notified().await;
+                } else {
+                    self.meeting.notify_waiters();
+                }
+                ok("met".into())
+            }
+            _ => ToolResult {
+                is_error: true,
+                text: format!("no tool {tool}"),
+                duration_ms: 0,
+            },
+        }
+    }
+}
+
+impl Local {
+    fn ran(&self) -> Vec<Ran> {
+        self.calls.lock().unwrap().clone()
+    }
+}
+
+fn specs() -> Vec<ToolSpec> {
+    let spec = |server: &str, tool: &str, read_only: bool| ToolSpec {
+        server: server.into(),
+        tool: tool.into(),
+        description: format!("{tool} on {server}"),
+        input_schema: json!({"type": "object"}),
+        read_only,
+    };
+    vec![
+        spec("calc", "add", true),
+        spec("calc", "meet", false),
+        spec("clock", "slow", false),
+    ]
+}
+
+struct Fixture {
+    db: Database,
+    user: Uuid,
+    thread: Uuid,
+}
+
+async fn fixture(pool: PgPool) -> Fixture {
+    let db = Database::from_pool(pool);
+    let identity = Identity {
+        issuer: "https://id.example.com".into(),
+        subject: "alice".into(),
+        name: "Alice".into(),
+        ..Identity::default()
+    };
+    let user = users::sign_in(&db, &identity, RoleDecision::Fixed(Role::User))
+        .await
+        .unwrap()
+        .id;
+    let chat = chats::create(&db, user, None).await.unwrap();
+    Fixture {
+        db,
+        user,
+        thread: chat.thread_id,
+    }
+}
+
+fn question(q: &str) -> RunState {
+    RunState::new(vec![Message::User { content: q.into() }], 10)
+}
+
+/// Runs from the thread's latest checkpoint (or `start`) until it pauses or ends, checkpointing.
+async fn advance<M: Model, T: Tools>(
+    f: &Fixture,
+    start: Option<RunState>,
+    model: &M,
+    tools: &T,
+    policies: &Policies,
+) -> RunState {
+    let specs = specs();
+    let deps = Deps {
+        model,
+        tools,
+        specs: &specs,
+        policies,
+    };
+    let (state, seq) = match start {
+        Some(state) => (state, -1),
+        None => {
+            let latest = store::latest(&f.db, f.user, f.thread)
+                .await
+                .unwrap()
+                .unwrap();
+            (latest.state, latest.seq)
+        }
+    };
+    let thread = tokio::sync::Mutex::new(Thread::new(f.db.clone(), f.thread, seq));
+    let (_stop, mut stopped) = watch::channel(false);
+    domain::agent::run(state, &deps, &mut stopped, |s| {
+        let s = s.clone();
+        let thread = &thread;
+        async move { thread.lock().await.save(&s).await }
+    })
+    .await
+    .unwrap()
+}
+
+fn approve() -> Decision {
+    Decision::Approve {
+        by: Decider::Person,
+        arguments: None,
+    }
+}
+
+fn reject(reason: &str) -> Decision {
+    Decision::Reject {
+        by: Decider::Person,
+        reason: Some(reason.into()),
+    }
+}
+
+async fn decide(f: &Fixture, call: &str, decision: Decision) -> store::Decided {
+    store::decide(&f.db, f.user, f.thread, call, decision)
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+async fn steps_checkpointed(f: &Fixture) -> Vec<String> {
+    sqlx::query_scalar::<_, String>(
+        "SELECT step FROM checkpoints WHERE thread_id = $1 ORDER BY seq",
+    )
+    .bind(f.thread)
+    .fetch_all(f.db.pool())
+    .await
+    .unwrap()
+}
+
+#[sqlx::test(migrator = "domain::db::MIGRATOR")]
+async fn no_tool_calls_is_an_answer(pool: PgPool) {
+    let f = fixture(pool).await;
+    let model = Scripted::new(vec![text("Hello!")]);
+    let state = advance(
+        &f,
+        Some(question("hi")),
+        &model,
+        &Local::default(),
+        &Policies::default(),
+    )
+    .await;
+    assert_eq!(state.end, Some(End::Answered));
+    assert_eq!(state.next, Step::Done);
+    assert!(
+        matches!(state.messages.last(), Some(Message::Assistant { content: Some(c), .. }) if c == "Hello!")
+    );
+    // The model was offered the tools, namespaced by server.
+    assert_eq!(
+        model.asked()[0].1,
+        vec!["calc__add", "calc__meet", "clock__slow"]
+    );
+    assert_eq!(steps_checkpointed(&f).await, vec!["done"]);
+}
+
+#[sqlx::test(migrator = "domain::db::MIGRATOR")]
+async fn an_approved_call_runs_and_the_model_answers_with_its_result(pool: PgPool) {
+    let f = fixture(pool).await;
+    let model = Scripted::new(vec![
+        calls(&[("c1", "calc__add", json!({"a": 2, "b": 40}))]),
+        text("It is 42."),
+    ]);
+    let tools = Local::default();
+    let paused = advance(
+        &f,
+        Some(question("2+40?")),
+        &model,
+        &tools,
+        &Policies::default(),
+    )
+    .await;
+    assert_eq!(paused.next, Step::AwaitApproval);
+    assert_eq!(paused.calls[0].server, "calc");
+    assert_eq!(paused.calls[0].tool, "add");
+    assert!(tools.ran().is_empty(), "nothing runs before a decision");
+
+    // The pause is durable: it is the latest checkpoint, and the run resumes from it.
+    let decided = decide(&f, "c1", approve()).await;
+    assert!(decided.complete);
+    let done = advance(&f, None, &model, &tools, &Policies::default()).await;
+    assert_eq!(done.end, Some(End::Answered));
+    assert_eq!(
+        tools.ran(),
+        vec![(
+            "calc".into(),
+            "add".into(),
+            json!({"a": 2, "b": 40}).as_object().unwrap().clone()
+        )]
+    );
+    let CallState::Finished { result } = &done.calls[0].state else {
+        panic!("{:?}", done.calls[0].state)
+    };
+    assert_eq!(result.text, "42");
+    // The second model call saw the result.
+    let (messages, _) = &model.asked()[1];
+    assert!(messages.contains(&Message::Tool {
+        tool_call_id: "c1".into(),
+        content: "42".into()
+    }));
+    assert_eq!(
+        steps_checkpointed(&f).await,
+        vec![
+            "await_approval",
+            "run_tools",
+            "run_tools",
+            "call_model",
+            "done"
+        ]
+    );
+}
+
+#[sqlx::test(migrator = "domain::db::MIGRATOR")]
+async fn a_rejection_is_answered_humanely_and_nothing_runs(pool: PgPool) {
+    let f = fixture(pool).await;
+    let model = Scripted::new(vec![
+        calls(&[("c1", "clock__slow", json!({"ms": 1}))]),
+        text("Understood, I will not wait. Here is what I can say instead…"),
+    ]);
+    let tools = Local::default();
+    advance(
+        &f,
+        Some(question("wait a bit")),
+        &model,
+        &tools,
+        &Policies::default(),
+    )
+    .await;
+    let decided = decide(&f, "c1", reject("not now, I am in a hurry")).await;
+    assert!(decided.complete);
+    assert_eq!(decided.thread.state.next, Step::Humanize);
+    let done = advance(&f, None, &model, &tools, &Policies::default()).await;
+    assert_eq!(done.end, Some(End::Declined));
+    assert!(tools.ran().is_empty());
+    let (messages, offered) = &model.asked()[1];
+    assert!(offered.is_empty(), "no tools for the humane answer");
+    let note = messages
+        .iter()
+        .rev()
+        .find_map(|m| match m {
+            Message::System { content } => Some(content.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert!(note.contains("not now, I am in a hurry"), "{note}");
+    assert!(messages.contains(&Message::Tool {
+        tool_call_id: "c1".into(),
+        content: "The person declined this tool call: not now, I am in a hurry".into()
+    }));
+}
+
+#[sqlx::test(migrator = "domain::db::MIGRATOR")]
+async fn parallel_calls_wait_for_every_decision_then_the_approved_run_together(pool: PgPool) {
+    let f = fixture(pool).await;
+    let model = Scripted::new(vec![
+        calls(&[
+            ("m1", "calc__meet", json!({})),
+            ("m2", "calc__meet", json!({})),
+            ("s1", "clock__slow", json!({"ms": 1})),
+        ]),
+        text("done"),
+    ]);
+    let tools = Local::default();
+    let paused = advance(
+        &f,
+        Some(question("three things")),
+        &model,
+        &tools,
+        &Policies::default(),
+    )
+    .await;
+    assert_eq!(paused.undecided().count(), 3);
+
+    assert!(!decide(&f, "m1", approve()).await.complete);
+    assert!(!decide(&f, "s1", reject("no")).await.complete);
+    // Resuming before every call is decided runs nothing.
+    let still = advance(&f, None, &model, &tools, &Policies::default()).await;
+    assert_eq!(still.next, Step::AwaitApproval);
+    assert!(tools.ran().is_empty());
+    assert!(decide(&f, "m2", approve()).await.complete);
+
+    // The two `meet` calls finish only if they run at the same time.
+    let done = tokio::time::timeout(
+        Duration::from_secs(5),
+        advance(&f, None, &model, &tools, &Policies::default()),
+    )
+    .await
+    .expect("approved calls run in parallel");
+    assert_eq!(done.end, Some(End::Answered));
+    let ran: Vec<String> = tools.ran().into_iter().map(|(_, t, _)| t).collect();
+    assert_eq!(ran, vec!["meet", "meet"], "the rejected call did not run");
+    let (messages, _) = &model.asked()[1];
+    let answers: Vec<&str> = messages
+        .iter()
+        .filter_map(|m| match m {
+            Message::Tool { tool_call_id, .. } => Some(tool_call_id.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        answers,
+        vec!["m1", "m2", "s1"],
+        "every call answered, in order"
+    );
+}
+
+#[sqlx::test(migrator = "domain::db::MIGRATOR")]
+async fn edited_arguments_are_what_the_tool_gets(pool: PgPool) {
+    let f = fixture(pool).await;
+    let model = Scripted::new(vec![
+        calls(&[("c1", "calc__add", json!({"a": 1, "b": 1}))]),
+        text("ok"),
+    ]);
+    let tools = Local::default();
+    advance(
+        &f,
+        Some(question("add")),
+        &model,
+        &tools,
+        &Policies::default(),
+    )
+    .await;
+    decide(
+        &f,
+        "c1",
+        Decision::Approve {
+            by: Decider::Person,
+            arguments: Some(json!({"a": 20, "b": 22})),
+        },
+    )
+    .await;
+    let done = advance(&f, None, &model, &tools, &Policies::default()).await;
+    assert_eq!(
+        tools.ran()[0].2,
+        json!({"a": 20, "b": 22}).as_object().unwrap().clone()
+    );
+    let CallState::Finished { result } = &done.calls[0].state else {
+        panic!()
+    };
+    assert_eq!(result.text, "42");
+}
+
+#[sqlx::test(migrator = "domain::db::MIGRATOR")]
+async fn a_run_stops_at_its_step_limit(pool: PgPool) {
+    let f = fixture(pool).await;
+    let forever: Vec<_> = (0..20)
+        .map(|i| calls(&[(&format!("c{i}"), "calc__add", json!({"a": i, "b": 0}))]))
+        .collect();
+    let model = Scripted::new(forever);
+    let tools = Local::default();
+    let policies = Policies {
+        read_only: true,
+        ..Policies::default()
+    };
+    let mut start = question("loop");
+    start.max_steps = 3;
+    let done = advance(&f, Some(start), &model, &tools, &policies).await;
+    assert_eq!(done.end, Some(End::StepLimit));
+    assert_eq!(done.steps, 3);
+    assert_eq!(model.asked().len(), 3);
+    assert_eq!(
+        tools.ran().len(),
+        3,
+        "read-only tools ran by the policy, no pause"
+    );
+    assert!(matches!(
+        &done.calls[0].decision,
+        Some(Decision::Approve { by: Decider::Policy { policy }, .. }) if policy == "read_only"
+    ));
+}
+
+#[sqlx::test(migrator = "domain::db::MIGRATOR")]
+async fn policies_approve_by_tool_and_by_server_and_nothing_else(pool: PgPool) {
+    let f = fixture(pool).await;
+    let two = || {
+        Scripted::new(vec![
+            calls(&[
+                ("a", "calc__add", json!({"a": 1, "b": 1})),
+                ("b", "clock__slow", json!({"ms": 1})),
+            ]),
+            text("ok"),
+        ])
+    };
+    let by_tool = Policies {
+        tools: [("calc".to_owned(), "add".to_owned())].into(),
+        ..Policies::default()
+    };
+    let tools = Local::default();
+    let paused = advance(&f, Some(question("two")), &two(), &tools, &by_tool).await;
+    assert_eq!(paused.next, Step::AwaitApproval);
+    let undecided: Vec<&str> = paused.undecided().map(|c| c.id.as_str()).collect();
+    assert_eq!(undecided, vec!["b"], "the tool policy decided a, not b");
+    assert!(
+        tools.ran().is_empty(),
+        "nothing runs until every call is decided"
+    );
+
+    let other = Fixture {
+        thread: chats::create(&f.db, f.user, None).await.unwrap().thread_id,
+        ..f
+    };
+    let by_both = Policies {
+        servers: ["clock".to_owned()].into(),
+        ..by_tool
+    };
+    let tools = Local::default();
+    let done = advance(&other, Some(question("two")), &two(), &tools, &by_both).await;
+    assert_eq!(done.end, Some(End::Answered), "no pause");
+    assert_eq!(tools.ran().len(), 2);
+    let policies: Vec<String> = done
+        .calls
+        .iter()
+        .map(|c| match &c.decision {
+            Some(Decision::Approve {
+                by: Decider::Policy { policy },
+                ..
+            }) => policy.clone(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(policies, vec!["tool", "server"]);
+}
+
+#[sqlx::test(migrator = "domain::db::MIGRATOR")]
+async fn stop_ends_the_run_in_any_step(pool: PgPool) {
+    let f = fixture(pool).await;
+    let model = Scripted::new(vec![calls(&[("c1", "clock__slow", json!({"ms": 60_000}))])]);
+    let tools = Local::default();
+    advance(
+        &f,
+        Some(question("slow")),
+        &model,
+        &tools,
+        &Policies::default(),
+    )
+    .await;
+    decide(&f, "c1", approve()).await;
+
+    let specs = specs();
+    let policies = Policies::default();
+    let deps = Deps {
+        model: &model,
+        tools: &tools,
+        specs: &specs,
+        policies: &policies,
+    };
+    let latest = store::latest(&f.db, f.user, f.thread)
+        .await
+        .unwrap()
+        .unwrap();
+    let thread = tokio::sync::Mutex::new(Thread::new(f.db.clone(), f.thread, latest.seq));
+    let (stop, mut stopped) = watch::channel(false);
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let _ = stop.send(true);
+        // Keep the sender until the run has seen it.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    });
+    let started = std::time::Instant::now();
+    let done = domain::agent::run(latest.state, &deps, &mut stopped, |s| {
+        let s = s.clone();
+        let thread = &thread;
+        async move { thread.lock().await.save(&s).await }
+    })
+    .await
+    .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the tool was abandoned"
+    );
+    assert_eq!(done.end, Some(End::Stopped));
+    assert_eq!(done.calls[0].state, CallState::Interrupted);
+    let latest = store::latest(&f.db, f.user, f.thread)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        latest.state.end,
+        Some(End::Stopped),
+        "the stop is checkpointed"
+    );
+}
+
+#[sqlx::test(migrator = "domain::db::MIGRATOR")]
+async fn a_call_running_when_the_server_died_is_interrupted_not_run_again(pool: PgPool) {
+    let f = fixture(pool).await;
+    let model = Scripted::new(vec![
+        calls(&[("c1", "calc__add", json!({"a": 1, "b": 2}))]),
+        text("Sorry, that was interrupted."),
+    ]);
+    let tools = Local::default();
+    advance(
+        &f,
+        Some(question("add")),
+        &model,
+        &tools,
+        &Policies::default(),
+    )
+    .await;
+    decide(&f, "c1", approve()).await;
+    // The checkpoint that marks the call running is written; then the process dies.
+    let mut latest = store::latest(&f.db, f.user, f.thread)
+        .await
+        .unwrap()
+        .unwrap();
+    latest.state.calls[0].state = CallState::Running;
+    Thread::new(f.db.clone(), f.thread, latest.seq)
+        .save(&latest.state)
+        .await
+        .unwrap();
+
+    let done = advance(&f, None, &model, &tools, &Policies::default()).await;
+    assert!(tools.ran().is_empty(), "not run again");
+    assert_eq!(done.calls[0].state, CallState::Interrupted);
+    assert_eq!(done.end, Some(End::Answered));
+    let (messages, _) = &model.asked()[1];
+    assert!(
+        messages
+            .iter()
+            .any(|m| matches!(m, Message::Tool { content, .. } if content.contains("interrupted")))
+    );
+}
+
+#[sqlx::test(migrator = "domain::db::MIGRATOR")]
+async fn decisions_are_refused_twice_for_unknown_calls_and_for_other_people(pool: PgPool) {
+    let f = fixture(pool).await;
+    let model = Scripted::new(vec![
+        calls(&[
+            ("c1", "calc__add", json!({"a": 1, "b": 2})),
+            ("c2", "calc__add", json!({})),
+        ]),
+        text("ok"),
+    ]);
+    advance(
+        &f,
+        Some(question("add")),
+        &model,
+        &Local::default(),
+        &Policies::default(),
+    )
+    .await;
+
+    let bob = users::sign_in(
+        &f.db,
+        &Identity {
+            issuer: "https://id.example.com".into(),
+            subject: "bob".into(),
+            name: "Bob".into(),
+            ..Identity::default()
+        },
+        RoleDecision::Fixed(Role::User),
+    )
+    .await
+    .unwrap()
+    .id;
+    assert_eq!(
+        store::decide(&f.db, bob, f.thread, "c1", approve())
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(store::latest(&f.db, bob, f.thread).await.unwrap(), None);
+
+    decide(&f, "c1", approve()).await;
+    let twice = store::decide(&f.db, f.user, f.thread, "c1", reject("changed my mind")).await;
+    assert!(twice.unwrap_err().to_string().contains("decided already"));
+    let unknown = store::decide(&f.db, f.user, f.thread, "nope", approve()).await;
+    assert!(
+        unknown
+            .unwrap_err()
+            .to_string()
+            .contains("no tool call 'nope'")
+    );
+
+    // Two decisions at once on the same call: exactly one is recorded.
+    let (a, b) = tokio::join!(
+        store::decide(&f.db, f.user, f.thread, "c2", approve()),
+        store::decide(&f.db, f.user, f.thread, "c2", reject("no")),
+    );
+    assert!(a.is_ok() != b.is_ok(), "{a:?} / {b:?}");
+}
+
+#[sqlx::test(migrator = "domain::db::MIGRATOR")]
+async fn a_call_for_a_tool_not_offered_or_with_bad_json_is_answered_with_an_error(pool: PgPool) {
+    let f = fixture(pool).await;
+    let model = Scripted::new(vec![
+        Ok(Completion {
+            text: String::new(),
+            calls: vec![
+                llm::ToolCall {
+                    id: "x".into(),
+                    name: "evil__rm".into(),
+                    arguments: "{}".into(),
+                },
+                llm::ToolCall {
+                    id: "y".into(),
+                    name: "calc__add".into(),
+                    arguments: "{not json".into(),
+                },
+            ],
+        }),
+        text("I could not do that."),
+    ]);
+    let tools = Local::default();
+    let done = advance(
+        &f,
+        Some(question("break it")),
+        &model,
+        &tools,
+        &Policies::default(),
+    )
+    .await;
+    assert_eq!(done.end, Some(End::Answered), "no pause: nothing could run");
+    assert!(tools.ran().is_empty());
+    let (messages, _) = &model.asked()[1];
+    let errors: Vec<&str> = messages
+        .iter()
+        .filter_map(|m| match m {
+            Message::Tool { content, .. } => Some(content.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert!(errors[0].contains("no tool named 'evil__rm'"), "{errors:?}");
+    assert!(errors[1].contains("not valid JSON"), "{errors:?}");
+}
+
+#[sqlx::test(migrator = "domain::db::MIGRATOR")]
+async fn a_failing_model_ends_the_run_with_its_message(pool: PgPool) {
+    let f = fixture(pool).await;
+    let model = Scripted::new(vec![Err("The model provider is down.".into())]);
+    let done = advance(
+        &f,
+        Some(question("hi")),
+        &model,
+        &Local::default(),
+        &Policies::default(),
+    )
+    .await;
+    assert_eq!(
+        done.end,
+        Some(End::Failed {
+            message: "The model provider is down.".into()
+        })
+    );
+}
