@@ -2,8 +2,9 @@
 //!
 //! The UI crate (`app`) renders; the `server` crate wires HTTP, configuration and start-up; this
 //! crate owns the data and the rules: the database (connection, migrations, readiness), the people
-//! who sign in and their API tokens, and the LLM client. The agent graph, the LLM client and the MCP connections will
-//! live here too, so that each can be tested without a browser or a web server.
+//! who sign in and their API tokens and sessions, chats and their runs, the LLM client, the MCP
+//! registry and connections, secrets at rest and the agent graph, each testable without a browser
+//! or a web server.
 
 pub mod agent;
 pub mod chats;

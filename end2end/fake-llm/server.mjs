@@ -5,6 +5,10 @@
 //   contains "slow"  60 words, 100 ms apart (long enough to reload a page mid-answer)
 //   contains "xss"   an answer full of HTML and links that must render inert
 //   contains "fail"  HTTP 500
+//   "tool:NAME {json}"  a call of the offered tool NAME with those arguments (streamed in pieces, as
+//                    real servers do); once the tool's result is the last message, "The tool said:
+//                    <result>."; when told the person declined (a system message last), an answer
+//                    that repeats what it was told
 //   anything else    "You said: <message>." and a short Markdown answer, word by word
 //
 //   node server.mjs --port 0 [--delay 20]     prints {"url":"http://127.0.0.1:PORT/v1"} when ready
@@ -61,14 +65,34 @@ const server = http.createServer(async (req, res) => {
     res.writeHead(500, { 'content-type': 'application/json' });
     return res.end(JSON.stringify({ error: { message: 'the scripted failure' } }));
   }
-  const { words, delay } = script(last);
   res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
   const send = (obj) => res.write(`data: ${JSON.stringify(obj)}\n\n`);
   const base = { id: 'chatcmpl-test', object: 'chat.completion.chunk', model: body.model };
+  const final = body.messages.at(-1);
+  const asked = /tool:(\S+)\s*(\{.*\})?/s.exec(final?.role === 'user' ? final.content : '');
+  const offered = (body.tools ?? []).map((t) => t.function?.name);
+  let words;
+  if (final?.role === 'tool') {
+    const results = [];
+    for (let i = body.messages.length - 1; i >= 0 && body.messages[i].role === 'tool'; i--) {
+      results.unshift(body.messages[i]);
+    }
+    words = `The tool said: ${results.map((m) => m.content).join(' | ')}.`.split(/(?<= )/);
+  } else if (final?.role === 'system') {
+    words = `Understood, I did not use it. ${final.content}`.split(/(?<= )/);
+  } else if (asked && offered.includes(asked[1])) {
+    const args = asked[2] ?? '{}';
+    const cut = Math.floor(args.length / 2);
+    send({ ...base, choices: [{ index: 0, delta: { role: 'assistant', tool_calls: [{ index: 0, id: 'call_1', type: 'function', function: { name: asked[1], arguments: args.slice(0, cut) } }] }, finish_reason: null }] });
+    send({ ...base, choices: [{ index: 0, delta: { tool_calls: [{ index: 0, function: { arguments: args.slice(cut) } }] }, finish_reason: null }] });
+    send({ ...base, choices: [{ index: 0, delta: {}, finish_reason: 'tool_calls' }] });
+    return res.end('data: [DONE]\n\n');
+  }
+  const { words: scripted, delay } = words ? { words, delay: DELAY } : script(last);
   let closed = false;
   req.on('close', () => { closed = true; });
   send({ ...base, choices: [{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }] });
-  for (const word of words) {
+  for (const word of scripted) {
     if (closed) return;
     send({ ...base, choices: [{ index: 0, delta: { content: word }, finish_reason: null }] });
     await sleep(delay);

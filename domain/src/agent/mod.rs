@@ -18,6 +18,7 @@
 //! checkpoint: tool calls are marked running in a checkpoint *before* they run, so a run resumed
 //! after a crash reports them interrupted instead of running them a second time.
 
+pub mod live;
 pub mod store;
 
 use std::collections::{BTreeMap, HashSet};

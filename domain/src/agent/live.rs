@@ -1,0 +1,90 @@
+//! The graph's model and tools in production: the same LLM client that streams chat answers
+//! (OpenAI, Ollama, vLLM, ...), and the person's own MCP connections.
+
+use futures_util::StreamExt;
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use super::{Completion, Model, ToolResult, ToolSpec, Tools};
+use crate::Result;
+use crate::llm::{self, LlmClient, Message, Provider, StreamEvent};
+use crate::mcp::Mcp;
+
+/// A model of a provider, through the streaming client (the answer is gathered whole).
+pub struct LlmModel<'a> {
+    pub client: &'a LlmClient,
+    pub provider: &'a Provider,
+    pub model: &'a str,
+}
+
+impl Model for LlmModel<'_> {
+    async fn complete(
+        &self,
+        messages: &[Message],
+        tools: &[llm::Tool],
+    ) -> std::result::Result<Completion, String> {
+        let request = llm::Request {
+            model: self.model.to_owned(),
+            messages: messages.to_vec(),
+            tools: tools.to_vec(),
+        };
+        let mut stream = self
+            .client
+            .stream(self.provider, &request)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut completion = Completion::default();
+        while let Some(event) = stream.next().await {
+            match event.map_err(|e| e.to_string())? {
+                StreamEvent::Token(text) => completion.text.push_str(&text),
+                StreamEvent::Finished { tool_calls, .. } => {
+                    completion.calls = tool_calls;
+                    break;
+                }
+            }
+        }
+        Ok(completion)
+    }
+}
+
+/// One person's tools: calls go to their own connections (an idle one opens again).
+pub struct McpTools<'a> {
+    pub mcp: &'a Mcp,
+    pub user_id: Uuid,
+}
+
+impl Tools for McpTools<'_> {
+    async fn call(&self, server: &str, tool: &str, arguments: Map<String, Value>) -> ToolResult {
+        match self.mcp.call(self.user_id, server, tool, arguments).await {
+            Ok(output) => ToolResult {
+                is_error: output.is_error,
+                text: output.text(),
+                duration_ms: output.duration_ms,
+            },
+            // Not reaching the tool (a timeout, a server down) is an error result for the model.
+            Err(e) => ToolResult {
+                is_error: true,
+                text: e.to_string(),
+                duration_ms: 0,
+            },
+        }
+    }
+}
+
+/// The tools a chat's run may use: the enabled tools of the person's connected servers. None when
+/// the chat is not theirs.
+pub async fn chat_tools(mcp: &Mcp, user_id: Uuid, chat_id: Uuid) -> Result<Option<Vec<ToolSpec>>> {
+    Ok(mcp.chat_tools(user_id, chat_id).await?.map(|tools| {
+        tools
+            .into_iter()
+            .filter(|t| t.enabled)
+            .map(|t| ToolSpec {
+                server: t.server_id,
+                description: t.tool.description.clone().unwrap_or_default(),
+                input_schema: t.tool.input_schema,
+                read_only: t.tool.annotations.read_only,
+                tool: t.tool.name,
+            })
+            .collect()
+    }))
+}

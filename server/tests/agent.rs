@@ -1,0 +1,239 @@
+//! The agent graph with the real parts behind it: the LLM client that talks to OpenAI-compatible
+//! servers (against the scripted one in end2end/fake-llm, which streams tool-call deltas), and the
+//! person's MCP connections to the reference servers (server-everything over Streamable HTTP,
+//! mcp-server-time over stdio). Approve → the tool's result → the answer; edit → what the tool got;
+//! reject with a reason → a humane answer, and nothing ran.
+
+mod support;
+
+use std::time::Duration;
+
+use domain::Database;
+use domain::agent::live::{LlmModel, McpTools, chat_tools};
+use domain::agent::store::{self, Thread};
+use domain::agent::{CallState, Decider, Decision, Deps, End, Policies, RunState, Step};
+use domain::llm::{ClientOptions, LlmClient, Message, Provider};
+use domain::mcp::{Mcp, Registry, ServerSpec, Settings, Source, Status, Transport};
+use domain::secrets::SecretKey;
+use serde_json::json;
+use sqlx::PgPool;
+use support::{FakeLlm, start_script_with_env, user, workspace_root};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+fn spec(id: &str, transport: Transport) -> ServerSpec {
+    ServerSpec {
+        id: id.into(),
+        name: id.into(),
+        description: String::new(),
+        transport,
+        enabled: true,
+        source: Source::File,
+        problem: None,
+    }
+}
+
+struct World {
+    db: Database,
+    user: Uuid,
+    mcp: Mcp,
+    client: LlmClient,
+    provider: Provider,
+}
+
+impl World {
+    /// Runs a new chat's question, or resumes its thread, until it pauses or ends.
+    async fn run(&self, chat: Uuid, thread: Uuid, start: Option<RunState>) -> RunState {
+        let specs = chat_tools(&self.mcp, self.user, chat)
+            .await
+            .unwrap()
+            .unwrap();
+        let model = LlmModel {
+            client: &self.client,
+            provider: &self.provider,
+            model: "scripted",
+        };
+        let tools = McpTools {
+            mcp: &self.mcp,
+            user_id: self.user,
+        };
+        let policies = Policies::default();
+        let deps = Deps {
+            model: &model,
+            tools: &tools,
+            specs: &specs,
+            policies: &policies,
+        };
+        let (state, seq) = match start {
+            Some(state) => (state, -1),
+            None => {
+                let latest = store::latest(&self.db, self.user, thread)
+                    .await
+                    .unwrap()
+                    .unwrap();
+                (latest.state, latest.seq)
+            }
+        };
+        let saver = tokio::sync::Mutex::new(Thread::new(self.db.clone(), thread, seq));
+        let (_stop, mut stopped) = watch::channel(false);
+        domain::agent::run(state, &deps, &mut stopped, |s| {
+            let s = s.clone();
+            let saver = &saver;
+            async move { saver.lock().await.save(&s).await }
+        })
+        .await
+        .unwrap()
+    }
+
+    /// Asks in a new chat; returns the chat, its thread and where the run paused.
+    async fn ask(&self, question: &str) -> (Uuid, Uuid, RunState) {
+        let chat = domain::chats::create(&self.db, self.user, None)
+            .await
+            .unwrap();
+        let state = RunState::new(
+            vec![Message::User {
+                content: question.into(),
+            }],
+            10,
+        );
+        let paused = self.run(chat.id, chat.thread_id, Some(state)).await;
+        (chat.id, chat.thread_id, paused)
+    }
+
+    async fn decide_and_finish(&self, chat: Uuid, thread: Uuid, decision: Decision) -> RunState {
+        let decided = store::decide(&self.db, self.user, thread, "call_1", decision)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(decided.complete);
+        self.run(chat, thread, None).await
+    }
+}
+
+fn answer(state: &RunState) -> String {
+    match state.messages.last() {
+        Some(Message::Assistant {
+            content: Some(text),
+            ..
+        }) => text.clone(),
+        other => panic!("no answer: {other:?}"),
+    }
+}
+
+#[sqlx::test(migrator = "domain::db::MIGRATOR")]
+async fn approve_edit_and_reject_with_the_real_client_and_the_reference_servers(pool: PgPool) {
+    let db = Database::from_pool(pool);
+    let alice = user(&db, "alice", "Alice").await;
+    let llm = FakeLlm::start();
+    let (mut http_server, ready) =
+        start_script_with_env("end2end/mcp/everything-http.mjs", &[], &[("PORT", "0")]);
+    let time = workspace_root()
+        .join(".tools/mcp-time/bin/mcp-server-time")
+        .display()
+        .to_string();
+    let mcp = Mcp::new(
+        db.clone(),
+        Registry::new(vec![
+            spec(
+                "everything",
+                Transport::Http {
+                    url: ready["url"].as_str().unwrap().into(),
+                    headers: Default::default(),
+                    bearer_token: None,
+                },
+            ),
+            spec(
+                "time",
+                Transport::Stdio {
+                    command: time,
+                    args: vec!["--local-timezone".into(), "UTC".into()],
+                    env: Default::default(),
+                    secret_env: Default::default(),
+                },
+            ),
+        ])
+        .unwrap(),
+        SecretKey::from_bytes(&[7; 32]).unwrap(),
+        Settings {
+            idle_timeout: None,
+            ..Settings::default()
+        },
+    );
+    for server in ["everything", "time"] {
+        mcp.connect(alice, server).await.unwrap();
+        assert_eq!(
+            mcp.settled(alice, server, Duration::from_secs(30)).await,
+            Some(Status::Connected),
+            "{server}"
+        );
+    }
+    let world = World {
+        db,
+        user: alice,
+        mcp,
+        client: LlmClient::new(ClientOptions::default()),
+        provider: Provider {
+            id: "fake".into(),
+            base_url: llm.url.parse().unwrap(),
+            api_key: Some("test-key".into()),
+        },
+    };
+
+    // Approve: the tool runs on the server, the model answers with its result.
+    let (chat, thread, paused) = world
+        .ask(r#"Please tool:everything__echo {"message": "hello from the graph"}"#)
+        .await;
+    assert_eq!(paused.next, Step::AwaitApproval, "{paused:?}");
+    assert_eq!(
+        (
+            paused.calls[0].server.as_str(),
+            paused.calls[0].tool.as_str()
+        ),
+        ("everything", "echo")
+    );
+    assert_eq!(
+        paused.calls[0].arguments,
+        json!({"message": "hello from the graph"})
+    );
+    let approve = Decision::Approve {
+        by: Decider::Person,
+        arguments: None,
+    };
+    let done = world.decide_and_finish(chat, thread, approve).await;
+    assert_eq!(done.end, Some(End::Answered));
+    assert_eq!(answer(&done), "The tool said: Echo: hello from the graph.");
+
+    // Edit: the edited arguments are what the tool received.
+    let (chat, thread, _) = world
+        .ask(r#"tool:everything__echo {"message": "as the model wrote it"}"#)
+        .await;
+    let edited = Decision::Approve {
+        by: Decider::Person,
+        arguments: Some(json!({"message": "as the person edited it"})),
+    };
+    let done = world.decide_and_finish(chat, thread, edited).await;
+    assert_eq!(
+        answer(&done),
+        "The tool said: Echo: as the person edited it."
+    );
+
+    // Reject with a reason: a humane answer that knows why, and the tool never ran.
+    let (chat, thread, paused) = world
+        .ask(r#"tool:time__get_current_time {"timezone": "Europe/Lisbon"}"#)
+        .await;
+    assert_eq!(paused.calls[0].server, "time");
+    let reject = Decision::Reject {
+        by: Decider::Person,
+        reason: Some("no clocks today".into()),
+    };
+    let done = world.decide_and_finish(chat, thread, reject).await;
+    assert_eq!(done.end, Some(End::Declined));
+    assert_eq!(done.calls[0].state, CallState::Waiting, "never ran");
+    let text = answer(&done);
+    assert!(text.starts_with("Understood, I did not use it."), "{text}");
+    assert!(text.contains("no clocks today"), "{text}");
+
+    world.mcp.shutdown().await;
+    let _ = http_server.kill();
+    let _ = http_server.wait();
+}
