@@ -81,15 +81,11 @@ async fn advance(db: &Database, thread_id: Uuid, state: RunState, seq: i32) -> R
         specs: &specs,
         policies: &policies,
     };
-    let thread = tokio::sync::Mutex::new(Thread::new(db.clone(), thread_id, seq));
+    let mut thread = Thread::new(db.clone(), thread_id, seq);
     let (_stop, mut stopped) = watch::channel(false);
-    domain::agent::run(state, &deps, &mut stopped, |s| {
-        let s = s.clone();
-        let thread = &thread;
-        async move { thread.lock().await.save(&s).await }
-    })
-    .await
-    .unwrap()
+    domain::agent::run(state, &deps, &mut stopped, &mut thread)
+        .await
+        .unwrap()
 }
 
 /// One whole turn in a new thread of `user`'s; returns how long it took.

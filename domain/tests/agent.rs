@@ -9,8 +9,8 @@ use std::time::Duration;
 use domain::Database;
 use domain::agent::store::{self, Thread};
 use domain::agent::{
-    CallState, Completion, Decider, Decision, Deps, End, Model, Policies, RunState, Step,
-    ToolResult, ToolSpec, Tools,
+    CallState, Checkpoints, Completion, Decider, Decision, Deps, End, Model, Policies, RunState,
+    Step, ToolResult, ToolSpec, Tools,
 };
 use domain::chats;
 use domain::llm::{self, Message};
@@ -192,6 +192,19 @@ async fn advance<M: Model, T: Tools>(
     tools: &T,
     policies: &Policies,
 ) -> RunState {
+    let (_stop, mut stopped) = watch::channel(false);
+    advance_until(f, start, model, tools, policies, &mut stopped).await
+}
+
+/// [`advance`], stopped when `stopped` turns true.
+async fn advance_until<M: Model, T: Tools>(
+    f: &Fixture,
+    start: Option<RunState>,
+    model: &M,
+    tools: &T,
+    policies: &Policies,
+    stopped: &mut watch::Receiver<bool>,
+) -> RunState {
     let specs = specs();
     let deps = Deps {
         model,
@@ -209,15 +222,10 @@ async fn advance<M: Model, T: Tools>(
             (latest.state, latest.seq)
         }
     };
-    let thread = tokio::sync::Mutex::new(Thread::new(f.db.clone(), f.thread, seq));
-    let (_stop, mut stopped) = watch::channel(false);
-    domain::agent::run(state, &deps, &mut stopped, |s| {
-        let s = s.clone();
-        let thread = &thread;
-        async move { thread.lock().await.save(&s).await }
-    })
-    .await
-    .unwrap()
+    let mut thread = Thread::new(f.db.clone(), f.thread, seq);
+    domain::agent::run(state, &deps, stopped, &mut thread)
+        .await
+        .unwrap()
 }
 
 fn approve() -> Decision {
@@ -558,19 +566,6 @@ async fn stop_ends_the_run_in_any_step(pool: PgPool) {
     .await;
     decide(&f, "c1", approve()).await;
 
-    let specs = specs();
-    let policies = Policies::default();
-    let deps = Deps {
-        model: &model,
-        tools: &tools,
-        specs: &specs,
-        policies: &policies,
-    };
-    let latest = store::latest(&f.db, f.user, f.thread)
-        .await
-        .unwrap()
-        .unwrap();
-    let thread = tokio::sync::Mutex::new(Thread::new(f.db.clone(), f.thread, latest.seq));
     let (stop, mut stopped) = watch::channel(false);
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -579,13 +574,7 @@ async fn stop_ends_the_run_in_any_step(pool: PgPool) {
         tokio::time::sleep(Duration::from_secs(5)).await;
     });
     let started = std::time::Instant::now();
-    let done = domain::agent::run(latest.state, &deps, &mut stopped, |s| {
-        let s = s.clone();
-        let thread = &thread;
-        async move { thread.lock().await.save(&s).await }
-    })
-    .await
-    .unwrap();
+    let done = advance_until(&f, None, &model, &tools, &Policies::default(), &mut stopped).await;
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "the tool was abandoned"

@@ -17,7 +17,7 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use domain::Database;
-use domain::mcp::{Mcp, Registry, ServerSpec, Settings, Source, Status, Transport};
+use domain::mcp::{Mcp, Registry, ServerSpec, Settings, Status, Transport};
 use domain::secrets::SecretKey;
 use domain::users::{Identity, Role, RoleDecision};
 use sqlx::postgres::PgConnectOptions;
@@ -83,18 +83,6 @@ impl Drop for HttpServer {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
-    }
-}
-
-fn spec(id: &str, transport: Transport) -> ServerSpec {
-    ServerSpec {
-        id: id.into(),
-        name: id.into(),
-        description: String::new(),
-        transport,
-        enabled: true,
-        source: Source::File,
-        problem: None,
     }
 }
 
@@ -184,7 +172,7 @@ async fn main() {
 
     let http = HttpServer::start();
     let registry = Registry::new(vec![
-        spec(
+        ServerSpec::new(
             "stdio",
             Transport::Stdio {
                 command: node(),
@@ -193,7 +181,7 @@ async fn main() {
                 secret_env: Default::default(),
             },
         ),
-        spec(
+        ServerSpec::new(
             "http",
             Transport::Http {
                 url: http.1.clone(),

@@ -13,25 +13,13 @@ use domain::agent::live::{LlmModel, McpTools, chat_tools};
 use domain::agent::store::{self, Thread};
 use domain::agent::{CallState, Decider, Decision, Deps, End, Policies, RunState, Step};
 use domain::llm::{ClientOptions, LlmClient, Message, Provider};
-use domain::mcp::{Mcp, Registry, ServerSpec, Settings, Source, Status, Transport};
+use domain::mcp::{Mcp, Registry, ServerSpec, Settings, Status, Transport};
 use domain::secrets::SecretKey;
 use serde_json::json;
 use sqlx::PgPool;
 use support::{FakeLlm, start_script_with_env, user, workspace_root};
 use tokio::sync::watch;
 use uuid::Uuid;
-
-fn spec(id: &str, transport: Transport) -> ServerSpec {
-    ServerSpec {
-        id: id.into(),
-        name: id.into(),
-        description: String::new(),
-        transport,
-        enabled: true,
-        source: Source::File,
-        problem: None,
-    }
-}
 
 struct World {
     db: Database,
@@ -74,15 +62,11 @@ impl World {
                 (latest.state, latest.seq)
             }
         };
-        let saver = tokio::sync::Mutex::new(Thread::new(self.db.clone(), thread, seq));
+        let mut saver = Thread::new(self.db.clone(), thread, seq);
         let (_stop, mut stopped) = watch::channel(false);
-        domain::agent::run(state, &deps, &mut stopped, |s| {
-            let s = s.clone();
-            let saver = &saver;
-            async move { saver.lock().await.save(&s).await }
-        })
-        .await
-        .unwrap()
+        domain::agent::run(state, &deps, &mut stopped, &mut saver)
+            .await
+            .unwrap()
     }
 
     /// Asks in a new chat; returns the chat, its thread and where the run paused.
@@ -134,7 +118,7 @@ async fn approve_edit_and_reject_with_the_real_client_and_the_reference_servers(
     let mcp = Mcp::new(
         db.clone(),
         Registry::new(vec![
-            spec(
+            ServerSpec::new(
                 "everything",
                 Transport::Http {
                     url: ready["url"].as_str().unwrap().into(),
@@ -142,7 +126,7 @@ async fn approve_edit_and_reject_with_the_real_client_and_the_reference_servers(
                     bearer_token: None,
                 },
             ),
-            spec(
+            ServerSpec::new(
                 "time",
                 Transport::Stdio {
                     command: time,

@@ -541,22 +541,21 @@ async fn humanize<M: Model, T: Tools>(state: &mut RunState, deps: &Deps<'_, M, T
     Outcome::Continue
 }
 
-/// Advances `state` until it pauses for approval or ends, calling `save` with every new state (a
-/// checkpoint after each step). `stop` turning true stops it at once, in whatever step (a model
-/// answer being written or tools running are abandoned; running calls are marked interrupted).
-/// Returns the state it stopped at.
-pub async fn run<M, T, S, F>(
+/// Where a run's checkpoints go ([`store::Thread`] in production).
+pub trait Checkpoints: Send {
+    /// Writes the next checkpoint.
+    fn save(&mut self, state: &RunState) -> impl Future<Output = crate::Result<()>> + Send;
+}
+
+/// Advances `state` until it pauses for approval or ends, with a checkpoint after each step.
+/// `stop` turning true stops it at once, in whatever step (a model answer being written or tools
+/// running are abandoned; running calls are marked interrupted). Returns the state it stopped at.
+pub async fn run<M: Model, T: Tools, C: Checkpoints>(
     mut state: RunState,
     deps: &Deps<'_, M, T>,
     stop: &mut tokio::sync::watch::Receiver<bool>,
-    mut save: S,
-) -> crate::Result<RunState>
-where
-    M: Model,
-    T: Tools,
-    S: FnMut(&RunState) -> F,
-    F: Future<Output = crate::Result<()>>,
-{
+    checkpoints: &mut C,
+) -> crate::Result<RunState> {
     // Calls that were running when this checkpoint was taken are not run again.
     interrupt_running(&mut state);
     loop {
@@ -566,7 +565,7 @@ where
         if *stop.borrow() {
             interrupt_running(&mut state);
             state.stop();
-            save(&state).await?;
+            checkpoints.save(&state).await?;
             return Ok(state);
         }
         let stopped = async {
@@ -581,7 +580,7 @@ where
         };
         match outcome {
             Some(Outcome::Paused) => return Ok(state),
-            Some(Outcome::Continue) => save(&state).await?,
+            Some(Outcome::Continue) => checkpoints.save(&state).await?,
             // Checked at the top of the loop.
             None => {}
         }

@@ -50,9 +50,10 @@ impl Thread {
     pub fn seq(&self) -> i32 {
         self.seq
     }
+}
 
-    /// Writes the next checkpoint.
-    pub async fn save(&mut self, state: &RunState) -> Result<()> {
+impl super::Checkpoints for Thread {
+    async fn save(&mut self, state: &RunState) -> Result<()> {
         let seq = self.seq + 1;
         insert(&self.db, self.thread_id, seq, state, durable(state)).await?;
         self.seq = seq;

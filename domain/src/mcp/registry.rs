@@ -48,6 +48,22 @@ fn yes() -> bool {
     true
 }
 
+impl ServerSpec {
+    /// A server of the servers file named after its id, switched on (for tests and tools that
+    /// build a registry in code).
+    pub fn new(id: &str, transport: Transport) -> Self {
+        Self {
+            id: id.into(),
+            name: id.into(),
+            description: String::new(),
+            transport,
+            enabled: true,
+            source: Source::File,
+            problem: None,
+        }
+    }
+}
+
 /// How Switchboard reaches a server.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "transport", rename_all = "snake_case", deny_unknown_fields)]
