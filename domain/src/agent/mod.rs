@@ -230,10 +230,28 @@ pub struct ToolSpec {
     pub read_only: bool,
 }
 
+/// The longest tool name OpenAI-compatible APIs take.
+const MAX_MODEL_NAME: usize = 64;
+
 impl ToolSpec {
-    /// The name the model sees: server and tool, so two servers' tools never collide.
+    /// The name the model sees: server and tool, so two servers' tools never collide. Providers
+    /// take only `[A-Za-z0-9_-]{1,64}`: a name with other characters, or a longer one, is cleaned
+    /// and shortened, with a hash of the whole name so that it stays unique.
     pub fn model_name(&self) -> String {
-        format!("{}{SEPARATOR}{}", self.server, self.tool)
+        let name = format!("{}{SEPARATOR}{}", self.server, self.tool);
+        let allowed = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+        if name.len() <= MAX_MODEL_NAME && name.chars().all(allowed) {
+            return name;
+        }
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(name.as_bytes());
+        let hash: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+        let clean: String = name
+            .chars()
+            .map(|c| if allowed(c) { c } else { '_' })
+            .take(MAX_MODEL_NAME - hash.len() - 1)
+            .collect();
+        format!("{clean}_{hash}")
     }
 }
 
@@ -594,5 +612,44 @@ fn interrupt_running(state: &mut RunState) {
         .filter(|c| c.state == CallState::Running)
     {
         call.state = CallState::Interrupted;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(server: &str, tool: &str) -> ToolSpec {
+        ToolSpec {
+            server: server.into(),
+            tool: tool.into(),
+            description: String::new(),
+            input_schema: Value::Null,
+            read_only: false,
+        }
+    }
+
+    #[test]
+    fn model_names_are_namespaced_and_always_acceptable_to_providers() {
+        assert_eq!(
+            spec("time", "get_current_time").model_name(),
+            "time__get_current_time"
+        );
+        let dotted = spec("files", "fs.read/file").model_name();
+        assert!(dotted.starts_with("files__fs_read_file_"), "{dotted}");
+        assert_ne!(
+            dotted,
+            spec("files", "fs_read_file").model_name(),
+            "still unique"
+        );
+        let long = spec("a-server", &"x".repeat(100)).model_name();
+        assert_eq!(long.len(), MAX_MODEL_NAME);
+        assert_ne!(long, spec("a-server", &"x".repeat(99)).model_name());
+        for name in [dotted, long] {
+            assert!(
+                name.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            );
+        }
     }
 }
