@@ -785,6 +785,43 @@ async fn personal_servers_are_checked_where_they_point_and_seen_by_their_owner_a
 
     assert!(strict.delete_personal(alice, &id).await.unwrap());
     assert!(strict.servers(alice).await.unwrap().is_empty());
+
+    // A person's own servers are limited in number.
+    for n in 0..domain::mcp::MAX_PERSONAL_SERVERS {
+        let added = allowing
+            .add_personal(
+                alice,
+                "Same name",
+                "",
+                &http_server.url,
+                None,
+                BTreeMap::new(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            added,
+            if n == 0 {
+                "my-same-name".to_owned()
+            } else {
+                format!("my-same-name-{}", n + 1)
+            }
+        );
+    }
+    let error = allowing
+        .add_personal(
+            alice,
+            "One more",
+            "",
+            &http_server.url,
+            None,
+            BTreeMap::new(),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("Remove one"), "{error}");
+    assert!(allowing.servers(bob).await.unwrap().is_empty());
 }
 
 /// A Streamable HTTP endpoint that records the headers of every request and refuses it, to see

@@ -285,6 +285,9 @@ impl rmcp::ClientHandler for Client {
     }
 }
 
+/// Servers of their own a person may have at once.
+pub const MAX_PERSONAL_SERVERS: usize = 20;
+
 fn forbidden() -> Error {
     Error::Forbidden("Only administrators can change the tool server registry.".into())
 }
@@ -671,13 +674,18 @@ impl Mcp {
             .check(url.trim())
             .await
             .map_err(Error::Invalid)?;
+        let specs = self.specs(user_id).await?;
+        let own = specs
+            .iter()
+            .filter(|s| s.source == Source::Personal)
+            .count();
+        if own >= MAX_PERSONAL_SERVERS {
+            return Err(Error::Invalid(format!(
+                "You have {MAX_PERSONAL_SERVERS} servers of your own already. Remove one you no longer use first."
+            )));
+        }
         let base = format!("{PERSONAL_PREFIX}{}", registry::slug(name));
-        let taken: HashSet<String> = self
-            .specs(user_id)
-            .await?
-            .into_iter()
-            .map(|s| s.id)
-            .collect();
+        let taken: HashSet<String> = specs.into_iter().map(|s| s.id).collect();
         let id = std::iter::once(base.clone())
             .chain((2..).map(|n| format!("{base}-{n}")))
             .find(|id| !taken.contains(id))
