@@ -8,7 +8,6 @@
 //! DATABASE_URL must let the bench create a database (it makes `switchboard_bench_agent`, fresh each
 //! time). TURNS (default 500) is the serial count; the concurrent part runs 64 threads × TURNS/8.
 
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,8 +20,6 @@ use domain::agent::{
 use domain::llm::{self, Message};
 use domain::users::{Identity, Role, RoleDecision};
 use serde_json::{Map, Value, json};
-use sqlx::postgres::PgConnectOptions;
-use sqlx::{ConnectOptions, Executor};
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -136,21 +133,9 @@ async fn main() {
         .unwrap_or(500);
     let url = std::env::var("DATABASE_URL")
         .expect("set DATABASE_URL to a PostgreSQL server where the bench may create a database");
-    let admin = PgConnectOptions::from_str(&url).unwrap();
-    let mut conn = admin.connect().await.unwrap();
-    conn.execute("DROP DATABASE IF EXISTS switchboard_bench_agent")
+    let db = Database::fresh(&url, "switchboard_bench_agent")
         .await
         .unwrap();
-    conn.execute("CREATE DATABASE switchboard_bench_agent")
-        .await
-        .unwrap();
-    // The pool as the server runs it by default.
-    let pool = Database::pool_options(16)
-        .connect_with(admin.database("switchboard_bench_agent"))
-        .await
-        .unwrap();
-    let db = Database::from_pool(pool);
-    db.migrate().await.unwrap();
     let user = domain::users::sign_in(&db, &Identity::local(), RoleDecision::Fixed(Role::Admin))
         .await
         .unwrap()

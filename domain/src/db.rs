@@ -71,6 +71,30 @@ impl Database {
             })
     }
 
+    /// A database of its own named `name`, made fresh (dropped if it was there, created, migrated)
+    /// on the server `url` points to, with the pool the server runs (16 connections). For the
+    /// benchmarks, which must not share a database with anything.
+    pub async fn fresh(url: &str, name: &str) -> Result<Self, Error> {
+        use sqlx::Executor;
+        use std::str::FromStr;
+        let server = PgConnectOptions::from_str(url).map_err(Error::Connect)?;
+        let mut admin = server.connect().await.map_err(Error::Connect)?;
+        admin
+            .execute(format!("DROP DATABASE IF EXISTS \"{name}\"").as_str())
+            .await?;
+        admin
+            .execute(format!("CREATE DATABASE \"{name}\"").as_str())
+            .await?;
+        let _ = admin.close().await;
+        let pool = Self::pool_options(16)
+            .connect_with(server.database(name))
+            .await
+            .map_err(Error::Connect)?;
+        let db = Self { pool };
+        db.migrate().await?;
+        Ok(db)
+    }
+
     /// Wraps an existing pool (tests get theirs from `#[sqlx::test]`).
     pub fn from_pool(pool: PgPool) -> Self {
         Self { pool }

@@ -13,15 +13,12 @@
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use domain::Database;
 use domain::mcp::{Mcp, Registry, ServerSpec, Settings, Status, Transport};
 use domain::secrets::SecretKey;
 use domain::users::{Identity, Role, RoleDecision};
-use sqlx::postgres::PgConnectOptions;
-use sqlx::{ConnectOptions, Executor};
 use uuid::Uuid;
 
 fn root() -> PathBuf {
@@ -155,20 +152,9 @@ async fn main() {
         .unwrap_or(500);
     let url = std::env::var("DATABASE_URL")
         .expect("set DATABASE_URL to a PostgreSQL server where the bench may create a database");
-    let admin = PgConnectOptions::from_str(&url).unwrap();
-    let mut conn = admin.connect().await.unwrap();
-    conn.execute("DROP DATABASE IF EXISTS switchboard_bench_mcp")
+    let db = Database::fresh(&url, "switchboard_bench_mcp")
         .await
         .unwrap();
-    conn.execute("CREATE DATABASE switchboard_bench_mcp")
-        .await
-        .unwrap();
-    let pool = Database::pool_options(16)
-        .connect_with(admin.database("switchboard_bench_mcp"))
-        .await
-        .unwrap();
-    let db = Database::from_pool(pool);
-    db.migrate().await.unwrap();
 
     let http = HttpServer::start();
     let registry = Registry::new(vec![

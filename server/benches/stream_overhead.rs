@@ -10,7 +10,6 @@
 //! create a database (it makes `switchboard_bench`, fresh each time).
 
 use std::convert::Infallible;
-use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -25,8 +24,6 @@ use futures_util::StreamExt;
 use server::auth::settings::AuthSettings;
 use server::config::Config;
 use server::{AppState, router};
-use sqlx::postgres::PgConnectOptions;
-use sqlx::{ConnectOptions, Executor};
 
 const TOKENS: usize = 32;
 
@@ -97,21 +94,7 @@ async fn main() {
         .unwrap_or(300);
     let url = std::env::var("DATABASE_URL")
         .expect("set DATABASE_URL to a PostgreSQL server where the bench may create a database");
-    let admin = PgConnectOptions::from_str(&url).unwrap();
-    let mut conn = admin.connect().await.unwrap();
-    conn.execute("DROP DATABASE IF EXISTS switchboard_bench")
-        .await
-        .unwrap();
-    conn.execute("CREATE DATABASE switchboard_bench")
-        .await
-        .unwrap();
-    // The pool as the server runs it.
-    let pool = Database::pool_options(16)
-        .connect_with(admin.database("switchboard_bench"))
-        .await
-        .unwrap();
-    let db = Database::from_pool(pool);
-    db.migrate().await.unwrap();
+    let db = Database::fresh(&url, "switchboard_bench").await.unwrap();
 
     let llm = serve(Router::new().route("/v1/chat/completions", post(completions))).await;
     let config = Config::try_parse_from([

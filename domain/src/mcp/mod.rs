@@ -548,37 +548,25 @@ impl Mcp {
         tool: &str,
         enabled: bool,
     ) -> Result<bool> {
-        let db = self.inner.db.pool();
-        let changed = if enabled {
-            sqlx::query!(
-                "WITH mine AS (SELECT id FROM chats WHERE id = $1 AND user_id = $2),
-                      gone AS (DELETE FROM chat_disabled_tools
-                               WHERE chat_id IN (SELECT id FROM mine) AND server_id = $3 AND tool = $4)
-                 SELECT count(*) AS \"n!\" FROM mine",
-                chat_id,
-                user_id,
-                server_id,
-                tool
-            )
-            .fetch_one(db)
-            .await?
-            .n
-        } else {
-            sqlx::query!(
-                "WITH mine AS (SELECT id FROM chats WHERE id = $1 AND user_id = $2),
-                      added AS (INSERT INTO chat_disabled_tools (chat_id, server_id, tool)
-                                SELECT id, $3, $4 FROM mine ON CONFLICT DO NOTHING)
-                 SELECT count(*) AS \"n!\" FROM mine",
-                chat_id,
-                user_id,
-                server_id,
-                tool
-            )
-            .fetch_one(db)
-            .await?
-            .n
-        };
-        Ok(changed > 0)
+        // One statement: it checks the chat is the user's, and switches the tool on (deletes its
+        // row) or off (adds one).
+        let mine = sqlx::query_scalar!(
+            r#"WITH mine AS (SELECT id FROM chats WHERE id = $1 AND user_id = $2),
+                    gone AS (DELETE FROM chat_disabled_tools
+                             WHERE $5 AND chat_id IN (SELECT id FROM mine)
+                               AND server_id = $3 AND tool = $4),
+                    added AS (INSERT INTO chat_disabled_tools (chat_id, server_id, tool)
+                              SELECT id, $3, $4 FROM mine WHERE NOT $5 ON CONFLICT DO NOTHING)
+               SELECT count(*) AS "n!" FROM mine"#,
+            chat_id,
+            user_id,
+            server_id,
+            tool,
+            enabled
+        )
+        .fetch_one(self.inner.db.pool())
+        .await?;
+        Ok(mine > 0)
     }
 
     /// Every server of the registry (the file's and the administrators'), for the admin page.
