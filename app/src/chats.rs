@@ -25,9 +25,12 @@ pub struct MessageView {
     /// `user` or `assistant`.
     pub role: String,
     pub content: String,
-    /// `complete`, `streaming`, `stopped`, `failed` or `interrupted`.
+    /// `complete`, `streaming`, `waiting` (for decisions on its tool calls), `stopped`,
+    /// `failed` or `interrupted`.
     pub status: String,
     pub error: Option<String>,
+    /// An answer's tool calls, in order.
+    pub tool_calls: Vec<crate::agent::CallView>,
 }
 
 /// Everything the chat page needs at first render.
@@ -190,15 +193,15 @@ pub async fn send_message(
     })
 }
 
-/// `POST /api/chats/stop` with `id`: stops the answer being written, keeping what it wrote.
+/// `POST /api/chats/stop` with `id`: stops the answer being written, keeping what it wrote, or
+/// the one waiting for decisions on its tool calls (which then do not run).
 #[server(endpoint = "chats/stop")]
 pub async fn stop_answer(id: String) -> Result<bool, AppError> {
     let user = crate::ssr::current_user()?;
-    let chat_id = ssr::chat_id(&id)?;
-    domain::chats::get(&crate::ssr::db()?, user.id, chat_id)
+    crate::ssr::runs()?
+        .stop_chat(user.id, ssr::chat_id(&id)?)
         .await?
-        .ok_or_else(ssr::no_chat)?;
-    Ok(crate::ssr::runs()?.stop(chat_id))
+        .ok_or_else(ssr::no_chat)
 }
 
 #[cfg(feature = "ssr")]
@@ -258,13 +261,19 @@ pub mod ssr {
     }
 
     pub fn message(m: domain::chats::Message) -> MessageView {
+        let status = m.status;
         MessageView {
             id: m.id.to_string(),
             position: m.position,
             role: m.role.as_str().into(),
             content: m.content,
-            status: m.status.as_str().into(),
+            status: status.as_str().into(),
             error: m.error,
+            tool_calls: m
+                .tool_calls
+                .into_iter()
+                .map(|c| crate::agent::ssr::call(c, status))
+                .collect(),
         }
     }
 }

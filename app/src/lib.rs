@@ -5,6 +5,7 @@
 // Leptos views are deeply nested types; the chat page needs more than the default 128.
 #![recursion_limit = "256"]
 
+pub mod agent;
 pub mod auth;
 pub mod chats;
 pub mod components;
@@ -25,8 +26,8 @@ use leptos_router::path;
 
 use components::layout::Layout;
 use pages::{
-    admin::AdminServersPage, chat::ChatPage, home::HomePage, login::LoginPage, not_found::NotFound,
-    servers::ServersPage, settings::SettingsPage,
+    activity::ActivityPage, admin::AdminServersPage, chat::ChatPage, home::HomePage,
+    login::LoginPage, not_found::NotFound, servers::ServersPage, settings::SettingsPage,
 };
 
 /// The name cargo-leptos gives the site's CSS, JS and wasm files (`[[workspace.metadata.leptos]] name`).
@@ -80,6 +81,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/c/:id") view=ChatPage />
                     <Route path=path!("/settings") view=SettingsPage />
                     <Route path=path!("/servers") view=ServersPage />
+                    <Route path=path!("/activity") view=ActivityPage />
                     <Route path=path!("/admin/servers") view=AdminServersPage />
                 </ParentRoute>
             </Routes>

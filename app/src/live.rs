@@ -7,11 +7,48 @@ use serde::Deserialize;
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum LiveEvent {
-    RunStarted { answer_id: String },
-    Token { answer_id: String, text: String },
-    Snapshot { answer_id: String, text: String },
-    RunFinished { answer_id: String },
+    RunStarted {
+        answer_id: String,
+    },
+    Token {
+        answer_id: String,
+        text: String,
+    },
+    Snapshot {
+        answer_id: String,
+        text: String,
+    },
+    /// A tool call was asked for, decided, or ran: the stored answer has it.
+    ToolCall {
+        answer_id: String,
+    },
+    Decision {
+        answer_id: String,
+    },
+    ToolResult {
+        answer_id: String,
+    },
+    /// The answer waits for the person's decisions; nothing is being written now.
+    ApprovalNeeded {
+        answer_id: String,
+    },
+    RunFinished {
+        answer_id: String,
+    },
 }
+
+/// Every event type the server sends (`domain::runs::EventKind::name`).
+#[cfg(feature = "hydrate")]
+const EVENT_NAMES: [&str; 8] = [
+    "run_started",
+    "token",
+    "snapshot",
+    "tool_call",
+    "approval_needed",
+    "decision",
+    "tool_result",
+    "run_finished",
+];
 
 #[cfg(feature = "hydrate")]
 mod browser {
@@ -21,7 +58,7 @@ mod browser {
     use wasm_bindgen::closure::Closure;
     use web_sys::{EventSource, MessageEvent};
 
-    use super::LiveEvent;
+    use super::{EVENT_NAMES, LiveEvent};
 
     /// Listens to the chat's events after `after` (the id the page's data was read at) until the
     /// reactive owner (the page) is cleaned up.
@@ -40,7 +77,7 @@ mod browser {
                 on_event(event);
             }
         });
-        for name in ["run_started", "token", "snapshot", "run_finished"] {
+        for name in EVENT_NAMES {
             let _ = source.add_event_listener_with_callback(name, handler.as_ref().unchecked_ref());
         }
         let held = SendWrapper::new((source, handler));

@@ -18,6 +18,7 @@ use domain::agent::{
     Tools,
 };
 use domain::llm::{self, Message};
+use domain::mcp::Annotations;
 use domain::users::{Identity, Role, RoleDecision};
 use serde_json::{Map, Value, json};
 use tokio::sync::watch;
@@ -65,7 +66,7 @@ fn specs() -> Vec<ToolSpec> {
         tool: "add".into(),
         description: "Adds two numbers".into(),
         input_schema: json!({"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}}}),
-        read_only: false,
+        annotations: Annotations::default(),
     }]
 }
 

@@ -3,8 +3,10 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use sqlx::types::Json;
 use uuid::Uuid;
 
+use crate::agent::Call;
 use crate::{Database, Error, Result};
 
 /// A `streaming` message not flushed for this long is from a server that died mid-answer.
@@ -41,6 +43,8 @@ pub enum Status {
     Complete,
     /// Being written by a run right now.
     Streaming,
+    /// Waiting for the person to decide on the tool calls it asked for.
+    Waiting,
     /// The person pressed Stop.
     Stopped,
     /// The model provider failed; `error` says how.
@@ -63,6 +67,7 @@ impl Status {
         match self {
             Status::Complete => "complete",
             Status::Streaming => "streaming",
+            Status::Waiting => "waiting",
             Status::Stopped => "stopped",
             Status::Failed => "failed",
             Status::Interrupted => "interrupted",
@@ -70,7 +75,7 @@ impl Status {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Message {
     pub id: Uuid,
     pub position: i32,
@@ -79,6 +84,8 @@ pub struct Message {
     pub status: Status,
     pub error: Option<String>,
     pub model: Option<String>,
+    /// The tool calls an answer made, with their decisions and results.
+    pub tool_calls: Vec<Call>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -224,7 +231,7 @@ pub async fn messages(db: &Database, user_id: Uuid, chat_id: Uuid) -> Result<Opt
 
 /// A chat and its messages: all of them (a page), or, for an edit or a regeneration, those before
 /// the position it replaces from (what the new message follows).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Conversation {
     pub chat: Chat,
     pub history: Vec<Message>,
@@ -255,7 +262,8 @@ pub async fn conversation(
                   m.content AS "content?",
                   (CASE WHEN m.status = 'streaming' AND m.updated_at < now() - make_interval(secs => $4)
                         THEN 'interrupted' ELSE m.status END) AS "status?: Status",
-                  m.error, m.model, m.created_at AS "created_at?"
+                  m.error, m.model, m.tool_calls AS "tool_calls?: Json<Vec<Call>>",
+                  m.created_at AS "created_at?"
            FROM chats c
            LEFT JOIN messages m ON m.chat_id = c.id AND ($3::int IS NULL OR m.position < $3)
            WHERE c.id = $1 AND c.user_id = $2
@@ -289,6 +297,7 @@ pub async fn conversation(
                 status: row.status?,
                 error: row.error,
                 model: row.model,
+                tool_calls: row.tool_calls?.0,
                 created_at: row.created_at?,
             })
         })
@@ -301,7 +310,7 @@ pub async fn conversation(
 }
 
 /// What [`ask`] stored.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Asked {
     pub question: Message,
     pub answer: Message,
@@ -325,8 +334,7 @@ pub async fn ask(
     let position = conversation.next_position();
     // Sub-statements run in no set order; the inserts wait for the delete
     // (`(SELECT count(*) FROM gone) >= 0`) so they never meet the rows it removes.
-    let stored = sqlx::query_as!(
-        Message,
+    let stored = sqlx::query!(
         r#"WITH chat AS (
                SELECT id FROM chats WHERE id = $1 AND user_id = $2
            ), gone AS (
@@ -367,7 +375,17 @@ pub async fn ask(
         sqlx::Error::Database(d) if d.is_unique_violation() => Error::Invalid(BUSY.into()),
         _ => e.into(),
     })?;
-    let mut messages = stored.into_iter();
+    let mut messages = stored.into_iter().map(|r| Message {
+        id: r.id,
+        position: r.position,
+        role: r.role,
+        content: r.content,
+        status: r.status,
+        error: r.error,
+        model: r.model,
+        tool_calls: Vec::new(),
+        created_at: r.created_at,
+    });
     let (Some(first), Some(second)) = (messages.next(), messages.next()) else {
         return Ok(None);
     };
@@ -386,6 +404,20 @@ pub async fn ask(
 // the write at once. It takes a disk wait off every answer's end. Questions are stored with a
 // normal, durable commit.
 
+/// The user's chat's answer that waits for tool-call decisions, if one does.
+pub async fn waiting_answer(db: &Database, user_id: Uuid, chat_id: Uuid) -> Result<Option<Uuid>> {
+    let id = sqlx::query_scalar!(
+        "SELECT m.id FROM messages m JOIN chats c ON c.id = m.chat_id
+         WHERE m.chat_id = $1 AND c.user_id = $2 AND m.status = 'waiting'
+         ORDER BY m.position DESC LIMIT 1",
+        chat_id,
+        user_id
+    )
+    .fetch_optional(db.pool())
+    .await?;
+    Ok(id)
+}
+
 /// Saves the text streamed so far (a crash keeps it) and shows the answer is still alive.
 pub async fn flush(db: &Database, message_id: Uuid, content: &str) -> Result<()> {
     sqlx::query!(
@@ -394,6 +426,19 @@ pub async fn flush(db: &Database, message_id: Uuid, content: &str) -> Result<()>
            AND set_config('synchronous_commit', 'off', true) IS NOT NULL",
         message_id,
         content
+    )
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}
+
+/// Shows a streaming answer is still alive (a tool is running, nothing streams).
+pub async fn touch(db: &Database, message_id: Uuid) -> Result<()> {
+    sqlx::query!(
+        "UPDATE messages SET updated_at = now()
+         WHERE id = $1 AND status = 'streaming'
+           AND set_config('synchronous_commit', 'off', true) IS NOT NULL",
+        message_id
     )
     .execute(db.pool())
     .await?;

@@ -5,6 +5,12 @@
 //! subscriber gets the events it missed (by event id) and then the live ones. Text is flushed to
 //! the database every [`FLUSH_EVERY`], not token by token, so a crash keeps all but the last moment
 //! of an answer. Closing a tab does not stop a run; [`Runs::stop`] does.
+//!
+//! In a chat with tools, the answer is a run of the agent graph ([`crate::agent`]): it pauses
+//! when the model asks for tools (the answer is then `waiting`, and the run holds no task), and
+//! [`Runs::decide`] records the person's decisions and, with the last one, resumes it, on
+//! whichever instance the decision lands. A chat with no tools has nothing to approve: its answer
+//! is one model call, streamed as above.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -15,12 +21,20 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, oneshot, watch};
 use uuid::Uuid;
 
+use crate::agent::{
+    self, Call, CallState, Checkpoints, Completion, Decider, Decision, Policies, RunState, Step,
+    ToolSpec, store,
+};
 use crate::chats::{self, Role, Status};
 use crate::llm::{self, Catalog, LlmClient, StreamEvent};
+use crate::mcp::Mcp;
 use crate::{Database, Error, Result};
 
 /// How often the text of a streaming answer is written to the database.
 pub const FLUSH_EVERY: Duration = Duration::from_millis(500);
+/// How often an agent run shows its answer is alive while nothing streams (tools running), well
+/// within [`chats::STALE_STREAM_SECS`].
+const HEARTBEAT: Duration = Duration::from_secs(10);
 /// Events kept per chat for subscribers that reconnect (a run's tokens are usually far fewer).
 const LOG_LIMIT: usize = 20_000;
 
@@ -47,12 +61,44 @@ pub enum EventKind {
     /// The answer so far, for a subscriber that arrives (or returns) mid-answer and cannot be
     /// given the exact events it missed.
     Snapshot { answer_id: Uuid, text: String },
+    /// The model asked for a tool call (decided already when one of the person's policies allows
+    /// it; answered with an error at once when it cannot run).
+    ToolCall { answer_id: Uuid, call: Call },
+    /// The run waits for the person's decisions on these calls (by id); it holds no task now.
+    ApprovalNeeded {
+        answer_id: Uuid,
+        call_ids: Vec<String>,
+    },
+    /// A call was decided (by the person or a policy).
+    Decision {
+        answer_id: Uuid,
+        call_id: String,
+        decision: Decision,
+    },
+    /// A call ran, failed, or was interrupted: `call.state` says which, with its result.
+    ToolResult { answer_id: Uuid, call: Call },
     /// The run ended: complete, stopped, or failed with a message for the person.
     RunFinished {
         answer_id: Uuid,
         status: Status,
         error: Option<String>,
     },
+}
+
+impl EventKind {
+    /// The event's name on the event stream.
+    pub fn name(&self) -> &'static str {
+        match self {
+            EventKind::RunStarted { .. } => "run_started",
+            EventKind::Token { .. } => "token",
+            EventKind::Snapshot { .. } => "snapshot",
+            EventKind::ToolCall { .. } => "tool_call",
+            EventKind::ApprovalNeeded { .. } => "approval_needed",
+            EventKind::Decision { .. } => "decision",
+            EventKind::ToolResult { .. } => "tool_result",
+            EventKind::RunFinished { .. } => "run_finished",
+        }
+    }
 }
 
 /// An event's id: this process's start (so ids from before a restart are recognised as unknown)
@@ -169,6 +215,7 @@ struct Inner {
     db: Database,
     llm: LlmClient,
     models: Arc<Catalog>,
+    mcp: Mcp,
     epoch: u64,
     channels: Mutex<HashMap<Uuid, Channel>>,
     /// True once the server is shutting down: event streams end, runs are interrupted.
@@ -184,7 +231,7 @@ pub struct Started {
 }
 
 impl Runs {
-    pub fn new(db: Database, llm: LlmClient, models: Arc<Catalog>) -> Self {
+    pub fn new(db: Database, llm: LlmClient, models: Arc<Catalog>, mcp: Mcp) -> Self {
         let epoch = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
@@ -194,6 +241,7 @@ impl Runs {
                 db,
                 llm,
                 models,
+                mcp,
                 epoch,
                 channels: Mutex::new(HashMap::new()),
                 closing: watch::channel(false).0,
@@ -208,9 +256,10 @@ impl Runs {
     /// Sends `text` in the user's chat (replacing everything from `from_position` when editing or
     /// regenerating) and starts the answer. None when the user has no such chat.
     ///
-    /// The model is asked while the question is being stored, so that the store's commit is not on
-    /// the way to the first token; no token goes out before the question is stored, and if storing
-    /// fails the model's answer is dropped unread.
+    /// Without tools, the model is asked while the question is being stored, so that the store's
+    /// commit is not on the way to the first token; no token goes out before the question is
+    /// stored, and if storing fails the model's answer is dropped unread. With tools, the answer is
+    /// a run of the agent graph, checkpointed from its first step.
     pub async fn start(
         &self,
         user_id: Uuid,
@@ -220,30 +269,31 @@ impl Runs {
     ) -> Result<Option<Started>> {
         // Before the model is asked: `chats::ask` would refuse it only after.
         chats::check_message(text)?;
-        let Some(conversation) =
-            chats::conversation(&self.inner.db, user_id, chat_id, from_position).await?
-        else {
+        let db = &self.inner.db;
+        // Read at once: the conversation, the chat's tools and the person's policies.
+        let (conversation, tools, person) = tokio::join!(
+            chats::conversation(db, user_id, chat_id, from_position),
+            agent::live::chat_tools(&self.inner.mcp, user_id, chat_id),
+            agent::policy::for_run(db, user_id),
+        );
+        let Some(conversation) = conversation? else {
             return Ok(None);
         };
+        if from_position.is_none()
+            && conversation
+                .history
+                .last()
+                .is_some_and(|m| m.status == Status::Waiting)
+        {
+            return Err(Error::Invalid(WAITING.into()));
+        }
+        let specs = tools?.unwrap_or_default();
         let (provider, model) = self
             .inner
             .models
             .for_chat(conversation.chat.model.as_deref())?;
         let provider = provider.clone();
-        let mut messages: Vec<llm::Message> = conversation
-            .history
-            .iter()
-            .filter_map(|m| match m.role {
-                Role::User => Some(llm::Message::User {
-                    content: m.content.clone(),
-                }),
-                Role::Assistant if !m.content.is_empty() => Some(llm::Message::Assistant {
-                    content: Some(m.content.clone()),
-                    tool_calls: vec![],
-                }),
-                Role::Assistant => None,
-            })
-            .collect();
+        let mut messages = llm_history(&conversation.history);
         messages.push(llm::Message::User {
             content: text.to_owned(),
         });
@@ -255,17 +305,176 @@ impl Runs {
             // Takes the chat's run slot before anything is written: two sends cannot both start.
             slot: self.reserve(chat_id)?,
         };
-        let request = llm::Request {
-            model: model.to_owned(),
-            messages,
-            tools: vec![],
-        };
         let (stored, started) = oneshot::channel();
         let runs = self.clone();
-        tokio::spawn(async move { runs.run(send, provider, request, stored).await });
+        if specs.is_empty() {
+            let request = llm::Request {
+                model: model.to_owned(),
+                messages,
+                tools: vec![],
+            };
+            tokio::spawn(async move { runs.run(send, provider, request, stored).await });
+        } else {
+            let (policies, settings) = person?;
+            let plan = Plan {
+                provider,
+                model: model.to_owned(),
+                specs,
+                policies,
+            };
+            let state = RunState::new(messages, settings.max_steps.max(1) as u32);
+            tokio::spawn(async move { runs.agent(send, plan, state, stored).await });
+        }
         started
             .await
             .unwrap_or_else(|_| Err(Error::Invalid("The answer could not be started.".into())))
+    }
+
+    /// Records the person's decisions on the tool calls their chat's answer waits for, all or
+    /// none (see [`store::decide_all`]); with the last one, the run resumes here. An edit of a
+    /// call's arguments is checked against the tool's input schema first; "always allow" adds the
+    /// policy as well. None when the user has no such chat.
+    pub async fn decide(
+        &self,
+        user_id: Uuid,
+        chat_id: Uuid,
+        choices: Vec<Choice>,
+    ) -> Result<Option<RunState>> {
+        let db = &self.inner.db;
+        let Some(chat) = chats::get(db, user_id, chat_id).await? else {
+            return Ok(None);
+        };
+        let Some(latest) = store::latest(db, user_id, chat.thread_id).await? else {
+            return Err(Error::Invalid(NOT_WAITING.into()));
+        };
+        if latest.state.next != Step::AwaitApproval {
+            return Err(Error::Invalid(NOT_WAITING.into()));
+        }
+        // An answer replaced since (an edit, a regeneration) waits for nothing any more.
+        let Some(answer_id) = chats::waiting_answer(db, user_id, chat_id).await? else {
+            return Err(Error::Invalid(NOT_WAITING.into()));
+        };
+        let find = |id: &str| {
+            latest
+                .state
+                .calls
+                .iter()
+                .find(|c| c.id == id)
+                .ok_or_else(|| {
+                    Error::Invalid(format!(
+                        "There is no tool call '{id}' waiting for a decision."
+                    ))
+                })
+        };
+        let edits = choices.iter().any(|c| c.arguments.is_some());
+        let specs = if edits {
+            agent::live::chat_tools(&self.inner.mcp, user_id, chat_id)
+                .await?
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let mut decisions = Vec::with_capacity(choices.len());
+        let mut always = Vec::new();
+        for choice in choices {
+            let call = find(&choice.call_id)?;
+            let decision = if choice.approve {
+                if let Some(arguments) = &choice.arguments {
+                    check_arguments(&specs, call, arguments)?;
+                }
+                match choice.always {
+                    Some(Always::Tool) => {
+                        always.push((call.server.clone(), Some(call.tool.clone())))
+                    }
+                    Some(Always::Server) => always.push((call.server.clone(), None)),
+                    None => {}
+                }
+                Decision::Approve {
+                    by: Decider::Person,
+                    arguments: choice.arguments,
+                }
+            } else {
+                Decision::Reject {
+                    by: Decider::Person,
+                    reason: choice
+                        .reason
+                        .map(|r| r.trim().to_owned())
+                        .filter(|r| !r.is_empty()),
+                }
+            };
+            decisions.push((choice.call_id, decision));
+        }
+        let Some(decided) = store::decide_all(db, user_id, chat.thread_id, decisions).await? else {
+            return Ok(None);
+        };
+        for (server, tool) in always {
+            agent::policy::allow(db, user_id, &server, tool.as_deref()).await?;
+        }
+        {
+            let mut channels = self.inner.channels.lock().expect("not poisoned");
+            channels.entry(chat_id).or_insert_with(Channel::new);
+        }
+        for event in call_events(answer_id, &latest.state, &decided.thread.state) {
+            self.emit(chat_id, event);
+        }
+        let state = decided.thread.state.clone();
+        if decided.complete {
+            self.resume(user_id, chat, answer_id, decided.thread)
+                .await?;
+        }
+        Ok(Some(state))
+    }
+
+    /// Goes on with a run whose every call is decided, from its checkpoint.
+    async fn resume(
+        &self,
+        user_id: Uuid,
+        chat: chats::Chat,
+        answer_id: Uuid,
+        latest: store::Latest,
+    ) -> Result<()> {
+        let db = &self.inner.db;
+        let (tools, person) = tokio::join!(
+            agent::live::chat_tools(&self.inner.mcp, user_id, chat.id),
+            agent::policy::for_run(db, user_id),
+        );
+        let specs = tools?.unwrap_or_default();
+        let (policies, _) = person?;
+        let (provider, model) = self.inner.models.for_chat(chat.model.as_deref())?;
+        let plan = Plan {
+            provider: provider.clone(),
+            model: model.to_owned(),
+            specs,
+            policies,
+        };
+        let slot = self.reserve(chat.id)?;
+        let (stop, stopped) = watch::channel(None);
+        let text = latest.state.answer_text();
+        slot.begin(Live {
+            answer_id,
+            text: text.clone(),
+            stop,
+        });
+        // The page's live copy starts from the answer so far.
+        self.emit(chat.id, EventKind::Snapshot { answer_id, text });
+        let answer = store::Answer {
+            user_id,
+            chat_id: chat.id,
+            message_id: answer_id,
+        };
+        let thread = store::Thread::for_answer(
+            db.clone(),
+            chat.thread_id,
+            latest.seq,
+            answer,
+            Some(latest.state.clone()),
+        );
+        let runs = self.clone();
+        tokio::spawn(async move {
+            runs.drive(answer, plan, latest.state, thread, stopped)
+                .await
+        });
+        Ok(())
     }
 
     /// Stops the chat's run, if one is live. Returns whether one was.
@@ -275,6 +484,62 @@ impl Runs {
             Some(live) => live.stop.send(Some(Status::Stopped)).is_ok(),
             None => false,
         }
+    }
+
+    /// Stops the user's chat's answer: the live one, or one waiting for approval (its calls are
+    /// then not run). Returns whether there was one; None when the user has no such chat.
+    pub async fn stop_chat(&self, user_id: Uuid, chat_id: Uuid) -> Result<Option<bool>> {
+        let db = &self.inner.db;
+        let Some(chat) = chats::get(db, user_id, chat_id).await? else {
+            return Ok(None);
+        };
+        if self.stop(chat_id) {
+            return Ok(Some(true));
+        }
+        let Some(latest) = store::latest(db, user_id, chat.thread_id).await? else {
+            return Ok(Some(false));
+        };
+        if latest.state.next != Step::AwaitApproval {
+            return Ok(Some(false));
+        }
+        let Some(answer_id) = chats::waiting_answer(db, user_id, chat_id).await? else {
+            return Ok(Some(false));
+        };
+        let mut state = latest.state.clone();
+        state.stop();
+        let answer = store::Answer {
+            user_id,
+            chat_id,
+            message_id: answer_id,
+        };
+        let mut thread = store::Thread::for_answer(
+            db.clone(),
+            chat.thread_id,
+            latest.seq,
+            answer,
+            Some(latest.state),
+        );
+        // A decision that landed first wins; this stop then finds its checkpoint taken.
+        match thread.save(&state).await {
+            Ok(()) => {}
+            Err(Error::Query(sqlx::Error::Database(e))) if e.is_unique_violation() => {
+                return Ok(Some(false));
+            }
+            Err(e) => return Err(e),
+        }
+        {
+            let mut channels = self.inner.channels.lock().expect("not poisoned");
+            channels.entry(chat_id).or_insert_with(Channel::new);
+        }
+        self.emit(
+            chat_id,
+            EventKind::RunFinished {
+                answer_id,
+                status: Status::Stopped,
+                error: None,
+            },
+        );
+        Ok(Some(true))
     }
 
     /// Shutting down: every live run ends as interrupted, keeping its text, and every event
@@ -393,7 +658,10 @@ impl Runs {
         if let (Some(live), EventKind::Token { text, .. }) = (&mut channel.live, &event.kind) {
             live.text.push_str(text);
         }
-        if matches!(event.kind, EventKind::RunFinished { .. }) {
+        if matches!(
+            event.kind,
+            EventKind::RunFinished { .. } | EventKind::ApprovalNeeded { .. }
+        ) {
             channel.live = None;
         }
         if channel.log.len() >= LOG_LIMIT {
@@ -516,6 +784,399 @@ impl Runs {
                 error,
             },
         );
+    }
+}
+
+/// Why a chat cannot take a new message while its answer waits for approval.
+pub const WAITING: &str = "This chat's answer is waiting for your decision on its tool calls: approve or reject them first, or press Stop.";
+/// Why a decision is refused when nothing waits for one.
+pub const NOT_WAITING: &str = "This chat is not waiting for an approval.";
+
+/// The conversation so far, as the model is given it (text only: an earlier answer's tool calls
+/// are summed up in its text).
+fn llm_history(history: &[chats::Message]) -> Vec<llm::Message> {
+    history
+        .iter()
+        .filter_map(|m| match m.role {
+            Role::User => Some(llm::Message::User {
+                content: m.content.clone(),
+            }),
+            Role::Assistant if !m.content.is_empty() => Some(llm::Message::Assistant {
+                content: Some(m.content.clone()),
+                tool_calls: vec![],
+            }),
+            Role::Assistant => None,
+        })
+        .collect()
+}
+
+/// One decision as the person gives it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Choice {
+    pub call_id: String,
+    pub approve: bool,
+    /// Why not (a rejection).
+    pub reason: Option<String>,
+    /// The arguments to run it with instead of the model's (an approval).
+    pub arguments: Option<serde_json::Value>,
+    /// Also allow this tool, or this server, from now on (an approval).
+    pub always: Option<Always>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Always {
+    Tool,
+    Server,
+}
+
+/// Edited arguments must be an object that the tool's input schema accepts.
+fn check_arguments(specs: &[ToolSpec], call: &Call, arguments: &serde_json::Value) -> Result<()> {
+    if !arguments.is_object() {
+        return Err(Error::Invalid(
+            "The edited arguments must be a JSON object.".into(),
+        ));
+    }
+    let spec = specs
+        .iter()
+        .find(|s| s.server == call.server && s.tool == call.tool)
+        .ok_or_else(|| {
+            Error::Invalid(format!(
+                "The tool '{}' of '{}' is not available now, so its arguments cannot be checked: connect its server again, or approve the arguments as they are.",
+                call.tool, call.server
+            ))
+        })?;
+    let validator = jsonschema::validator_for(&spec.input_schema).map_err(|e| {
+        Error::Invalid(format!(
+            "The tool '{}' has an input schema Switchboard cannot read ({e}).",
+            call.tool
+        ))
+    })?;
+    let problems: Vec<String> = validator
+        .iter_errors(arguments)
+        .take(5)
+        .map(|e| {
+            let at = e.instance_path().to_string();
+            if at.is_empty() {
+                e.to_string()
+            } else {
+                format!("{at}: {e}")
+            }
+        })
+        .collect();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!(
+            "The edited arguments do not fit the tool '{}': {}.",
+            call.tool,
+            problems.join("; ")
+        )))
+    }
+}
+
+/// What an agent run works with.
+struct Plan {
+    provider: llm::Provider,
+    model: String,
+    specs: Vec<ToolSpec>,
+    policies: Policies,
+}
+
+/// The events that a run's state moving from `before` to `after` makes.
+fn call_events(answer_id: Uuid, before: &RunState, after: &RunState) -> Vec<EventKind> {
+    let was: Vec<&Call> = before.all_calls().collect();
+    let mut events = Vec::new();
+    for (i, call) in after.all_calls().enumerate() {
+        let prev = was.get(i).copied().filter(|p| p.id == call.id);
+        if prev.is_none() {
+            events.push(EventKind::ToolCall {
+                answer_id,
+                call: call.clone(),
+            });
+        }
+        if let Some(decision) = &call.decision
+            && prev.is_none_or(|p| p.decision.is_none())
+        {
+            events.push(EventKind::Decision {
+                answer_id,
+                call_id: call.id.clone(),
+                decision: decision.clone(),
+            });
+        }
+        let ended =
+            |c: &Call| matches!(c.state, CallState::Finished { .. } | CallState::Interrupted);
+        if ended(call) && !prev.is_some_and(ended) {
+            events.push(EventKind::ToolResult {
+                answer_id,
+                call: call.clone(),
+            });
+        }
+    }
+    // A turn whose every call a policy allowed goes on at once: nothing waits.
+    let undecided: Vec<String> = after.undecided().map(|c| c.id.clone()).collect();
+    if after.next == Step::AwaitApproval
+        && before.next != Step::AwaitApproval
+        && !undecided.is_empty()
+    {
+        events.push(EventKind::ApprovalNeeded {
+            answer_id,
+            call_ids: undecided,
+        });
+    }
+    events
+}
+
+/// A run's checkpoints, which also tell the chat's subscribers what each step did.
+struct Recorder<'a> {
+    runs: &'a Runs,
+    chat_id: Uuid,
+    answer_id: Uuid,
+    thread: store::Thread,
+    last: RunState,
+}
+
+impl Checkpoints for Recorder<'_> {
+    async fn save(&mut self, state: &RunState) -> Result<()> {
+        self.thread.save(state).await?;
+        for event in call_events(self.answer_id, &self.last, state) {
+            self.runs.emit(self.chat_id, event);
+        }
+        self.last = state.clone();
+        Ok(())
+    }
+}
+
+/// The model of an agent run: the streaming client, its tokens sent to the chat as they come.
+struct StreamingModel<'a> {
+    runs: &'a Runs,
+    chat_id: Uuid,
+    answer_id: Uuid,
+    plan: &'a Plan,
+}
+
+impl agent::Model for StreamingModel<'_> {
+    async fn complete(
+        &self,
+        messages: &[llm::Message],
+        tools: &[llm::Tool],
+    ) -> std::result::Result<Completion, String> {
+        let request = llm::Request {
+            model: self.plan.model.clone(),
+            messages: messages.to_vec(),
+            tools: tools.to_vec(),
+        };
+        let inner = &self.runs.inner;
+        let mut stream = inner
+            .llm
+            .stream(&self.plan.provider, &request)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut completion = Completion::default();
+        let mut flushed = Instant::now();
+        while let Some(event) = stream.next().await {
+            match event.map_err(|e| e.to_string())? {
+                StreamEvent::Token(text) => {
+                    // A later turn's text follows the earlier turns' after a blank line, as the
+                    // stored answer joins them.
+                    let token = if completion.text.is_empty() && !self.live_text().is_empty() {
+                        format!("\n\n{text}")
+                    } else {
+                        text.clone()
+                    };
+                    completion.text.push_str(&text);
+                    self.runs.emit(
+                        self.chat_id,
+                        EventKind::Token {
+                            answer_id: self.answer_id,
+                            text: token,
+                        },
+                    );
+                    if flushed.elapsed() >= FLUSH_EVERY {
+                        if let Err(e) =
+                            chats::flush(&inner.db, self.answer_id, &self.live_text()).await
+                        {
+                            tracing::warn!(chat_id = %self.chat_id, "could not save a streaming answer: {e}");
+                        }
+                        flushed = Instant::now();
+                    }
+                }
+                StreamEvent::Finished { tool_calls, .. } => {
+                    completion.calls = tool_calls;
+                    break;
+                }
+            }
+        }
+        Ok(completion)
+    }
+}
+
+impl StreamingModel<'_> {
+    fn live_text(&self) -> String {
+        let channels = self.runs.inner.channels.lock().expect("not poisoned");
+        channels
+            .get(&self.chat_id)
+            .and_then(|c| c.live.as_ref())
+            .map(|l| l.text.clone())
+            .unwrap_or_default()
+    }
+}
+
+impl Runs {
+    /// Stores the question, then runs the agent graph for its answer.
+    async fn agent(
+        &self,
+        send: Outgoing,
+        plan: Plan,
+        state: RunState,
+        stored: oneshot::Sender<Result<Option<Started>>>,
+    ) {
+        let db = &self.inner.db;
+        let chat = send.conversation.chat.clone();
+        let asked = async {
+            let asked = chats::ask(
+                db,
+                send.user_id,
+                &send.conversation,
+                &send.text,
+                &send.model,
+            )
+            .await?;
+            let seq = store::last_seq(db, send.user_id, chat.thread_id).await?;
+            Ok::<_, Error>(asked.map(|a| (a, seq)))
+        };
+        let (asked, seq) = match asked.await {
+            Ok(Some(asked)) => asked,
+            failed => {
+                let _ = stored.send(failed.map(|_| None));
+                return;
+            }
+        };
+        let answer_id = asked.answer.id;
+        let (stop, stopped) = watch::channel(None);
+        send.slot.begin(Live {
+            answer_id,
+            text: String::new(),
+            stop,
+        });
+        self.emit(
+            chat.id,
+            EventKind::RunStarted {
+                question: asked.question.clone(),
+                answer_id,
+                model: send.model.clone(),
+            },
+        );
+        let _ = stored.send(Ok(Some(Started {
+            question: asked.question,
+            answer_id,
+            model: send.model,
+        })));
+        let answer = store::Answer {
+            user_id: send.user_id,
+            chat_id: chat.id,
+            message_id: answer_id,
+        };
+        let thread = store::Thread::for_answer(db.clone(), chat.thread_id, seq, answer, None);
+        self.drive(answer, plan, state, thread, stopped).await;
+    }
+
+    /// Runs the graph from `state` until it pauses for approval or ends, then tells the chat.
+    async fn drive(
+        &self,
+        answer: store::Answer,
+        plan: Plan,
+        state: RunState,
+        thread: store::Thread,
+        mut stopped: watch::Receiver<Option<Status>>,
+    ) {
+        let (chat_id, answer_id) = (answer.chat_id, answer.message_id);
+        let model = StreamingModel {
+            runs: self,
+            chat_id,
+            answer_id,
+            plan: &plan,
+        };
+        let tools = agent::live::McpTools {
+            mcp: &self.inner.mcp,
+            user_id: answer.user_id,
+        };
+        let deps = agent::Deps {
+            model: &model,
+            tools: &tools,
+            specs: &plan.specs,
+            policies: &plan.policies,
+        };
+        let mut recorder = Recorder {
+            runs: self,
+            chat_id,
+            answer_id,
+            thread,
+            last: state.clone(),
+        };
+        let (stop_graph, mut stop_rx) = watch::channel(false);
+        let forward = async {
+            if stopped.wait_for(Option::is_some).await.is_ok() {
+                let _ = stop_graph.send(true);
+            }
+            std::future::pending::<()>().await;
+        };
+        // A tool may run for longer than an answer may go unsaved: the answer is shown alive.
+        let heartbeat = async {
+            let mut tick = tokio::time::interval(HEARTBEAT);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                if let Err(e) = chats::touch(&self.inner.db, answer_id).await {
+                    tracing::warn!(%chat_id, "could not mark an answer alive: {e}");
+                }
+            }
+        };
+        let ran = tokio::select! {
+            ran = agent::run(state, &deps, &mut stop_rx, &mut recorder) => ran,
+            () = forward => unreachable!("forwarding a stop never ends"),
+            () = heartbeat => unreachable!("a heartbeat never ends"),
+        };
+        match ran {
+            Ok(state) if state.next == Step::AwaitApproval => {
+                // The pause's checkpoint told the chat (approval_needed) and ended the live run.
+            }
+            Ok(state) => {
+                let (status, error) = store::answer_status(&state);
+                self.emit(
+                    chat_id,
+                    EventKind::RunFinished {
+                        answer_id,
+                        status,
+                        error,
+                    },
+                );
+            }
+            Err(e) => {
+                tracing::error!(%chat_id, "an agent run could not save its checkpoint: {e}");
+                let text = recorder.last.answer_text();
+                let error = "Switchboard could not save this answer's progress (its database is unreachable). Try again in a moment.";
+                if let Err(e) = chats::finish(
+                    &self.inner.db,
+                    answer_id,
+                    &text,
+                    Status::Failed,
+                    Some(error),
+                )
+                .await
+                {
+                    tracing::error!(%chat_id, "could not save the end of an answer: {e}");
+                }
+                self.emit(
+                    chat_id,
+                    EventKind::RunFinished {
+                        answer_id,
+                        status: Status::Failed,
+                        error: Some(error.into()),
+                    },
+                );
+            }
+        }
     }
 }
 

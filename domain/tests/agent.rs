@@ -14,6 +14,7 @@ use domain::agent::{
 };
 use domain::chats;
 use domain::llm::{self, Message};
+use domain::mcp::Annotations;
 use domain::users::{self, Identity, Role, RoleDecision};
 use serde_json::{Map, Value, json};
 use sqlx::PgPool;
@@ -145,7 +146,10 @@ fn specs() -> Vec<ToolSpec> {
         tool: tool.into(),
         description: format!("{tool} on {server}"),
         input_schema: json!({"type": "object"}),
-        read_only,
+        annotations: Annotations {
+            read_only,
+            ..Annotations::default()
+        },
     };
     vec![
         spec("calc", "add", true),

@@ -2,7 +2,9 @@ import { expect, test, type Page } from "@playwright/test";
 
 // The local-mode instance's servers file lists the reference server @modelcontextprotocol/server-everything
 // over stdio as "everything" (see playwright.config.ts). Its local user is an administrator. These
-// tests change what that one user is connected to, so they run in the desktop project only.
+// tests change what that one user is connected to, so they run in the desktop project only, one
+// after another.
+test.describe.configure({ mode: "serial" });
 
 async function hydrated(page: Page) {
   await expect(page.locator("body")).toHaveAttribute("data-hydrated", "true");
@@ -102,4 +104,91 @@ test("an administrator adds a registry server whose secrets are never shown back
   await hydrated(page);
   await added.getByTestId("delete-server").click();
   await expect(added).toHaveCount(0);
+});
+
+async function connectEverything(page: Page) {
+  await page.goto("/servers");
+  await hydrated(page);
+  const server = page.locator('[data-testid="server"][data-server="everything"]');
+  if ((await server.getByTestId("server-status").textContent()) !== "Connected") {
+    await server.getByTestId("connect").click();
+  }
+  await expect(server.getByTestId("server-status")).toHaveText("Connected", { timeout: 30_000 });
+}
+
+async function ask(page: Page, text: string) {
+  await page.goto("/");
+  await hydrated(page);
+  await page.getByTestId("composer").fill(text);
+  await page.getByTestId("composer").press("Enter");
+  await expect(page).toHaveURL(/\/c\/[0-9a-f-]{36}$/);
+  await hydrated(page);
+}
+
+test("a tool call waits for approval: the card survives a reload, an edit is checked, then runs", async ({ page, isMobile }) => {
+  test.skip(isMobile, "one user's connections: desktop only");
+  await connectEverything(page);
+  await ask(page, 'Please tool:everything__echo {"message": "from the model"}');
+
+  const card = page.getByTestId("approval-card");
+  await expect(card).toContainText("echo");
+  await expect(card).toContainText("on everything");
+  await expect(card.getByTestId("call-arguments")).toContainText('"message": "from the model"');
+  await expect(page.getByTestId("message-notice")).toContainText("Waiting for your decision");
+
+  // The pause is the server's: a reload shows the same card.
+  await page.reload();
+  await hydrated(page);
+  await expect(card).toBeVisible();
+
+  // An edit that does not fit the tool's schema is refused, with where it is wrong.
+  await card.getByTestId("edit").click();
+  await card.getByTestId("edit-arguments").fill('{"message": 5}');
+  await card.getByTestId("approve").click();
+  await expect(page.getByTestId("decide-error")).toContainText("do not fit");
+  await expect(card).toBeVisible();
+
+  await card.getByTestId("edit-arguments").fill('{"message": "edited in the browser"}');
+  await card.getByTestId("approve").click();
+  const ran = page.locator('[data-testid="tool-call"][data-state="ok"]');
+  await expect(ran).toBeVisible();
+  await expect(page.locator('[data-role="assistant"]').last()).toContainText("The tool said: Echo: edited in the browser.");
+  await ran.locator("summary").click();
+  await expect(ran.getByTestId("tool-result")).toContainText("Echo: edited in the browser");
+  await expect(ran).toContainText("arguments edited");
+
+  // The activity page has the call, approved by the person.
+  await page.goto("/activity");
+  await hydrated(page);
+  const entry = page.getByTestId("audit-entry").first();
+  await expect(entry).toHaveAttribute("data-outcome", "ok");
+  await expect(entry).toContainText("echo");
+  await expect(entry).toContainText("approved by person");
+});
+
+test("a rejected tool call gets a humane answer that takes the reason into account", async ({ page, isMobile }) => {
+  test.skip(isMobile, "one user's connections: desktop only");
+  await connectEverything(page);
+  await ask(page, 'tool:everything__echo {"message": "should not run"}');
+  const card = page.getByTestId("approval-card");
+  await card.getByTestId("reject").click();
+  await card.getByTestId("reject-reason").fill("not today, thanks");
+  await card.getByTestId("confirm-reject").click();
+
+  const answer = page.locator('[data-role="assistant"]').last();
+  await expect(answer).toContainText("Understood, I did not use it.");
+  await expect(answer).toContainText("not today, thanks");
+  await expect(page.locator('[data-testid="tool-call"][data-state="rejected"]')).toContainText("Rejected");
+  await expect(page.getByTestId("approval-card")).toHaveCount(0);
+
+  await page.goto("/activity");
+  await hydrated(page);
+  const entry = page.getByTestId("audit-entry").first();
+  await expect(entry).toHaveAttribute("data-outcome", "not_run");
+  await expect(entry).toContainText("Rejected");
+  await expect(entry).toContainText("not today, thanks");
+
+  await page.goto("/servers");
+  await hydrated(page);
+  await page.locator('[data-testid="server"][data-server="everything"]').getByTestId("disconnect").click();
 });

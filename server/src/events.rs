@@ -1,7 +1,8 @@
 //! `GET /api/chats/{id}/events`: a chat's event stream (server-sent events).
 //!
 //! Each event has an id (`<epoch>-<seq>`) and a type (`run_started`, `token`, `snapshot`,
-//! `run_finished`); its data is the event as JSON. A client that reconnects with `Last-Event-ID`
+//! `tool_call`, `approval_needed`, `decision`, `tool_result`, `run_finished`); its data is the
+//! event as JSON. A client that reconnects with `Last-Event-ID`
 //! (browsers do it by themselves; scripts may also pass `?last_event_id=`) gets exactly the events
 //! it missed, then the live ones. Comments every 15 s keep proxies from closing an idle stream.
 
@@ -12,7 +13,7 @@ use axum::Extension;
 use axum::extract::{Path, Query, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use domain::runs::{ChatEvent, EventId, EventKind};
+use domain::runs::{ChatEvent, EventId};
 use domain::users::User;
 use futures_util::{Stream, StreamExt, stream};
 use http::{HeaderMap, StatusCode};
@@ -97,14 +98,8 @@ fn events(
 }
 
 fn to_sse(event: &ChatEvent) -> Event {
-    let name = match &event.kind {
-        EventKind::RunStarted { .. } => "run_started",
-        EventKind::Token { .. } => "token",
-        EventKind::Snapshot { .. } => "snapshot",
-        EventKind::RunFinished { .. } => "run_finished",
-    };
     Event::default()
         .id(event.id.to_string())
-        .event(name)
+        .event(event.kind.name())
         .data(serde_json::to_string(event).unwrap_or_default())
 }

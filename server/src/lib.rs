@@ -73,13 +73,14 @@ impl AppState {
             config.mcp_settings()?,
         );
         Ok(Self {
-            mcp,
             leptos_options: leptos_options(config),
             runs: Runs::new(
                 db.clone(),
                 LlmClient::new(ClientOptions::default()),
                 Arc::new(models),
+                mcp.clone(),
             ),
+            mcp,
             db,
             auth,
         })

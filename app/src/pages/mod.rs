@@ -1,5 +1,6 @@
 //! One routed page per file.
 
+pub mod activity;
 pub mod admin;
 pub mod chat;
 pub mod home;

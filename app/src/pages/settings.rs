@@ -1,6 +1,9 @@
 use leptos::prelude::*;
 use leptos_meta::Title;
 
+use leptos::task::spawn_local;
+
+use crate::agent::{AgentSettingsView, agent_settings, revoke_tool, save_agent_settings};
 use crate::auth::{CreateToken, RevokeToken, TokenView, list_tokens, me};
 
 /// Settings: the account, and personal API tokens.
@@ -11,6 +14,7 @@ pub fn SettingsPage() -> impl IntoView {
         <div class="mx-auto max-w-3xl px-4 py-8 md:px-8">
             <h1 class="text-2xl font-semibold tracking-tight">"Settings"</h1>
             <AccountSection />
+            <ToolApprovals />
             <ApiTokens />
         </div>
     }
@@ -44,6 +48,153 @@ fn AccountSection() -> impl IntoView {
                 })}
             </Suspense>
         </section>
+    }
+}
+
+/// When tools may run without asking, and how far one answer may go.
+#[component]
+fn ToolApprovals() -> impl IntoView {
+    let changed = RwSignal::new(0u32);
+    let settings = Resource::new(move || changed.get(), |_| agent_settings());
+    let error = RwSignal::new(None::<String>);
+    view! {
+        <section class="mt-10" aria-labelledby="approvals-heading" data-testid="tool-approvals">
+            <h2 id="approvals-heading" class="text-lg font-semibold">"Tool approvals"</h2>
+            <p class="mt-1 text-sm text-zinc-600 dark:text-zinc-400">
+                "Every tool call asks for your approval in the chat, unless one of these allows it. "
+                <a href="/activity" class="text-indigo-600 hover:underline dark:text-indigo-400">"See every tool call"</a>
+                "."
+            </p>
+            {move || error.get().map(|e| view! {
+                <p role="alert" class="mt-2 text-sm text-red-700 dark:text-red-400">{e}</p>
+            })}
+            <Transition fallback=|| view! { <p class="mt-3 text-sm text-zinc-500">"Loading…"</p> }>
+                {move || Suspend::new(async move {
+                    match settings.await {
+                        Ok(s) => view! { <ApprovalSettings s changed error /> }.into_any(),
+                        Err(e) => view! { <p role="alert" class="mt-3 text-sm text-red-700">{e.to_string()}</p> }.into_any(),
+                    }
+                })}
+            </Transition>
+        </section>
+    }
+}
+
+#[component]
+fn ApprovalSettings(
+    s: AgentSettingsView,
+    changed: RwSignal<u32>,
+    error: RwSignal<Option<String>>,
+) -> impl IntoView {
+    let read_only = RwSignal::new(s.auto_approve_read_only);
+    let max_steps = RwSignal::new(s.max_steps.to_string());
+    let saved = RwSignal::new(false);
+    let save = move || {
+        let steps = max_steps.get_untracked().trim().parse::<i32>();
+        let Ok(steps) = steps else {
+            error.set(Some(
+                "The most model calls per answer is a whole number, from 1 to 50.".into(),
+            ));
+            return;
+        };
+        let read_only = read_only.get_untracked();
+        spawn_local(async move {
+            match save_agent_settings(read_only, steps).await {
+                Ok(()) => {
+                    error.set(None);
+                    saved.set(true);
+                }
+                Err(e) => error.set(Some(e.to_string())),
+            }
+        });
+    };
+    view! {
+        <div class="mt-4 flex flex-col gap-3 text-sm">
+            <label class="flex items-start gap-2">
+                <input
+                    type="checkbox"
+                    data-testid="auto-read-only"
+                    class="mt-1"
+                    prop:checked=move || read_only.get()
+                    on:change=move |ev| {
+                        read_only.set(event_target_checked(&ev));
+                        saved.set(false);
+                    }
+                />
+                <span>
+                    "Run tools that declare themselves read-only without asking"
+                    <span class="block text-xs text-zinc-500 dark:text-zinc-400">"A tool's own claim: a server you do not trust could mislabel a tool."</span>
+                </span>
+            </label>
+            <label class="flex items-center gap-2">
+                <span>"Most model calls per answer"</span>
+                <input
+                    type="number"
+                    min="1"
+                    max="50"
+                    data-testid="max-steps"
+                    class="w-20 rounded-lg border border-zinc-300 bg-white px-2 py-1 dark:border-zinc-700 dark:bg-zinc-900"
+                    prop:value=move || max_steps.get()
+                    on:input=move |ev| {
+                        max_steps.set(event_target_value(&ev));
+                        saved.set(false);
+                    }
+                />
+            </label>
+            <div class="flex items-center gap-3">
+                <button
+                    type="button"
+                    data-testid="save-approvals"
+                    class="rounded-lg bg-zinc-900 px-3 py-1.5 text-sm font-medium text-white hover:bg-zinc-700 dark:bg-zinc-100 dark:text-zinc-900"
+                    on:click=move |_| save()
+                >
+                    "Save"
+                </button>
+                <Show when=move || saved.get()>
+                    <span class="text-xs text-emerald-700 dark:text-emerald-400" data-testid="approvals-saved">"Saved."</span>
+                </Show>
+            </div>
+            <h3 class="mt-4 font-medium">"Always allowed"</h3>
+            {if s.allowed.is_empty() {
+                view! {
+                    <p class="text-zinc-500 dark:text-zinc-400" data-testid="no-allowed">
+                        "Nothing yet. Choose “Always allow” on a tool call's card to add a tool or a server here."
+                    </p>
+                }.into_any()
+            } else {
+                view! {
+                    <ul class="flex flex-col divide-y divide-zinc-100 rounded-lg border border-zinc-200 dark:divide-zinc-800 dark:border-zinc-800">
+                        {s.allowed.into_iter().map(|a| {
+                            let label = match &a.tool {
+                                Some(tool) => format!("{tool} on {}", a.server_id),
+                                None => format!("Every tool of {}", a.server_id),
+                            };
+                            view! {
+                                <li class="flex items-center justify-between gap-2 px-3 py-2" data-testid="allowed">
+                                    <span>{label}</span>
+                                    <button
+                                        type="button"
+                                        class="rounded px-2 py-1 text-xs text-red-700 hover:bg-red-50 dark:text-red-400 dark:hover:bg-red-950"
+                                        on:click=move |_| {
+                                            let (server, tool) = (a.server_id.clone(), a.tool.clone());
+                                            spawn_local(async move {
+                                                match revoke_tool(server, tool).await {
+                                                    Ok(_) => error.set(None),
+                                                    Err(e) => error.set(Some(e.to_string())),
+                                                }
+                                                changed.update(|c| *c += 1);
+                                            });
+                                        }
+                                    >
+                                        "Ask again"
+                                    </button>
+                                </li>
+                            }
+                        }).collect_view()}
+                    </ul>
+                }.into_any()
+            }}
+        </div>
     }
 }
 

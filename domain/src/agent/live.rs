@@ -82,7 +82,7 @@ pub async fn chat_tools(mcp: &Mcp, user_id: Uuid, chat_id: Uuid) -> Result<Optio
                 server: t.server_id,
                 description: t.tool.description.clone().unwrap_or_default(),
                 input_schema: t.tool.input_schema,
-                read_only: t.tool.annotations.read_only,
+                annotations: t.tool.annotations,
                 tool: t.tool.name,
             })
             .collect()

@@ -19,6 +19,7 @@
 //! after a crash reports them interrupted instead of running them a second time.
 
 pub mod live;
+pub mod policy;
 pub mod store;
 
 use std::collections::{BTreeMap, HashSet};
@@ -29,6 +30,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::llm::{self, Message};
+use crate::mcp::Annotations;
 
 /// Separates server and tool in the names the model sees (`everything__echo`): server ids have
 /// no `_`, and model tool names allow `[A-Za-z0-9_-]`.
@@ -112,6 +114,9 @@ pub struct Call {
     pub tool: String,
     /// The arguments as the model wrote them (an object, when they were valid JSON).
     pub arguments: Value,
+    /// What the tool says about itself (read-only, destructive, open-world), for the card.
+    #[serde(default)]
+    pub annotations: Annotations,
     pub decision: Option<Decision>,
     pub state: CallState,
 }
@@ -152,6 +157,12 @@ pub struct RunState {
     pub messages: Vec<Message>,
     /// The calls of the model's last turn that asked for tools.
     pub calls: Vec<Call>,
+    /// The calls of this run's earlier turns, finished, in order.
+    #[serde(default)]
+    pub earlier: Vec<Call>,
+    /// Where this run's own messages begin in `messages` (those before are the conversation).
+    #[serde(default)]
+    pub answer_from: usize,
     /// Model calls made so far.
     pub steps: u32,
     pub max_steps: u32,
@@ -166,8 +177,10 @@ impl RunState {
     pub fn new(messages: Vec<Message>, max_steps: u32) -> Self {
         Self {
             next: Step::CallModel,
+            answer_from: messages.len(),
             messages,
             calls: Vec::new(),
+            earlier: Vec::new(),
             steps: 0,
             max_steps,
             end: None,
@@ -184,24 +197,60 @@ impl RunState {
     /// Records a decision on a call that awaits one. Refused (with a message) for a call that is
     /// not pending, or was decided already: a tool never runs twice because of a double click.
     pub fn decide(&mut self, call_id: &str, decision: Decision) -> Result<(), String> {
+        self.decide_all(vec![(call_id.to_owned(), decision)])
+    }
+
+    /// Records several decisions at once (approve all, reject all), all or none: one that is
+    /// refused (see [`RunState::decide`]) leaves the state as it was.
+    pub fn decide_all(&mut self, decisions: Vec<(String, Decision)>) -> Result<(), String> {
         if self.next != Step::AwaitApproval {
-            return Err("This run is not waiting for an approval.".into());
+            return Err("This chat is not waiting for an approval.".into());
         }
-        let call = self
-            .calls
-            .iter_mut()
-            .find(|c| c.id == call_id && c.state == CallState::Waiting)
-            .ok_or_else(|| format!("There is no tool call '{call_id}' waiting for a decision."))?;
-        if call.decision.is_some() {
-            return Err(format!(
-                "The tool call '{call_id}' has been decided already."
-            ));
+        if decisions.is_empty() {
+            return Err("No decision was given.".into());
         }
-        call.decision = Some(decision);
+        let mut decided = self.calls.clone();
+        for (call_id, decision) in decisions {
+            let call = decided
+                .iter_mut()
+                .find(|c| c.id == call_id && c.state == CallState::Waiting)
+                .ok_or_else(|| {
+                    format!("There is no tool call '{call_id}' waiting for a decision.")
+                })?;
+            if call.decision.is_some() {
+                return Err(format!(
+                    "The tool call '{call_id}' has been decided already."
+                ));
+            }
+            call.decision = Some(decision);
+        }
+        self.calls = decided;
         // The last decision moves the run on (to running tools, or to the humane answer), in
         // the same checkpoint.
         await_approval(self);
         Ok(())
+    }
+
+    /// Every call this run has asked for, earlier turns first.
+    pub fn all_calls(&self) -> impl Iterator<Item = &Call> {
+        self.earlier.iter().chain(&self.calls)
+    }
+
+    /// The answer this run has written: its model turns' text, in order.
+    pub fn answer_text(&self) -> String {
+        let texts: Vec<&str> = self
+            .messages
+            .iter()
+            .skip(self.answer_from)
+            .filter_map(|m| match m {
+                Message::Assistant {
+                    content: Some(text),
+                    ..
+                } if !text.trim().is_empty() => Some(text.as_str()),
+                _ => None,
+            })
+            .collect();
+        texts.join("\n\n")
     }
 
     /// Every call of the turn has a decision: the run may resume.
@@ -227,7 +276,7 @@ pub struct ToolSpec {
     pub tool: String,
     pub description: String,
     pub input_schema: Value,
-    pub read_only: bool,
+    pub annotations: Annotations,
 }
 
 /// The longest tool name OpenAI-compatible APIs take.
@@ -367,6 +416,8 @@ async fn call_model<M: Model, T: Tools>(state: &mut RunState, deps: &Deps<'_, M,
         state.finish(End::Answered);
         return Outcome::Continue;
     }
+    let finished = std::mem::take(&mut state.calls);
+    state.earlier.extend(finished);
     state.calls = completion
         .calls
         .into_iter()
@@ -403,7 +454,7 @@ fn call_of(asked: llm::ToolCall, specs: &[ToolSpec], policies: &Policies) -> Cal
     let arguments = parsed.unwrap_or(Value::String(asked.arguments));
     let decision = spec
         .filter(|_| problem.is_none())
-        .and_then(|s| policies.allows(&s.server, &s.tool, s.read_only))
+        .and_then(|s| policies.allows(&s.server, &s.tool, s.annotations.read_only))
         .map(|policy| Decision::Approve {
             by: Decider::Policy {
                 policy: policy.into(),
@@ -415,6 +466,7 @@ fn call_of(asked: llm::ToolCall, specs: &[ToolSpec], policies: &Policies) -> Cal
         server,
         tool,
         arguments,
+        annotations: spec.map(|s| s.annotations).unwrap_or_default(),
         decision,
         state: match problem {
             Some(text) => CallState::Finished {
@@ -625,7 +677,7 @@ mod tests {
             tool: tool.into(),
             description: String::new(),
             input_schema: Value::Null,
-            read_only: false,
+            annotations: Annotations::default(),
         }
     }
 

@@ -1,10 +1,15 @@
 //! Checkpoints in PostgreSQL: one row per step, keyed by (thread, sequence). Reads and decisions
 //! go through the chat that owns the thread, so they are filtered by its owner like every other
 //! query of a person's data.
+//!
+//! A run that answers in a chat ([`Thread::for_answer`]) writes, in the same transaction as each
+//! checkpoint, what that step produced for the person: the answer's text, its tool calls and
+//! status in `messages`, and an audit row for every call that step settled.
 
 use uuid::Uuid;
 
-use super::{Decision, RunState, Step};
+use super::{Call, CallState, Decider, Decision, End, RunState, Step};
+use crate::chats::Status;
 use crate::{Database, Error, Result};
 
 fn step_name(step: Step) -> &'static str {
@@ -17,6 +22,14 @@ fn step_name(step: Step) -> &'static str {
     }
 }
 
+/// The chat answer a run writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Answer {
+    pub user_id: Uuid,
+    pub chat_id: Uuid,
+    pub message_id: Uuid,
+}
+
 /// A thread's checkpoints.
 #[derive(Clone, Debug)]
 pub struct Thread {
@@ -24,6 +37,9 @@ pub struct Thread {
     thread_id: Uuid,
     /// The sequence number of the last checkpoint written (or read).
     seq: i32,
+    answer: Option<Answer>,
+    /// The state last written (or read), to tell which calls a new checkpoint settles.
+    last: Option<RunState>,
 }
 
 /// The latest checkpoint of a thread.
@@ -39,12 +55,37 @@ pub struct Decided {
     pub thread: Latest,
     /// Every call of the turn is decided: the run goes on (whoever decided last resumes it).
     pub complete: bool,
+    /// The chat message of the answer that waited (None for a thread with no chat answer).
+    pub message_id: Option<Uuid>,
 }
 
 impl Thread {
     /// Checkpoints written after `seq` (-1 for a thread with none).
     pub fn new(db: Database, thread_id: Uuid, seq: i32) -> Self {
-        Self { db, thread_id, seq }
+        Self {
+            db,
+            thread_id,
+            seq,
+            answer: None,
+            last: None,
+        }
+    }
+
+    /// Checkpoints after `seq` of a run answering in a chat, which was at `last` (None: a new run).
+    pub fn for_answer(
+        db: Database,
+        thread_id: Uuid,
+        seq: i32,
+        answer: Answer,
+        last: Option<RunState>,
+    ) -> Self {
+        Self {
+            db,
+            thread_id,
+            seq,
+            answer: Some(answer),
+            last,
+        }
     }
 
     pub fn seq(&self) -> i32 {
@@ -55,8 +96,22 @@ impl Thread {
 impl super::Checkpoints for Thread {
     async fn save(&mut self, state: &RunState) -> Result<()> {
         let seq = self.seq + 1;
-        insert(&self.db, self.thread_id, seq, state, durable(state)).await?;
+        match self.answer {
+            None => insert(&self.db, self.thread_id, seq, state, durable(state)).await?,
+            Some(answer) => {
+                save_with_answer(
+                    &self.db,
+                    self.thread_id,
+                    seq,
+                    state,
+                    answer,
+                    self.last.as_ref(),
+                )
+                .await?
+            }
+        }
         self.seq = seq;
+        self.last = Some(state.clone());
         Ok(())
     }
 }
@@ -72,6 +127,160 @@ fn durable(state: &RunState) -> bool {
             .calls
             .iter()
             .any(|c| c.state == super::CallState::Running)
+}
+
+/// The status of the chat message of a run at `state`, and the error shown with it.
+pub fn answer_status(state: &RunState) -> (Status, Option<String>) {
+    match (&state.next, &state.end) {
+        (Step::AwaitApproval, _) => (Status::Waiting, None),
+        (Step::Done, Some(End::Answered | End::Declined)) => (Status::Complete, None),
+        (Step::Done, Some(End::Stopped)) => (Status::Stopped, None),
+        (Step::Done, Some(End::Failed { message })) => (Status::Failed, Some(message.clone())),
+        (Step::Done, Some(End::StepLimit)) => (
+            Status::Failed,
+            Some(format!(
+                "The agent stopped after {} model calls, the most one answer may make. Ask it to go on, or raise the limit in Settings.",
+                state.max_steps
+            )),
+        ),
+        _ => (Status::Streaming, None),
+    }
+}
+
+/// A checkpoint, the answer's text, tool calls and status as the run left them, and the audit rows
+/// of the calls this step settled: one statement, so one round trip and one transaction.
+async fn save_with_answer(
+    db: &Database,
+    thread_id: Uuid,
+    seq: i32,
+    state: &RunState,
+    answer: Answer,
+    before: Option<&RunState>,
+) -> Result<()> {
+    let json = serde_json::to_value(state).expect("a run state serialises");
+    let calls: Vec<&Call> = state.all_calls().collect();
+    let calls = serde_json::to_value(calls).expect("calls serialise");
+    let (status, error) = answer_status(state);
+    let commit = if durable(state) { "on" } else { "off" };
+    // The later parts wait for the checkpoint (`EXISTS (SELECT 1 FROM k)`): when its (thread,
+    // sequence) is taken, the statement fails whole.
+    sqlx::query!(
+        r#"WITH k AS (
+               INSERT INTO checkpoints (thread_id, seq, step, state)
+               SELECT $1, $2, $3, $4 WHERE set_config('synchronous_commit', $5, true) IS NOT NULL
+               RETURNING seq
+           ), m AS (
+               UPDATE messages SET content = $7, tool_calls = $8, status = $9, error = $10,
+                      updated_at = now()
+               WHERE id = $6 AND EXISTS (SELECT 1 FROM k)
+           ), a AS (
+               INSERT INTO tool_audit (user_id, chat_id, call_id, server_id, tool, arguments,
+                                       decision, decided_by, reason, outcome, result, duration_ms)
+               SELECT $11, $12, x.call_id, x.server_id, x.tool, x.arguments, x.decision,
+                      x.decided_by, x.reason, x.outcome, x.result, x.duration_ms
+               FROM jsonb_to_recordset($13) AS x(call_id text, server_id text, tool text,
+                    arguments jsonb, decision text, decided_by text, reason text, outcome text,
+                    result text, duration_ms integer)
+               WHERE EXISTS (SELECT 1 FROM k)
+           )
+           SELECT seq AS "seq!" FROM k"#,
+        thread_id,
+        seq,
+        step_name(state.next),
+        json,
+        commit,
+        answer.message_id,
+        state.answer_text(),
+        calls,
+        status.as_str(),
+        error,
+        answer.user_id,
+        answer.chat_id,
+        audit_rows(before, state),
+    )
+    .fetch_one(db.pool())
+    .await?;
+    Ok(())
+}
+
+/// Whether a call has come to its end, for the audit: it ran (or was interrupted), or the run went
+/// past it without running it (rejected, refused, or the run stopped or failed first).
+fn settled(call: &Call, state: &RunState) -> bool {
+    match call.state {
+        CallState::Finished { .. } | CallState::Interrupted => true,
+        CallState::Running => false,
+        CallState::Waiting => match state.next {
+            Step::AwaitApproval | Step::RunTools => false,
+            // Rejected calls settle when the run moves on; others when it ends.
+            Step::Humanize | Step::CallModel => {
+                call.decision.as_ref().is_some_and(|d| !d.is_approval())
+            }
+            Step::Done => true,
+        },
+    }
+}
+
+/// The audit rows (a JSON array, for `jsonb_to_recordset`) of every call that `state` settles and
+/// `before` had not.
+fn audit_rows(before: Option<&RunState>, state: &RunState) -> serde_json::Value {
+    let was: Vec<bool> = before
+        .map(|b| b.all_calls().map(|c| settled(c, b)).collect())
+        .unwrap_or_default();
+    let rows: Vec<serde_json::Value> = state
+        .all_calls()
+        .enumerate()
+        .filter(|(i, call)| settled(call, state) && !was.get(*i).copied().unwrap_or(false))
+        .map(|(_, call)| {
+            let (decision, decided_by, reason) = match &call.decision {
+                Some(Decision::Approve { by, .. }) => (Some("approved"), Some(by_name(by)), None),
+                Some(Decision::Reject { by, reason }) => {
+                    (Some("rejected"), Some(by_name(by)), reason.clone())
+                }
+                None => (None, None, None),
+            };
+            let (outcome, result, duration) = match &call.state {
+                CallState::Finished { result } if result.is_error => (
+                    "error",
+                    Some(summary(&result.text)),
+                    Some(result.duration_ms),
+                ),
+                CallState::Finished { result } => {
+                    ("ok", Some(summary(&result.text)), Some(result.duration_ms))
+                }
+                CallState::Interrupted => ("interrupted", None, None),
+                _ => ("not_run", None, None),
+            };
+            serde_json::json!({
+                "call_id": call.id,
+                "server_id": call.server,
+                "tool": call.tool,
+                "arguments": call.effective_arguments(),
+                "decision": decision,
+                "decided_by": decided_by,
+                "reason": reason,
+                "outcome": outcome,
+                "result": result,
+                "duration_ms": duration.map(|d| d.min(i32::MAX as u64)),
+            })
+        })
+        .collect();
+    serde_json::Value::Array(rows)
+}
+
+fn by_name(by: &Decider) -> String {
+    match by {
+        Decider::Person => "person".into(),
+        Decider::Policy { policy } => format!("policy:{policy}"),
+    }
+}
+
+/// The start of a tool's result, for the audit.
+fn summary(text: &str) -> String {
+    const MAX: usize = 500;
+    match text.char_indices().nth(MAX) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_owned(),
+    }
 }
 
 /// Inserts one checkpoint (one statement; a conflict on (thread, seq) means another writer came
@@ -99,6 +308,60 @@ async fn insert(
     Ok(())
 }
 
+/// A decision's checkpoint (on disk before it answers), and, when the thread's chat has an answer
+/// waiting, that answer's calls and the audit rows of the calls it settled: one statement. Returns
+/// the waiting answer.
+async fn record_decisions(
+    db: &Database,
+    user_id: Uuid,
+    thread_id: Uuid,
+    seq: i32,
+    before: &RunState,
+    state: &RunState,
+) -> Result<Option<Uuid>> {
+    let json = serde_json::to_value(state).expect("a run state serialises");
+    let calls: Vec<&Call> = state.all_calls().collect();
+    let calls = serde_json::to_value(calls).expect("calls serialise");
+    let (status, error) = answer_status(state);
+    let row = sqlx::query!(
+        r#"WITH k AS (
+               INSERT INTO checkpoints (thread_id, seq, step, state)
+               SELECT c.thread_id, $2, $3, $4 FROM chats c
+               WHERE c.thread_id = $1 AND c.user_id = $5
+               RETURNING seq
+           ), w AS (
+               SELECT m.id, m.chat_id FROM messages m JOIN chats c ON c.id = m.chat_id
+               WHERE c.thread_id = $1 AND c.user_id = $5 AND m.status = 'waiting'
+               ORDER BY m.position DESC LIMIT 1
+           ), m AS (
+               UPDATE messages SET tool_calls = $6, status = $7, error = $8, updated_at = now()
+               FROM w WHERE messages.id = w.id AND EXISTS (SELECT 1 FROM k)
+           ), a AS (
+               INSERT INTO tool_audit (user_id, chat_id, call_id, server_id, tool, arguments,
+                                       decision, decided_by, reason, outcome, result, duration_ms)
+               SELECT $5, w.chat_id, x.call_id, x.server_id, x.tool, x.arguments, x.decision,
+                      x.decided_by, x.reason, x.outcome, x.result, x.duration_ms
+               FROM w, jsonb_to_recordset($9) AS x(call_id text, server_id text, tool text,
+                    arguments jsonb, decision text, decided_by text, reason text, outcome text,
+                    result text, duration_ms integer)
+               WHERE EXISTS (SELECT 1 FROM k)
+           )
+           SELECT k.seq AS "seq!", (SELECT id FROM w) AS "waiting?" FROM k"#,
+        thread_id,
+        seq,
+        step_name(state.next),
+        json,
+        user_id,
+        calls,
+        status.as_str(),
+        error,
+        audit_rows(Some(before), state),
+    )
+    .fetch_optional(db.pool())
+    .await?;
+    Ok(row.and_then(|r| r.waiting))
+}
+
 /// The latest checkpoint of the user's chat thread; None when the chat is not theirs or has none.
 pub async fn latest(db: &Database, user_id: Uuid, thread_id: Uuid) -> Result<Option<Latest>> {
     let row = sqlx::query!(
@@ -119,16 +382,25 @@ pub async fn latest(db: &Database, user_id: Uuid, thread_id: Uuid) -> Result<Opt
     .transpose()
 }
 
+/// The sequence number of the user's thread's last checkpoint (-1 when it has none).
+pub async fn last_seq(db: &Database, user_id: Uuid, thread_id: Uuid) -> Result<i32> {
+    let seq = sqlx::query_scalar!(
+        r#"SELECT max(k.seq) AS "seq" FROM checkpoints k JOIN chats c ON c.thread_id = k.thread_id
+           WHERE k.thread_id = $1 AND c.user_id = $2"#,
+        thread_id,
+        user_id
+    )
+    .fetch_one(db.pool())
+    .await?;
+    Ok(seq.unwrap_or(-1))
+}
+
 fn parse(state: serde_json::Value) -> Result<RunState> {
     serde_json::from_value(state)
         .map_err(|e| Error::Invalid(format!("A stored run state cannot be read ({e}).")))
 }
 
-/// Records the person's decision on one pending call of their thread, as a new checkpoint, always
-/// on disk before it answers. Two decisions at once (two tabs, a double click, a retry, two
-/// instances) cannot both land on the same checkpoint: the second finds its sequence number taken,
-/// reads the thread again and is judged on what the first left (a second decision on the same call
-/// is refused). None when the chat is not the user's.
+/// Records the person's decision on one pending call of their thread (see [`decide_all`]).
 pub async fn decide(
     db: &Database,
     user_id: Uuid,
@@ -136,15 +408,32 @@ pub async fn decide(
     call_id: &str,
     decision: Decision,
 ) -> Result<Option<Decided>> {
+    decide_all(db, user_id, thread_id, vec![(call_id.to_owned(), decision)]).await
+}
+
+/// Records the person's decisions on pending calls of their thread, all or none, as one new
+/// checkpoint, always on disk before it answers; the waiting answer's calls are updated in the
+/// same transaction. Two decisions at once (two tabs, a double click, a retry, two instances)
+/// cannot both land on the same checkpoint: the second finds its sequence number taken, reads the
+/// thread again and is judged on what the first left (a second decision on the same call is
+/// refused). None when the chat is not the user's.
+pub async fn decide_all(
+    db: &Database,
+    user_id: Uuid,
+    thread_id: Uuid,
+    decisions: Vec<(String, Decision)>,
+) -> Result<Option<Decided>> {
     for _ in 0..8 {
         let Some(Latest { seq, mut state }) = latest(db, user_id, thread_id).await? else {
             return Ok(None);
         };
+        let before = state.clone();
         state
-            .decide(call_id, decision.clone())
+            .decide_all(decisions.clone())
             .map_err(Error::Invalid)?;
-        match insert(db, thread_id, seq + 1, &state, true).await {
-            Ok(()) => {
+        let written = record_decisions(db, user_id, thread_id, seq + 1, &before, &state);
+        match written.await {
+            Ok(message_id) => {
                 let complete = state.is_decided();
                 return Ok(Some(Decided {
                     thread: Latest {
@@ -152,6 +441,7 @@ pub async fn decide(
                         state,
                     },
                     complete,
+                    message_id,
                 }));
             }
             Err(Error::Query(sqlx::Error::Database(e))) if e.is_unique_violation() => continue,

@@ -38,7 +38,7 @@ use crate::users::User;
 use crate::{Database, Error, Result};
 
 /// What a tool says about itself (MCP's hints; absent ones take the protocol's defaults).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Annotations {
     pub read_only: bool,
     pub destructive: bool,

@@ -1,0 +1,276 @@
+//! The agent's server functions: deciding on the tool calls an answer waits for
+//! (`/api/chats/decide`), the person's approval settings (`/api/agent/...`) and their tool-call
+//! audit, with the types the pages show. The types mirror `domain::agent`'s on purpose: this crate
+//! is also built for the browser, where `domain` can never go.
+
+use leptos::prelude::*;
+use leptos::server_fn::codec::Json;
+use serde::{Deserialize, Serialize};
+
+use crate::error::AppError;
+
+/// A tool call of an answer, as its card shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallView {
+    pub id: String,
+    pub server: String,
+    pub tool: String,
+    /// The arguments it runs (ran) with, pretty-printed JSON: the person's edit, or the model's.
+    pub arguments: String,
+    /// The person changed the model's arguments.
+    pub edited: bool,
+    pub read_only: bool,
+    pub destructive: bool,
+    pub open_world: bool,
+    /// `waiting` (for the person), `approved` (about to run), `running`, `ok`, `error`,
+    /// `rejected`, `interrupted` or `not_run`.
+    pub state: String,
+    /// Who decided: `you`, or the policy (`always allowed tool`, ...).
+    pub decided_by: Option<String>,
+    /// Why it was rejected.
+    pub reason: Option<String>,
+    /// What it returned (or the error).
+    pub result: Option<String>,
+    pub duration_ms: Option<u64>,
+}
+
+/// One decision, as `chats/decide` takes it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DecisionInput {
+    pub call_id: String,
+    pub approve: bool,
+    /// Why not (a rejection).
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// Run it with these arguments instead (an approval); checked against the tool's schema.
+    #[serde(default)]
+    pub arguments: Option<serde_json::Value>,
+    /// `tool` or `server`: also allow it from now on (an approval).
+    #[serde(default)]
+    pub always: Option<String>,
+}
+
+/// A standing approval.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AllowedView {
+    pub server_id: String,
+    /// None: every tool of the server.
+    pub tool: Option<String>,
+}
+
+/// The person's approval settings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentSettingsView {
+    pub auto_approve_read_only: bool,
+    pub max_steps: i32,
+    pub allowed: Vec<AllowedView>,
+}
+
+/// One audited tool call.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditView {
+    pub id: i64,
+    pub chat_id: String,
+    pub chat_title: Option<String>,
+    pub server_id: String,
+    pub tool: String,
+    /// Pretty-printed JSON.
+    pub arguments: String,
+    /// `approved`, `rejected`, or None (refused before any decision).
+    pub decision: Option<String>,
+    pub decided_by: Option<String>,
+    pub reason: Option<String>,
+    /// `ok`, `error`, `interrupted` or `not_run`.
+    pub outcome: String,
+    pub result: Option<String>,
+    pub duration_ms: Option<i32>,
+    /// RFC 3339, UTC.
+    pub created_at: String,
+}
+
+/// `POST /api/chats/decide` (JSON) with `id` and `decisions`: decides on tool calls the chat's
+/// answer waits for, all or none; with the last decision the answer goes on.
+#[server(endpoint = "chats/decide", input = Json)]
+pub async fn decide(id: String, decisions: Vec<DecisionInput>) -> Result<(), AppError> {
+    use domain::runs::{Always, Choice};
+    let user = crate::ssr::current_user()?;
+    let chat_id = crate::chats::ssr::chat_id(&id)?;
+    let choices = decisions
+        .into_iter()
+        .map(|d| {
+            let always = match d.always.as_deref() {
+                None | Some("") => None,
+                Some("tool") => Some(Always::Tool),
+                Some("server") => Some(Always::Server),
+                Some(other) => {
+                    return Err(AppError::invalid(format!(
+                        "'always' is 'tool' or 'server', not '{other}'."
+                    ))
+                    .respond());
+                }
+            };
+            Ok(Choice {
+                call_id: d.call_id,
+                approve: d.approve,
+                reason: d.reason,
+                arguments: d.arguments,
+                always,
+            })
+        })
+        .collect::<Result<Vec<_>, AppError>>()?;
+    crate::ssr::runs()?
+        .decide(user.id, chat_id, choices)
+        .await?
+        .map(|_| ())
+        .ok_or_else(crate::chats::ssr::no_chat)
+}
+
+/// `POST /api/agent/settings`: the caller's approval settings and standing approvals.
+#[server(endpoint = "agent/settings")]
+pub async fn agent_settings() -> Result<AgentSettingsView, AppError> {
+    use domain::agent::policy;
+    let user = crate::ssr::current_user()?;
+    let db = crate::ssr::db()?;
+    let settings = policy::settings(&db, user.id).await?;
+    let allowed = policy::allowed(&db, user.id).await?;
+    Ok(AgentSettingsView {
+        auto_approve_read_only: settings.auto_approve_read_only,
+        max_steps: settings.max_steps,
+        allowed: allowed
+            .into_iter()
+            .map(|a| AllowedView {
+                server_id: a.server_id,
+                tool: a.tool,
+            })
+            .collect(),
+    })
+}
+
+/// `POST /api/agent/settings/save` with `auto_approve_read_only` and `max_steps`.
+#[server(endpoint = "agent/settings/save")]
+pub async fn save_agent_settings(
+    auto_approve_read_only: bool,
+    max_steps: i32,
+) -> Result<(), AppError> {
+    let user = crate::ssr::current_user()?;
+    let settings = domain::agent::policy::Settings {
+        auto_approve_read_only,
+        max_steps,
+    };
+    domain::agent::policy::save_settings(&crate::ssr::db()?, user.id, &settings).await?;
+    Ok(())
+}
+
+/// `POST /api/agent/allow` with `server_id` and optional `tool` (none: every tool of the server):
+/// always allow it.
+#[server(endpoint = "agent/allow")]
+pub async fn allow_tool(server_id: String, tool: Option<String>) -> Result<(), AppError> {
+    let user = crate::ssr::current_user()?;
+    let tool = tool.filter(|t| !t.is_empty());
+    domain::agent::policy::allow(&crate::ssr::db()?, user.id, &server_id, tool.as_deref()).await?;
+    Ok(())
+}
+
+/// `POST /api/agent/revoke` with `server_id` and optional `tool`: ask again from now on.
+#[server(endpoint = "agent/revoke")]
+pub async fn revoke_tool(server_id: String, tool: Option<String>) -> Result<bool, AppError> {
+    let user = crate::ssr::current_user()?;
+    let tool = tool.filter(|t| !t.is_empty());
+    Ok(
+        domain::agent::policy::revoke(&crate::ssr::db()?, user.id, &server_id, tool.as_deref())
+            .await?,
+    )
+}
+
+/// `POST /api/agent/audit` with optional `before` (an entry's id): the caller's tool calls,
+/// newest first, 50 at a time.
+#[server(endpoint = "agent/audit")]
+pub async fn audit(before: Option<i64>) -> Result<Vec<AuditView>, AppError> {
+    let user = crate::ssr::current_user()?;
+    let entries = domain::agent::policy::audit(&crate::ssr::db()?, user.id, before, 50).await?;
+    Ok(entries
+        .into_iter()
+        .map(|e| AuditView {
+            id: e.id,
+            chat_id: e.chat_id.to_string(),
+            chat_title: e.chat_title,
+            server_id: e.server_id,
+            tool: e.tool,
+            arguments: serde_json::to_string_pretty(&e.arguments).unwrap_or_default(),
+            decision: e.decision,
+            decided_by: e.decided_by,
+            reason: e.reason,
+            outcome: e.outcome,
+            result: e.result,
+            duration_ms: e.duration_ms,
+            created_at: e.created_at.to_rfc3339(),
+        })
+        .collect())
+}
+
+#[cfg(feature = "ssr")]
+pub mod ssr {
+    use domain::agent::{Call, CallState, Decider, Decision};
+    use domain::chats::Status;
+
+    use super::CallView;
+
+    /// A call as its card shows it, in an answer that is `status`: a call left running or
+    /// approved in an answer that is no longer being written was interrupted, or never ran.
+    pub fn call(c: Call, status: Status) -> CallView {
+        let writing = status == Status::Streaming;
+        let state = match (&c.state, &c.decision) {
+            (CallState::Finished { result }, _) if result.is_error => "error",
+            (CallState::Finished { .. }, _) => "ok",
+            (CallState::Interrupted, _) => "interrupted",
+            (CallState::Running, _) if writing => "running",
+            (CallState::Running, _) => "interrupted",
+            (CallState::Waiting, Some(Decision::Reject { .. })) => "rejected",
+            (CallState::Waiting, Some(Decision::Approve { .. })) if writing => "approved",
+            (CallState::Waiting, None) if status == Status::Waiting => "waiting",
+            (CallState::Waiting, _) => "not_run",
+        };
+        let (decided_by, reason) = match &c.decision {
+            Some(Decision::Approve { by, .. }) => (Some(who(by)), None),
+            Some(Decision::Reject { by, reason }) => (Some(who(by)), reason.clone()),
+            None => (None, None),
+        };
+        let (result, duration_ms) = match &c.state {
+            CallState::Finished { result } => (Some(result.text.clone()), Some(result.duration_ms)),
+            _ => (None, None),
+        };
+        CallView {
+            edited: matches!(
+                &c.decision,
+                Some(Decision::Approve {
+                    arguments: Some(_),
+                    ..
+                })
+            ),
+            arguments: serde_json::to_string_pretty(c.effective_arguments()).unwrap_or_default(),
+            id: c.id,
+            server: c.server,
+            tool: c.tool,
+            read_only: c.annotations.read_only,
+            destructive: c.annotations.destructive,
+            open_world: c.annotations.open_world,
+            state: state.into(),
+            decided_by,
+            reason,
+            result,
+            duration_ms,
+        }
+    }
+
+    fn who(by: &Decider) -> String {
+        match by {
+            Decider::Person => "you".into(),
+            Decider::Policy { policy } => match policy.as_str() {
+                "tool" => "your policy: always allow this tool".into(),
+                "server" => "your policy: always allow this server".into(),
+                "read_only" => "your policy: read-only tools run without asking".into(),
+                other => format!("policy {other}"),
+            },
+        }
+    }
+}

@@ -1,0 +1,285 @@
+//! Durable approvals with the real `switchboard` binary: a pending approval survives the process
+//! being killed (decided on the next process, the answer completes), and a call that was running
+//! when the process died is shown interrupted and never runs again. The tool is the project's
+//! stdio test server, which logs every call that reaches it.
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use domain::Database;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use support::{FakeLlm, SseReader, node, user, workspace_root};
+
+const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    site: PathBuf,
+    servers: PathBuf,
+    log: PathBuf,
+    database_url: String,
+    port: u16,
+    key: String,
+}
+
+/// A running `switchboard` process, killed (SIGKILL, as a crash) when dropped.
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn setup(pool: &PgPool) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let site = dir.path().join("site");
+    std::fs::create_dir_all(site.join("pkg")).unwrap();
+    std::fs::write(site.join("pkg/switchboard.css"), "").unwrap();
+    let log = dir.path().join("calls.jsonl");
+    let servers = dir.path().join("servers.toml");
+    let script = workspace_root().join("end2end/mcp/test-server.mjs");
+    std::fs::write(
+        &servers,
+        format!(
+            "[[server]]\nid = \"test\"\nname = \"Test\"\ntransport = \"stdio\"\ncommand = {:?}\nargs = [{:?}]\nenv = {{ TOOL_LOG = {:?} }}\n",
+            node().display().to_string(),
+            script.display().to_string(),
+            log.display().to_string()
+        ),
+    )
+    .unwrap();
+    let options = pool.connect_options();
+    let database_url = format!(
+        "postgres://{}@{}:{}/{}",
+        options.get_username(),
+        options.get_host(),
+        options.get_port(),
+        options.get_database().unwrap()
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    Setup {
+        _dir: dir,
+        site,
+        servers,
+        log,
+        database_url,
+        port,
+        key: domain::secrets::SecretKey::generate(),
+    }
+}
+
+impl Setup {
+    fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the binary and waits until it is ready.
+    async fn start(&self, llm: &FakeLlm) -> Process {
+        let (_, vars) = llm.settings();
+        let mut command = Command::new(BIN);
+        command
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("DATABASE_URL", &self.database_url)
+            .env("SWITCHBOARD_SITE_ROOT", &self.site)
+            .env("SWITCHBOARD_LISTEN", format!("127.0.0.1:{}", self.port))
+            .env("SWITCHBOARD_SECRET_KEY", &self.key)
+            .env("SWITCHBOARD_MCP_SERVERS_FILE", &self.servers)
+            .env("SWITCHBOARD_LLM_PROVIDERS", "fake")
+            .env("RUST_LOG", "warn")
+            .envs(vars.iter().map(|(k, v)| (*k, v.as_str())))
+            .current_dir(self.site.parent().unwrap())
+            .stdin(Stdio::null());
+        let process = Process(command.spawn().unwrap());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let ready = reqwest::get(format!("{}/readyz", self.base())).await;
+            if ready.is_ok_and(|r| r.status() == StatusCode::OK) {
+                return process;
+            }
+            assert!(Instant::now() < deadline, "the server did not become ready");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn calls(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
+async fn api(base: &str, token: &str, endpoint: &str, form: &[(&str, &str)]) -> Value {
+    let (status, body) =
+        support::call(&reqwest::Client::new(), base, endpoint, Some(token), form).await;
+    assert_eq!(status, StatusCode::OK, "{endpoint}: {body}");
+    body
+}
+
+async fn decide(base: &str, token: &str, chat: &str, call_id: &str) {
+    let response = reqwest::Client::new()
+        .post(format!("{base}/api/chats/decide"))
+        .bearer_auth(token)
+        .json(&json!({"id": chat, "decisions": [{"call_id": call_id, "approve": true}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "{:?}",
+        response.text().await
+    );
+}
+
+async fn events(base: &str, token: &str, chat: &str) -> SseReader {
+    let response = reqwest::Client::new()
+        .get(format!("{base}/api/chats/{chat}/events"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    SseReader::new(response)
+}
+
+async fn until(events: &mut SseReader, name: &str) -> Value {
+    loop {
+        let event = events.next().await;
+        if event.event == name {
+            return event.data;
+        }
+    }
+}
+
+async fn answer(base: &str, token: &str, chat: &str) -> Value {
+    api(base, token, "chats/get", &[("id", chat)]).await["messages"][1].clone()
+}
+
+async fn connected(base: &str, token: &str) {
+    api(base, token, "mcp/connect", &[("id", "test")]).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while api(base, token, "mcp/servers", &[]).await[0]["status"] != "connected" {
+        assert!(Instant::now() < deadline, "the test server did not connect");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn wait_for(what: &str, mut done: impl AsyncFnMut() -> bool, within: Duration) {
+    let deadline = Instant::now() + within;
+    while !done().await {
+        assert!(Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[sqlx::test(migrator = "domain::db::MIGRATOR")]
+async fn approvals_survive_a_crash_and_a_call_cut_off_by_one_is_not_run_again(pool: PgPool) {
+    let s = setup(&pool);
+    let llm = FakeLlm::start();
+    let db = Database::from_pool(pool);
+    let alice = user(&db, "alice", "Alice").await;
+    let token = domain::tokens::create(&db, alice, "script")
+        .await
+        .unwrap()
+        .secret;
+    let base = s.base();
+
+    // An approval pending when the process dies...
+    let first = s.start(&llm).await;
+    connected(&base, &token).await;
+    let chat = api(&base, &token, "chats/create", &[]).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut stream = events(&base, &token, &chat).await;
+    let text = r#"tool:test__echo {"message": "after the crash"}"#;
+    api(
+        &base,
+        &token,
+        "chats/send",
+        &[("id", &chat), ("text", text)],
+    )
+    .await;
+    let pending = until(&mut stream, "approval_needed").await;
+    let call_id = pending["call_ids"][0].as_str().unwrap().to_owned();
+    drop(stream);
+    drop(first);
+
+    // ...is there on the next one, and approving it there completes the answer.
+    let second = s.start(&llm).await;
+    let waiting = answer(&base, &token, &chat).await;
+    assert_eq!(waiting["status"], "waiting", "{waiting}");
+    assert_eq!(waiting["tool_calls"][0]["state"], "waiting");
+    assert!(s.calls().is_empty(), "nothing ran before the decision");
+    let mut stream = events(&base, &token, &chat).await;
+    decide(&base, &token, &chat, &call_id).await;
+    let end = until(&mut stream, "run_finished").await;
+    assert_eq!(end["status"], "complete", "{end}");
+    let done = answer(&base, &token, &chat).await;
+    assert_eq!(done["content"], "The tool said: Echo: after the crash.");
+    assert_eq!(
+        s.calls(),
+        [json!({"tool": "echo", "args": {"message": "after the crash"}})]
+    );
+
+    // A call running when the process dies is shown interrupted afterwards, and never re-run.
+    let chat = api(&base, &token, "chats/create", &[]).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut stream = events(&base, &token, &chat).await;
+    let text = r#"tool:test__wait {"ms": 60000}"#;
+    api(
+        &base,
+        &token,
+        "chats/send",
+        &[("id", &chat), ("text", text)],
+    )
+    .await;
+    let pending = until(&mut stream, "approval_needed").await;
+    let call_id = pending["call_ids"][0].as_str().unwrap().to_owned();
+    decide(&base, &token, &chat, &call_id).await;
+    wait_for(
+        "the wait tool to start",
+        async || s.calls().len() == 2,
+        Duration::from_secs(20),
+    )
+    .await;
+    drop(stream);
+    drop(second);
+
+    let _third = s.start(&llm).await;
+    // The answer's last sign of life was before the crash: within the stale interval (30 s) it is
+    // shown interrupted, and so is its call.
+    wait_for(
+        "the cut-off answer to show as interrupted",
+        async || answer(&base, &token, &chat).await["status"] == "interrupted",
+        Duration::from_secs(45),
+    )
+    .await;
+    let cut = answer(&base, &token, &chat).await;
+    assert_eq!(cut["tool_calls"][0]["state"], "interrupted", "{cut}");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(s.calls().len(), 2, "the cut-off call did not run again");
+    // The chat takes new messages again.
+    api(
+        &base,
+        &token,
+        "chats/send",
+        &[("id", &chat), ("text", "hello again")],
+    )
+    .await;
+}
