@@ -1,7 +1,9 @@
 //! A checkpointed approval turn of the agent graph: the model asks for a tool → the run pauses for
 //! approval → the person approves → the tool runs → the model answers → end, with a checkpoint in
 //! PostgreSQL after every step (the approval too), against a model that answers at once and a tool
-//! in this process. Serial latency per turn, then throughput with 64 threads at once.
+//! in this process. Each checkpoint is written as a chat's run writes it: with the answer's text,
+//! calls and status, and the audit rows of the calls it settled, in the same statement. Serial
+//! latency per turn, then throughput with 64 threads at once.
 //!
 //!     DATABASE_URL=postgres://... cargo bench -p domain --bench agent_turn [-- TURNS]
 //!
@@ -70,7 +72,13 @@ fn specs() -> Vec<ToolSpec> {
     }]
 }
 
-async fn advance(db: &Database, thread_id: Uuid, state: RunState, seq: i32) -> RunState {
+async fn advance(
+    db: &Database,
+    thread_id: Uuid,
+    state: RunState,
+    seq: i32,
+    answer: store::Answer,
+) -> RunState {
     let specs = specs();
     let policies = Policies::default();
     let deps = Deps {
@@ -79,7 +87,8 @@ async fn advance(db: &Database, thread_id: Uuid, state: RunState, seq: i32) -> R
         specs: &specs,
         policies: &policies,
     };
-    let mut thread = Thread::new(db.clone(), thread_id, seq);
+    let last = (seq >= 0).then(|| state.clone());
+    let mut thread = Thread::for_answer(db.clone(), thread_id, seq, answer, last);
     let (_stop, mut stopped) = watch::channel(false);
     domain::agent::run(state, &deps, &mut stopped, &mut thread)
         .await
@@ -89,6 +98,19 @@ async fn advance(db: &Database, thread_id: Uuid, state: RunState, seq: i32) -> R
 /// One whole turn in a new thread of `user`'s; returns how long it took.
 async fn turn(db: &Database, user: Uuid) -> Duration {
     let chat = domain::chats::create(db, user, None).await.unwrap();
+    let conversation = domain::chats::conversation(db, user, chat.id, None)
+        .await
+        .unwrap()
+        .unwrap();
+    let asked = domain::chats::ask(db, user, &conversation, "2+40?", "bench/instant")
+        .await
+        .unwrap()
+        .unwrap();
+    let answer = store::Answer {
+        user_id: user,
+        chat_id: chat.id,
+        message_id: asked.answer.id,
+    };
     let started = Instant::now();
     let question = RunState::new(
         vec![Message::User {
@@ -96,7 +118,7 @@ async fn turn(db: &Database, user: Uuid) -> Duration {
         }],
         10,
     );
-    let paused = advance(db, chat.thread_id, question, -1).await;
+    let paused = advance(db, chat.thread_id, question, -1, answer).await;
     assert!(paused.undecided().next().is_some());
     let decided = store::decide(
         db,
@@ -112,7 +134,14 @@ async fn turn(db: &Database, user: Uuid) -> Duration {
     .unwrap()
     .unwrap();
     assert!(decided.complete);
-    let done = advance(db, chat.thread_id, decided.thread.state, decided.thread.seq).await;
+    let done = advance(
+        db,
+        chat.thread_id,
+        decided.thread.state,
+        decided.thread.seq,
+        answer,
+    )
+    .await;
     let took = started.elapsed();
     assert_eq!(done.end, Some(End::Answered));
     took

@@ -163,7 +163,7 @@ test("a tool call waits for approval: the card survives a reload, an edit is che
   const entry = page.getByTestId("audit-entry").first();
   await expect(entry).toHaveAttribute("data-outcome", "ok");
   await expect(entry).toContainText("echo");
-  await expect(entry).toContainText("approved by person");
+  await expect(entry).toContainText("approved by you");
 });
 
 test("a rejected tool call gets a humane answer that takes the reason into account", async ({ page, isMobile }) => {

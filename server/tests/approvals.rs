@@ -361,7 +361,29 @@ async fn always_allow_runs_the_next_call_at_once_and_stop_ends_a_waiting_answer(
     assert_eq!(seen.last().unwrap().data["status"], "complete");
     assert_eq!(w.audit().await[0]["decided_by"], "policy:tool");
 
-    // Asking again takes the policy back; Stop then ends a waiting answer, running nothing.
+    // Settings: the step limit is checked; read-only tools (echo says it is one) may run without
+    // asking.
+    let (status, body) = w
+        .api(
+            &w.alice,
+            "agent/settings/save",
+            &[("auto_approve_read_only", "true"), ("max_steps", "0")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let (status, body) = w
+        .api(
+            &w.alice,
+            "agent/settings/save",
+            &[("auto_approve_read_only", "true"), ("max_steps", "4")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, settings) = w.api(&w.alice, "agent/settings", &[]).await;
+    assert_eq!(settings["auto_approve_read_only"], true, "{settings}");
+    assert_eq!(settings["max_steps"], 4);
+
+    // Asking again takes the tool's policy back, but the read-only one still allows it.
     let (status, revoked) = w
         .api(
             &w.alice,
@@ -370,6 +392,20 @@ async fn always_allow_runs_the_next_call_at_once_and_stop_ends_a_waiting_answer(
         )
         .await;
     assert_eq!((status, revoked), (StatusCode::OK, json!(true)));
+    let chat = w.new_chat().await;
+    let (_, seen) = w.ask(&chat, ECHO).await;
+    let decision = seen.iter().find(|e| e.event == "decision").unwrap();
+    assert_eq!(decision.data["decision"]["policy"], "read_only", "{seen:?}");
+    let (status, body) = w
+        .api(
+            &w.alice,
+            "agent/settings/save",
+            &[("auto_approve_read_only", "false"), ("max_steps", "10")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // Stop ends a waiting answer, running nothing.
     let chat = w.new_chat().await;
     let (mut events, seen) = w.ask(&chat, ECHO).await;
     assert_eq!(seen.last().unwrap().event, "approval_needed");

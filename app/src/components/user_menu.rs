@@ -94,6 +94,14 @@ fn Menu(me: Account) -> impl IntoView {
                 >
                     "Tool servers"
                 </A>
+                <A
+                    href="/activity"
+                    attr:role="menuitem"
+                    attr:data-testid="activity-link"
+                    attr:class="block rounded-lg px-3 py-2 text-sm hover:bg-zinc-100 dark:hover:bg-zinc-800"
+                >
+                    "Tool activity"
+                </A>
                 {me.is_admin.then(|| view! {
                     <A
                         href="/admin/servers"

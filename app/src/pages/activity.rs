@@ -101,8 +101,17 @@ fn AuditEntry(e: AuditView) -> impl IntoView {
             "bg-zinc-200 text-zinc-800 dark:bg-zinc-800 dark:text-zinc-200",
         ),
     };
-    let decided = match (&e.decision, &e.decided_by) {
-        (Some(d), Some(by)) => format!("{d} by {}", by.replace("policy:", "policy ")),
+    let decided = match (&e.decision, e.decided_by.as_deref()) {
+        (Some(d), Some("person")) => format!("{d} by you"),
+        (Some(d), Some(by)) => {
+            let policy = match by {
+                "policy:tool" => "your policy: always allow this tool",
+                "policy:server" => "your policy: always allow this server",
+                "policy:read_only" => "your policy: read-only tools run without asking",
+                other => other,
+            };
+            format!("{d} by {policy}")
+        }
         _ => "no decision".into(),
     };
     let when = e

@@ -528,12 +528,14 @@ fn ToolCalls(chat_id: String, calls: Vec<CallView>, reload: RwSignal<u32>) -> im
         }
         busy.set(true);
         spawn_local(async move {
-            match decide(chat_id.get_value(), decisions).await {
-                Ok(()) => error.set(None),
+            let decided = decide(chat_id.get_value(), decisions).await;
+            busy.set(false);
+            match decided {
+                // The chat is read again: the cards show the decisions.
+                Ok(()) => reload.update(|r| *r += 1),
+                // Nothing changed: the card keeps what the person typed.
                 Err(e) => error.set(Some(e.to_string())),
             }
-            busy.set(false);
-            reload.update(|r| *r += 1);
         });
     };
     let waiting: Vec<String> = calls
@@ -663,14 +665,18 @@ fn ToolCallCard(
     let rejecting = RwSignal::new(false);
     let reason = RwSignal::new(String::new());
     let local_error = RwSignal::new(None::<String>);
-    // The arguments to approve with: None when unedited; an error when the edit is not JSON.
+    let original =
+        StoredValue::new(serde_json::from_str::<serde_json::Value>(&call.arguments).ok());
+    // The arguments to approve with: None when unedited (or edited back to the model's); an error
+    // when the edit is not JSON.
     let edited = move || -> Result<Option<serde_json::Value>, String> {
         if !editing.get_untracked() {
             return Ok(None);
         }
-        serde_json::from_str::<serde_json::Value>(&draft.get_untracked())
-            .map(Some)
-            .map_err(|e| format!("The arguments are not valid JSON: {e}."))
+        let value = serde_json::from_str::<serde_json::Value>(&draft.get_untracked())
+            .map_err(|e| format!("The arguments are not valid JSON: {e}."))?;
+        let unchanged = original.with_value(|o| o.as_ref() == Some(&value));
+        Ok((!unchanged).then_some(value))
     };
     let approve = move |always: Option<&'static str>| match edited() {
         Ok(arguments) => {
