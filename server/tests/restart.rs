@@ -55,14 +55,13 @@ fn setup(pool: &PgPool) -> Setup {
         ),
     )
     .unwrap();
-    let options = pool.connect_options();
-    let database_url = format!(
-        "postgres://{}@{}:{}/{}",
-        options.get_username(),
-        options.get_host(),
-        options.get_port(),
-        options.get_database().unwrap()
-    );
+    // The test's own database, on the server DATABASE_URL names (which may be a socket: `?host=`).
+    let mut database_url: reqwest::Url = std::env::var("DATABASE_URL")
+        .expect("DATABASE_URL")
+        .parse()
+        .unwrap();
+    database_url.set_path(pool.connect_options().get_database().unwrap());
+    let database_url = database_url.to_string();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -130,10 +129,15 @@ async fn api(base: &str, token: &str, endpoint: &str, form: &[(&str, &str)]) -> 
 }
 
 async fn decide(base: &str, token: &str, chat: &str, call_id: &str) {
+    let approve = json!([{"call_id": call_id, "approve": true}]);
+    decide_with(base, token, chat, approve).await;
+}
+
+async fn decide_with(base: &str, token: &str, chat: &str, decisions: Value) {
     let response = reqwest::Client::new()
         .post(format!("{base}/api/chats/decide"))
         .bearer_auth(token)
-        .json(&json!({"id": chat, "decisions": [{"call_id": call_id, "approve": true}]}))
+        .json(&json!({"id": chat, "decisions": decisions}))
         .send()
         .await
         .unwrap();
@@ -233,6 +237,32 @@ async fn approvals_survive_a_crash_and_a_call_cut_off_by_one_is_not_run_again(po
     assert_eq!(
         s.calls(),
         [json!({"tool": "echo", "args": {"message": "after the crash"}})]
+    );
+
+    // A rejected call never reaches the server.
+    let chat = api(&base, &token, "chats/create", &[]).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut stream = events(&base, &token, &chat).await;
+    let text = r#"tool:test__echo {"message": "rejected"}"#;
+    api(
+        &base,
+        &token,
+        "chats/send",
+        &[("id", &chat), ("text", text)],
+    )
+    .await;
+    let pending = until(&mut stream, "approval_needed").await;
+    let call_id = pending["call_ids"][0].as_str().unwrap().to_owned();
+    let decisions = json!([{"call_id": call_id, "approve": false, "reason": "no"}]);
+    decide_with(&base, &token, &chat, decisions).await;
+    until(&mut stream, "run_finished").await;
+    assert_eq!(
+        s.calls().len(),
+        1,
+        "the rejected call did not run: {:?}",
+        s.calls()
     );
 
     // A call running when the process dies is shown interrupted afterwards, and never re-run.
