@@ -237,6 +237,9 @@ pub struct Conversation {
     pub history: Vec<Message>,
     /// The later messages are replaced: an edit or a regeneration.
     pub replacing: bool,
+    /// The user wants a connection to some tool server, so the chat may have tools (read here, in
+    /// the same round trip, so that a send in a chat without tools needs no other).
+    pub tool_servers: bool,
 }
 
 impl Conversation {
@@ -263,7 +266,8 @@ pub async fn conversation(
                   (CASE WHEN m.status = 'streaming' AND m.updated_at < now() - make_interval(secs => $4)
                         THEN 'interrupted' ELSE m.status END) AS "status?: Status",
                   m.error, m.model, m.tool_calls AS "tool_calls?: Json<Vec<Call>>",
-                  m.created_at AS "created_at?"
+                  m.created_at AS "created_at?",
+                  EXISTS (SELECT 1 FROM mcp_connections x WHERE x.user_id = $2) AS "tool_servers!"
            FROM chats c
            LEFT JOIN messages m ON m.chat_id = c.id AND ($3::int IS NULL OR m.position < $3)
            WHERE c.id = $1 AND c.user_id = $2
@@ -278,6 +282,7 @@ pub async fn conversation(
     let Some(first) = rows.first() else {
         return Ok(None);
     };
+    let tool_servers = first.tool_servers;
     let chat = Chat {
         id: first.chat_id,
         thread_id: first.thread_id,
@@ -306,6 +311,7 @@ pub async fn conversation(
         chat,
         history,
         replacing: from_position.is_some(),
+        tool_servers,
     }))
 }
 

@@ -270,13 +270,8 @@ impl Runs {
         // Before the model is asked: `chats::ask` would refuse it only after.
         chats::check_message(text)?;
         let db = &self.inner.db;
-        // Read at once: the conversation, the chat's tools and the person's policies.
-        let (conversation, tools, person) = tokio::join!(
-            chats::conversation(db, user_id, chat_id, from_position),
-            agent::live::chat_tools(&self.inner.mcp, user_id, chat_id),
-            agent::policy::for_run(db, user_id),
-        );
-        let Some(conversation) = conversation? else {
+        let Some(conversation) = chats::conversation(db, user_id, chat_id, from_position).await?
+        else {
             return Ok(None);
         };
         if from_position.is_none()
@@ -287,7 +282,17 @@ impl Runs {
         {
             return Err(Error::Invalid(WAITING.into()));
         }
-        let specs = tools?.unwrap_or_default();
+        // Only a person connected to a tool server can have tools here: the others' sends go
+        // straight to the model.
+        let (specs, person) = if conversation.tool_servers {
+            let (tools, person) = tokio::join!(
+                agent::live::chat_tools(&self.inner.mcp, user_id, chat_id),
+                agent::policy::for_run(db, user_id),
+            );
+            (tools?.unwrap_or_default(), Some(person?))
+        } else {
+            (Vec::new(), None)
+        };
         let (provider, model) = self
             .inner
             .models
@@ -307,15 +312,7 @@ impl Runs {
         };
         let (stored, started) = oneshot::channel();
         let runs = self.clone();
-        if specs.is_empty() {
-            let request = llm::Request {
-                model: model.to_owned(),
-                messages,
-                tools: vec![],
-            };
-            tokio::spawn(async move { runs.run(send, provider, request, stored).await });
-        } else {
-            let (policies, settings) = person?;
+        if let (false, Some((policies, settings))) = (specs.is_empty(), person) {
             let plan = Plan {
                 provider,
                 model: model.to_owned(),
@@ -324,6 +321,13 @@ impl Runs {
             };
             let state = RunState::new(messages, settings.max_steps.max(1) as u32);
             tokio::spawn(async move { runs.agent(send, plan, state, stored).await });
+        } else {
+            let request = llm::Request {
+                model: model.to_owned(),
+                messages,
+                tools: vec![],
+            };
+            tokio::spawn(async move { runs.run(send, provider, request, stored).await });
         }
         started
             .await
