@@ -45,6 +45,8 @@ test("connect to server-everything on the Servers page and see its tools", async
   await page.getByTestId("composer").press("Enter");
   await expect(page).toHaveURL(/\/c\/[0-9a-f-]{36}$/);
   await hydrated(page);
+  // The answer's end reads the chat again, which closes an open panel: wait for it first.
+  await expect(page.getByTestId("regenerate")).toBeVisible();
   await page.getByTestId("chat-tools").click();
   const echoSwitch = page.getByTestId("chat-tool").filter({ hasText: "echo" }).first().locator("input");
   await expect(echoSwitch).toBeChecked();
