@@ -408,17 +408,14 @@ impl Runs {
             };
             decisions.push((choice.call_id, decision));
         }
-        let Some(decided) = store::decide_all(db, user_id, chat.thread_id, decisions).await? else {
+        let decided = store::decide_all(db, user_id, chat.thread_id, Some(latest), decisions);
+        let Some(decided) = decided.await? else {
             return Ok(None);
         };
         for (server, tool) in always {
             agent::policy::allow(db, user_id, &server, tool.as_deref()).await?;
         }
-        {
-            let mut channels = self.inner.channels.lock().expect("not poisoned");
-            channels.entry(chat_id).or_insert_with(Channel::new);
-        }
-        for event in call_events(answer_id, &latest.state, &decided.thread.state) {
+        for event in call_events(answer_id, &decided.before, &decided.thread.state) {
             self.emit(chat_id, event);
         }
         let state = decided.thread.state.clone();
@@ -531,18 +528,7 @@ impl Runs {
             }
             Err(e) => return Err(e),
         }
-        {
-            let mut channels = self.inner.channels.lock().expect("not poisoned");
-            channels.entry(chat_id).or_insert_with(Channel::new);
-        }
-        self.emit(
-            chat_id,
-            EventKind::RunFinished {
-                answer_id,
-                status: Status::Stopped,
-                error: None,
-            },
-        );
+        self.finished(chat_id, answer_id, Status::Stopped, None);
         Ok(Some(true))
     }
 
@@ -646,11 +632,11 @@ impl Runs {
         Subscription { missed, receiver }
     }
 
+    /// Sends an event to the chat's subscribers and keeps it for those that reconnect.
     fn emit(&self, chat_id: Uuid, kind: EventKind) {
         let mut channels = self.inner.channels.lock().expect("not poisoned");
-        let Some(channel) = channels.get_mut(&chat_id) else {
-            return;
-        };
+        // A chat this instance has not seen yet (a decision landing here) gets its channel now.
+        let channel = channels.entry(chat_id).or_insert_with(Channel::new);
         channel.seq += 1;
         let event = ChatEvent {
             id: EventId {
@@ -777,9 +763,27 @@ impl Runs {
             }
         };
         let (status, error) = outcome;
-        if let Err(e) = chats::finish(db, answer_id, &text, status, error.as_deref()).await {
+        self.end(chat_id, answer_id, &text, status, error).await;
+    }
+
+    /// Saves the end of an answer and tells the chat.
+    async fn end(
+        &self,
+        chat_id: Uuid,
+        answer_id: Uuid,
+        text: &str,
+        status: Status,
+        error: Option<String>,
+    ) {
+        let saved = chats::finish(&self.inner.db, answer_id, text, status, error.as_deref());
+        if let Err(e) = saved.await {
             tracing::error!(%chat_id, "could not save the end of an answer: {e}");
         }
+        self.finished(chat_id, answer_id, status, error);
+    }
+
+    /// Tells the chat its answer has ended (and its live run with it).
+    fn finished(&self, chat_id: Uuid, answer_id: Uuid, status: Status, error: Option<String>) {
         self.emit(
             chat_id,
             EventKind::RunFinished {
@@ -956,7 +960,7 @@ struct StreamingModel<'a> {
     runs: &'a Runs,
     chat_id: Uuid,
     answer_id: Uuid,
-    plan: &'a Plan,
+    llm: agent::live::LlmModel<'a>,
 }
 
 impl agent::Model for StreamingModel<'_> {
@@ -965,65 +969,57 @@ impl agent::Model for StreamingModel<'_> {
         messages: &[llm::Message],
         tools: &[llm::Tool],
     ) -> std::result::Result<Completion, String> {
-        let request = llm::Request {
-            model: self.plan.model.clone(),
-            messages: messages.to_vec(),
-            tools: tools.to_vec(),
+        let mut sink = LiveAnswer {
+            model: self,
+            first: true,
+            flushed: Instant::now(),
         };
-        let inner = &self.runs.inner;
-        let mut stream = inner
-            .llm
-            .stream(&self.plan.provider, &request)
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut completion = Completion::default();
-        let mut flushed = Instant::now();
-        while let Some(event) = stream.next().await {
-            match event.map_err(|e| e.to_string())? {
-                StreamEvent::Token(text) => {
-                    // A later turn's text follows the earlier turns' after a blank line, as the
-                    // stored answer joins them.
-                    let token = if completion.text.is_empty() && !self.live_text().is_empty() {
-                        format!("\n\n{text}")
-                    } else {
-                        text.clone()
-                    };
-                    completion.text.push_str(&text);
-                    self.runs.emit(
-                        self.chat_id,
-                        EventKind::Token {
-                            answer_id: self.answer_id,
-                            text: token,
-                        },
-                    );
-                    if flushed.elapsed() >= FLUSH_EVERY {
-                        if let Err(e) =
-                            chats::flush(&inner.db, self.answer_id, &self.live_text()).await
-                        {
-                            tracing::warn!(chat_id = %self.chat_id, "could not save a streaming answer: {e}");
-                        }
-                        flushed = Instant::now();
-                    }
-                }
-                StreamEvent::Finished { tool_calls, .. } => {
-                    completion.calls = tool_calls;
-                    break;
-                }
-            }
-        }
-        Ok(completion)
+        self.llm.complete_into(messages, tools, &mut sink).await
     }
 }
 
-impl StreamingModel<'_> {
-    fn live_text(&self) -> String {
-        let channels = self.runs.inner.channels.lock().expect("not poisoned");
-        channels
-            .get(&self.chat_id)
-            .and_then(|c| c.live.as_ref())
-            .map(|l| l.text.clone())
-            .unwrap_or_default()
+/// One model turn's text on its way to the chat: an event per token, a save every [`FLUSH_EVERY`].
+struct LiveAnswer<'a> {
+    model: &'a StreamingModel<'a>,
+    /// No text of this turn has come yet.
+    first: bool,
+    flushed: Instant,
+}
+
+impl agent::live::TokenSink for LiveAnswer<'_> {
+    async fn token(&mut self, text: &str) {
+        let StreamingModel {
+            runs,
+            chat_id,
+            answer_id,
+            ..
+        } = *self.model;
+        // A later turn's text follows the earlier turns' after a blank line, as the stored answer
+        // joins them.
+        let text = if std::mem::take(&mut self.first) && !live_text(runs, chat_id).is_empty() {
+            format!("\n\n{text}")
+        } else {
+            text.to_owned()
+        };
+        runs.emit(chat_id, EventKind::Token { answer_id, text });
+        if self.flushed.elapsed() >= FLUSH_EVERY {
+            let text = live_text(runs, chat_id);
+            if let Err(e) = chats::flush(&runs.inner.db, answer_id, &text).await {
+                tracing::warn!(%chat_id, "could not save a streaming answer: {e}");
+            }
+            self.flushed = Instant::now();
+        }
     }
+}
+
+/// The text of the chat's live answer so far.
+fn live_text(runs: &Runs, chat_id: Uuid) -> String {
+    let channels = runs.inner.channels.lock().expect("not poisoned");
+    channels
+        .get(&chat_id)
+        .and_then(|c| c.live.as_ref())
+        .map(|l| l.text.clone())
+        .unwrap_or_default()
 }
 
 impl Runs {
@@ -1099,7 +1095,11 @@ impl Runs {
             runs: self,
             chat_id,
             answer_id,
-            plan: &plan,
+            llm: agent::live::LlmModel {
+                client: &self.inner.llm,
+                provider: &plan.provider,
+                model: &plan.model,
+            },
         };
         let tools = agent::live::McpTools {
             mcp: &self.inner.mcp,
@@ -1146,39 +1146,22 @@ impl Runs {
                 // The pause's checkpoint told the chat (approval_needed) and ended the live run.
             }
             Ok(state) => {
+                // The last checkpoint saved the answer's end.
                 let (status, error) = store::answer_status(&state);
-                self.emit(
-                    chat_id,
-                    EventKind::RunFinished {
-                        answer_id,
-                        status,
-                        error,
-                    },
-                );
+                self.finished(chat_id, answer_id, status, error);
             }
             Err(e) => {
                 tracing::error!(%chat_id, "an agent run could not save its checkpoint: {e}");
                 let text = recorder.last.answer_text();
                 let error = "Switchboard could not save this answer's progress (its database is unreachable). Try again in a moment.";
-                if let Err(e) = chats::finish(
-                    &self.inner.db,
+                self.end(
+                    chat_id,
                     answer_id,
                     &text,
                     Status::Failed,
-                    Some(error),
+                    Some(error.into()),
                 )
-                .await
-                {
-                    tracing::error!(%chat_id, "could not save the end of an answer: {e}");
-                }
-                self.emit(
-                    chat_id,
-                    EventKind::RunFinished {
-                        answer_id,
-                        status: Status::Failed,
-                        error: Some(error.into()),
-                    },
-                );
+                .await;
             }
         }
     }

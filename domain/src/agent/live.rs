@@ -1,6 +1,8 @@
 //! The graph's model and tools in production: the same LLM client that streams chat answers
 //! (OpenAI, Ollama, vLLM, ...), and the person's own MCP connections.
 
+use std::future::Future;
+
 use futures_util::StreamExt;
 use serde_json::{Map, Value};
 use uuid::Uuid;
@@ -10,18 +12,29 @@ use crate::Result;
 use crate::llm::{self, LlmClient, Message, Provider, StreamEvent};
 use crate::mcp::Mcp;
 
-/// A model of a provider, through the streaming client (the answer is gathered whole).
+/// Takes a model's text as it streams (a chat's live answer); `()` takes nothing.
+pub trait TokenSink: Send {
+    fn token(&mut self, text: &str) -> impl Future<Output = ()> + Send;
+}
+
+impl TokenSink for () {
+    async fn token(&mut self, _: &str) {}
+}
+
+/// A model of a provider, through the streaming client that answers chats.
 pub struct LlmModel<'a> {
     pub client: &'a LlmClient,
     pub provider: &'a Provider,
     pub model: &'a str,
 }
 
-impl Model for LlmModel<'_> {
-    async fn complete(
+impl LlmModel<'_> {
+    /// Asks the model and gathers its answer, giving `sink` each piece of text as it comes.
+    pub async fn complete_into(
         &self,
         messages: &[Message],
         tools: &[llm::Tool],
+        sink: &mut impl TokenSink,
     ) -> std::result::Result<Completion, String> {
         let request = llm::Request {
             model: self.model.to_owned(),
@@ -36,7 +49,10 @@ impl Model for LlmModel<'_> {
         let mut completion = Completion::default();
         while let Some(event) = stream.next().await {
             match event.map_err(|e| e.to_string())? {
-                StreamEvent::Token(text) => completion.text.push_str(&text),
+                StreamEvent::Token(text) => {
+                    sink.token(&text).await;
+                    completion.text.push_str(&text);
+                }
                 StreamEvent::Finished { tool_calls, .. } => {
                     completion.calls = tool_calls;
                     break;
@@ -44,6 +60,16 @@ impl Model for LlmModel<'_> {
             }
         }
         Ok(completion)
+    }
+}
+
+impl Model for LlmModel<'_> {
+    async fn complete(
+        &self,
+        messages: &[Message],
+        tools: &[llm::Tool],
+    ) -> std::result::Result<Completion, String> {
+        self.complete_into(messages, tools, &mut ()).await
     }
 }
 

@@ -53,6 +53,8 @@ pub struct Latest {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Decided {
     pub thread: Latest,
+    /// The state the decisions were made on.
+    pub before: RunState,
     /// Every call of the turn is decided: the run goes on (whoever decided last resumes it).
     pub complete: bool,
     /// The chat message of the answer that waited (None for a thread with no chat answer).
@@ -408,7 +410,8 @@ pub async fn decide(
     call_id: &str,
     decision: Decision,
 ) -> Result<Option<Decided>> {
-    decide_all(db, user_id, thread_id, vec![(call_id.to_owned(), decision)]).await
+    let decisions = vec![(call_id.to_owned(), decision)];
+    decide_all(db, user_id, thread_id, None, decisions).await
 }
 
 /// Records the person's decisions on pending calls of their thread, all or none, as one new
@@ -416,15 +419,21 @@ pub async fn decide(
 /// same transaction. Two decisions at once (two tabs, a double click, a retry, two instances)
 /// cannot both land on the same checkpoint: the second finds its sequence number taken, reads the
 /// thread again and is judged on what the first left (a second decision on the same call is
-/// refused). None when the chat is not the user's.
+/// refused). `known` is the thread's latest checkpoint when the caller has just read it (it is
+/// read again only when another writer came first). None when the chat is not the user's.
 pub async fn decide_all(
     db: &Database,
     user_id: Uuid,
     thread_id: Uuid,
+    mut known: Option<Latest>,
     decisions: Vec<(String, Decision)>,
 ) -> Result<Option<Decided>> {
     for _ in 0..8 {
-        let Some(Latest { seq, mut state }) = latest(db, user_id, thread_id).await? else {
+        let read = match known.take() {
+            Some(known) => Some(known),
+            None => latest(db, user_id, thread_id).await?,
+        };
+        let Some(Latest { seq, mut state }) = read else {
             return Ok(None);
         };
         let before = state.clone();
@@ -440,6 +449,7 @@ pub async fn decide_all(
                         seq: seq + 1,
                         state,
                     },
+                    before,
                     complete,
                     message_id,
                 }));
