@@ -208,6 +208,16 @@ pub async fn audit(before: Option<i64>) -> Result<Vec<AuditView>, AppError> {
         .collect())
 }
 
+/// The person's policy that decided a call, in words (`tool`, `server` or `read_only`).
+pub fn policy_words(policy: &str) -> String {
+    match policy {
+        "tool" => "your policy: always allow this tool".into(),
+        "server" => "your policy: always allow this server".into(),
+        "read_only" => "your policy: read-only tools run without asking".into(),
+        other => format!("policy {other}"),
+    }
+}
+
 #[cfg(feature = "ssr")]
 pub mod ssr {
     use domain::agent::{Call, CallState, Decider, Decision};
@@ -265,12 +275,7 @@ pub mod ssr {
     fn who(by: &Decider) -> String {
         match by {
             Decider::Person => "you".into(),
-            Decider::Policy { policy } => match policy.as_str() {
-                "tool" => "your policy: always allow this tool".into(),
-                "server" => "your policy: always allow this server".into(),
-                "read_only" => "your policy: read-only tools run without asking".into(),
-                other => format!("policy {other}"),
-            },
+            Decider::Policy { policy } => super::policy_words(policy),
         }
     }
 }

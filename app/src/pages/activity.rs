@@ -2,7 +2,7 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 use leptos_meta::Title;
 
-use crate::agent::{AuditView, audit};
+use crate::agent::{AuditView, audit, policy_words};
 
 /// Tool activity: every tool call the person's agent asked for, what was decided and by whom,
 /// and what came of it; newest first.
@@ -103,15 +103,10 @@ fn AuditEntry(e: AuditView) -> impl IntoView {
     };
     let decided = match (&e.decision, e.decided_by.as_deref()) {
         (Some(d), Some("person")) => format!("{d} by you"),
-        (Some(d), Some(by)) => {
-            let policy = match by {
-                "policy:tool" => "your policy: always allow this tool",
-                "policy:server" => "your policy: always allow this server",
-                "policy:read_only" => "your policy: read-only tools run without asking",
-                other => other,
-            };
-            format!("{d} by {policy}")
-        }
+        (Some(d), Some(by)) => match by.strip_prefix("policy:") {
+            Some(policy) => format!("{d} by {}", policy_words(policy)),
+            None => format!("{d} by {by}"),
+        },
         _ => "no decision".into(),
     };
     let when = e
