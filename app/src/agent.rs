@@ -236,7 +236,12 @@ pub mod ssr {
             (CallState::Running, _) if writing => "running",
             (CallState::Running, _) => "interrupted",
             (CallState::Waiting, Some(Decision::Reject { .. })) => "rejected",
-            (CallState::Waiting, Some(Decision::Approve { .. })) if writing => "approved",
+            // Approved while the turn's other calls wait, or about to run.
+            (CallState::Waiting, Some(Decision::Approve { .. }))
+                if writing || status == Status::Waiting =>
+            {
+                "approved"
+            }
             (CallState::Waiting, None) if status == Status::Waiting => "waiting",
             (CallState::Waiting, _) => "not_run",
         };
@@ -276,6 +281,69 @@ pub mod ssr {
         match by {
             Decider::Person => "you".into(),
             Decider::Policy { policy } => super::policy_words(policy),
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use domain::agent::{Call, CallState, Decider, Decision, ToolResult};
+        use domain::chats::Status;
+
+        fn call(decision: Option<Decision>, state: CallState) -> Call {
+            Call {
+                id: "c1".into(),
+                server: "calc".into(),
+                tool: "add".into(),
+                arguments: serde_json::json!({"a": 1}),
+                annotations: Default::default(),
+                decision,
+                state,
+            }
+        }
+
+        fn approve() -> Option<Decision> {
+            Some(Decision::Approve {
+                by: Decider::Person,
+                arguments: None,
+            })
+        }
+
+        fn shown(c: Call, status: Status) -> String {
+            super::call(c, status).state
+        }
+
+        #[test]
+        fn a_card_says_where_its_call_stands_in_its_answer() {
+            use CallState::*;
+            // An answer waiting for the person: the undecided call waits; one decided already
+            // says so while the others wait.
+            assert_eq!(shown(call(None, Waiting), Status::Waiting), "waiting");
+            assert_eq!(shown(call(approve(), Waiting), Status::Waiting), "approved");
+            let rejected = Some(Decision::Reject {
+                by: Decider::Person,
+                reason: None,
+            });
+            assert_eq!(shown(call(rejected, Waiting), Status::Waiting), "rejected");
+            // Being written: running, or done.
+            assert_eq!(
+                shown(call(approve(), Running), Status::Streaming),
+                "running"
+            );
+            let result = ToolResult {
+                is_error: false,
+                text: "2".into(),
+                duration_ms: 3,
+            };
+            let done = call(approve(), Finished { result });
+            assert_eq!(shown(done, Status::Complete), "ok");
+            // An answer that is no longer written: a call it left running was cut off, one it
+            // never reached did not run.
+            assert_eq!(
+                shown(call(approve(), Running), Status::Interrupted),
+                "interrupted"
+            );
+            assert_eq!(shown(call(approve(), Waiting), Status::Stopped), "not_run");
+            assert_eq!(shown(call(None, Waiting), Status::Stopped), "not_run");
         }
     }
 }
