@@ -19,16 +19,12 @@ use crate::mcp::{ChatToolView, chat_tools, set_chat_tool};
 pub fn ChatPage() -> impl IntoView {
     let params = use_params_map();
     let chat_id = Memo::new(move |_| params.read().get("id").unwrap_or_default());
-    let reload = RwSignal::new(0u32);
-    let page = Resource::new_blocking(
-        move || (chat_id.get(), reload.get()),
-        |(id, _)| get_chat(id),
-    );
+    let page = Resource::new_blocking(move || chat_id.get(), get_chat);
     view! {
         <Transition fallback=|| view! { <p class="p-8 text-sm text-zinc-500">"Loading the chat…"</p> }>
             {move || Suspend::new(async move {
                 match page.await {
-                    Ok(data) => view! { <ChatView data reload /> }.into_any(),
+                    Ok(data) => view! { <ChatView data /> }.into_any(),
                     Err(e) => view! {
                         <Title text="Chat not found · Switchboard" />
                         <ErrorPage status=404 title="Chat not found" detail=e.to_string() />
@@ -40,13 +36,14 @@ pub fn ChatPage() -> impl IntoView {
 }
 
 #[component]
-fn ChatView(data: ChatData, reload: RwSignal<u32>) -> impl IntoView {
+fn ChatView(data: ChatData) -> impl IntoView {
     let chat_id = data.chat.id.clone();
     let list_version = expect_context::<ChatListVersion>();
     // A page loaded mid-answer starts from the text so far; the events after it follow.
     let live = RwSignal::new(data.live.clone());
     let error = RwSignal::new(None::<String>);
     let messages = RwSignal::new(data.messages.clone());
+    let refresh = refresher(chat_id.clone(), messages, live, error);
 
     #[cfg(feature = "hydrate")]
     {
@@ -67,15 +64,15 @@ fn ChatView(data: ChatData, reload: RwSignal<u32>) -> impl IntoView {
                 }
                 LiveEvent::ToolCall { .. }
                 | LiveEvent::Decision { .. }
-                | LiveEvent::ToolResult { .. } => reload.update(|r| *r += 1),
+                | LiveEvent::ToolResult { .. } => refresh.run(()),
                 LiveEvent::ApprovalNeeded { .. } => {
                     live.set(None);
-                    reload.update(|r| *r += 1);
+                    refresh.run(());
                 }
                 LiveEvent::RunFinished { .. } => {
                     // The stored answer replaces the live one when the chat has been read again (the
                     // live copy stays until then, so nothing blinks).
-                    reload.update(|r| *r += 1);
+                    refresh.run(());
                     list_version.bump();
                 }
             },
@@ -160,7 +157,7 @@ fn ChatView(data: ChatData, reload: RwSignal<u32>) -> impl IntoView {
                 <h1 class="min-w-0 truncate text-sm font-medium" data-testid="chat-title">{title.clone()}</h1>
                 <div class="flex items-center gap-2">
                     <ChatTools chat_id=chat_id.clone() />
-                    <ModelPicker chat_id=chat_id.clone() data=data.clone() reload />
+                    <ModelPicker chat_id=chat_id.clone() data=data.clone() error />
                 </div>
             </div>
             <div class="min-h-0 flex-1 overflow-y-auto" id="chat-scroll" data-testid="messages" on:click=copy_code>
@@ -170,7 +167,7 @@ fn ChatView(data: ChatData, reload: RwSignal<u32>) -> impl IntoView {
                         key=|m| (m.id.clone(), m.content.len(), m.status.clone(), calls_key(&m.tool_calls))
                         children={
                             let chat_id = chat_id.clone();
-                            move |m| view! { <Message m live edit chat_id=chat_id.clone() reload /> }
+                            move |m| view! { <Message m live edit chat_id=chat_id.clone() refresh /> }
                         }
                     />
                     // A new answer not read with the chat yet.
@@ -208,6 +205,47 @@ fn ChatView(data: ChatData, reload: RwSignal<u32>) -> impl IntoView {
     }
 }
 
+/// Reads the chat's messages again, in place (the rest of the page stays as it is). An answer
+/// that is no longer being written replaces its live copy; only the latest read counts.
+fn refresher(
+    chat_id: String,
+    messages: RwSignal<Vec<MessageView>>,
+    live: RwSignal<Option<LiveText>>,
+    error: RwSignal<Option<String>>,
+) -> Callback<()> {
+    let latest = StoredValue::new(0u64);
+    Callback::new(move |()| {
+        let ticket = latest.get_value() + 1;
+        latest.set_value(ticket);
+        let chat_id = chat_id.clone();
+        spawn_local(async move {
+            let read = get_chat(chat_id).await;
+            if latest.get_value() != ticket {
+                return;
+            }
+            match read {
+                Ok(fresh) => {
+                    live.update(|l| {
+                        let ended = l.as_ref().is_some_and(|l| {
+                            fresh
+                                .messages
+                                .iter()
+                                .any(|m| m.id == l.answer_id && m.status != "streaming")
+                        });
+                        if ended {
+                            *l = None;
+                        }
+                    });
+                    messages.set(fresh.messages);
+                }
+                Err(e) => error.set(Some(format!(
+                    "The chat could not be read again ({e}). Reload the page to see where it stands."
+                ))),
+            }
+        });
+    })
+}
+
 /// Shows that `answer_id` is being written, unless it already is (its first tokens may have come
 /// on the event stream before the answer to the send that started it).
 fn start_live(live: RwSignal<Option<LiveText>>, answer_id: String) {
@@ -236,7 +274,7 @@ fn Message(
     live: RwSignal<Option<LiveText>>,
     edit: Callback<(i32, String)>,
     chat_id: String,
-    reload: RwSignal<u32>,
+    refresh: Callback<()>,
 ) -> impl IntoView {
     let editing = RwSignal::new(false);
     let draft = RwSignal::new(m.content.clone());
@@ -312,7 +350,7 @@ fn Message(
                 } else {
                     let calls = m.tool_calls.clone();
                     view! {
-                        {(!calls.is_empty()).then(|| view! { <ToolCalls chat_id calls reload /> })}
+                        {(!calls.is_empty()).then(|| view! { <ToolCalls chat_id calls refresh /> })}
                         {move || match live_text() {
                             Some(text) => view! {
                                 <div class="prose-chat" data-testid="live-answer" inner_html=markdown::render(&text)></div>
@@ -330,7 +368,7 @@ fn Message(
 }
 
 #[component]
-fn ModelPicker(chat_id: String, data: ChatData, reload: RwSignal<u32>) -> impl IntoView {
+fn ModelPicker(chat_id: String, data: ChatData, error: RwSignal<Option<String>>) -> impl IntoView {
     if data.models.choices.is_empty() {
         return ().into_any();
     }
@@ -350,8 +388,9 @@ fn ModelPicker(chat_id: String, data: ChatData, reload: RwSignal<u32>) -> impl I
                 let chat_id = chat_id.clone();
                 spawn_local(async move {
                     let model = (!chosen.is_empty()).then_some(chosen);
-                    if set_chat_model(chat_id, model).await.is_ok() {
-                        reload.update(|r| *r += 1);
+                    match set_chat_model(chat_id, model).await {
+                        Ok(()) => error.set(None),
+                        Err(e) => error.set(Some(format!("The model was not changed: {e}"))),
                     }
                 });
             }
@@ -518,7 +557,7 @@ fn follow_the_stream(live: RwSignal<Option<LiveText>>, messages: RwSignal<Vec<Me
 /// (approve, reject with a reason, edit the arguments, always allow); the others show what came of
 /// them, folded.
 #[component]
-fn ToolCalls(chat_id: String, calls: Vec<CallView>, reload: RwSignal<u32>) -> impl IntoView {
+fn ToolCalls(chat_id: String, calls: Vec<CallView>, refresh: Callback<()>) -> impl IntoView {
     let error = RwSignal::new(None::<String>);
     let busy = RwSignal::new(false);
     let chat_id = StoredValue::new(chat_id);
@@ -532,7 +571,7 @@ fn ToolCalls(chat_id: String, calls: Vec<CallView>, reload: RwSignal<u32>) -> im
             busy.set(false);
             match decided {
                 // The chat is read again: the cards show the decisions.
-                Ok(()) => reload.update(|r| *r += 1),
+                Ok(()) => refresh.run(()),
                 // Nothing changed: the card keeps what the person typed.
                 Err(e) => error.set(Some(e.to_string())),
             }
