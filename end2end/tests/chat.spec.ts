@@ -1,20 +1,8 @@
-import { expect, test, type Page } from "@playwright/test";
+import { expect, test } from "@playwright/test";
+import { hydrated, startChat } from "./helpers";
 
 // The local-mode instance, whose model is the scripted server in end2end/fake-llm: "slow" makes it
 // write 60 words 100 ms apart, "xss" an answer full of HTML that must stay inert.
-
-async function hydrated(page: Page) {
-  await expect(page.locator("body")).toHaveAttribute("data-hydrated", "true");
-}
-
-async function startChat(page: Page, text: string) {
-  await page.goto("/");
-  await hydrated(page);
-  await page.getByTestId("composer").fill(text);
-  await page.getByTestId("composer").press("Enter");
-  await expect(page).toHaveURL(/\/c\/[0-9a-f-]{36}$/);
-  await hydrated(page);
-}
 
 test("an answer streams in, survives a reload mid-answer, and is kept", async ({ page }) => {
   await startChat(page, "slow answer please");

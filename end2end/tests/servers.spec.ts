@@ -1,14 +1,11 @@
 import { expect, test, type Page } from "@playwright/test";
+import { hydrated, startChat } from "./helpers";
 
 // The local-mode instance's servers file lists the reference server @modelcontextprotocol/server-everything
 // over stdio as "everything" (see playwright.config.ts). Its local user is an administrator. These
 // tests change what that one user is connected to, so they run in the desktop project only, one
 // after another.
 test.describe.configure({ mode: "serial" });
-
-async function hydrated(page: Page) {
-  await expect(page.locator("body")).toHaveAttribute("data-hydrated", "true");
-}
 
 test("connect to server-everything on the Servers page and see its tools", async ({ page, isMobile }) => {
   test.skip(isMobile, "one user's connections: desktop only");
@@ -118,19 +115,10 @@ async function connectEverything(page: Page) {
   await expect(server.getByTestId("server-status")).toHaveText("Connected", { timeout: 30_000 });
 }
 
-async function ask(page: Page, text: string) {
-  await page.goto("/");
-  await hydrated(page);
-  await page.getByTestId("composer").fill(text);
-  await page.getByTestId("composer").press("Enter");
-  await expect(page).toHaveURL(/\/c\/[0-9a-f-]{36}$/);
-  await hydrated(page);
-}
-
 test("a tool call waits for approval: the card survives a reload, an edit is checked, then runs", async ({ page, isMobile }) => {
   test.skip(isMobile, "one user's connections: desktop only");
   await connectEverything(page);
-  await ask(page, 'Please tool:everything__echo {"message": "from the model"}');
+  await startChat(page, 'Please tool:everything__echo {"message": "from the model"}');
 
   const card = page.getByTestId("approval-card");
   await expect(card).toContainText("echo");
@@ -171,7 +159,7 @@ test("a tool call waits for approval: the card survives a reload, an edit is che
 test("a rejected tool call gets a humane answer that takes the reason into account", async ({ page, isMobile }) => {
   test.skip(isMobile, "one user's connections: desktop only");
   await connectEverything(page);
-  await ask(page, 'tool:everything__echo {"message": "should not run"}');
+  await startChat(page, 'tool:everything__echo {"message": "should not run"}');
   const card = page.getByTestId("approval-card");
   await card.getByTestId("reject").click();
   await card.getByTestId("reject-reason").fill("not today, thanks");

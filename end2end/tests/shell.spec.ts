@@ -1,9 +1,5 @@
 import { expect, test, type Page } from "@playwright/test";
-
-// Hydration is done when the app's first effect has run in the browser.
-async function waitForHydration(page: Page) {
-  await expect(page.locator("body")).toHaveAttribute("data-hydrated", "true");
-}
+import { hydrated } from "./helpers";
 
 function collectPageErrors(page: Page): string[] {
   const errors: string[] = [];
@@ -32,14 +28,14 @@ test("the shell is server-rendered before any script runs", async ({ browser }) 
 test("the page hydrates without errors", async ({ page }) => {
   const errors = collectPageErrors(page);
   await page.goto("/");
-  await waitForHydration(page);
+  await hydrated(page);
   expect(errors).toEqual([]);
 });
 
 test("the theme toggle switches at once and is remembered", async ({ page }) => {
   await page.emulateMedia({ colorScheme: "light" });
   await page.goto("/");
-  await waitForHydration(page);
+  await hydrated(page);
   const html = page.locator("html");
   const toggle = page.getByTestId("theme-toggle");
   const background = () => page.evaluate(() => getComputedStyle(document.body).backgroundColor);
@@ -62,7 +58,7 @@ test("the theme toggle switches at once and is remembered", async ({ page }) => 
   await page.reload();
   await expect(html).toHaveClass("dark");
   expect(await background()).toBe(dark);
-  await waitForHydration(page);
+  await hydrated(page);
   await expect(toggle).toHaveAttribute("data-theme", "dark");
 
   await toggle.click(); // → back to the system's
@@ -101,7 +97,7 @@ test("health and readiness endpoints answer", async ({ request }) => {
 test("in local mode everyone is the local admin, with nothing to sign out of", async ({ page }) => {
   await page.goto("/login");
   await expect(page).toHaveURL(/\/$/);
-  await waitForHydration(page);
+  await hydrated(page);
   await page.getByTestId("user-menu").click();
   await expect(page.getByTestId("user-name")).toHaveText("Local user");
   await expect(page.getByTestId("user-menu-panel")).toContainText("Admin");

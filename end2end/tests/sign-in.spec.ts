@@ -1,12 +1,9 @@
 import { expect, test, type Page } from "@playwright/test";
+import { hydrated } from "./helpers";
 
 // The instance with single sign-on (see playwright.config.ts): a real OpenID provider's login form.
 const port = Number(process.env.E2E_PORT ?? 3100);
 const sso = `http://127.0.0.1:${port + 2}`;
-
-async function hydrated(page: Page) {
-  await expect(page.locator("body")).toHaveAttribute("data-hydrated", "true");
-}
 
 async function signIn(page: Page, user: string, password: string) {
   await page.getByRole("link", { name: "Sign in with Test IdP" }).click();

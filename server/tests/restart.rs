@@ -189,6 +189,26 @@ async fn wait_for(what: &str, mut done: impl AsyncFnMut() -> bool, within: Durat
     }
 }
 
+/// A new chat of the token's owner, asked for `tool` with `arguments`: returns the chat, its event
+/// stream and the id of the call waiting for approval.
+async fn ask_for_tool(
+    base: &str,
+    token: &str,
+    tool: &str,
+    arguments: Value,
+) -> (String, SseReader, String) {
+    let chat = api(base, token, "chats/create", &[]).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut stream = events(base, token, &chat).await;
+    let text = format!("tool:test__{tool} {arguments}");
+    api(base, token, "chats/send", &[("id", &chat), ("text", &text)]).await;
+    let pending = until(&mut stream, "approval_needed").await;
+    let call_id = pending["call_ids"][0].as_str().unwrap().to_owned();
+    (chat, stream, call_id)
+}
+
 #[sqlx::test(migrator = "domain::db::MIGRATOR")]
 async fn approvals_survive_a_crash_and_a_call_cut_off_by_one_is_not_run_again(pool: PgPool) {
     let s = setup(&pool);
@@ -204,21 +224,8 @@ async fn approvals_survive_a_crash_and_a_call_cut_off_by_one_is_not_run_again(po
     // An approval pending when the process dies...
     let first = s.start(&llm).await;
     connected(&base, &token).await;
-    let chat = api(&base, &token, "chats/create", &[]).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let mut stream = events(&base, &token, &chat).await;
-    let text = r#"tool:test__echo {"message": "after the crash"}"#;
-    api(
-        &base,
-        &token,
-        "chats/send",
-        &[("id", &chat), ("text", text)],
-    )
-    .await;
-    let pending = until(&mut stream, "approval_needed").await;
-    let call_id = pending["call_ids"][0].as_str().unwrap().to_owned();
+    let (chat, stream, call_id) =
+        ask_for_tool(&base, &token, "echo", json!({"message": "after the crash"})).await;
     drop(stream);
     drop(first);
 
@@ -240,21 +247,8 @@ async fn approvals_survive_a_crash_and_a_call_cut_off_by_one_is_not_run_again(po
     );
 
     // A rejected call never reaches the server.
-    let chat = api(&base, &token, "chats/create", &[]).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let mut stream = events(&base, &token, &chat).await;
-    let text = r#"tool:test__echo {"message": "rejected"}"#;
-    api(
-        &base,
-        &token,
-        "chats/send",
-        &[("id", &chat), ("text", text)],
-    )
-    .await;
-    let pending = until(&mut stream, "approval_needed").await;
-    let call_id = pending["call_ids"][0].as_str().unwrap().to_owned();
+    let (chat, mut stream, call_id) =
+        ask_for_tool(&base, &token, "echo", json!({"message": "rejected"})).await;
     let decisions = json!([{"call_id": call_id, "approve": false, "reason": "no"}]);
     decide_with(&base, &token, &chat, decisions).await;
     until(&mut stream, "run_finished").await;
@@ -266,21 +260,7 @@ async fn approvals_survive_a_crash_and_a_call_cut_off_by_one_is_not_run_again(po
     );
 
     // A call running when the process dies is shown interrupted afterwards, and never re-run.
-    let chat = api(&base, &token, "chats/create", &[]).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let mut stream = events(&base, &token, &chat).await;
-    let text = r#"tool:test__wait {"ms": 60000}"#;
-    api(
-        &base,
-        &token,
-        "chats/send",
-        &[("id", &chat), ("text", text)],
-    )
-    .await;
-    let pending = until(&mut stream, "approval_needed").await;
-    let call_id = pending["call_ids"][0].as_str().unwrap().to_owned();
+    let (chat, stream, call_id) = ask_for_tool(&base, &token, "wait", json!({"ms": 60000})).await;
     decide(&base, &token, &chat, &call_id).await;
     wait_for(
         "the wait tool to start",
