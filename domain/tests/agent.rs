@@ -9,8 +9,8 @@ use std::time::Duration;
 use domain::Database;
 use domain::agent::store::{self, Thread};
 use domain::agent::{
-    CallState, Checkpoints, Completion, Decider, Decision, Deps, End, Model, Policies, RunState,
-    Step, ToolResult, ToolSpec, Tools,
+    CallState, Completion, Decider, Decision, Deps, End, Model, Policies, RunState, Step,
+    ToolResult, ToolSpec, Tools,
 };
 use domain::chats;
 use domain::llm::{self, Message};
@@ -309,9 +309,13 @@ async fn an_approved_call_runs_and_the_model_answers_with_its_result(pool: PgPoo
     assert_eq!(paused.calls[0].tool, "add");
     assert!(tools.ran().is_empty(), "nothing runs before a decision");
 
-    // The pause is durable: it is the latest checkpoint, and the run resumes from it.
+    // The pause is durable: it is the latest checkpoint, and the run resumes from it. The decision's
+    // checkpoint marks the call running before it runs.
     let decided = decide(&f, "c1", approve()).await;
     assert!(decided.complete);
+    assert_eq!(decided.thread.state.next, Step::RunTools);
+    assert_eq!(decided.thread.state.calls[0].state, CallState::Running);
+    assert!(tools.ran().is_empty(), "the decision only records");
     let done = advance(&f, None, &model, &tools, &Policies::default()).await;
     assert_eq!(done.end, Some(End::Answered));
     assert_eq!(
@@ -334,13 +338,7 @@ async fn an_approved_call_runs_and_the_model_answers_with_its_result(pool: PgPoo
     }));
     assert_eq!(
         steps_checkpointed(&f).await,
-        vec![
-            "await_approval",
-            "run_tools",
-            "run_tools",
-            "call_model",
-            "done"
-        ]
+        vec!["await_approval", "run_tools", "call_model", "done"]
     );
 }
 
@@ -600,32 +598,47 @@ async fn stop_ends_the_run_in_any_step(pool: PgPool) {
 async fn a_call_running_when_the_server_died_is_interrupted_not_run_again(pool: PgPool) {
     let f = fixture(pool).await;
     let model = Scripted::new(vec![
-        calls(&[("c1", "calc__add", json!({"a": 1, "b": 2}))]),
+        calls(&[("c1", "clock__slow", json!({"ms": 60_000}))]),
         text("Sorry, that was interrupted."),
     ]);
     let tools = Local::default();
     advance(
         &f,
-        Some(question("add")),
+        Some(question("slow")),
         &model,
         &tools,
         &Policies::default(),
     )
     .await;
     decide(&f, "c1", approve()).await;
-    // The checkpoint that marks the call running is written; then the process dies.
+    // The run starts the tool; then its server dies (the run is dropped mid-call).
+    let policies = Policies::default();
+    let cut_off = advance(&f, None, &model, &tools, &policies);
+    let died = tokio::time::timeout(Duration::from_millis(300), cut_off).await;
+    assert!(died.is_err(), "the tool was still running");
+    assert_eq!(tools.ran().len(), 1);
+
+    // What is on disk says the call was running; read back and resumed, it is interrupted, and
+    // the model is told so.
     let mut latest = store::latest(&f.db, f.user, f.thread)
         .await
         .unwrap()
         .unwrap();
-    latest.state.calls[0].state = CallState::Running;
-    Thread::new(f.db.clone(), f.thread, latest.seq)
-        .save(&latest.state)
+    assert_eq!(latest.state.calls[0].state, CallState::Running);
+    latest.state.interrupt_running();
+    let specs = specs();
+    let deps = Deps {
+        model: &model,
+        tools: &tools,
+        specs: &specs,
+        policies: &policies,
+    };
+    let (_stop, mut stopped) = watch::channel(false);
+    let mut thread = Thread::new(f.db.clone(), f.thread, latest.seq);
+    let done = domain::agent::run(latest.state, &deps, &mut stopped, &mut thread)
         .await
         .unwrap();
-
-    let done = advance(&f, None, &model, &tools, &Policies::default()).await;
-    assert!(tools.ran().is_empty(), "not run again");
+    assert_eq!(tools.ran().len(), 1, "not run again");
     assert_eq!(done.calls[0].state, CallState::Interrupted);
     assert_eq!(done.end, Some(End::Answered));
     let (messages, _) = &model.asked()[1];

@@ -14,9 +14,9 @@
 //! [`RunState`] is the whole state (messages, the calls of the last model turn with their
 //! decisions and results, the step count) and serialises to JSON; node functions act on it alone,
 //! given a [`Model`] and [`Tools`]. [`run`] advances a state until it pauses for approval or ends,
-//! saving a checkpoint after every step ([`store`]). Every node is safe to run again from its
-//! checkpoint: tool calls are marked running in a checkpoint *before* they run, so a run resumed
-//! after a crash reports them interrupted instead of running them a second time.
+//! saving a checkpoint after every step ([`store`]). Tool calls are marked running in a checkpoint
+//! that is on disk *before* they run (the decision's own), so a call cut off by a crash is
+//! reported interrupted, never run a second time.
 
 pub mod live;
 pub mod policy;
@@ -258,6 +258,18 @@ impl RunState {
         self.next != Step::AwaitApproval
     }
 
+    /// Calls marked running did not finish (their run stopped, or its server died while they ran):
+    /// they are interrupted, and never run again.
+    pub fn interrupt_running(&mut self) {
+        for call in self
+            .calls
+            .iter_mut()
+            .filter(|c| c.state == CallState::Running)
+        {
+            call.state = CallState::Interrupted;
+        }
+    }
+
     /// Ends the run (the person pressed Stop); calls not yet run are not run.
     pub fn stop(&mut self) {
         self.finish(End::Stopped);
@@ -481,14 +493,22 @@ fn call_of(asked: llm::ToolCall, specs: &[ToolSpec], policies: &Policies) -> Cal
     }
 }
 
+/// With every call decided, the run moves on: to the tools when any may run (the approved calls
+/// are marked running now, so the checkpoint of this step, on disk before any of them starts, is
+/// the one that says they are about to run), or to the humane answer when all were declined.
 fn await_approval(state: &mut RunState) -> Outcome {
     if state.undecided().next().is_some() {
         return Outcome::Paused;
     }
-    let any_approved = state
-        .calls
-        .iter()
-        .any(|c| c.decision.as_ref().is_some_and(Decision::is_approval));
+    let mut any_approved = false;
+    for call in &mut state.calls {
+        if call.state == CallState::Waiting
+            && call.decision.as_ref().is_some_and(Decision::is_approval)
+        {
+            call.state = CallState::Running;
+            any_approved = true;
+        }
+    }
     let any_answerable = state
         .calls
         .iter()
@@ -501,19 +521,8 @@ fn await_approval(state: &mut RunState) -> Outcome {
     Outcome::Continue
 }
 
-/// Runs the approved calls, in parallel. The first pass marks them running and asks for a
-/// checkpoint; the second (from that checkpoint) runs them. (A run resumed from a checkpoint
-/// taken while calls ran reports them interrupted instead: see [`run`].)
+/// Runs the calls marked running, in parallel, and gives every call's outcome to the model.
 async fn run_tools<M: Model, T: Tools>(state: &mut RunState, deps: &Deps<'_, M, T>) -> Outcome {
-    let approved = |c: &Call| {
-        c.state == CallState::Waiting && c.decision.as_ref().is_some_and(Decision::is_approval)
-    };
-    if state.calls.iter().any(approved) {
-        for call in state.calls.iter_mut().filter(|c| approved(c)) {
-            call.state = CallState::Running;
-        }
-        return Outcome::Continue;
-    }
     let running: Vec<usize> = (0..state.calls.len())
         .filter(|&i| state.calls[i].state == CallState::Running)
         .collect();
@@ -620,20 +629,23 @@ pub trait Checkpoints: Send {
 /// Advances `state` until it pauses for approval or ends, with a checkpoint after each step.
 /// `stop` turning true stops it at once, in whatever step (a model answer being written or tools
 /// running are abandoned; running calls are marked interrupted). Returns the state it stopped at.
+///
+/// `state` is a checkpoint this run may go on from: a new run's, or the one its decision has just
+/// written, whose calls marked running are this run's to run. A checkpoint read back after its
+/// server died goes through [`RunState::interrupt_running`] first (Switchboard never resumes one
+/// by itself: such an answer shows as interrupted).
 pub async fn run<M: Model, T: Tools, C: Checkpoints>(
     mut state: RunState,
     deps: &Deps<'_, M, T>,
     stop: &mut tokio::sync::watch::Receiver<bool>,
     checkpoints: &mut C,
 ) -> crate::Result<RunState> {
-    // Calls that were running when this checkpoint was taken are not run again.
-    interrupt_running(&mut state);
     loop {
         if state.next == Step::Done {
             return Ok(state);
         }
         if *stop.borrow() {
-            interrupt_running(&mut state);
+            state.interrupt_running();
             state.stop();
             checkpoints.save(&state).await?;
             return Ok(state);
@@ -654,16 +666,6 @@ pub async fn run<M: Model, T: Tools, C: Checkpoints>(
             // Checked at the top of the loop.
             None => {}
         }
-    }
-}
-
-fn interrupt_running(state: &mut RunState) {
-    for call in state
-        .calls
-        .iter_mut()
-        .filter(|c| c.state == CallState::Running)
-    {
-        call.state = CallState::Interrupted;
     }
 }
 
