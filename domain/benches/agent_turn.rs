@@ -95,8 +95,16 @@ async fn advance(
         .unwrap()
 }
 
-/// One whole turn in a new thread of `user`'s; returns how long it took.
-async fn turn(db: &Database, user: Uuid) -> Duration {
+/// How long a turn took: in all, and its three parts (the model's call up to the pause, the
+/// decision, the tool and the model's answer).
+#[derive(Clone, Copy)]
+struct Took {
+    all: Duration,
+    parts: [Duration; 3],
+}
+
+/// One whole turn in a new thread of `user`'s.
+async fn turn(db: &Database, user: Uuid) -> Took {
     let chat = domain::chats::create(db, user, None).await.unwrap();
     let conversation = domain::chats::conversation(db, user, chat.id, None)
         .await
@@ -120,6 +128,7 @@ async fn turn(db: &Database, user: Uuid) -> Duration {
     );
     let paused = advance(db, chat.thread_id, question, -1, answer).await;
     assert!(paused.undecided().next().is_some());
+    let pause = started.elapsed();
     let decided = store::decide(
         db,
         user,
@@ -134,6 +143,7 @@ async fn turn(db: &Database, user: Uuid) -> Duration {
     .unwrap()
     .unwrap();
     assert!(decided.complete);
+    let decision = started.elapsed();
     let done = advance(
         db,
         chat.thread_id,
@@ -142,9 +152,12 @@ async fn turn(db: &Database, user: Uuid) -> Duration {
         answer,
     )
     .await;
-    let took = started.elapsed();
+    let all = started.elapsed();
     assert_eq!(done.end, Some(End::Answered));
-    took
+    Took {
+        all,
+        parts: [pause, decision - pause, all - decision],
+    }
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -179,10 +192,36 @@ async fn main() {
     for _ in 0..50 {
         turn(&db, user).await;
     }
-    let mut times = Vec::with_capacity(turns);
+    // The floor, through the same pool: a bare round trip, and a bare insert-and-commit.
+    sqlx::query("CREATE TABLE bench_commit (id bigserial PRIMARY KEY, v int)")
+        .execute(db.pool())
+        .await
+        .unwrap();
+    let mut trips = Vec::with_capacity(turns);
+    let mut commits = Vec::with_capacity(turns);
     for _ in 0..turns {
-        times.push(turn(&db, user).await);
+        let started = Instant::now();
+        sqlx::query("SELECT 1").execute(db.pool()).await.unwrap();
+        trips.push(started.elapsed());
+        let started = Instant::now();
+        sqlx::query("INSERT INTO bench_commit (v) VALUES (1)")
+            .execute(db.pool())
+            .await
+            .unwrap();
+        commits.push(started.elapsed());
     }
+    trips.sort();
+    commits.sort();
+    println!(
+        "through the same pool: a bare round trip p50 {} ms, an insert-and-commit p50 {} ms",
+        ms(percentile(&trips, 0.5)),
+        ms(percentile(&commits, 0.5))
+    );
+    let mut took = Vec::with_capacity(turns);
+    for _ in 0..turns {
+        took.push(turn(&db, user).await);
+    }
+    let mut times: Vec<Duration> = took.iter().map(|t| t.all).collect();
     times.sort();
     let serial_total: Duration = times.iter().sum();
     println!(
@@ -195,6 +234,17 @@ async fn main() {
         ms(serial_total / turns as u32),
         turns as f64 / serial_total.as_secs_f64()
     );
+    let part = |i: usize| {
+        let mut part: Vec<Duration> = took.iter().map(|t| t.parts[i]).collect();
+        part.sort();
+        ms(percentile(&part, 0.5))
+    };
+    println!(
+        "p50 of its parts: to the pause {} ms, the decision {} ms, tool and answer {} ms",
+        part(0),
+        part(1),
+        part(2)
+    );
 
     let threads = 64;
     let each = (turns / 8).max(10);
@@ -206,7 +256,7 @@ async fn main() {
             tokio::spawn(async move {
                 let mut times = Vec::with_capacity(each);
                 for _ in 0..each {
-                    times.push(turn(&db, user).await);
+                    times.push(turn(&db, user).await.all);
                 }
                 times
             })
