@@ -771,3 +771,56 @@ async fn a_failing_model_ends_the_run_with_its_message(pool: PgPool) {
         })
     );
 }
+
+#[sqlx::test(migrator = "domain::db::MIGRATOR")]
+async fn a_deleted_chat_takes_its_checkpoints_with_it_and_takes_no_more(pool: PgPool) {
+    use domain::agent::Checkpoints;
+    let f = fixture(pool).await;
+    let model = Scripted::new(vec![calls(&[("c1", "calc__add", json!({"a": 1}))])]);
+    let paused = advance(
+        &f,
+        Some(question("add")),
+        &model,
+        &Local::default(),
+        &Policies::default(),
+    )
+    .await;
+    let count = |db: Database, thread: Uuid| async move {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM checkpoints WHERE thread_id = $1")
+            .bind(thread)
+            .fetch_one(db.pool())
+            .await
+            .unwrap()
+    };
+    assert_eq!(count(f.db.clone(), f.thread).await, 1);
+    let chat: Uuid = sqlx::query_scalar("SELECT id FROM chats WHERE thread_id = $1")
+        .bind(f.thread)
+        .fetch_one(f.db.pool())
+        .await
+        .unwrap();
+    assert!(chats::delete(&f.db, f.user, chat).await.unwrap());
+    assert_eq!(
+        count(f.db.clone(), f.thread).await,
+        0,
+        "deleted with the chat"
+    );
+
+    // A run still going when its chat was deleted cannot write another.
+    let mut thread = Thread::new(f.db.clone(), f.thread, 0);
+    assert!(thread.save(&paused).await.is_err());
+    assert_eq!(count(f.db.clone(), f.thread).await, 0);
+
+    // Deleting a person deletes their chats' checkpoints too.
+    let other = chats::create(&f.db, f.user, None).await.unwrap();
+    Thread::new(f.db.clone(), other.thread_id, -1)
+        .save(&paused)
+        .await
+        .unwrap();
+    assert_eq!(count(f.db.clone(), other.thread_id).await, 1);
+    sqlx::query("DELETE FROM users WHERE id = $1")
+        .bind(f.user)
+        .execute(f.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(count(f.db.clone(), other.thread_id).await, 0);
+}

@@ -6,6 +6,7 @@
 //! checkpoint, what that step produced for the person: the answer's text, its tool calls and
 //! status in `messages`, and an audit row for every call that step settled.
 
+use sqlx::types::Json;
 use uuid::Uuid;
 
 use super::{Call, CallState, Decider, Decision, End, RunState, Step};
@@ -159,9 +160,9 @@ async fn save_with_answer(
     answer: Answer,
     before: Option<&RunState>,
 ) -> Result<()> {
-    let json = serde_json::to_value(state).expect("a run state serialises");
-    let calls: Vec<&Call> = state.all_calls().collect();
-    let calls = serde_json::to_value(calls).expect("calls serialise");
+    // Written straight to the statement's buffer as JSON (no `serde_json::Value` in between).
+    let json = Json(state);
+    let calls = Json(state.all_calls().collect::<Vec<&Call>>());
     let (status, error) = answer_status(state);
     let commit = if durable(state) { "on" } else { "off" };
     // The later parts wait for the checkpoint (`EXISTS (SELECT 1 FROM k)`): when its (thread,
@@ -169,7 +170,9 @@ async fn save_with_answer(
     sqlx::query!(
         r#"WITH k AS (
                INSERT INTO checkpoints (thread_id, seq, step, state)
-               SELECT $1, $2, $3, $4 WHERE set_config('synchronous_commit', $5, true) IS NOT NULL
+               SELECT $1, $2, $3, $4
+               WHERE set_config('synchronous_commit', $5, true) IS NOT NULL
+                 AND EXISTS (SELECT 1 FROM chats WHERE thread_id = $1)
                RETURNING seq
            ), m AS (
                UPDATE messages SET content = $7, tool_calls = $8, status = $9, error = $10,
@@ -189,11 +192,11 @@ async fn save_with_answer(
         thread_id,
         seq,
         step_name(state.next),
-        json,
+        json as _,
         commit,
         answer.message_id,
         state.answer_text(),
-        calls,
+        calls as _,
         status.as_str(),
         error,
         answer.user_id,
@@ -294,19 +297,25 @@ async fn insert(
     state: &RunState,
     durable: bool,
 ) -> Result<()> {
-    let json = serde_json::to_value(state).expect("a run state serialises");
+    let json = Json(state);
     let commit = if durable { "on" } else { "off" };
-    sqlx::query!(
+    let written = sqlx::query!(
         "INSERT INTO checkpoints (thread_id, seq, step, state)
-         SELECT $1, $2, $3, $4 WHERE set_config('synchronous_commit', $5, true) IS NOT NULL",
+         SELECT $1, $2, $3, $4
+         WHERE set_config('synchronous_commit', $5, true) IS NOT NULL
+           AND EXISTS (SELECT 1 FROM chats WHERE thread_id = $1)",
         thread_id,
         seq,
         step_name(state.next),
-        json,
+        json as _,
         commit
     )
     .execute(db.pool())
     .await?;
+    if written.rows_affected() == 0 {
+        // The thread's chat is gone (deleted while its run went on).
+        return Err(Error::Query(sqlx::Error::RowNotFound));
+    }
     Ok(())
 }
 
@@ -321,9 +330,9 @@ async fn record_decisions(
     before: &RunState,
     state: &RunState,
 ) -> Result<Option<Uuid>> {
-    let json = serde_json::to_value(state).expect("a run state serialises");
-    let calls: Vec<&Call> = state.all_calls().collect();
-    let calls = serde_json::to_value(calls).expect("calls serialise");
+    // Written straight to the statement's buffer as JSON (no `serde_json::Value` in between).
+    let json = Json(state);
+    let calls = Json(state.all_calls().collect::<Vec<&Call>>());
     let (status, error) = answer_status(state);
     let row = sqlx::query!(
         r#"WITH k AS (
@@ -352,9 +361,9 @@ async fn record_decisions(
         thread_id,
         seq,
         step_name(state.next),
-        json,
+        json as _,
         user_id,
-        calls,
+        calls as _,
         status.as_str(),
         error,
         audit_rows(Some(before), state),
