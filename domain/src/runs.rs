@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, oneshot, watch};
 use uuid::Uuid;
 
+use crate::agent::live::TokenSink;
 use crate::agent::{
     self, Call, CallState, Checkpoints, Completion, Decider, Decision, Policies, RunState, Step,
     ToolSpec, store,
@@ -732,7 +733,7 @@ impl Runs {
                 Ok(stream) => stream,
                 Err(error) => break 'run (Status::Failed, Some(error.to_string())),
             };
-            let mut flushed = Instant::now();
+            let mut sink = LiveAnswer::new(self, chat_id, answer_id);
             loop {
                 let item = tokio::select! {
                     item = stream.next() => item,
@@ -741,19 +742,7 @@ impl Runs {
                 match item {
                     Some(Ok(StreamEvent::Token(token))) => {
                         text.push_str(&token);
-                        self.emit(
-                            chat_id,
-                            EventKind::Token {
-                                answer_id,
-                                text: token,
-                            },
-                        );
-                        if flushed.elapsed() >= FLUSH_EVERY {
-                            if let Err(e) = chats::flush(db, answer_id, &text).await {
-                                tracing::warn!(%chat_id, "could not save a streaming answer: {e}");
-                            }
-                            flushed = Instant::now();
-                        }
+                        sink.token(&token).await;
                     }
                     Some(Ok(StreamEvent::Finished { .. })) | None => {
                         break 'run (Status::Complete, None);
@@ -969,31 +958,37 @@ impl agent::Model for StreamingModel<'_> {
         messages: &[llm::Message],
         tools: &[llm::Tool],
     ) -> std::result::Result<Completion, String> {
-        let mut sink = LiveAnswer {
-            model: self,
-            first: true,
-            flushed: Instant::now(),
-        };
+        let mut sink = LiveAnswer::new(self.runs, self.chat_id, self.answer_id);
         self.llm.complete_into(messages, tools, &mut sink).await
     }
 }
 
-/// One model turn's text on its way to the chat: an event per token, a save every [`FLUSH_EVERY`].
+/// One model turn's text on its way to the chat (a plain answer, or a turn of an agent run): an
+/// event per token, and the answer so far saved every [`FLUSH_EVERY`].
 struct LiveAnswer<'a> {
-    model: &'a StreamingModel<'a>,
+    runs: &'a Runs,
+    chat_id: Uuid,
+    answer_id: Uuid,
     /// No text of this turn has come yet.
     first: bool,
     flushed: Instant,
 }
 
-impl agent::live::TokenSink for LiveAnswer<'_> {
-    async fn token(&mut self, text: &str) {
-        let StreamingModel {
+impl<'a> LiveAnswer<'a> {
+    fn new(runs: &'a Runs, chat_id: Uuid, answer_id: Uuid) -> Self {
+        Self {
             runs,
             chat_id,
             answer_id,
-            ..
-        } = *self.model;
+            first: true,
+            flushed: Instant::now(),
+        }
+    }
+}
+
+impl TokenSink for LiveAnswer<'_> {
+    async fn token(&mut self, text: &str) {
+        let (runs, chat_id, answer_id) = (self.runs, self.chat_id, self.answer_id);
         // A later turn's text follows the earlier turns' after a blank line, as the stored answer
         // joins them.
         let text = if std::mem::take(&mut self.first) && !live_text(runs, chat_id).is_empty() {
