@@ -13,7 +13,7 @@ pub mod health;
 pub mod llm_settings;
 pub mod telemetry;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use app::{App, shell};
@@ -29,7 +29,7 @@ use domain::runs::Runs;
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode, header};
 use leptos::config::{Env, LeptosOptions};
 use leptos::prelude::provide_context;
-use leptos_axum::{LeptosRoutes, generate_route_list};
+use leptos_axum::{AxumRouteListing, LeptosRoutes, generate_route_list};
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -146,7 +146,7 @@ pub fn router(state: AppState) -> Router {
 /// The routes behind the sign-in gate, without the cross-cutting layers (tests add routes of their
 /// own in between).
 pub fn routes(state: AppState) -> Router {
-    let leptos_routes = generate_route_list(App);
+    let leptos_routes = route_list().to_vec();
     let options = state.leptos_options.clone();
     let context_state = state.clone();
     let login_options = state.login_options();
@@ -174,6 +174,16 @@ pub fn routes(state: AppState) -> Router {
         ))
         .layer(session_layer)
         .with_state(state)
+}
+
+/// The app's pages, found once per process by rendering the app with its resources held back.
+///
+/// Leptos holds resources back for the whole process while it does this (a global flag), and a
+/// resource first polled in that window never loads: a page another router renders at the same time
+/// would hang for good. A server builds one router, but tests build one per test, in parallel.
+fn route_list() -> &'static [AxumRouteListing] {
+    static ROUTES: OnceLock<Vec<AxumRouteListing>> = OnceLock::new();
+    ROUTES.get_or_init(|| generate_route_list(App))
 }
 
 /// The header that carries a request's id, taken from a proxy or generated here.

@@ -201,3 +201,35 @@ async fn in_local_mode_the_login_page_leads_home(pool: PgPool) {
     assert!(response.status().is_redirection());
     assert_eq!(response.headers()["location"], "/");
 }
+
+/// Building the app renders it once to find its pages, holding resources back process-wide while
+/// it does. Tests build an app each, in parallel: a page rendered meanwhile must still load.
+#[sqlx::test(migrator = "domain::db::MIGRATOR")]
+async fn pages_render_while_other_apps_are_being_built(pool: PgPool) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let state = state(pool).await;
+    let rendering = Arc::new(AtomicBool::new(true));
+    let builder = {
+        let (state, rendering) = (state.clone(), rendering.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut built = 0;
+            while rendering.load(Ordering::Relaxed) && built < 5_000 {
+                drop(routes(state.clone()));
+                built += 1;
+            }
+        })
+    };
+    for _ in 0..50 {
+        let render = get_path(router(state.clone()), "/", None);
+        let finished = tokio::time::timeout(std::time::Duration::from_secs(5), render).await;
+        let Ok((status, _, html)) = finished else {
+            rendering.store(false, Ordering::Relaxed);
+            panic!("a page rendered while an app was being built never finished");
+        };
+        assert_eq!(status, StatusCode::OK);
+        assert!(html.contains("What can I help with?"));
+    }
+    rendering.store(false, Ordering::Relaxed);
+    builder.await.unwrap();
+}
