@@ -1,5 +1,6 @@
 //! The PostgreSQL database: connecting, migrating and telling whether it is ready to serve.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -9,14 +10,17 @@ use sqlx::{ConnectOptions, Connection};
 use uuid::Uuid;
 
 use crate::Error;
+use crate::tokens::TokenCache;
 
 /// The migrations in `migrations/`, embedded in the binary at compile time.
 pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
 
-/// A handle to the database, cheap to clone (it wraps the connection pool).
+/// A handle to the database, cheap to clone (it wraps the connection pool, and the API tokens this
+/// instance has checked lately: see [`crate::tokens::watch`]).
 #[derive(Clone, Debug)]
 pub struct Database {
     pool: PgPool,
+    tokens: Arc<TokenCache>,
 }
 
 /// What `/readyz` reports about the database.
@@ -50,7 +54,7 @@ impl Database {
             .connect_with(options)
             .await
             .map_err(Error::Connect)?;
-        Ok(Self { pool })
+        Ok(Self::from_pool(pool))
     }
 
     /// How the pool is run. A connection is checked (a round trip) before use only if it has been
@@ -90,18 +94,30 @@ impl Database {
             .connect_with(server.database(name))
             .await
             .map_err(Error::Connect)?;
-        let db = Self { pool };
+        let db = Self::from_pool(pool);
         db.migrate().await?;
         Ok(db)
     }
 
     /// Wraps an existing pool (tests get theirs from `#[sqlx::test]`).
     pub fn from_pool(pool: PgPool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            tokens: Arc::default(),
+        }
     }
 
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    pub(crate) fn token_cache(&self) -> &TokenCache {
+        &self.tokens
+    }
+
+    /// Whether [`crate::tokens::watch`] is hearing of revoked tokens, so that checked ones are kept.
+    pub fn hears_token_changes(&self) -> bool {
+        self.tokens.is_listening()
     }
 
     /// Applies every pending migration. Safe to run from several instances at once: sqlx takes an

@@ -2,6 +2,18 @@
 //!
 //! A token is `sb_` and 256 random bits in base64url. Only its SHA-256 is stored, so a copy of the
 //! database does not hand out working tokens; the secret is shown once, when it is created.
+//!
+//! A script sends its token with every request, and checking it is a query. So each instance keeps
+//! the tokens it has checked in the last minute in memory ([`TokenCache`]), but only while it hears
+//! of every change that could make one of them wrong: [`watch`] listens for what the database's
+//! triggers send when a token is revoked or a user changes, and forgets everything at each. While
+//! it is not listening (at start, or its connection is lost), every request asks the database.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -9,6 +21,7 @@ use chrono::{DateTime, Utc};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use sqlx::postgres::PgListener;
 use uuid::Uuid;
 
 use crate::users::{Role, User};
@@ -116,6 +129,8 @@ pub async fn revoke(db: &Database, user_id: Uuid, token_id: Uuid) -> Result<bool
     )
     .execute(db.pool())
     .await?;
+    // Other instances hear of it from the database; this one need not wait for that.
+    db.token_cache().forget_all();
     Ok(done.rows_affected() == 1)
 }
 
@@ -124,12 +139,18 @@ pub async fn authenticate(db: &Database, secret: &str) -> Result<Option<User>> {
     if !secret.starts_with(TOKEN_PREFIX) {
         return Ok(None);
     }
+    let key = hash(secret);
+    let cache = db.token_cache();
+    if let Some(user) = cache.get(&key) {
+        return Ok(Some(user));
+    }
+    let seen = cache.generation();
     let found = sqlx::query!(
         r#"SELECT t.id AS token_id, t.last_used_at,
                   u.id, u.issuer, u.subject, u.name, u.email, u.avatar_url, u.role AS "role: Role"
            FROM api_tokens t JOIN users u ON u.id = t.user_id
            WHERE t.secret_hash = $1"#,
-        hash(secret)
+        &key
     )
     .fetch_optional(db.pool())
     .await?;
@@ -148,7 +169,7 @@ pub async fn authenticate(db: &Database, secret: &str) -> Result<Option<User>> {
         .execute(db.pool())
         .await?;
     }
-    Ok(Some(User {
+    let user = User {
         id: row.id,
         issuer: row.issuer,
         subject: row.subject,
@@ -156,5 +177,117 @@ pub async fn authenticate(db: &Database, secret: &str) -> Result<Option<User>> {
         email: row.email,
         avatar_url: row.avatar_url,
         role: row.role,
-    }))
+    };
+    cache.keep(key, user.clone(), seen);
+    Ok(Some(user))
+}
+
+/// The channel the triggers of migration `20261203000001` notify when a token is revoked or a user
+/// is changed or deleted.
+const AUTH_CHANGED: &str = "switchboard_auth_changed";
+/// How long a checked token is trusted without asking again, at most; also how often its "last
+/// used" is brought up to date.
+const KEEP_FOR: Duration = Duration::from_secs(60);
+/// How long to wait before listening again after the connection was lost, doubling up to the
+/// longest while the database does not answer.
+const RELISTEN_AFTER: Duration = Duration::from_secs(1);
+const RELISTEN_AFTER_AT_MOST: Duration = Duration::from_secs(30);
+
+/// The API tokens this instance has checked lately, by the hash of their secret.
+#[derive(Debug, Default)]
+pub struct TokenCache {
+    entries: Mutex<HashMap<Vec<u8>, (User, Instant)>>,
+    /// Counts the times everything was forgotten, so that a check that began before one does not
+    /// keep what it read.
+    generation: AtomicU64,
+    /// Whether changes are being heard; without that nothing is kept.
+    listening: AtomicBool,
+}
+
+impl TokenCache {
+    fn get(&self, key: &[u8]) -> Option<User> {
+        if !self.is_listening() {
+            return None;
+        }
+        let entries = self.entries.lock().expect("token cache poisoned");
+        let (user, at) = entries.get(key)?;
+        (at.elapsed() < KEEP_FOR).then(|| user.clone())
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Keeps what a check read, unless everything was forgotten since it began.
+    fn keep(&self, key: Vec<u8>, user: User, seen: u64) {
+        let mut entries = self.entries.lock().expect("token cache poisoned");
+        if self.is_listening() && self.generation() == seen {
+            entries.retain(|_, (_, at)| at.elapsed() < KEEP_FOR);
+            entries.insert(key, (user, Instant::now()));
+        }
+    }
+
+    fn forget_all(&self) {
+        let mut entries = self.entries.lock().expect("token cache poisoned");
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        entries.clear();
+    }
+
+    pub(crate) fn is_listening(&self) -> bool {
+        self.listening.load(Ordering::Acquire)
+    }
+
+    fn set_listening(&self, listening: bool) {
+        self.forget_all();
+        self.listening.store(listening, Ordering::Release);
+    }
+}
+
+/// Listens for revoked tokens and changed users, so that `db`'s token cache can be used, until the
+/// pool is closed. Spawn it once per instance; a lost connection is listened on again.
+pub async fn watch(db: Database) {
+    let cache = db.token_cache();
+    let closed = db.pool().close_event();
+    let mut closed = std::pin::pin!(closed);
+    let mut wait = RELISTEN_AFTER;
+    loop {
+        let heard = closed
+            .as_mut()
+            .do_until(listen(&db, cache, &mut wait))
+            .await;
+        cache.set_listening(false);
+        match heard {
+            Err(_closed) => return,
+            Ok(Err(e)) => tracing::warn!(
+                "not hearing of revoked API tokens, so each request checks its token: {e}"
+            ),
+        }
+        if closed
+            .as_mut()
+            .do_until(tokio::time::sleep(wait))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        wait = (wait * 2).min(RELISTEN_AFTER_AT_MOST);
+    }
+}
+
+/// Forgets the cache at every change it hears of, until the connection is lost.
+async fn listen(
+    db: &Database,
+    cache: &TokenCache,
+    wait: &mut Duration,
+) -> Result<Infallible, sqlx::Error> {
+    let mut listener = PgListener::connect_with(db.pool()).await?;
+    listener.listen(AUTH_CHANGED).await?;
+    cache.set_listening(true);
+    *wait = RELISTEN_AFTER;
+    loop {
+        match listener.try_recv().await? {
+            Some(_) => cache.forget_all(),
+            None => return Err(sqlx::Error::Protocol("the connection was lost".into())),
+        }
+    }
 }

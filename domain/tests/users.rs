@@ -175,3 +175,87 @@ async fn token_names_and_counts_are_limited(pool: PgPool) {
     };
     assert!(message.contains("Revoke one"), "{message}");
 }
+
+/// Waits up to 5 s for `check` to hold, polling.
+async fn eventually(mut check: impl AsyncFnMut() -> bool) -> bool {
+    for _ in 0..100 {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    false
+}
+
+#[sqlx::test(migrator = "domain::db::MIGRATOR")]
+async fn a_checked_token_is_kept_until_another_instance_changes_its_user_or_revokes_it(
+    pool: PgPool,
+) {
+    // Two instances on one database, each with its own pool and token cache.
+    let here = Database::from_pool(pool.clone());
+    let there = Database::from_pool(
+        sqlx::postgres::PgPoolOptions::new()
+            .max_connections(2)
+            .connect_with((*pool.connect_options()).clone())
+            .await
+            .unwrap(),
+    );
+    let alice = users::sign_in(&there, &person("a"), RoleDecision::Fixed(Role::User))
+        .await
+        .unwrap();
+    let created = tokens::create(&there, alice.id, "script").await.unwrap();
+    let name_here = async || {
+        tokens::authenticate(&here, &created.secret)
+            .await
+            .unwrap()
+            .map(|user| user.name)
+    };
+
+    assert_eq!(name_here().await.as_deref(), Some("Person a"));
+    assert!(
+        !here.hears_token_changes(),
+        "nothing is kept before it listens"
+    );
+    tokio::spawn(tokens::watch(here.clone()));
+    assert!(eventually(async || here.hears_token_changes()).await);
+    assert_eq!(name_here().await.as_deref(), Some("Person a"));
+
+    // A change no trigger tells of is not seen: the token was kept, not read again.
+    sqlx::query("ALTER TABLE users DISABLE TRIGGER users_changed")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE users SET name = 'Unheard'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("ALTER TABLE users ENABLE TRIGGER users_changed")
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(name_here().await.as_deref(), Some("Person a"));
+
+    // A change to the user on the other instance (a new role at sign-in, say) is heard.
+    users::sign_in(&there, &person("a"), RoleDecision::Fixed(Role::Admin))
+        .await
+        .unwrap();
+    let admin_here = async || {
+        tokens::authenticate(&here, &created.secret)
+            .await
+            .unwrap()
+            .is_some_and(|user| user.role == Role::Admin)
+    };
+    assert!(eventually(admin_here).await, "the new role is seen here");
+
+    // And a revocation there stops the token here.
+    assert!(
+        tokens::revoke(&there, alice.id, created.token.id)
+            .await
+            .unwrap()
+    );
+    assert!(
+        eventually(async || name_here().await.is_none()).await,
+        "a token revoked on another instance stops working here"
+    );
+    there.pool().close().await;
+}

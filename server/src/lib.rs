@@ -72,6 +72,8 @@ impl AppState {
             config.secret_key()?,
             config.mcp_settings()?,
         );
+        // Until the pool closes: while it hears of revoked tokens, scripts' tokens need no query.
+        tokio::spawn(domain::tokens::watch(db.clone()));
         Ok(Self {
             leptos_options: leptos_options(config),
             runs: Runs::new(
