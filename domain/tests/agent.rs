@@ -200,6 +200,16 @@ async fn advance<M: Model, T: Tools>(
     advance_until(f, start, model, tools, policies, &mut stopped).await
 }
 
+/// [`advance`] from a new question, with no policy.
+async fn ask<M: Model, T: Tools>(f: &Fixture, q: &str, model: &M, tools: &T) -> RunState {
+    advance(f, Some(question(q)), model, tools, &Policies::default()).await
+}
+
+/// [`advance`] from the latest checkpoint, with no policy.
+async fn resume<M: Model, T: Tools>(f: &Fixture, model: &M, tools: &T) -> RunState {
+    advance(f, None, model, tools, &Policies::default()).await
+}
+
 /// [`advance`], stopped when `stopped` turns true.
 async fn advance_until<M: Model, T: Tools>(
     f: &Fixture,
@@ -267,14 +277,7 @@ async fn steps_checkpointed(f: &Fixture) -> Vec<String> {
 async fn no_tool_calls_is_an_answer(pool: PgPool) {
     let f = fixture(pool).await;
     let model = Scripted::new(vec![text("Hello!")]);
-    let state = advance(
-        &f,
-        Some(question("hi")),
-        &model,
-        &Local::default(),
-        &Policies::default(),
-    )
-    .await;
+    let state = ask(&f, "hi", &model, &Local::default()).await;
     assert_eq!(state.end, Some(End::Answered));
     assert_eq!(state.next, Step::Done);
     assert!(
@@ -296,14 +299,7 @@ async fn an_approved_call_runs_and_the_model_answers_with_its_result(pool: PgPoo
         text("It is 42."),
     ]);
     let tools = Local::default();
-    let paused = advance(
-        &f,
-        Some(question("2+40?")),
-        &model,
-        &tools,
-        &Policies::default(),
-    )
-    .await;
+    let paused = ask(&f, "2+40?", &model, &tools).await;
     assert_eq!(paused.next, Step::AwaitApproval);
     assert_eq!(paused.calls[0].server, "calc");
     assert_eq!(paused.calls[0].tool, "add");
@@ -316,7 +312,7 @@ async fn an_approved_call_runs_and_the_model_answers_with_its_result(pool: PgPoo
     assert_eq!(decided.thread.state.next, Step::RunTools);
     assert_eq!(decided.thread.state.calls[0].state, CallState::Running);
     assert!(tools.ran().is_empty(), "the decision only records");
-    let done = advance(&f, None, &model, &tools, &Policies::default()).await;
+    let done = resume(&f, &model, &tools).await;
     assert_eq!(done.end, Some(End::Answered));
     assert_eq!(
         tools.ran(),
@@ -350,18 +346,11 @@ async fn a_rejection_is_answered_humanely_and_nothing_runs(pool: PgPool) {
         text("Understood, I will not wait. Here is what I can say instead…"),
     ]);
     let tools = Local::default();
-    advance(
-        &f,
-        Some(question("wait a bit")),
-        &model,
-        &tools,
-        &Policies::default(),
-    )
-    .await;
+    ask(&f, "wait a bit", &model, &tools).await;
     let decided = decide(&f, "c1", reject("not now, I am in a hurry")).await;
     assert!(decided.complete);
     assert_eq!(decided.thread.state.next, Step::Humanize);
-    let done = advance(&f, None, &model, &tools, &Policies::default()).await;
+    let done = resume(&f, &model, &tools).await;
     assert_eq!(done.end, Some(End::Declined));
     assert!(tools.ran().is_empty());
     let (messages, offered) = &model.asked()[1];
@@ -393,31 +382,21 @@ async fn parallel_calls_wait_for_every_decision_then_the_approved_run_together(p
         text("done"),
     ]);
     let tools = Local::default();
-    let paused = advance(
-        &f,
-        Some(question("three things")),
-        &model,
-        &tools,
-        &Policies::default(),
-    )
-    .await;
+    let paused = ask(&f, "three things", &model, &tools).await;
     assert_eq!(paused.undecided().count(), 3);
 
     assert!(!decide(&f, "m1", approve()).await.complete);
     assert!(!decide(&f, "s1", reject("no")).await.complete);
     // Resuming before every call is decided runs nothing.
-    let still = advance(&f, None, &model, &tools, &Policies::default()).await;
+    let still = resume(&f, &model, &tools).await;
     assert_eq!(still.next, Step::AwaitApproval);
     assert!(tools.ran().is_empty());
     assert!(decide(&f, "m2", approve()).await.complete);
 
     // The two `meet` calls finish only if they run at the same time.
-    let done = tokio::time::timeout(
-        Duration::from_secs(5),
-        advance(&f, None, &model, &tools, &Policies::default()),
-    )
-    .await
-    .expect("approved calls run in parallel");
+    let done = tokio::time::timeout(Duration::from_secs(5), resume(&f, &model, &tools))
+        .await
+        .expect("approved calls run in parallel");
     assert_eq!(done.end, Some(End::Answered));
     let ran: Vec<String> = tools.ran().into_iter().map(|(_, t, _)| t).collect();
     assert_eq!(ran, vec!["meet", "meet"], "the rejected call did not run");
@@ -444,14 +423,7 @@ async fn edited_arguments_are_what_the_tool_gets(pool: PgPool) {
         text("ok"),
     ]);
     let tools = Local::default();
-    advance(
-        &f,
-        Some(question("add")),
-        &model,
-        &tools,
-        &Policies::default(),
-    )
-    .await;
+    ask(&f, "add", &model, &tools).await;
     decide(
         &f,
         "c1",
@@ -461,7 +433,7 @@ async fn edited_arguments_are_what_the_tool_gets(pool: PgPool) {
         },
     )
     .await;
-    let done = advance(&f, None, &model, &tools, &Policies::default()).await;
+    let done = resume(&f, &model, &tools).await;
     assert_eq!(
         tools.ran()[0].2,
         json!({"a": 20, "b": 22}).as_object().unwrap().clone()
@@ -558,14 +530,7 @@ async fn stop_ends_the_run_in_any_step(pool: PgPool) {
     let f = fixture(pool).await;
     let model = Scripted::new(vec![calls(&[("c1", "clock__slow", json!({"ms": 60_000}))])]);
     let tools = Local::default();
-    advance(
-        &f,
-        Some(question("slow")),
-        &model,
-        &tools,
-        &Policies::default(),
-    )
-    .await;
+    ask(&f, "slow", &model, &tools).await;
     decide(&f, "c1", approve()).await;
 
     let (stop, mut stopped) = watch::channel(false);
@@ -602,14 +567,7 @@ async fn a_call_running_when_the_server_died_is_interrupted_not_run_again(pool: 
         text("Sorry, that was interrupted."),
     ]);
     let tools = Local::default();
-    advance(
-        &f,
-        Some(question("slow")),
-        &model,
-        &tools,
-        &Policies::default(),
-    )
-    .await;
+    ask(&f, "slow", &model, &tools).await;
     decide(&f, "c1", approve()).await;
     // The run starts the tool; then its server dies (the run is dropped mid-call).
     let policies = Policies::default();
@@ -659,14 +617,7 @@ async fn decisions_are_refused_twice_for_unknown_calls_and_for_other_people(pool
         ]),
         text("ok"),
     ]);
-    advance(
-        &f,
-        Some(question("add")),
-        &model,
-        &Local::default(),
-        &Policies::default(),
-    )
-    .await;
+    ask(&f, "add", &model, &Local::default()).await;
 
     let bob = users::sign_in(
         &f.db,
@@ -730,14 +681,7 @@ async fn a_call_for_a_tool_not_offered_or_with_bad_json_is_answered_with_an_erro
         text("I could not do that."),
     ]);
     let tools = Local::default();
-    let done = advance(
-        &f,
-        Some(question("break it")),
-        &model,
-        &tools,
-        &Policies::default(),
-    )
-    .await;
+    let done = ask(&f, "break it", &model, &tools).await;
     assert_eq!(done.end, Some(End::Answered), "no pause: nothing could run");
     assert!(tools.ran().is_empty());
     let (messages, _) = &model.asked()[1];
@@ -756,14 +700,7 @@ async fn a_call_for_a_tool_not_offered_or_with_bad_json_is_answered_with_an_erro
 async fn a_failing_model_ends_the_run_with_its_message(pool: PgPool) {
     let f = fixture(pool).await;
     let model = Scripted::new(vec![Err("The model provider is down.".into())]);
-    let done = advance(
-        &f,
-        Some(question("hi")),
-        &model,
-        &Local::default(),
-        &Policies::default(),
-    )
-    .await;
+    let done = ask(&f, "hi", &model, &Local::default()).await;
     assert_eq!(
         done.end,
         Some(End::Failed {
@@ -777,14 +714,7 @@ async fn a_deleted_chat_takes_its_checkpoints_with_it_and_takes_no_more(pool: Pg
     use domain::agent::Checkpoints;
     let f = fixture(pool).await;
     let model = Scripted::new(vec![calls(&[("c1", "calc__add", json!({"a": 1}))])]);
-    let paused = advance(
-        &f,
-        Some(question("add")),
-        &model,
-        &Local::default(),
-        &Policies::default(),
-    )
-    .await;
+    let paused = ask(&f, "add", &model, &Local::default()).await;
     let count = |db: Database, thread: Uuid| async move {
         sqlx::query_scalar::<_, i64>("SELECT count(*) FROM checkpoints WHERE thread_id = $1")
             .bind(thread)
