@@ -251,10 +251,11 @@ pub async fn watch(db: Database) {
     let mut closed = std::pin::pin!(closed);
     let mut wait = RELISTEN_AFTER;
     loop {
-        let heard = closed
-            .as_mut()
-            .do_until(listen(&db, cache, &mut wait))
-            .await;
+        let heard = closed.as_mut().do_until(listen(&db, cache)).await;
+        if cache.is_listening() {
+            // It was heard from before it failed: the database answers, so try again soon.
+            wait = RELISTEN_AFTER;
+        }
         cache.set_listening(false);
         match heard {
             Err(_closed) => return,
@@ -275,15 +276,10 @@ pub async fn watch(db: Database) {
 }
 
 /// Forgets the cache at every change it hears of, until the connection is lost.
-async fn listen(
-    db: &Database,
-    cache: &TokenCache,
-    wait: &mut Duration,
-) -> Result<Infallible, sqlx::Error> {
+async fn listen(db: &Database, cache: &TokenCache) -> Result<Infallible, sqlx::Error> {
     let mut listener = PgListener::connect_with(db.pool()).await?;
     listener.listen(AUTH_CHANGED).await?;
     cache.set_listening(true);
-    *wait = RELISTEN_AFTER;
     loop {
         match listener.try_recv().await? {
             Some(_) => cache.forget_all(),
