@@ -3,7 +3,8 @@
 //! PostgreSQL after every step (the approval too), against a model that answers at once and a tool
 //! in this process. Each checkpoint is written as a chat's run writes it: with the answer's text,
 //! calls and status, and the audit rows of the calls it settled, in the same statement. Serial
-//! latency per turn, then throughput with 64 threads at once.
+//! latency per turn, then throughput with 64 threads at once. Each turn answers a question in a chat
+//! of its own, made (with the question) before the turn's clock starts.
 //!
 //!     DATABASE_URL=postgres://... cargo bench -p domain --bench agent_turn [-- TURNS]
 //!
@@ -23,7 +24,7 @@ use domain::llm::{self, Message};
 use domain::mcp::Annotations;
 use domain::users::{Identity, Role, RoleDecision};
 use serde_json::{Map, Value, json};
-use tokio::sync::watch;
+use tokio::sync::{Barrier, watch};
 use uuid::Uuid;
 
 /// Asks for the tool until it has seen its result, then answers.
@@ -103,8 +104,9 @@ struct Took {
     parts: [Duration; 3],
 }
 
-/// One whole turn in a new thread of `user`'s.
-async fn turn(db: &Database, user: Uuid) -> Took {
+/// A new chat of `user`'s with its question asked: what a turn starts from (made before its clock
+/// starts; the turn is the graph's work, from the model's call to the end).
+async fn question(db: &Database, user: Uuid) -> (Uuid, store::Answer) {
     let chat = domain::chats::create(db, user, None).await.unwrap();
     let conversation = domain::chats::conversation(db, user, chat.id, None)
         .await
@@ -119,6 +121,12 @@ async fn turn(db: &Database, user: Uuid) -> Took {
         chat_id: chat.id,
         message_id: asked.answer.id,
     };
+    (chat.thread_id, answer)
+}
+
+/// One whole turn on a question from [`question`].
+async fn turn(db: &Database, (thread_id, answer): (Uuid, store::Answer)) -> Took {
+    let user = answer.user_id;
     let started = Instant::now();
     let question = RunState::new(
         vec![Message::User {
@@ -126,13 +134,13 @@ async fn turn(db: &Database, user: Uuid) -> Took {
         }],
         10,
     );
-    let paused = advance(db, chat.thread_id, question, -1, answer).await;
+    let paused = advance(db, thread_id, question, -1, answer).await;
     assert!(paused.undecided().next().is_some());
     let pause = started.elapsed();
     let decided = store::decide(
         db,
         user,
-        chat.thread_id,
+        thread_id,
         "call-1",
         Decision::Approve {
             by: Decider::Person,
@@ -146,7 +154,7 @@ async fn turn(db: &Database, user: Uuid) -> Took {
     let decision = started.elapsed();
     let done = advance(
         db,
-        chat.thread_id,
+        thread_id,
         decided.thread.state,
         decided.thread.seq,
         answer,
@@ -183,14 +191,14 @@ async fn main() {
         .await
         .unwrap()
         .id;
-    turn(&db, user).await;
+    turn(&db, question(&db, user).await).await;
     let checkpoints_per_turn = sqlx::query_scalar::<_, i64>("SELECT count(*) FROM checkpoints")
         .fetch_one(db.pool())
         .await
         .unwrap();
 
     for _ in 0..50 {
-        turn(&db, user).await;
+        turn(&db, question(&db, user).await).await;
     }
     // The floor, through the same pool: a bare round trip, and a bare insert-and-commit.
     sqlx::query("CREATE TABLE bench_commit (id bigserial PRIMARY KEY, v int)")
@@ -219,7 +227,8 @@ async fn main() {
     );
     let mut took = Vec::with_capacity(turns);
     for _ in 0..turns {
-        took.push(turn(&db, user).await);
+        let asked = question(&db, user).await;
+        took.push(turn(&db, asked).await);
     }
     let mut times: Vec<Duration> = took.iter().map(|t| t.all).collect();
     times.sort();
@@ -249,19 +258,27 @@ async fn main() {
     let threads = 64;
     let each = (turns / 8).max(10);
     let db = Arc::new(db);
-    let started = Instant::now();
+    // Every thread makes its questions first; the clock starts when all have.
+    let ready = Arc::new(Barrier::new(threads + 1));
     let tasks: Vec<_> = (0..threads)
         .map(|_| {
-            let db = db.clone();
+            let (db, ready) = (db.clone(), ready.clone());
             tokio::spawn(async move {
-                let mut times = Vec::with_capacity(each);
+                let mut questions = Vec::with_capacity(each);
                 for _ in 0..each {
-                    times.push(turn(&db, user).await.all);
+                    questions.push(question(&db, user).await);
+                }
+                ready.wait().await;
+                let mut times = Vec::with_capacity(each);
+                for asked in questions {
+                    times.push(turn(&db, asked).await.all);
                 }
                 times
             })
         })
         .collect();
+    ready.wait().await;
+    let started = Instant::now();
     let mut all = Vec::new();
     for task in tasks {
         all.extend(task.await.unwrap());
