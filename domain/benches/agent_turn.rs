@@ -24,7 +24,7 @@ use domain::llm::{self, Message};
 use domain::mcp::Annotations;
 use domain::users::{Identity, Role, RoleDecision};
 use serde_json::{Map, Value, json};
-use tokio::sync::{Barrier, watch};
+use tokio::sync::watch;
 use uuid::Uuid;
 
 /// Asks for the tool until it has seen its result, then answers.
@@ -104,6 +104,9 @@ struct Took {
     parts: [Duration; 3],
 }
 
+/// What every turn is asked.
+const QUESTION: &str = "2+40?";
+
 /// A new chat of `user`'s with its question asked: what a turn starts from (made before its clock
 /// starts; the turn is the graph's work, from the model's call to the end).
 async fn question(db: &Database, user: Uuid) -> (Uuid, store::Answer) {
@@ -112,7 +115,7 @@ async fn question(db: &Database, user: Uuid) -> (Uuid, store::Answer) {
         .await
         .unwrap()
         .unwrap();
-    let asked = domain::chats::ask(db, user, &conversation, "2+40?", "bench/instant")
+    let asked = domain::chats::ask(db, user, &conversation, QUESTION, "bench/instant")
         .await
         .unwrap()
         .unwrap();
@@ -128,13 +131,13 @@ async fn question(db: &Database, user: Uuid) -> (Uuid, store::Answer) {
 async fn turn(db: &Database, (thread_id, answer): (Uuid, store::Answer)) -> Took {
     let user = answer.user_id;
     let started = Instant::now();
-    let question = RunState::new(
+    let start = RunState::new(
         vec![Message::User {
-            content: "2+40?".into(),
+            content: QUESTION.into(),
         }],
         10,
     );
-    let paused = advance(db, thread_id, question, -1, answer).await;
+    let paused = advance(db, thread_id, start, -1, answer).await;
     assert!(paused.undecided().next().is_some());
     let pause = started.elapsed();
     let decided = store::decide(
@@ -258,17 +261,29 @@ async fn main() {
     let threads = 64;
     let each = (turns / 8).max(10);
     let db = Arc::new(db);
-    // Every thread makes its questions first; the clock starts when all have.
-    let ready = Arc::new(Barrier::new(threads + 1));
-    let tasks: Vec<_> = (0..threads)
+    // Every thread's questions are made first (64 at once); the clock starts when all are.
+    let making: Vec<_> = (0..threads)
         .map(|_| {
-            let (db, ready) = (db.clone(), ready.clone());
+            let db = db.clone();
             tokio::spawn(async move {
                 let mut questions = Vec::with_capacity(each);
                 for _ in 0..each {
                     questions.push(question(&db, user).await);
                 }
-                ready.wait().await;
+                questions
+            })
+        })
+        .collect();
+    let mut questions = Vec::with_capacity(threads);
+    for made in making {
+        questions.push(made.await.unwrap());
+    }
+    let started = Instant::now();
+    let tasks: Vec<_> = questions
+        .into_iter()
+        .map(|questions| {
+            let db = db.clone();
+            tokio::spawn(async move {
                 let mut times = Vec::with_capacity(each);
                 for asked in questions {
                     times.push(turn(&db, asked).await.all);
@@ -277,8 +292,6 @@ async fn main() {
             })
         })
         .collect();
-    ready.wait().await;
-    let started = Instant::now();
     let mut all = Vec::new();
     for task in tasks {
         all.extend(task.await.unwrap());
