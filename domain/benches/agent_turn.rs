@@ -140,15 +140,21 @@ async fn turn(db: &Database, (thread_id, answer): (Uuid, store::Answer)) -> Took
     let paused = advance(db, thread_id, start, -1, answer).await;
     assert!(paused.undecided().next().is_some());
     let pause = started.elapsed();
-    let decided = store::decide(
+    // As a chat's decision is made (`Runs::decide`): what the chat waits for, then the decision.
+    let store::Pending::Waiting(waiting) = store::pending(db, user, answer.chat_id).await.unwrap()
+    else {
+        panic!("the answer waits for a decision");
+    };
+    let approve = Decision::Approve {
+        by: Decider::Person,
+        arguments: None,
+    };
+    let decided = store::decide_waiting(
         db,
         user,
-        thread_id,
-        "call-1",
-        Decision::Approve {
-            by: Decider::Person,
-            arguments: None,
-        },
+        answer.chat_id,
+        waiting,
+        vec![("call-1".into(), approve)],
     )
     .await
     .unwrap()

@@ -336,7 +336,7 @@ impl Runs {
     }
 
     /// Records the person's decisions on the tool calls their chat's answer waits for, all or
-    /// none (see [`store::decide_all`]); with the last one, the run resumes here. An edit of a
+    /// none (see [`store::decide_waiting`]); with the last one, the run resumes here. An edit of a
     /// call's arguments is checked against the tool's input schema first; "always allow" adds the
     /// policy as well. None when the user has no such chat.
     pub async fn decide(
@@ -346,31 +346,6 @@ impl Runs {
         choices: Vec<Choice>,
     ) -> Result<Option<RunState>> {
         let db = &self.inner.db;
-        let Some(chat) = chats::get(db, user_id, chat_id).await? else {
-            return Ok(None);
-        };
-        let Some(latest) = store::latest(db, user_id, chat.thread_id).await? else {
-            return Err(Error::Invalid(NOT_WAITING.into()));
-        };
-        if latest.state.next != Step::AwaitApproval {
-            return Err(Error::Invalid(NOT_WAITING.into()));
-        }
-        // An answer replaced since (an edit, a regeneration) waits for nothing any more.
-        let Some(answer_id) = chats::waiting_answer(db, user_id, chat_id).await? else {
-            return Err(Error::Invalid(NOT_WAITING.into()));
-        };
-        let find = |id: &str| {
-            latest
-                .state
-                .calls
-                .iter()
-                .find(|c| c.id == id)
-                .ok_or_else(|| {
-                    Error::Invalid(format!(
-                        "There is no tool call '{id}' waiting for a decision."
-                    ))
-                })
-        };
         let edits = choices.iter().any(|c| c.arguments.is_some());
         let specs = if edits {
             agent::live::chat_tools(&self.inner.mcp, user_id, chat_id)
@@ -379,37 +354,24 @@ impl Runs {
         } else {
             Vec::new()
         };
-        let mut decisions = Vec::with_capacity(choices.len());
-        let mut always = Vec::new();
-        for choice in choices {
-            let call = find(&choice.call_id)?;
-            let decision = if choice.approve {
-                if let Some(arguments) = &choice.arguments {
-                    check_arguments(&specs, call, arguments)?;
-                }
-                match choice.always {
-                    Some(Always::Tool) => {
-                        always.push((call.server.clone(), Some(call.tool.clone())))
-                    }
-                    Some(Always::Server) => always.push((call.server.clone(), None)),
-                    None => {}
-                }
-                Decision::Approve {
-                    by: Decider::Person,
-                    arguments: choice.arguments,
-                }
-            } else {
-                Decision::Reject {
-                    by: Decider::Person,
-                    reason: choice
-                        .reason
-                        .map(|r| r.trim().to_owned())
-                        .filter(|r| !r.is_empty()),
-                }
+        let mut pending = store::pending(db, user_id, chat_id).await?;
+        let (waiting, Judged { decisions, always }) = loop {
+            let waiting = match pending {
+                store::Pending::NoChat => return Ok(None),
+                store::Pending::Nothing => return Err(Error::Invalid(agent::NOT_WAITING.into())),
+                store::Pending::Waiting(waiting) => waiting,
             };
-            decisions.push((choice.call_id, decision));
-        }
-        let decided = store::decide_all(db, user_id, chat.thread_id, Some(latest), decisions);
+            match judge(&waiting.latest.state, &specs, choices.clone()) {
+                Ok(judged) => break (waiting, judged),
+                // A pause remembered from before may be out of date: judged again as it is now.
+                Err(_) if waiting.remembered => {
+                    pending = store::read_pending(db, user_id, chat_id).await?;
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        let answer_id = waiting.answer_id;
+        let decided = store::decide_waiting(db, user_id, chat_id, waiting, decisions);
         let Some(decided) = decided.await? else {
             return Ok(None);
         };
@@ -421,7 +383,7 @@ impl Runs {
         }
         let state = decided.thread.state.clone();
         if decided.complete {
-            self.resume(user_id, chat, answer_id, decided.thread)
+            self.resume(user_id, chat_id, answer_id, decided.thread)
                 .await?;
         }
         Ok(Some(state))
@@ -431,15 +393,20 @@ impl Runs {
     async fn resume(
         &self,
         user_id: Uuid,
-        chat: chats::Chat,
+        chat_id: Uuid,
         answer_id: Uuid,
         latest: store::Latest,
     ) -> Result<()> {
         let db = &self.inner.db;
-        let (tools, person) = tokio::join!(
-            agent::live::chat_tools(&self.inner.mcp, user_id, chat.id),
+        let (tools, person, chat) = tokio::join!(
+            agent::live::chat_tools(&self.inner.mcp, user_id, chat_id),
             agent::policy::for_run(db, user_id),
+            chats::get(db, user_id, chat_id),
         );
+        let Some(chat) = chat? else {
+            // Deleted since the decision: nothing to answer in.
+            return Ok(());
+        };
         let specs = tools?.unwrap_or_default();
         let (policies, _) = person?;
         let (provider, model) = self.inner.models.for_chat(chat.model.as_deref())?;
@@ -449,7 +416,7 @@ impl Runs {
             specs,
             policies,
         };
-        let slot = self.reserve(chat.id)?;
+        let slot = self.reserve(chat_id)?;
         let (stop, stopped) = watch::channel(None);
         let text = latest.state.answer_text();
         slot.begin(Live {
@@ -492,21 +459,17 @@ impl Runs {
     /// then not run). Returns whether there was one; None when the user has no such chat.
     pub async fn stop_chat(&self, user_id: Uuid, chat_id: Uuid) -> Result<Option<bool>> {
         let db = &self.inner.db;
-        let Some(chat) = chats::get(db, user_id, chat_id).await? else {
+        let pending = store::read_pending(db, user_id, chat_id).await?;
+        if pending == store::Pending::NoChat {
             return Ok(None);
-        };
+        }
         if self.stop(chat_id) {
             return Ok(Some(true));
         }
-        let Some(latest) = store::latest(db, user_id, chat.thread_id).await? else {
+        let store::Pending::Waiting(waiting) = pending else {
             return Ok(Some(false));
         };
-        if latest.state.next != Step::AwaitApproval {
-            return Ok(Some(false));
-        }
-        let Some(answer_id) = chats::waiting_answer(db, user_id, chat_id).await? else {
-            return Ok(Some(false));
-        };
+        let (latest, answer_id) = (waiting.latest, waiting.answer_id);
         let mut state = latest.state.clone();
         state.stop();
         let answer = store::Answer {
@@ -516,7 +479,7 @@ impl Runs {
         };
         let mut thread = store::Thread::for_answer(
             db.clone(),
-            chat.thread_id,
+            waiting.thread_id,
             latest.seq,
             answer,
             Some(latest.state),
@@ -787,8 +750,6 @@ impl Runs {
 /// Why a chat cannot take a new message while its answer waits for approval.
 pub const WAITING: &str = "This chat's answer is waiting for your decision on its tool calls: approve or reject them first, or press Stop.";
 /// Why a decision is refused when nothing waits for one.
-pub const NOT_WAITING: &str = "This chat is not waiting for an approval.";
-
 /// The conversation so far, as the model is given it (text only: an earlier answer's tool calls
 /// are summed up in its text).
 fn llm_history(history: &[chats::Message]) -> Vec<llm::Message> {
@@ -825,6 +786,57 @@ pub struct Choice {
 pub enum Always {
     Tool,
     Server,
+}
+
+/// The person's choices, judged.
+struct Judged {
+    /// The decisions, by call id.
+    decisions: Vec<(String, Decision)>,
+    /// The "always allow" policies asked for: a server, and one of its tools or all of them.
+    always: Vec<(String, Option<String>)>,
+}
+
+/// The person's choices as decisions on the calls `state` waits for (an edit checked against the
+/// tool's input schema in `specs`), and the "always allow" policies they ask for.
+fn judge(state: &RunState, specs: &[ToolSpec], choices: Vec<Choice>) -> Result<Judged> {
+    let mut decisions = Vec::with_capacity(choices.len());
+    let mut always = Vec::new();
+    for choice in choices {
+        let call = state
+            .calls
+            .iter()
+            .find(|c| c.id == choice.call_id)
+            .ok_or_else(|| {
+                Error::Invalid(format!(
+                    "There is no tool call '{}' waiting for a decision.",
+                    choice.call_id
+                ))
+            })?;
+        let decision = if choice.approve {
+            if let Some(arguments) = &choice.arguments {
+                check_arguments(specs, call, arguments)?;
+            }
+            match choice.always {
+                Some(Always::Tool) => always.push((call.server.clone(), Some(call.tool.clone()))),
+                Some(Always::Server) => always.push((call.server.clone(), None)),
+                None => {}
+            }
+            Decision::Approve {
+                by: Decider::Person,
+                arguments: choice.arguments,
+            }
+        } else {
+            Decision::Reject {
+                by: Decider::Person,
+                reason: choice
+                    .reason
+                    .map(|r| r.trim().to_owned())
+                    .filter(|r| !r.is_empty()),
+            }
+        };
+        decisions.push((choice.call_id, decision));
+    }
+    Ok(Judged { decisions, always })
 }
 
 /// Edited arguments must be an object that the tool's input schema accepts.

@@ -158,6 +158,20 @@ fn specs() -> Vec<ToolSpec> {
     ]
 }
 
+/// Another person, Bob.
+async fn bob(db: &Database) -> Uuid {
+    let identity = Identity {
+        issuer: "https://id.example.com".into(),
+        subject: "bob".into(),
+        name: "Bob".into(),
+        ..Identity::default()
+    };
+    users::sign_in(db, &identity, RoleDecision::Fixed(Role::User))
+        .await
+        .unwrap()
+        .id
+}
+
 struct Fixture {
     db: Database,
     user: Uuid,
@@ -619,19 +633,7 @@ async fn decisions_are_refused_twice_for_unknown_calls_and_for_other_people(pool
     ]);
     ask(&f, "add", &model, &Local::default()).await;
 
-    let bob = users::sign_in(
-        &f.db,
-        &Identity {
-            issuer: "https://id.example.com".into(),
-            subject: "bob".into(),
-            name: "Bob".into(),
-            ..Identity::default()
-        },
-        RoleDecision::Fixed(Role::User),
-    )
-    .await
-    .unwrap()
-    .id;
+    let bob = bob(&f.db).await;
     assert_eq!(
         store::decide(&f.db, bob, f.thread, "c1", approve())
             .await
@@ -753,4 +755,144 @@ async fn a_deleted_chat_takes_its_checkpoints_with_it_and_takes_no_more(pool: Pg
         .await
         .unwrap();
     assert_eq!(count(f.db.clone(), other.thread_id).await, 0);
+}
+
+/// A question asked in `chat` and answered through instance `db` until it pauses for approval of
+/// one `calc__add` call (`c1`), as a chat's run does.
+async fn pause_in_chat(db: &Database, user: Uuid, chat: Uuid) -> store::Answer {
+    let conversation = chats::conversation(db, user, chat, None)
+        .await
+        .unwrap()
+        .unwrap();
+    let asked = chats::ask(db, user, &conversation, "2+40?", "test/model")
+        .await
+        .unwrap()
+        .unwrap();
+    let answer = store::Answer {
+        user_id: user,
+        chat_id: chat,
+        message_id: asked.answer.id,
+    };
+    let model = Scripted::new(vec![calls(&[(
+        "c1",
+        "calc__add",
+        json!({"a": 2, "b": 40}),
+    )])]);
+    let specs = specs();
+    let policies = Policies::default();
+    let deps = Deps {
+        model: &model,
+        tools: &Local::default(),
+        specs: &specs,
+        policies: &policies,
+    };
+    let seq = store::last_seq(db, user, conversation.chat.thread_id)
+        .await
+        .unwrap();
+    let mut thread = Thread::for_answer(db.clone(), conversation.chat.thread_id, seq, answer, None);
+    let (_stop, mut stopped) = watch::channel(false);
+    let state = domain::agent::run(question("2+40?"), &deps, &mut stopped, &mut thread)
+        .await
+        .unwrap();
+    assert_eq!(state.next, Step::AwaitApproval);
+    answer
+}
+
+async fn waiting(db: &Database, user: Uuid, chat: Uuid) -> store::Waiting {
+    match store::pending(db, user, chat).await.unwrap() {
+        store::Pending::Waiting(waiting) => waiting,
+        other => panic!("the chat waits for nothing: {other:?}"),
+    }
+}
+
+#[sqlx::test(migrator = "domain::db::MIGRATOR")]
+async fn a_pause_remembered_by_one_instance_never_decides_on_what_has_changed_since(pool: PgPool) {
+    // Two instances on one database, each with its own memory of the runs it paused.
+    let (one, two) = (
+        Database::from_pool(pool.clone()),
+        Database::from_pool(pool.clone()),
+    );
+    let f = fixture(pool).await;
+    let chat = chats::create(&f.db, f.user, None).await.unwrap();
+    pause_in_chat(&one, f.user, chat.id).await;
+    assert!(waiting(&one, f.user, chat.id).await.remembered, "no read");
+    let read = waiting(&two, f.user, chat.id).await;
+    assert!(!read.remembered);
+    // What it remembers is what the other reads.
+    assert_eq!(
+        store::Waiting {
+            remembered: true,
+            ..read.clone()
+        },
+        waiting(&one, f.user, chat.id).await
+    );
+
+    // The other instance rejects the call; this one, remembering the pause, is asked to approve
+    // it: refused, on the thread as it is now.
+    let decided = store::decide_waiting(
+        &two,
+        f.user,
+        chat.id,
+        read,
+        vec![("c1".into(), reject("no"))],
+    );
+    assert!(decided.await.unwrap().unwrap().complete);
+    let stale = waiting(&one, f.user, chat.id).await;
+    let approve_it = vec![("c1".to_owned(), approve())];
+    let refused = store::decide_waiting(&one, f.user, chat.id, stale, approve_it.clone()).await;
+    assert!(refused.unwrap_err().to_string().contains("not waiting"));
+    let latest = store::latest(&f.db, f.user, chat.thread_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(matches!(
+        latest.state.calls[0].decision,
+        Some(Decision::Reject { .. })
+    ));
+    // ... and it no longer remembers the pause.
+    assert_eq!(
+        store::pending(&one, f.user, chat.id).await.unwrap(),
+        store::Pending::Nothing
+    );
+
+    // A remembered pause whose answer was replaced without a checkpoint (as an edit replaces the
+    // messages after it) decides nothing.
+    let other = chats::create(&f.db, f.user, None).await.unwrap();
+    let answer = pause_in_chat(&one, f.user, other.id).await;
+    let remembered = waiting(&one, f.user, other.id).await;
+    assert!(remembered.remembered);
+    sqlx::query("DELETE FROM messages WHERE id = $1")
+        .bind(answer.message_id)
+        .execute(f.db.pool())
+        .await
+        .unwrap();
+    let refused =
+        store::decide_waiting(&one, f.user, other.id, remembered, approve_it.clone()).await;
+    assert!(refused.unwrap_err().to_string().contains("not waiting"));
+    let latest = store::latest(&f.db, f.user, other.thread_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        latest.state.next,
+        Step::AwaitApproval,
+        "no decision was written"
+    );
+
+    // Someone else's chat: nothing to see, remembered or not.
+    let third = chats::create(&f.db, f.user, None).await.unwrap();
+    pause_in_chat(&one, f.user, third.id).await;
+    let bob = bob(&f.db).await;
+    for db in [&one, &two] {
+        assert_eq!(
+            store::pending(db, bob, third.id).await.unwrap(),
+            store::Pending::NoChat
+        );
+    }
+    // The owner's decision on a pause remembered and still current is written as it is.
+    let mine = waiting(&one, f.user, third.id).await;
+    let done = store::decide_waiting(&one, f.user, third.id, mine, approve_it).await;
+    let done = done.unwrap().unwrap();
+    assert!(done.complete);
+    assert_eq!(done.thread.state.calls[0].state, CallState::Running);
 }

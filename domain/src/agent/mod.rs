@@ -169,6 +169,9 @@ pub struct RunState {
     pub end: Option<End>,
 }
 
+/// What a decision for a chat that waits for none is told.
+pub const NOT_WAITING: &str = "This chat is not waiting for an approval.";
+
 /// The most model calls a run makes unless configured otherwise.
 pub const DEFAULT_MAX_STEPS: u32 = 10;
 
@@ -204,7 +207,7 @@ impl RunState {
     /// refused (see [`RunState::decide`]) leaves the state as it was.
     pub fn decide_all(&mut self, decisions: Vec<(String, Decision)>) -> Result<(), String> {
         if self.next != Step::AwaitApproval {
-            return Err("This chat is not waiting for an approval.".into());
+            return Err(NOT_WAITING.into());
         }
         if decisions.is_empty() {
             return Err("No decision was given.".into());

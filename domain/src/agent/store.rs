@@ -6,6 +6,10 @@
 //! checkpoint, what that step produced for the person: the answer's text, its tool calls and
 //! status in `messages`, and an audit row for every call that step settled.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
 use sqlx::types::Json;
 use uuid::Uuid;
 
@@ -62,6 +66,74 @@ pub struct Decided {
     pub message_id: Option<Uuid>,
 }
 
+/// A chat's answer that waits for the person's decisions: where a decision starts from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Waiting {
+    pub thread_id: Uuid,
+    pub answer_id: Uuid,
+    pub latest: Latest,
+    /// Taken from this instance's memory of the pause (see [`Paused`]), not read just now: the
+    /// thread may have moved on since, which the decision's write finds out.
+    pub remembered: bool,
+}
+
+/// What a chat of the user's waits for.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Pending {
+    /// The user has no such chat.
+    NoChat,
+    /// Nothing: no answer of the chat waits for a decision.
+    Nothing,
+    Waiting(Waiting),
+}
+
+/// The runs this instance paused for approval lately (or recorded a partial decision on), so that
+/// the decision that resumes one needs no read first: a decision is written at the next sequence
+/// number of the thread, which fails when another writer (on any instance) came first, and only
+/// when the chat's answer is still the one waiting; either failure sends it to read the thread.
+/// So a remembered pause that is out of date costs a read, never a wrong decision. Bounded in
+/// size and age: a decision made later reads the thread, as it would on another instance.
+#[derive(Debug, Default)]
+pub struct Paused {
+    runs: Mutex<HashMap<(Uuid, Uuid), (Instant, Waiting)>>,
+}
+
+impl Paused {
+    /// Pauses remembered at most.
+    const CAPACITY: usize = 1024;
+    /// How long a pause is remembered.
+    const KEPT_FOR: Duration = Duration::from_secs(15 * 60);
+
+    fn remember(&self, answer: Answer, waiting: Waiting) {
+        let mut runs = self.runs.lock().expect("not poisoned");
+        if runs.len() >= Self::CAPACITY {
+            runs.retain(|_, (at, _)| at.elapsed() < Self::KEPT_FOR);
+        }
+        if runs.len() < Self::CAPACITY {
+            runs.insert((answer.user_id, answer.chat_id), (Instant::now(), waiting));
+        }
+    }
+
+    fn recall(&self, user_id: Uuid, chat_id: Uuid) -> Option<Waiting> {
+        let mut runs = self.runs.lock().expect("not poisoned");
+        match runs.get(&(user_id, chat_id)) {
+            Some((at, waiting)) if at.elapsed() < Self::KEPT_FOR => Some(waiting.clone()),
+            Some(_) => {
+                runs.remove(&(user_id, chat_id));
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn forget(&self, user_id: Uuid, chat_id: Uuid) {
+        self.runs
+            .lock()
+            .expect("not poisoned")
+            .remove(&(user_id, chat_id));
+    }
+}
+
 impl Thread {
     /// Checkpoints written after `seq` (-1 for a thread with none).
     pub fn new(db: Database, thread_id: Uuid, seq: i32) -> Self {
@@ -115,6 +187,25 @@ impl super::Checkpoints for Thread {
         }
         self.seq = seq;
         self.last = Some(state.clone());
+        if let Some(answer) = self.answer {
+            let paused = self.db.paused();
+            if state.next == Step::AwaitApproval {
+                paused.remember(
+                    answer,
+                    Waiting {
+                        thread_id: self.thread_id,
+                        answer_id: answer.message_id,
+                        latest: Latest {
+                            seq,
+                            state: state.clone(),
+                        },
+                        remembered: true,
+                    },
+                );
+            } else {
+                paused.forget(answer.user_id, answer.chat_id);
+            }
+        }
         Ok(())
     }
 }
@@ -319,31 +410,41 @@ async fn insert(
     Ok(())
 }
 
+/// What writing a decision came to.
+enum Recorded {
+    /// Written; the chat's answer that waited, if the thread has one.
+    Written { waiting: Option<Uuid> },
+    /// Not written: the chat is not the user's (any more), or `answer` no longer waits.
+    Refused,
+}
+
 /// A decision's checkpoint (on disk before it answers), and, when the thread's chat has an answer
-/// waiting, that answer's calls and the audit rows of the calls it settled: one statement. Returns
-/// the waiting answer.
+/// waiting, that answer's calls and the audit rows of the calls it settled: one statement. With
+/// `answer`, nothing is written unless that answer is the one waiting.
 async fn record_decisions(
     db: &Database,
     user_id: Uuid,
     thread_id: Uuid,
+    answer: Option<Uuid>,
     seq: i32,
     before: &RunState,
     state: &RunState,
-) -> Result<Option<Uuid>> {
+) -> Result<Recorded> {
     // Written straight to the statement's buffer as JSON (no `serde_json::Value` in between).
     let json = Json(state);
     let calls = Json(state.all_calls().collect::<Vec<&Call>>());
     let (status, error) = answer_status(state);
     let row = sqlx::query!(
-        r#"WITH k AS (
-               INSERT INTO checkpoints (thread_id, seq, step, state)
-               SELECT c.thread_id, $2, $3, $4 FROM chats c
-               WHERE c.thread_id = $1 AND c.user_id = $5
-               RETURNING seq
-           ), w AS (
+        r#"WITH w AS (
                SELECT m.id, m.chat_id FROM messages m JOIN chats c ON c.id = m.chat_id
                WHERE c.thread_id = $1 AND c.user_id = $5 AND m.status = 'waiting'
                ORDER BY m.position DESC LIMIT 1
+           ), k AS (
+               INSERT INTO checkpoints (thread_id, seq, step, state)
+               SELECT c.thread_id, $2, $3, $4 FROM chats c
+               WHERE c.thread_id = $1 AND c.user_id = $5
+                 AND ($10::uuid IS NULL OR $10 = (SELECT id FROM w))
+               RETURNING seq
            ), m AS (
                UPDATE messages SET tool_calls = $6, status = $7, error = $8, updated_at = now()
                FROM w WHERE messages.id = w.id AND EXISTS (SELECT 1 FROM k)
@@ -367,30 +468,78 @@ async fn record_decisions(
         status.as_str(),
         error,
         audit_rows(Some(before), state),
+        answer,
     )
     .fetch_optional(db.pool())
     .await?;
-    Ok(row.and_then(|r| r.waiting))
+    Ok(match row {
+        Some(row) => Recorded::Written {
+            waiting: row.waiting,
+        },
+        None => Recorded::Refused,
+    })
+}
+
+/// What the user's chat waits for: its answer waiting for decisions, with the thread's latest
+/// checkpoint. Remembered when this instance paused that answer (no query), otherwise one read.
+pub async fn pending(db: &Database, user_id: Uuid, chat_id: Uuid) -> Result<Pending> {
+    match db.paused().recall(user_id, chat_id) {
+        Some(waiting) => Ok(Pending::Waiting(waiting)),
+        None => read_pending(db, user_id, chat_id).await,
+    }
+}
+
+/// [`pending`], read from the database (for a decision a remembered pause could not take).
+pub async fn read_pending(db: &Database, user_id: Uuid, chat_id: Uuid) -> Result<Pending> {
+    let row = sqlx::query!(
+        r#"SELECT c.thread_id, k.seq AS "seq?", k.state AS "state?: Json<RunState>",
+                  w.id AS "answer_id?"
+           FROM chats c
+           LEFT JOIN LATERAL (SELECT seq, state FROM checkpoints
+                              WHERE thread_id = c.thread_id ORDER BY seq DESC LIMIT 1) k ON true
+           LEFT JOIN LATERAL (SELECT id FROM messages
+                              WHERE chat_id = c.id AND status = 'waiting'
+                              ORDER BY position DESC LIMIT 1) w ON true
+           WHERE c.id = $1 AND c.user_id = $2"#,
+        chat_id,
+        user_id
+    )
+    .fetch_optional(db.pool())
+    .await
+    .map_err(unreadable)?;
+    let Some(row) = row else {
+        return Ok(Pending::NoChat);
+    };
+    Ok(match (row.seq, row.state, row.answer_id) {
+        (Some(seq), Some(Json(state)), Some(answer_id)) if state.next == Step::AwaitApproval => {
+            Pending::Waiting(Waiting {
+                thread_id: row.thread_id,
+                answer_id,
+                latest: Latest { seq, state },
+                remembered: false,
+            })
+        }
+        _ => Pending::Nothing,
+    })
 }
 
 /// The latest checkpoint of the user's chat thread; None when the chat is not theirs or has none.
 pub async fn latest(db: &Database, user_id: Uuid, thread_id: Uuid) -> Result<Option<Latest>> {
     let row = sqlx::query!(
-        "SELECT k.seq, k.state FROM checkpoints k JOIN chats c ON c.thread_id = k.thread_id
-         WHERE k.thread_id = $1 AND c.user_id = $2
-         ORDER BY k.seq DESC LIMIT 1",
+        r#"SELECT k.seq, k.state AS "state: Json<RunState>"
+           FROM checkpoints k JOIN chats c ON c.thread_id = k.thread_id
+           WHERE k.thread_id = $1 AND c.user_id = $2
+           ORDER BY k.seq DESC LIMIT 1"#,
         thread_id,
         user_id
     )
     .fetch_optional(db.pool())
-    .await?;
-    row.map(|r| {
-        Ok(Latest {
-            seq: r.seq,
-            state: parse(r.state)?,
-        })
-    })
-    .transpose()
+    .await
+    .map_err(unreadable)?;
+    Ok(row.map(|r| Latest {
+        seq: r.seq,
+        state: r.state.0,
+    }))
 }
 
 /// The sequence number of the user's thread's last checkpoint (-1 when it has none).
@@ -406,9 +555,14 @@ pub async fn last_seq(db: &Database, user_id: Uuid, thread_id: Uuid) -> Result<i
     Ok(seq.unwrap_or(-1))
 }
 
-fn parse(state: serde_json::Value) -> Result<RunState> {
-    serde_json::from_value(state)
-        .map_err(|e| Error::Invalid(format!("A stored run state cannot be read ({e}).")))
+/// A stored run state that does not decode says so, rather than passing for a database failure.
+fn unreadable(e: sqlx::Error) -> Error {
+    match e {
+        sqlx::Error::ColumnDecode { source, .. } => {
+            Error::Invalid(format!("A stored run state cannot be read ({source})."))
+        }
+        e => Error::Query(e),
+    }
 }
 
 /// Records the person's decision on one pending call of their thread (see [`decide_all`]).
@@ -424,20 +578,76 @@ pub async fn decide(
 }
 
 /// Records the person's decisions on pending calls of their thread, all or none, as one new
-/// checkpoint, always on disk before it answers; the waiting answer's calls are updated in the
-/// same transaction. Two decisions at once (two tabs, a double click, a retry, two instances)
-/// cannot both land on the same checkpoint: the second finds its sequence number taken, reads the
-/// thread again and is judged on what the first left (a second decision on the same call is
-/// refused). `known` is the thread's latest checkpoint when the caller has just read it (it is
-/// read again only when another writer came first). None when the chat is not the user's.
+/// checkpoint, always on disk before it answers. `known` is the thread's latest checkpoint when
+/// the caller has just read it (it is read again only when another writer came first). None when
+/// the chat is not the user's. See [`decide_waiting`] for a chat's waiting answer.
 pub async fn decide_all(
     db: &Database,
     user_id: Uuid,
     thread_id: Uuid,
+    known: Option<Latest>,
+    decisions: Vec<(String, Decision)>,
+) -> Result<Option<Decided>> {
+    decide_on(db, user_id, thread_id, None, known, decisions).await
+}
+
+/// Records the person's decisions on calls of the chat answer that `waiting` says waits (from
+/// [`pending`]), all or none, as one new checkpoint, always on disk before it answers; the answer's
+/// calls are updated in the same transaction. Two decisions at once (two tabs, a double click, a
+/// retry, two instances) cannot both land on the same checkpoint: the second finds its sequence
+/// number taken, reads the thread again and is judged on what the first left (a second decision on
+/// the same call is refused). None when the chat is not the user's (any more).
+pub async fn decide_waiting(
+    db: &Database,
+    user_id: Uuid,
+    chat_id: Uuid,
+    waiting: Waiting,
+    decisions: Vec<(String, Decision)>,
+) -> Result<Option<Decided>> {
+    let paused = db.paused();
+    let answer = Answer {
+        user_id,
+        chat_id,
+        message_id: waiting.answer_id,
+    };
+    let known = Some(waiting.latest);
+    let decided = decide_on(
+        db,
+        user_id,
+        waiting.thread_id,
+        Some(waiting.answer_id),
+        known,
+        decisions,
+    )
+    .await;
+    match &decided {
+        // Partly decided: the run still waits, at the decision's checkpoint.
+        Ok(Some(d)) if !d.complete => paused.remember(
+            answer,
+            Waiting {
+                thread_id: waiting.thread_id,
+                answer_id: waiting.answer_id,
+                latest: d.thread.clone(),
+                remembered: true,
+            },
+        ),
+        _ => paused.forget(user_id, chat_id),
+    }
+    decided
+}
+
+async fn decide_on(
+    db: &Database,
+    user_id: Uuid,
+    thread_id: Uuid,
+    answer: Option<Uuid>,
     mut known: Option<Latest>,
     decisions: Vec<(String, Decision)>,
 ) -> Result<Option<Decided>> {
     for _ in 0..8 {
+        // A state known from before (remembered, or read by the caller) may be out of date by
+        // now; what is read here is judged for good.
+        let fresh = known.is_none();
         let read = match known.take() {
             Some(known) => Some(known),
             None => latest(db, user_id, thread_id).await?,
@@ -446,12 +656,15 @@ pub async fn decide_all(
             return Ok(None);
         };
         let before = state.clone();
-        state
-            .decide_all(decisions.clone())
-            .map_err(Error::Invalid)?;
-        let written = record_decisions(db, user_id, thread_id, seq + 1, &before, &state);
+        if let Err(refused) = state.decide_all(decisions.clone()) {
+            if fresh {
+                return Err(Error::Invalid(refused));
+            }
+            continue;
+        }
+        let written = record_decisions(db, user_id, thread_id, answer, seq + 1, &before, &state);
         match written.await {
-            Ok(message_id) => {
+            Ok(Recorded::Written { waiting }) => {
                 let complete = state.is_decided();
                 return Ok(Some(Decided {
                     thread: Latest {
@@ -460,9 +673,18 @@ pub async fn decide_all(
                     },
                     before,
                     complete,
-                    message_id,
+                    message_id: waiting,
                 }));
             }
+            // Just read, and yet refused: the chat is gone, or its answer was replaced (an edit,
+            // a regeneration) and waits for nothing.
+            Ok(Recorded::Refused) if fresh => {
+                return match answer {
+                    Some(_) => Err(Error::Invalid(super::NOT_WAITING.into())),
+                    None => Ok(None),
+                };
+            }
+            Ok(Recorded::Refused) => continue,
             Err(Error::Query(sqlx::Error::Database(e))) if e.is_unique_violation() => continue,
             Err(e) => return Err(e),
         }
