@@ -896,3 +896,61 @@ async fn a_pause_remembered_by_one_instance_never_decides_on_what_has_changed_si
     assert!(done.complete);
     assert_eq!(done.thread.state.calls[0].state, CallState::Running);
 }
+
+#[sqlx::test(migrator = "domain::db::MIGRATOR")]
+async fn a_run_cut_off_while_its_tools_ran_is_settled_as_interrupted_and_audited(pool: PgPool) {
+    let f = fixture(pool).await;
+    let chat = chats::create(&f.db, f.user, None).await.unwrap();
+    let answer = pause_in_chat(&f.db, f.user, chat.id).await;
+    let approved = waiting(&f.db, f.user, chat.id).await;
+    let decided = store::decide_waiting(
+        &f.db,
+        f.user,
+        chat.id,
+        approved,
+        vec![("c1".into(), approve())],
+    );
+    // The call is marked running, on disk; then its server dies before running it.
+    let decided = decided.await.unwrap().unwrap();
+    assert_eq!(decided.thread.state.calls[0].state, CallState::Running);
+    assert_eq!(
+        store::settle_abandoned(&f.db).await.unwrap(),
+        0,
+        "an answer that has shown life lately is left alone"
+    );
+
+    sqlx::query("UPDATE messages SET updated_at = now() - interval '1 minute' WHERE id = $1")
+        .bind(answer.message_id)
+        .execute(f.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(store::settle_abandoned(&f.db).await.unwrap(), 1);
+    let latest = store::latest(&f.db, f.user, chat.thread_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(latest.state.end, Some(End::Interrupted));
+    assert_eq!(latest.state.calls[0].state, CallState::Interrupted);
+    let (status, outcome, decision): (String, String, Option<String>) = sqlx::query_as(
+        "SELECT m.status, a.outcome, a.decision FROM messages m, tool_audit a
+         WHERE m.id = $1 AND a.chat_id = m.chat_id AND a.call_id = 'c1'",
+    )
+    .bind(answer.message_id)
+    .fetch_one(f.db.pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        (status.as_str(), outcome.as_str(), decision.as_deref()),
+        ("interrupted", "interrupted", Some("approved"))
+    );
+    assert_eq!(
+        store::settle_abandoned(&f.db).await.unwrap(),
+        0,
+        "settled once"
+    );
+    let audited: i64 = sqlx::query_scalar("SELECT count(*) FROM tool_audit")
+        .fetch_one(f.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(audited, 1);
+}

@@ -74,6 +74,9 @@ impl AppState {
         );
         // Until the pool closes: while it hears of revoked tokens, scripts' tokens need no query.
         tokio::spawn(domain::tokens::watch(db.clone()));
+        // Until the pool closes: answers cut off by a dead server while their tools ran are
+        // settled (their calls interrupted and audited), whichever instance finds them first.
+        tokio::spawn(domain::agent::store::settle_abandoned_runs(db.clone()));
         Ok(Self {
             leptos_options: leptos_options(config),
             runs: Runs::new(

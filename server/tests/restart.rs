@@ -282,6 +282,28 @@ async fn approvals_survive_a_crash_and_a_call_cut_off_by_one_is_not_run_again(po
     .await;
     let cut = answer(&base, &token, &chat).await;
     assert_eq!(cut["tool_calls"][0]["state"], "interrupted", "{cut}");
+    // A running instance settles it: the answer and its call are interrupted for good, and the
+    // call is in the audit as such (the chat's only call).
+    let audited = async || {
+        let audit = api(&base, &token, "agent/audit", &[]).await;
+        audit
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["chat_id"] == chat.as_str() && e["outcome"] == "interrupted")
+    };
+    wait_for(
+        "the cut-off call to be audited as interrupted",
+        audited,
+        Duration::from_secs(30),
+    )
+    .await;
+    let settled = answer(&base, &token, &chat).await;
+    assert_eq!(settled["status"], "interrupted", "{settled}");
+    assert_eq!(
+        settled["tool_calls"][0]["state"], "interrupted",
+        "{settled}"
+    );
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(s.calls().len(), 2, "the cut-off call did not run again");
     // The chat takes new messages again.

@@ -148,6 +148,8 @@ pub enum End {
     Stopped,
     /// The model could not be reached, or failed; the message says how.
     Failed { message: String },
+    /// The server running it stopped while its tools ran (they were not run again).
+    Interrupted,
 }
 
 /// Everything a run is, as checkpointed.
@@ -271,6 +273,12 @@ impl RunState {
         {
             call.state = CallState::Interrupted;
         }
+    }
+
+    /// Ends a run whose server died while its calls ran: they are interrupted, never run again.
+    pub fn abandon(&mut self) {
+        self.interrupt_running();
+        self.finish(End::Interrupted);
     }
 
     /// Ends the run (the person pressed Stop); calls not yet run are not run.

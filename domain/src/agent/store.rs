@@ -229,6 +229,7 @@ pub fn answer_status(state: &RunState) -> (Status, Option<String>) {
         (Step::AwaitApproval, _) => (Status::Waiting, None),
         (Step::Done, Some(End::Answered | End::Declined)) => (Status::Complete, None),
         (Step::Done, Some(End::Stopped)) => (Status::Stopped, None),
+        (Step::Done, Some(End::Interrupted)) => (Status::Interrupted, None),
         (Step::Done, Some(End::Failed { message })) => (Status::Failed, Some(message.clone())),
         (Step::Done, Some(End::StepLimit)) => (
             Status::Failed,
@@ -521,6 +522,76 @@ pub async fn read_pending(db: &Database, user_id: Uuid, chat_id: Uuid) -> Result
         }
         _ => Pending::Nothing,
     })
+}
+
+/// How often an instance looks for runs whose server died while their tools ran.
+pub const SETTLE_EVERY: Duration = Duration::from_secs(10);
+
+/// Settles, every [`SETTLE_EVERY`] until the pool closes, the runs whose server died while their
+/// tools ran (see [`settle_abandoned`]). Every instance does; a run is settled once.
+pub async fn settle_abandoned_runs(db: Database) {
+    let closed = db.pool().close_event();
+    let mut closed = std::pin::pin!(closed);
+    loop {
+        if let Ok(Err(e)) = closed.as_mut().do_until(settle_abandoned(&db)).await {
+            tracing::warn!("could not look for answers cut off while their tools ran: {e}");
+        }
+        if closed
+            .as_mut()
+            .do_until(tokio::time::sleep(SETTLE_EVERY))
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+/// The runs whose server died while their tools ran (the answer has shown no sign of life for
+/// [`chats::STALE_STREAM_SECS`](crate::chats::STALE_STREAM_SECS), and its thread's latest
+/// checkpoint has calls running): each ends as interrupted in a checkpoint of its own, with its
+/// calls interrupted (never run again) and audited, and its answer marked interrupted. A run
+/// another instance settles (or goes on with) first is left to it. Returns how many it settled.
+pub async fn settle_abandoned(db: &Database) -> Result<usize> {
+    // The answer is its chat's last message, and its run's running checkpoint came after it (not
+    // an earlier run's left behind).
+    let cut_off = sqlx::query!(
+        r#"SELECT c.user_id, c.id AS chat_id, c.thread_id, m.id AS message_id
+           FROM messages m
+           JOIN chats c ON c.id = m.chat_id
+           JOIN LATERAL (SELECT step, created_at FROM checkpoints
+                         WHERE thread_id = c.thread_id ORDER BY seq DESC LIMIT 1) k ON true
+           WHERE m.status = 'streaming'
+             AND m.updated_at < now() - make_interval(secs => $1)
+             AND m.position = (SELECT max(position) FROM messages WHERE chat_id = m.chat_id)
+             AND k.step = 'run_tools' AND k.created_at >= m.created_at"#,
+        crate::chats::STALE_STREAM_SECS as f64
+    )
+    .fetch_all(db.pool())
+    .await?;
+    let mut settled = 0;
+    for run in cut_off {
+        let Some(Latest { seq, state }) = latest(db, run.user_id, run.thread_id).await? else {
+            continue;
+        };
+        if state.next != Step::RunTools {
+            continue;
+        }
+        let mut ended = state.clone();
+        ended.abandon();
+        let answer = Answer {
+            user_id: run.user_id,
+            chat_id: run.chat_id,
+            message_id: run.message_id,
+        };
+        let mut thread = Thread::for_answer(db.clone(), run.thread_id, seq, answer, Some(state));
+        match super::Checkpoints::save(&mut thread, &ended).await {
+            Ok(()) => settled += 1,
+            Err(Error::Query(sqlx::Error::Database(e))) if e.is_unique_violation() => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(settled)
 }
 
 /// The latest checkpoint of the user's chat thread; None when the chat is not theirs or has none.
