@@ -410,20 +410,6 @@ pub async fn ask(
 // the write at once. It takes a disk wait off every answer's end. Questions are stored with a
 // normal, durable commit.
 
-/// The user's chat's answer that waits for tool-call decisions, if one does.
-pub async fn waiting_answer(db: &Database, user_id: Uuid, chat_id: Uuid) -> Result<Option<Uuid>> {
-    let id = sqlx::query_scalar!(
-        "SELECT m.id FROM messages m JOIN chats c ON c.id = m.chat_id
-         WHERE m.chat_id = $1 AND c.user_id = $2 AND m.status = 'waiting'
-         ORDER BY m.position DESC LIMIT 1",
-        chat_id,
-        user_id
-    )
-    .fetch_optional(db.pool())
-    .await?;
-    Ok(id)
-}
-
 /// Saves the text streamed so far (a crash keeps it) and shows the answer is still alive.
 pub async fn flush(db: &Database, message_id: Uuid, content: &str) -> Result<()> {
     sqlx::query!(

@@ -749,7 +749,6 @@ impl Runs {
 
 /// Why a chat cannot take a new message while its answer waits for approval.
 pub const WAITING: &str = "This chat's answer is waiting for your decision on its tool calls: approve or reject them first, or press Stop.";
-/// Why a decision is refused when nothing waits for one.
 /// The conversation so far, as the model is given it (text only: an earlier answer's tool calls
 /// are summed up in its text).
 fn llm_history(history: &[chats::Message]) -> Vec<llm::Message> {

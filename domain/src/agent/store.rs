@@ -104,7 +104,14 @@ impl Paused {
     /// How long a pause is remembered.
     const KEPT_FOR: Duration = Duration::from_secs(15 * 60);
 
-    fn remember(&self, answer: Answer, waiting: Waiting) {
+    /// Remembers that `answer`'s run, on `thread_id`, waits at `latest`.
+    fn remember(&self, answer: Answer, thread_id: Uuid, latest: Latest) {
+        let waiting = Waiting {
+            thread_id,
+            answer_id: answer.message_id,
+            latest,
+            remembered: true,
+        };
         let mut runs = self.runs.lock().expect("not poisoned");
         if runs.len() >= Self::CAPACITY {
             runs.retain(|_, (at, _)| at.elapsed() < Self::KEPT_FOR);
@@ -190,18 +197,11 @@ impl super::Checkpoints for Thread {
         if let Some(answer) = self.answer {
             let paused = self.db.paused();
             if state.next == Step::AwaitApproval {
-                paused.remember(
-                    answer,
-                    Waiting {
-                        thread_id: self.thread_id,
-                        answer_id: answer.message_id,
-                        latest: Latest {
-                            seq,
-                            state: state.clone(),
-                        },
-                        remembered: true,
-                    },
-                );
+                let latest = Latest {
+                    seq,
+                    state: state.clone(),
+                };
+                paused.remember(answer, self.thread_id, latest);
             } else {
                 paused.forget(answer.user_id, answer.chat_id);
             }
@@ -556,10 +556,11 @@ pub async fn settle_abandoned(db: &Database) -> Result<usize> {
     // The answer is its chat's last message, and its run's running checkpoint came after it (not
     // an earlier run's left behind).
     let cut_off = sqlx::query!(
-        r#"SELECT c.user_id, c.id AS chat_id, c.thread_id, m.id AS message_id
+        r#"SELECT c.user_id, c.id AS chat_id, c.thread_id, m.id AS message_id,
+                  k.seq, k.state AS "state: Json<RunState>"
            FROM messages m
            JOIN chats c ON c.id = m.chat_id
-           JOIN LATERAL (SELECT step, created_at FROM checkpoints
+           JOIN LATERAL (SELECT seq, step, state, created_at FROM checkpoints
                          WHERE thread_id = c.thread_id ORDER BY seq DESC LIMIT 1) k ON true
            WHERE m.status = 'streaming'
              AND m.updated_at < now() - make_interval(secs => $1)
@@ -568,12 +569,11 @@ pub async fn settle_abandoned(db: &Database) -> Result<usize> {
         crate::chats::STALE_STREAM_SECS as f64
     )
     .fetch_all(db.pool())
-    .await?;
+    .await
+    .map_err(unreadable)?;
     let mut settled = 0;
     for run in cut_off {
-        let Some(Latest { seq, state }) = latest(db, run.user_id, run.thread_id).await? else {
-            continue;
-        };
+        let (seq, Json(state)) = (run.seq, run.state);
         if state.next != Step::RunTools {
             continue;
         }
@@ -693,15 +693,7 @@ pub async fn decide_waiting(
     .await;
     match &decided {
         // Partly decided: the run still waits, at the decision's checkpoint.
-        Ok(Some(d)) if !d.complete => paused.remember(
-            answer,
-            Waiting {
-                thread_id: waiting.thread_id,
-                answer_id: waiting.answer_id,
-                latest: d.thread.clone(),
-                remembered: true,
-            },
-        ),
+        Ok(Some(d)) if !d.complete => paused.remember(answer, waiting.thread_id, d.thread.clone()),
         _ => paused.forget(user_id, chat_id),
     }
     decided
