@@ -35,11 +35,14 @@ pub enum LiveEvent {
     RunFinished {
         answer_id: String,
     },
+    /// The server cannot replay what the page missed (it restarted, or is another instance):
+    /// the chat is read again.
+    Resync,
 }
 
 /// Every event type the server sends (`domain::runs::EventKind::name`).
 #[cfg(feature = "hydrate")]
-const EVENT_NAMES: [&str; 8] = [
+const EVENT_NAMES: [&str; 9] = [
     "run_started",
     "token",
     "snapshot",
@@ -48,6 +51,7 @@ const EVENT_NAMES: [&str; 8] = [
     "decision",
     "tool_result",
     "run_finished",
+    "resync",
 ];
 
 #[cfg(feature = "hydrate")]

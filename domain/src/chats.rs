@@ -424,6 +424,24 @@ pub async fn flush(db: &Database, message_id: Uuid, content: &str) -> Result<()>
     Ok(())
 }
 
+/// Whether an answer of the user's chat is being written now (on any instance): `streaming`, and
+/// flushed within [`STALE_STREAM_SECS`].
+pub async fn being_written(db: &Database, user_id: Uuid, chat_id: Uuid) -> Result<bool> {
+    let busy = sqlx::query_scalar!(
+        r#"SELECT EXISTS (
+               SELECT 1 FROM messages m JOIN chats c ON c.id = m.chat_id
+               WHERE m.chat_id = $1 AND c.user_id = $2 AND m.status = 'streaming'
+                 AND m.updated_at >= now() - make_interval(secs => $3)
+           ) AS "busy!""#,
+        chat_id,
+        user_id,
+        STALE_STREAM_SECS as f64
+    )
+    .fetch_one(db.pool())
+    .await?;
+    Ok(busy)
+}
+
 /// Shows a streaming answer is still alive (a tool is running, nothing streams).
 pub async fn touch(db: &Database, message_id: Uuid) -> Result<()> {
     sqlx::query!(

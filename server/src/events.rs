@@ -1,10 +1,12 @@
 //! `GET /api/chats/{id}/events`: a chat's event stream (server-sent events).
 //!
 //! Each event has an id (`<epoch>-<seq>`) and a type (`run_started`, `token`, `snapshot`,
-//! `tool_call`, `approval_needed`, `decision`, `tool_result`, `run_finished`); its data is the
-//! event as JSON. A client that reconnects with `Last-Event-ID`
+//! `tool_call`, `approval_needed`, `decision`, `tool_result`, `run_finished`, `resync`); its data
+//! is the event as JSON. A client that reconnects with `Last-Event-ID`
 //! (browsers do it by themselves; scripts may also pass `?last_event_id=`) gets exactly the events
-//! it missed, then the live ones. Comments every 15 s keep proxies from closing an idle stream.
+//! it missed, then the live ones, or `resync` when this instance cannot replay them. Runs on other
+//! instances of the same database are followed too. Comments every 15 s keep proxies from closing
+//! an idle stream.
 
 use std::convert::Infallible;
 use std::time::Duration;

@@ -5,6 +5,7 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::State;
 use domain::Database;
+use domain::runs::Runs;
 use http::StatusCode;
 use serde_json::{Value, json};
 
@@ -18,8 +19,11 @@ pub async fn healthz() -> Json<Value> {
 }
 
 /// `GET /readyz`: 200 when the database answers and every migration is applied, 503 otherwise,
-/// with the reason.
-pub async fn readyz(State(db): State<Database>) -> (StatusCode, Json<Value>) {
+/// with the reason. It also tells how many other instances on the database this one hears of.
+pub async fn readyz(
+    State(db): State<Database>,
+    State(runs): State<Runs>,
+) -> (StatusCode, Json<Value>) {
     match tokio::time::timeout(READY_TIMEOUT, db.readiness()).await {
         Ok(Ok(readiness)) if readiness.is_ready() => (
             StatusCode::OK,
@@ -28,6 +32,7 @@ pub async fn readyz(State(db): State<Database>) -> (StatusCode, Json<Value>) {
                 "database": "ok",
                 "instance_id": readiness.instance_id,
                 "migrations": { "applied": readiness.migrations_applied, "expected": readiness.migrations_expected },
+                "other_instances": runs.other_instances(),
             })),
         ),
         Ok(Ok(readiness)) => not_ready(

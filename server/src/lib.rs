@@ -77,14 +77,18 @@ impl AppState {
         // Until the pool closes: answers cut off by a dead server while their tools ran are
         // settled (their calls interrupted and audited), whichever instance finds them first.
         tokio::spawn(domain::agent::store::settle_abandoned_runs(db.clone()));
+        let runs = Runs::new(
+            db.clone(),
+            LlmClient::new(ClientOptions::default()),
+            Arc::new(models),
+            mcp.clone(),
+        );
+        // Until the pool closes: pages here follow runs on the other instances on this database,
+        // and theirs follow the runs here.
+        tokio::spawn(runs.clone().share_with_other_instances());
         Ok(Self {
             leptos_options: leptos_options(config),
-            runs: Runs::new(
-                db.clone(),
-                LlmClient::new(ClientOptions::default()),
-                Arc::new(models),
-                mcp.clone(),
-            ),
+            runs,
             mcp,
             db,
             auth,

@@ -15,7 +15,7 @@ use support::{FakeLlm, SseEvent, SseReader, TestApp, call, listener, person, sta
 use uuid::Uuid;
 
 struct World {
-    _llm: FakeLlm,
+    llm: FakeLlm,
     everything: Child,
     app: TestApp,
     alice: String,
@@ -53,7 +53,7 @@ async fn world(pool: PgPool) -> World {
     let (alice_id, alice) = person(&app, "alice", "Alice").await;
     let (_, bob) = person(&app, "bob", "Bob").await;
     let world = World {
-        _llm: llm,
+        llm,
         everything,
         app,
         alice,
@@ -89,10 +89,33 @@ impl World {
         .await
     }
 
+    /// A second instance of the app on the same database (and tool servers), once the two hear
+    /// of each other.
+    async fn another_instance(&self, pool: PgPool) -> TestApp {
+        let (listener, _) = listener().await;
+        let (mut args, vars) = self.llm.settings();
+        let file_arg = self.file.display().to_string();
+        args.extend(["--mcp-servers-file", file_arg.as_str()]);
+        let other = start_app(pool, listener, &args, &vars).await;
+        support::hear_each_other(&[&self.app, &other]).await;
+        other
+    }
+
     /// `POST /api/chats/decide`, as JSON.
     async fn decide(&self, token: &str, chat: &str, decisions: Value) -> (StatusCode, Value) {
+        self.decide_on(&self.app, token, chat, decisions).await
+    }
+
+    /// `POST /api/chats/decide` on `app`, as JSON.
+    async fn decide_on(
+        &self,
+        app: &TestApp,
+        token: &str,
+        chat: &str,
+        decisions: Value,
+    ) -> (StatusCode, Value) {
         let response = reqwest::Client::new()
-            .post(format!("{}/api/chats/decide", self.app.base))
+            .post(format!("{}/api/chats/decide", app.base))
             .bearer_auth(token)
             .json(&json!({"id": chat, "decisions": decisions}))
             .send()
@@ -287,6 +310,42 @@ async fn a_tool_runs_only_after_the_persons_approval(pool: PgPool) {
     .await
     .unwrap();
     assert_eq!(rows, Some(1));
+}
+
+#[sqlx::test(migrator = "domain::db::MIGRATOR")]
+async fn a_decision_landing_on_another_instance_is_followed_live_where_the_page_is(pool: PgPool) {
+    let w = world(pool.clone()).await;
+    let other = w.another_instance(pool).await;
+    let chat = w.new_chat().await;
+    // The page's stream is on the first instance, where the answer paused.
+    let (mut events, seen) = w.ask(&chat, ECHO).await;
+    let call_id = seen[1].data["call"]["id"].as_str().unwrap().to_owned();
+
+    let approve = json!([{"call_id": call_id, "approve": true}]);
+    let (status, body) = w.decide_on(&other, &w.alice, &chat, approve).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // The run goes on where the decision landed; the page sees all of it.
+    let rest = until(&mut events, &["run_finished"]).await;
+    assert_eq!(
+        names(&rest)[..4],
+        ["decision", "snapshot", "tool_result", "token"],
+        "{rest:?}"
+    );
+    assert_eq!(
+        rest[2].data["call"]["state"]["result"]["text"],
+        "Echo: hello"
+    );
+    assert_eq!(rest.last().unwrap().data["status"], "complete");
+    let text: String = rest
+        .iter()
+        .filter(|e| e.event == "token")
+        .map(|e| e.data["text"].as_str().unwrap())
+        .collect();
+    let (_, data) = w.chat(&w.alice, &chat).await;
+    assert_eq!(data["messages"][1]["content"], text.as_str());
+    assert_eq!(text, "The tool said: Echo: hello.");
+    let audit = w.audit().await;
+    assert_eq!(audit.len(), 1, "the tool ran once: {audit:?}");
 }
 
 #[sqlx::test(migrator = "domain::db::MIGRATOR")]

@@ -7,7 +7,9 @@ mod support;
 use reqwest::StatusCode;
 use serde_json::Value;
 use sqlx::PgPool;
-use support::{FakeLlm, SseEvent, SseReader, TestApp, call, listener, person, start_app};
+use support::{
+    FakeLlm, SseEvent, TestApp, api, listener, person, start_app, subscribe, until_finished,
+};
 
 async fn start(pool: PgPool, llm: Option<&FakeLlm>) -> TestApp {
     let (listener, _) = listener().await;
@@ -34,58 +36,14 @@ async fn send(app: &TestApp, token: &str, chat: &str, text: &str) -> (StatusCode
     api(app, token, "chats/send", &[("id", chat), ("text", text)]).await
 }
 
-async fn api(
-    app: &TestApp,
-    token: &str,
-    endpoint: &str,
-    form: &[(&str, &str)],
-) -> (StatusCode, Value) {
-    call(
-        &reqwest::Client::new(),
-        &app.base,
-        endpoint,
-        Some(token),
-        form,
-    )
-    .await
-}
-
 async fn new_chat(app: &TestApp, token: &str) -> String {
     let (status, chat) = api(app, token, "chats/create", &[]).await;
     assert_eq!(status, StatusCode::OK, "{chat}");
     chat["id"].as_str().unwrap().to_owned()
 }
 
-async fn subscribe(
-    app: &TestApp,
-    token: &str,
-    chat: &str,
-    last_event_id: Option<&str>,
-) -> SseReader {
-    let mut request = reqwest::Client::new()
-        .get(format!("{}/api/chats/{chat}/events", app.base))
-        .bearer_auth(token);
-    if let Some(id) = last_event_id {
-        request = request.header("last-event-id", id);
-    }
-    SseReader::new(request.send().await.unwrap())
-}
-
 fn seq(event: &SseEvent) -> u64 {
     event.id.rsplit_once('-').unwrap().1.parse().unwrap()
-}
-
-/// Reads events until the run finishes; returns them all.
-async fn until_finished(events: &mut SseReader) -> Vec<SseEvent> {
-    let mut seen = Vec::new();
-    loop {
-        let event = events.next().await;
-        let done = event.event == "run_finished";
-        seen.push(event);
-        if done {
-            return seen;
-        }
-    }
 }
 
 fn text_of(events: &[SseEvent]) -> String {

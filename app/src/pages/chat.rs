@@ -64,7 +64,8 @@ fn ChatView(data: ChatData) -> impl IntoView {
                 }
                 LiveEvent::ToolCall { .. }
                 | LiveEvent::Decision { .. }
-                | LiveEvent::ToolResult { .. } => refresh.run(()),
+                | LiveEvent::ToolResult { .. }
+                | LiveEvent::Resync => refresh.run(()),
                 LiveEvent::ApprovalNeeded { .. } => {
                     live.set(None);
                     refresh.run(());

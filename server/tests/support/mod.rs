@@ -297,6 +297,75 @@ pub async fn start_local_app(pool: PgPool) -> TestApp {
     start_app(pool, listener, &[], &[]).await
 }
 
+/// Waits (up to 10 s) until each of `apps`, instances on one database, hears of all the others.
+pub async fn hear_each_other(apps: &[&TestApp]) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    for app in apps {
+        loop {
+            let ready: serde_json::Value = reqwest::get(format!("{}/readyz", app.base))
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if ready["other_instances"] == apps.len() - 1 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "never heard of the others: {ready}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// `POST /api/<endpoint>` on `app` with `token`: the status and the JSON answer.
+pub async fn api(
+    app: &TestApp,
+    token: &str,
+    endpoint: &str,
+    form: &[(&str, &str)],
+) -> (reqwest::StatusCode, serde_json::Value) {
+    call(
+        &reqwest::Client::new(),
+        &app.base,
+        endpoint,
+        Some(token),
+        form,
+    )
+    .await
+}
+
+/// The chat's event stream on `app`, from after `last_event_id` when given.
+pub async fn subscribe(
+    app: &TestApp,
+    token: &str,
+    chat: &str,
+    last_event_id: Option<&str>,
+) -> SseReader {
+    let mut request = reqwest::Client::new()
+        .get(format!("{}/api/chats/{chat}/events", app.base))
+        .bearer_auth(token);
+    if let Some(id) = last_event_id {
+        request = request.header("last-event-id", id);
+    }
+    SseReader::new(request.send().await.unwrap())
+}
+
+/// Reads events until the run finishes; returns them all.
+pub async fn until_finished(events: &mut SseReader) -> Vec<SseEvent> {
+    let mut seen = Vec::new();
+    loop {
+        let event = events.next().await;
+        let done = event.event == "run_finished";
+        seen.push(event);
+        if done {
+            return seen;
+        }
+    }
+}
+
 /// A browser stand-in: keeps cookies, does not follow redirects (tests step through them).
 pub fn browser() -> reqwest::Client {
     reqwest::Client::builder()

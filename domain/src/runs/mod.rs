@@ -11,13 +11,18 @@
 //! [`Runs::decide`] records the person's decisions and, with the last one, resumes it, on
 //! whichever instance the decision lands. A chat with no tools has nothing to approve: its answer
 //! is one model call, streamed as above.
+//!
+//! Instances on one database tell each other their runs' events ([`instances`]), so a page follows
+//! a run whichever instance its event stream is on, and Stop reaches a run on another instance.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
+use sqlx::postgres::PgListener;
 use tokio::sync::{broadcast, oneshot, watch};
 use uuid::Uuid;
 
@@ -31,6 +36,11 @@ use crate::llm::{self, Catalog, LlmClient, StreamEvent};
 use crate::mcp::Mcp;
 use crate::{Database, Error, Result};
 
+mod instances;
+
+pub use instances::CHANNEL;
+use instances::{Assembler, Instances, Note};
+
 /// How often the text of a streaming answer is written to the database.
 pub const FLUSH_EVERY: Duration = Duration::from_millis(500);
 /// How often an agent run shows its answer is alive while nothing streams (tools running), well
@@ -38,6 +48,11 @@ pub const FLUSH_EVERY: Duration = Duration::from_millis(500);
 const HEARTBEAT: Duration = Duration::from_secs(10);
 /// Events kept per chat for subscribers that reconnect (a run's tokens are usually far fewer).
 const LOG_LIMIT: usize = 20_000;
+/// A chat's channel with no run and no subscriber is forgotten after this long (its events with
+/// it: a subscriber that comes back later is told to read the chat again).
+const FORGET_AFTER: Duration = Duration::from_secs(600);
+/// How long "Stop" waits to hear that a run on another instance has ended.
+const STOP_ELSEWHERE_WITHIN: Duration = Duration::from_secs(3);
 
 /// One event on a chat's stream. `id` orders them; see [`EventId`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -84,6 +99,10 @@ pub enum EventKind {
         status: Status,
         error: Option<String>,
     },
+    /// The events after the id the subscriber gave cannot be replayed (this instance restarted
+    /// since, never served them, or has forgotten them): read the chat again. A `snapshot`
+    /// follows when an answer is live.
+    Resync,
 }
 
 impl EventKind {
@@ -98,12 +117,13 @@ impl EventKind {
             EventKind::Decision { .. } => "decision",
             EventKind::ToolResult { .. } => "tool_result",
             EventKind::RunFinished { .. } => "run_finished",
+            EventKind::Resync => "resync",
         }
     }
 }
 
-/// An event's id: this process's start (so ids from before a restart are recognised as unknown)
-/// and a sequence number. Written `<epoch>-<seq>` in the event stream.
+/// An event's id: this process's start (so ids from before a restart, or from another instance,
+/// are recognised as unknown) and a sequence number. Written `<epoch>-<seq>` in the event stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct EventId {
     pub epoch: u64,
@@ -135,26 +155,81 @@ struct Live {
     stop: watch::Sender<Option<Status>>,
 }
 
+/// A run in progress on another instance, as its events tell.
+struct Remote {
+    /// The instance it runs on.
+    origin: Uuid,
+    answer_id: Uuid,
+    text: String,
+}
+
 /// A chat's channel: its recent events, its live run, and the subscribers' broadcast.
 struct Channel {
     /// The last event's sequence number (per chat, so a gap in a subscriber's ids means loss).
     seq: u64,
     log: Vec<ChatEvent>,
     live: Option<Live>,
+    /// The chat's run on another instance, if one is heard of.
+    remote: Option<Remote>,
     /// A send is being written; its run has not begun yet.
     starting: bool,
     sender: broadcast::Sender<ChatEvent>,
+    /// The last event, or the last subscriber's arrival.
+    touched: Instant,
 }
 
 impl Channel {
-    fn new() -> Self {
+    /// A channel whose first event is numbered after `seq` (above any number an earlier channel
+    /// of the chat gave, so that an old id is never taken for a new one).
+    fn new(seq: u64) -> Self {
         Self {
-            seq: 0,
+            seq,
             log: Vec::new(),
             live: None,
+            remote: None,
             starting: false,
             sender: broadcast::channel(1024).0,
+            touched: Instant::now(),
         }
+    }
+
+    /// Numbers `kind`, keeps it for subscribers that reconnect and sends it to those listening.
+    fn push(&mut self, epoch: u64, kind: EventKind) {
+        self.seq += 1;
+        self.touched = Instant::now();
+        let event = ChatEvent {
+            id: EventId {
+                epoch,
+                seq: self.seq,
+            },
+            kind,
+        };
+        if let (Some(live), EventKind::Token { text, .. }) = (&mut self.live, &event.kind) {
+            live.text.push_str(text);
+        }
+        if matches!(
+            event.kind,
+            EventKind::RunFinished { .. } | EventKind::ApprovalNeeded { .. }
+        ) {
+            self.live = None;
+        }
+        if self.log.len() >= LOG_LIMIT {
+            self.log.drain(..LOG_LIMIT / 2);
+        }
+        self.log.push(event.clone());
+        // No subscribers is fine: the run goes on without them.
+        let _ = self.sender.send(event);
+    }
+
+    /// The live answer and its text so far: this instance's run, or one heard of on `instances`.
+    fn current(&self, instances: &Instances) -> Option<(Uuid, String)> {
+        if let Some(live) = &self.live {
+            return Some((live.answer_id, live.text.clone()));
+        }
+        self.remote
+            .as_ref()
+            .filter(|r| instances.is_alive(r.origin))
+            .map(|r| (r.answer_id, r.text.clone()))
     }
 }
 
@@ -183,6 +258,7 @@ impl Reservation {
             // A new run: the previous run's events are no longer needed for replay.
             channel.log.clear();
             channel.live = Some(live);
+            channel.remote = None;
             channel.starting = false;
         }
         self.held = false;
@@ -219,6 +295,10 @@ struct Inner {
     mcp: Mcp,
     epoch: u64,
     channels: Mutex<HashMap<Uuid, Channel>>,
+    /// The highest sequence number of a forgotten channel (new channels number after it).
+    forgotten_seq: std::sync::atomic::AtomicU64,
+    /// The other instances on this database, and what this one tells them.
+    instances: Instances,
     /// True once the server is shutting down: event streams end, runs are interrupted.
     closing: watch::Sender<bool>,
 }
@@ -233,10 +313,13 @@ pub struct Started {
 
 impl Runs {
     pub fn new(db: Database, llm: LlmClient, models: Arc<Catalog>, mcp: Mcp) -> Self {
+        // Milliseconds, and three random digits: instances started in the same millisecond differ.
         let epoch = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
-            .unwrap_or_default();
+            .unwrap_or_default()
+            * 1_000
+            + (Uuid::new_v4().as_u128() % 1_000) as u64;
         Self {
             inner: Arc::new(Inner {
                 db,
@@ -245,6 +328,8 @@ impl Runs {
                 mcp,
                 epoch,
                 channels: Mutex::new(HashMap::new()),
+                forgotten_seq: Default::default(),
+                instances: Instances::new(),
                 closing: watch::channel(false).0,
             }),
         }
@@ -275,13 +360,13 @@ impl Runs {
         else {
             return Ok(None);
         };
-        if from_position.is_none()
-            && conversation
-                .history
-                .last()
-                .is_some_and(|m| m.status == Status::Waiting)
-        {
-            return Err(Error::Invalid(WAITING.into()));
+        if from_position.is_none() {
+            match conversation.history.last().map(|m| m.status) {
+                Some(Status::Waiting) => return Err(Error::Invalid(WAITING.into())),
+                // Being written on another instance (this one's own runs hold the chat's slot).
+                Some(Status::Streaming) => return Err(Error::Invalid(chats::BUSY.into())),
+                _ => {}
+            }
         }
         // Only a person connected to a tool server can have tools here: the others' sends go
         // straight to the model.
@@ -467,7 +552,7 @@ impl Runs {
             return Ok(Some(true));
         }
         let store::Pending::Waiting(waiting) = pending else {
-            return Ok(Some(false));
+            return Ok(Some(self.stop_elsewhere(user_id, chat_id).await?));
         };
         let (latest, answer_id) = (waiting.latest, waiting.answer_id);
         let mut state = latest.state.clone();
@@ -496,9 +581,51 @@ impl Runs {
         Ok(Some(true))
     }
 
+    /// Asks the other instances to stop the chat's run, and waits (up to
+    /// [`STOP_ELSEWHERE_WITHIN`]) to hear that it ended. Whether it did.
+    async fn stop_elsewhere(&self, user_id: Uuid, chat_id: Uuid) -> Result<bool> {
+        if self.inner.instances.others() == 0
+            || !chats::being_written(&self.inner.db, user_id, chat_id).await?
+        {
+            return Ok(false);
+        }
+        let mut events = {
+            let mut channels = self.inner.channels.lock().expect("not poisoned");
+            let channel = channels.entry(chat_id).or_insert_with(|| self.channel());
+            channel.touched = Instant::now();
+            channel.sender.subscribe()
+        };
+        self.inner.instances.tell(Note::Stop { chat_id });
+        let ended = async {
+            loop {
+                match events.recv().await {
+                    Ok(ChatEvent {
+                        kind: EventKind::RunFinished { .. },
+                        ..
+                    }) => return true,
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => return false,
+                }
+            }
+        };
+        Ok(tokio::time::timeout(STOP_ELSEWHERE_WITHIN, ended)
+            .await
+            .unwrap_or(false))
+    }
+
     /// Shutting down: every live run ends as interrupted, keeping its text, and every event
-    /// stream ends. Waits (up to 5 s) for the runs to write their end.
+    /// stream ends. Waits (up to 5 s) for the runs to write their end, then (up to 1 s more) for
+    /// the other instances to be told.
     pub async fn shutdown(&self) {
+        self.end_runs().await;
+        let instances = &self.inner.instances;
+        if instances.is_listening() {
+            instances.tell(Note::Bye);
+        }
+        instances.flushed(Duration::from_secs(1)).await;
+    }
+
+    async fn end_runs(&self) {
         self.inner.closing.send_replace(true);
         {
             let channels = self.inner.channels.lock().expect("not poisoned");
@@ -538,21 +665,24 @@ impl Runs {
                     epoch: self.inner.epoch,
                     seq: channel.seq,
                 }),
-                channel
-                    .live
-                    .as_ref()
-                    .map(|live| (live.answer_id, live.text.clone())),
+                channel.current(&self.inner.instances),
             ),
             None => (None, None),
         }
     }
 
-    /// Takes the chat's run slot, or says the chat is busy. The slot is given back when the
-    /// reservation is dropped without [`Reservation::begin`] (the send failed).
+    /// A new channel for a chat this instance has not seen lately.
+    fn channel(&self) -> Channel {
+        Channel::new(self.inner.forgotten_seq.load(Ordering::Acquire))
+    }
+
+    /// Takes the chat's run slot, or says the chat is busy (here, or on another instance that has
+    /// told of it). The slot is given back when the reservation is dropped without
+    /// [`Reservation::begin`] (the send failed).
     fn reserve(&self, chat_id: Uuid) -> Result<Reservation> {
         let mut channels = self.inner.channels.lock().expect("not poisoned");
-        let channel = channels.entry(chat_id).or_insert_with(Channel::new);
-        if channel.live.is_some() || channel.starting {
+        let channel = channels.entry(chat_id).or_insert_with(|| self.channel());
+        if channel.starting || channel.current(&self.inner.instances).is_some() {
             return Err(Error::Invalid(chats::BUSY.into()));
         }
         channel.starting = true;
@@ -564,66 +694,267 @@ impl Runs {
     }
 
     /// Subscribes to a chat's events (the caller has checked the chat is the user's). With the id
-    /// of the last event the subscriber saw, it gets exactly the events after it; without one, or
-    /// with one this server does not know, a snapshot of the live answer, if any.
+    /// of the last event the subscriber saw, it gets exactly the events after it; with one this
+    /// instance cannot replay from, `resync`; and then, without an id or with an unknown one, a
+    /// snapshot of the live answer, if any (asked of the other instances when the run is not
+    /// here: it follows when they answer).
     pub fn subscribe(&self, chat_id: Uuid, last_seen: Option<EventId>) -> Subscription {
         let mut channels = self.inner.channels.lock().expect("not poisoned");
-        let channel = channels.entry(chat_id).or_insert_with(Channel::new);
+        let channel = channels.entry(chat_id).or_insert_with(|| self.channel());
+        channel.touched = Instant::now();
         let receiver = channel.sender.subscribe();
         let known = last_seen.filter(|id| {
             id.epoch == self.inner.epoch
-                && channel
-                    .log
-                    .first()
-                    .is_some_and(|first| first.id.seq <= id.seq + 1)
+                && (id.seq == channel.seq
+                    || channel
+                        .log
+                        .first()
+                        .is_some_and(|first| first.id.seq <= id.seq + 1))
         });
-        let missed = match known {
-            Some(id) => channel.log.iter().filter(|e| e.id > id).cloned().collect(),
-            None => match &channel.live {
-                Some(live) => vec![ChatEvent {
-                    id: EventId {
-                        epoch: self.inner.epoch,
-                        seq: channel.seq,
-                    },
-                    kind: EventKind::Snapshot {
-                        answer_id: live.answer_id,
-                        text: live.text.clone(),
-                    },
-                }],
-                None => Vec::new(),
-            },
+        if let Some(id) = known {
+            let missed = channel.log.iter().filter(|e| e.id > id).cloned().collect();
+            return Subscription { missed, receiver };
+        }
+        let id = EventId {
+            epoch: self.inner.epoch,
+            seq: channel.seq,
         };
+        let mut missed = Vec::new();
+        if last_seen.is_some() {
+            missed.push(ChatEvent {
+                id,
+                kind: EventKind::Resync,
+            });
+        }
+        match channel.current(&self.inner.instances) {
+            Some((answer_id, text)) => missed.push(ChatEvent {
+                id,
+                kind: EventKind::Snapshot { answer_id, text },
+            }),
+            None => self.inner.instances.share(Note::WantSnapshot { chat_id }),
+        }
         Subscription { missed, receiver }
     }
 
-    /// Sends an event to the chat's subscribers and keeps it for those that reconnect.
+    /// Sends an event of a run on this instance to the chat's subscribers, here and on the other
+    /// instances, and keeps it for those that reconnect.
     fn emit(&self, chat_id: Uuid, kind: EventKind) {
+        {
+            let mut channels = self.inner.channels.lock().expect("not poisoned");
+            // A chat this instance has not seen yet (a decision landing here) gets its channel now.
+            let channel = channels.entry(chat_id).or_insert_with(|| self.channel());
+            channel.push(self.inner.epoch, kind.clone());
+        }
+        self.inner.instances.share(Note::Event {
+            chat_id,
+            event: Box::new(kind),
+        });
+    }
+
+    /// An event of a run on another instance (`origin`), for this instance's subscribers to the
+    /// chat, if it has any.
+    fn relay(&self, origin: Uuid, chat_id: Uuid, kind: EventKind) {
         let mut channels = self.inner.channels.lock().expect("not poisoned");
-        // A chat this instance has not seen yet (a decision landing here) gets its channel now.
-        let channel = channels.entry(chat_id).or_insert_with(Channel::new);
-        channel.seq += 1;
-        let event = ChatEvent {
-            id: EventId {
-                epoch: self.inner.epoch,
-                seq: channel.seq,
-            },
-            kind,
+        let Some(channel) = channels.get_mut(&chat_id) else {
+            return;
         };
-        if let (Some(live), EventKind::Token { text, .. }) = (&mut channel.live, &event.kind) {
-            live.text.push_str(text);
+        match &kind {
+            EventKind::RunStarted { answer_id, .. } => {
+                // A new run: the previous run's events are no longer needed for replay.
+                channel.log.clear();
+                channel.remote = Some(Remote {
+                    origin,
+                    answer_id: *answer_id,
+                    text: String::new(),
+                });
+            }
+            EventKind::Snapshot { answer_id, text } => {
+                channel.remote = Some(Remote {
+                    origin,
+                    answer_id: *answer_id,
+                    text: text.clone(),
+                });
+            }
+            EventKind::Token { answer_id, text } => match &mut channel.remote {
+                Some(remote) if remote.answer_id == *answer_id => remote.text.push_str(text),
+                // Heard of from the middle: the text so far is on its way (a snapshot).
+                _ => {
+                    channel.remote = Some(Remote {
+                        origin,
+                        answer_id: *answer_id,
+                        text: text.clone(),
+                    })
+                }
+            },
+            EventKind::ApprovalNeeded { .. } | EventKind::RunFinished { .. } => {
+                channel.remote = None;
+            }
+            _ => {}
         }
-        if matches!(
-            event.kind,
-            EventKind::RunFinished { .. } | EventKind::ApprovalNeeded { .. }
-        ) {
-            channel.live = None;
+        channel.push(self.inner.epoch, kind);
+    }
+
+    /// What another instance said.
+    fn heard(&self, from: Uuid, note: Note) {
+        let instances = &self.inner.instances;
+        if from == instances.id {
+            return;
         }
-        if channel.log.len() >= LOG_LIMIT {
-            channel.log.drain(..LOG_LIMIT / 2);
+        let new = instances.heard(from);
+        match note {
+            Note::Hello => instances.tell(Note::Alive),
+            // One that started before this one listened: it may have missed this one's hello.
+            Note::Alive if new => instances.tell(Note::Alive),
+            Note::Alive => {}
+            Note::Bye => instances.forget(from),
+            Note::Event { chat_id, event } => self.relay(from, chat_id, *event),
+            Note::Stop { chat_id } => {
+                self.stop(chat_id);
+            }
+            Note::WantSnapshot { chat_id } => {
+                let live = {
+                    let channels = self.inner.channels.lock().expect("not poisoned");
+                    channels
+                        .get(&chat_id)
+                        .and_then(|c| c.live.as_ref())
+                        .map(|l| (l.answer_id, l.text.clone()))
+                };
+                if let Some((answer_id, text)) = live {
+                    self.emit(chat_id, EventKind::Snapshot { answer_id, text });
+                }
+            }
         }
-        channel.log.push(event.clone());
-        // No subscribers is fine: the run goes on without them.
-        let _ = channel.sender.send(event);
+    }
+
+    /// How many other instances on this database this one hears of (0 while it is not
+    /// listening; see [`Runs::share_with_other_instances`]).
+    pub fn other_instances(&self) -> usize {
+        self.inner.instances.others()
+    }
+
+    /// Until the database's pool closes: tells the other instances on this database what runs here
+    /// emit, and hears what theirs do (see the `instances` module); also forgets the channels of
+    /// chats idle for [`FORGET_AFTER`]. Spawn it once per instance.
+    pub async fn share_with_other_instances(self) {
+        let closed = self.inner.db.pool().close_event();
+        let mut closed = std::pin::pin!(closed);
+        let _ = closed
+            .as_mut()
+            .do_until(async { tokio::join!(self.send_notes(), self.hear_notes()) })
+            .await;
+        self.inner.instances.set_listening(false);
+    }
+
+    /// Sends the outbox, a batch at a time, in order; says this instance is alive and forgets
+    /// idle channels every [`instances::ALIVE_EVERY`].
+    async fn send_notes(&self) {
+        let instances = &self.inner.instances;
+        let Some(mut outbox) = instances.take_outbox() else {
+            return;
+        };
+        let mut tick = tokio::time::interval(instances::ALIVE_EVERY);
+        let mut n = 0u64;
+        let mut notes = Vec::with_capacity(instances::BATCH);
+        loop {
+            tokio::select! {
+                count = outbox.recv_many(&mut notes, instances::BATCH) => {
+                    if count == 0 {
+                        return;
+                    }
+                }
+                _ = tick.tick() => {
+                    self.forget_idle_channels();
+                    if instances.is_listening() {
+                        instances.tell(Note::Alive);
+                    }
+                    continue;
+                }
+            }
+            let payloads: Vec<String> = notes
+                .iter()
+                .flat_map(|note| {
+                    n += 1;
+                    instances::payloads(instances.id, n, note)
+                })
+                .collect();
+            let sent = sqlx::query_scalar!(
+                "SELECT count(pg_notify($1, payload)) FROM unnest($2::text[]) AS payload",
+                CHANNEL,
+                &payloads
+            )
+            .fetch_one(self.inner.db.pool())
+            .await;
+            if let Err(e) = sent {
+                tracing::warn!(
+                    "could not tell the other instances of {} events: {e}",
+                    notes.len()
+                );
+            }
+            instances.sent(notes.len());
+            notes.clear();
+        }
+    }
+
+    /// Listens for the other instances' notes, listening again (after a pause) when the
+    /// connection is lost.
+    async fn hear_notes(&self) {
+        let instances = &self.inner.instances;
+        let mut wait = Duration::from_millis(500);
+        loop {
+            let Err(e) = self.listen().await;
+            if instances.is_listening() {
+                // It was heard from before it failed: the database answers, so try again soon.
+                wait = Duration::from_millis(500);
+            }
+            instances.set_listening(false);
+            tracing::warn!(
+                "not hearing of the other instances' runs (pages here will not follow them live): {e}"
+            );
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_secs(30));
+        }
+    }
+
+    async fn listen(&self) -> std::result::Result<std::convert::Infallible, sqlx::Error> {
+        let instances = &self.inner.instances;
+        let mut listener = PgListener::connect_with(self.inner.db.pool()).await?;
+        listener.listen(CHANNEL).await?;
+        instances.set_listening(true);
+        instances.tell(Note::Hello);
+        let mut assembler = Assembler::default();
+        loop {
+            match listener.try_recv().await? {
+                Some(notification) => {
+                    if let Some((from, note)) = assembler.take(notification.payload()) {
+                        self.heard(from, note);
+                    }
+                }
+                // Listening again on a new connection: what was said meanwhile is lost.
+                None => instances.tell(Note::Hello),
+            }
+        }
+    }
+
+    /// Forgets the channels of chats with no run, no subscriber and no event for
+    /// [`FORGET_AFTER`].
+    fn forget_idle_channels(&self) {
+        let instances = &self.inner.instances;
+        let mut channels = self.inner.channels.lock().expect("not poisoned");
+        let mut highest = self.inner.forgotten_seq.load(Ordering::Acquire);
+        channels.retain(|_, c| {
+            let keep = c.live.is_some()
+                || c.starting
+                || c.remote
+                    .as_ref()
+                    .is_some_and(|r| instances.is_alive(r.origin))
+                || c.sender.receiver_count() > 0
+                || c.touched.elapsed() < FORGET_AFTER;
+            if !keep {
+                highest = highest.max(c.seq);
+            }
+            keep
+        });
+        self.inner.forgotten_seq.store(highest, Ordering::Release);
     }
 
     /// Stores the question while the model is asked, tells the sender (`stored`), then streams
