@@ -240,6 +240,9 @@ pub struct Conversation {
     /// The user wants a connection to some tool server, so the chat may have tools (read here, in
     /// the same round trip, so that a send in a chat without tools needs no other).
     pub tool_servers: bool,
+    /// An answer of the chat (any of it, also after `from_position`) is being written now, on
+    /// any instance: `streaming` and flushed within [`STALE_STREAM_SECS`].
+    pub being_written: bool,
 }
 
 impl Conversation {
@@ -251,7 +254,8 @@ impl Conversation {
 
 /// The user's chat and the messages before `from_position` (all of them when None), in order, in
 /// one read; None when the user has no such chat. A `streaming` message that has not been flushed
-/// for [`STALE_STREAM_SECS`] is reported as interrupted.
+/// for [`STALE_STREAM_SECS`] is reported as interrupted. (The `messages` of the chat's subquery is
+/// by `$1`, not `c.id`, so PostgreSQL runs it once, not once per message.)
 pub async fn conversation(
     db: &Database,
     user_id: Uuid,
@@ -267,7 +271,11 @@ pub async fn conversation(
                         THEN 'interrupted' ELSE m.status END) AS "status?: Status",
                   m.error, m.model, m.tool_calls AS "tool_calls?: Json<Vec<Call>>",
                   m.created_at AS "created_at?",
-                  EXISTS (SELECT 1 FROM mcp_connections x WHERE x.user_id = $2) AS "tool_servers!"
+                  EXISTS (SELECT 1 FROM mcp_connections x WHERE x.user_id = $2) AS "tool_servers!",
+                  EXISTS (SELECT 1 FROM messages w
+                          WHERE w.chat_id = $1 AND w.status = 'streaming'
+                            AND w.updated_at >= now() - make_interval(secs => $4))
+                      AS "being_written!"
            FROM chats c
            LEFT JOIN messages m ON m.chat_id = c.id AND ($3::int IS NULL OR m.position < $3)
            WHERE c.id = $1 AND c.user_id = $2
@@ -282,7 +290,7 @@ pub async fn conversation(
     let Some(first) = rows.first() else {
         return Ok(None);
     };
-    let tool_servers = first.tool_servers;
+    let (tool_servers, being_written) = (first.tool_servers, first.being_written);
     let chat = Chat {
         id: first.chat_id,
         thread_id: first.thread_id,
@@ -312,6 +320,7 @@ pub async fn conversation(
         history,
         replacing: from_position.is_some(),
         tool_servers,
+        being_written,
     }))
 }
 

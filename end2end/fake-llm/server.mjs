@@ -6,8 +6,9 @@
 //   contains "xss"   an answer full of HTML and links that must render inert
 //   contains "fail"  HTTP 500
 //   "tool:NAME {json}"  a call of the offered tool NAME with those arguments (streamed in pieces, as
-//                    real servers do); once the tool's result is the last message, "The tool said:
-//                    <result>."; when told the person declined (a system message last), an answer
+//                    real servers do; several "tool:" in one message ask for several calls in one
+//                    turn); once the tools' results are the last messages, "The tool said:
+//                    <result> | <result>."; when told the person declined (a system message last), an answer
 //                    that repeats what it was told
 //   anything else    "You said: <message>." and a short Markdown answer, word by word
 //
@@ -69,8 +70,11 @@ const server = http.createServer(async (req, res) => {
   const send = (obj) => res.write(`data: ${JSON.stringify(obj)}\n\n`);
   const base = { id: 'chatcmpl-test', object: 'chat.completion.chunk', model: body.model };
   const final = body.messages.at(-1);
-  const asked = /tool:(\S+)\s*(\{.*\})?/s.exec(final?.role === 'user' ? final.content : '');
   const offered = (body.tools ?? []).map((t) => t.function?.name);
+  const asked = (final?.role === 'user' ? final.content : '')
+    .split(/(?=tool:)/)
+    .map((part) => /^tool:(\S+)\s*(\{.*\})?/s.exec(part.trim()))
+    .filter((call) => call && offered.includes(call[1]));
   let words;
   if (final?.role === 'tool') {
     const results = [];
@@ -80,11 +84,15 @@ const server = http.createServer(async (req, res) => {
     words = `The tool said: ${results.map((m) => m.content).join(' | ')}.`.split(/(?<= )/);
   } else if (final?.role === 'system') {
     words = `Understood, I did not use it. ${final.content}`.split(/(?<= )/);
-  } else if (asked && offered.includes(asked[1])) {
-    const args = asked[2] ?? '{}';
-    const cut = Math.floor(args.length / 2);
-    send({ ...base, choices: [{ index: 0, delta: { role: 'assistant', tool_calls: [{ index: 0, id: 'call_1', type: 'function', function: { name: asked[1], arguments: args.slice(0, cut) } }] }, finish_reason: null }] });
-    send({ ...base, choices: [{ index: 0, delta: { tool_calls: [{ index: 0, function: { arguments: args.slice(cut) } }] }, finish_reason: null }] });
+  } else if (asked.length > 0) {
+    send({ ...base, choices: [{ index: 0, delta: { role: 'assistant' }, finish_reason: null }] });
+    asked.forEach(([, name, json], index) => {
+      const args = json ?? '{}';
+      const cut = Math.floor(args.length / 2);
+      const id = `call_${index + 1}`;
+      send({ ...base, choices: [{ index: 0, delta: { tool_calls: [{ index, id, type: 'function', function: { name, arguments: args.slice(0, cut) } }] }, finish_reason: null }] });
+      send({ ...base, choices: [{ index: 0, delta: { tool_calls: [{ index, function: { arguments: args.slice(cut) } }] }, finish_reason: null }] });
+    });
     send({ ...base, choices: [{ index: 0, delta: {}, finish_reason: 'tool_calls' }] });
     return res.end('data: [DONE]\n\n');
   }

@@ -156,6 +156,48 @@ test("a tool call waits for approval: the card survives a reload, an edit is che
   await expect(entry).toContainText("approved by you");
 });
 
+test("several calls of one turn are shown together and approved at once", async ({ page, isMobile }) => {
+  test.skip(isMobile, "one user's connections: desktop only");
+  await connectEverything(page);
+  await startChat(page, 'tool:everything__echo {"message": "first"} tool:everything__get-sum {"a": 2, "b": 40}');
+
+  const cards = page.getByTestId("approval-card");
+  await expect(cards).toHaveCount(2);
+  await expect(page.getByTestId("decide-all")).toContainText("2 tool calls wait for you");
+  await page.getByTestId("approve-all").click();
+
+  // Both ran, and the model was given both results in one turn.
+  await expect(page.locator('[data-testid="tool-call"][data-state="ok"]')).toHaveCount(2);
+  const answer = page.locator('[data-role="assistant"]').last();
+  await expect(answer).toContainText("The tool said: Echo: first |");
+  await expect(answer).toContainText("42");
+  await expect(cards).toHaveCount(0);
+});
+
+test("several calls of one turn decided one by one: the run waits for the last decision", async ({ page, isMobile }) => {
+  test.skip(isMobile, "one user's connections: desktop only");
+  await connectEverything(page);
+  await startChat(page, 'tool:everything__echo {"message": "kept"} tool:everything__get-sum {"a": 1, "b": 2}');
+
+  const cards = page.getByTestId("approval-card");
+  await expect(cards).toHaveCount(2);
+  await cards.filter({ hasText: "kept" }).getByTestId("approve").click();
+  // One call decided, one not: nothing runs yet, and the other card still waits.
+  await expect(cards).toHaveCount(1);
+  await expect(page.locator('[data-testid="tool-call"][data-state="approved"]')).toHaveCount(1);
+  await expect(page.locator('[data-testid="tool-call"][data-state="ok"]')).toHaveCount(0);
+
+  await cards.getByTestId("reject").click();
+  await cards.getByTestId("reject-reason").fill("no sums today");
+  await cards.getByTestId("confirm-reject").click();
+
+  await expect(page.locator('[data-testid="tool-call"][data-state="ok"]')).toHaveCount(1);
+  await expect(page.locator('[data-testid="tool-call"][data-state="rejected"]')).toHaveCount(1);
+  const answer = page.locator('[data-role="assistant"]').last();
+  await expect(answer).toContainText("Echo: kept");
+  await expect(answer).toContainText("The person declined this tool call: no sums today");
+});
+
 test("a rejected tool call gets a humane answer that takes the reason into account", async ({ page, isMobile }) => {
   test.skip(isMobile, "one user's connections: desktop only");
   await connectEverything(page);

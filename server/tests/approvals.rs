@@ -455,6 +455,33 @@ async fn always_allow_runs_the_next_call_at_once_and_stop_ends_a_waiting_answer(
     let (_, seen) = w.ask(&chat, ECHO).await;
     let decision = seen.iter().find(|e| e.event == "decision").unwrap();
     assert_eq!(decision.data["decision"]["policy"], "read_only", "{seen:?}");
+
+    // The step limit: with one model call allowed, the tool's result cannot go back to the model,
+    // and the answer ends saying so (the tool's result is kept).
+    let (status, body) = w
+        .api(
+            &w.alice,
+            "agent/settings/save",
+            &[("auto_approve_read_only", "true"), ("max_steps", "1")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let chat = w.new_chat().await;
+    let (_, seen) = w.ask(&chat, ECHO).await;
+    let end = seen.last().unwrap();
+    assert_eq!(end.data["status"], "failed", "{seen:?}");
+    let (_, data) = w.chat(&w.alice, &chat).await;
+    let answer = &data["messages"][1];
+    assert_eq!(answer["status"], "failed", "{data}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("The agent stopped after 1 model call, the most one answer may make."),
+        "{data}"
+    );
+    assert_eq!(answer["tool_calls"][0]["state"], "ok", "{data}");
+
     let (status, body) = w
         .api(
             &w.alice,

@@ -151,6 +151,18 @@ async fn stop_pressed_on_one_instance_stops_the_answer_on_another(pool: PgPool) 
             .contains("still being written"),
         "{body}"
     );
+    // So is an edit of the question or a regeneration, which would replace the answer under
+    // its run.
+    for from in ["0", "1"] {
+        let (status, body) = api(
+            &a,
+            &alice,
+            "chats/send",
+            &[("id", &chat), ("text", "edited"), ("from_position", from)],
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{from}: {body}");
+    }
 
     let (status, stopped) = api(&a, &alice, "chats/stop", &[("id", &chat)]).await;
     assert_eq!((status, stopped), (StatusCode::OK, Value::Bool(true)));

@@ -234,8 +234,9 @@ pub fn answer_status(state: &RunState) -> (Status, Option<String>) {
         (Step::Done, Some(End::StepLimit)) => (
             Status::Failed,
             Some(format!(
-                "The agent stopped after {} model calls, the most one answer may make. Ask it to go on, or raise the limit in Settings.",
-                state.max_steps
+                "The agent stopped after {} model call{}, the most one answer may make. Ask it to go on, or raise the limit in Settings.",
+                state.max_steps,
+                if state.max_steps == 1 { "" } else { "s" }
             )),
         ),
         _ => (Status::Streaming, None),

@@ -360,13 +360,15 @@ impl Runs {
         else {
             return Ok(None);
         };
-        if from_position.is_none() {
-            match conversation.history.last().map(|m| m.status) {
-                Some(Status::Waiting) => return Err(Error::Invalid(WAITING.into())),
-                // Being written on another instance (this one's own runs hold the chat's slot).
-                Some(Status::Streaming) => return Err(Error::Invalid(chats::BUSY.into())),
-                _ => {}
-            }
+        // Being written on another instance (this one's own runs hold the chat's slot): an edit
+        // or a regeneration would replace the answer under its run, a send would interleave.
+        if conversation.being_written {
+            return Err(Error::Invalid(chats::BUSY.into()));
+        }
+        if from_position.is_none()
+            && conversation.history.last().map(|m| m.status) == Some(Status::Waiting)
+        {
+            return Err(Error::Invalid(WAITING.into()));
         }
         // Only a person connected to a tool server can have tools here: the others' sends go
         // straight to the model.
@@ -676,13 +678,13 @@ impl Runs {
         Channel::new(self.inner.forgotten_seq.load(Ordering::Acquire))
     }
 
-    /// Takes the chat's run slot, or says the chat is busy (here, or on another instance that has
-    /// told of it). The slot is given back when the reservation is dropped without
-    /// [`Reservation::begin`] (the send failed).
+    /// Takes the chat's run slot, or says the chat is busy. The slot is given back when the
+    /// reservation is dropped without [`Reservation::begin`] (the send failed). (An answer being
+    /// written on another instance is told by its row, see [`Runs::start`].)
     fn reserve(&self, chat_id: Uuid) -> Result<Reservation> {
         let mut channels = self.inner.channels.lock().expect("not poisoned");
         let channel = channels.entry(chat_id).or_insert_with(|| self.channel());
-        if channel.starting || channel.current(&self.inner.instances).is_some() {
+        if channel.live.is_some() || channel.starting {
             return Err(Error::Invalid(chats::BUSY.into()));
         }
         channel.starting = true;
@@ -902,6 +904,9 @@ impl Runs {
         let mut wait = Duration::from_millis(500);
         loop {
             let Err(e) = self.listen().await;
+            if matches!(e, sqlx::Error::PoolClosed) {
+                return;
+            }
             if instances.is_listening() {
                 // It was heard from before it failed: the database answers, so try again soon.
                 wait = Duration::from_millis(500);
@@ -916,11 +921,9 @@ impl Runs {
     }
 
     async fn listen(&self) -> std::result::Result<std::convert::Infallible, sqlx::Error> {
-        let instances = &self.inner.instances;
         let mut listener = PgListener::connect_with(self.inner.db.pool()).await?;
         listener.listen(CHANNEL).await?;
-        instances.set_listening(true);
-        instances.tell(Note::Hello);
+        self.listening_again();
         let mut assembler = Assembler::default();
         loop {
             match listener.try_recv().await? {
@@ -930,8 +933,20 @@ impl Runs {
                     }
                 }
                 // Listening again on a new connection: what was said meanwhile is lost.
-                None => instances.tell(Note::Hello),
+                None => self.listening_again(),
             }
+        }
+    }
+
+    /// Listening (again): says hello, and forgets the runs heard of on other instances, whose end
+    /// may have been said while this one was not listening.
+    fn listening_again(&self) {
+        let instances = &self.inner.instances;
+        instances.set_listening(true);
+        instances.tell(Note::Hello);
+        let mut channels = self.inner.channels.lock().expect("not poisoned");
+        for channel in channels.values_mut() {
+            channel.remote = None;
         }
     }
 
