@@ -10,7 +10,12 @@
 //                    turn); once the tools' results are the last messages, "The tool said:
 //                    <result> | <result>."; when told the person declined (a system message last), an answer
 //                    that repeats what it was told
+//   contains "recall" "Earlier: <tool> said <result> | …." from the tool messages the conversation
+//                    gives it (earlier answers' calls and results)
 //   anything else    "You said: <message>." and a short Markdown answer, word by word
+//
+// Like OpenAI, it refuses (HTTP 400) a conversation where a tool message answers no call of the
+// assistant message before it, or a call is left unanswered.
 //
 //   node server.mjs --port 0 [--delay 20]     prints {"url":"http://127.0.0.1:PORT/v1"} when ready
 import * as http from 'node:http';
@@ -45,6 +50,24 @@ function script(text) {
   return { words: answer.split(/(?<= )/), delay: DELAY };
 }
 
+// Why OpenAI would refuse these messages' tool calls and results, or null.
+function checkToolMessages(messages) {
+  let open = new Set();
+  for (const [i, m] of messages.entries()) {
+    if (m.role === 'tool') {
+      if (!open.delete(m.tool_call_id)) {
+        return `messages[${i}]: a message with role 'tool' must be a response to a preceding message with 'tool_calls' (no call '${m.tool_call_id}')`;
+      }
+      continue;
+    }
+    if (open.size > 0) {
+      return `messages[${i}]: the tool_call_ids ${[...open].join(', ')} of an assistant message did not have response messages`;
+    }
+    open = new Set(m.role === 'assistant' ? (m.tool_calls ?? []).map((c) => c.id) : []);
+  }
+  return open.size > 0 ? `the tool_call_ids ${[...open].join(', ')} did not have response messages` : null;
+}
+
 const server = http.createServer(async (req, res) => {
   if (req.method === 'GET' && req.url === '/v1/models') {
     res.writeHead(200, { 'content-type': 'application/json' });
@@ -61,6 +84,11 @@ const server = http.createServer(async (req, res) => {
   const chunks = [];
   for await (const c of req) chunks.push(c);
   const body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+  const unpaired = checkToolMessages(body.messages);
+  if (unpaired) {
+    res.writeHead(400, { 'content-type': 'application/json' });
+    return res.end(JSON.stringify({ error: { message: unpaired, type: 'invalid_request_error' } }));
+  }
   const last = [...body.messages].reverse().find((m) => m.role === 'user')?.content ?? '';
   if (last.includes('fail')) {
     res.writeHead(500, { 'content-type': 'application/json' });
@@ -84,6 +112,16 @@ const server = http.createServer(async (req, res) => {
     words = `The tool said: ${results.map((m) => m.content).join(' | ')}.`.split(/(?<= )/);
   } else if (final?.role === 'system') {
     words = `Understood, I did not use it. ${final.content}`.split(/(?<= )/);
+  } else if (final?.role === 'user' && final.content.includes('recall')) {
+    const names = new Map(
+      body.messages
+        .flatMap((m) => (m.role === 'assistant' ? (m.tool_calls ?? []) : []))
+        .map((c) => [c.id, c.function.name]),
+    );
+    const told = body.messages
+      .filter((m) => m.role === 'tool')
+      .map((m) => `${names.get(m.tool_call_id)} said ${m.content}`);
+    words = `Earlier: ${told.length > 0 ? told.join(' | ') : 'no tools'}.`.split(/(?<= )/);
   } else if (asked.length > 0) {
     send({ ...base, choices: [{ index: 0, delta: { role: 'assistant' }, finish_reason: null }] });
     asked.forEach(([, name, json], index) => {

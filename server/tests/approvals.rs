@@ -365,6 +365,7 @@ async fn an_edit_is_what_the_tool_gets_and_a_rejection_gets_a_humane_answer(pool
         "The tool said: Echo: edited."
     );
     assert_eq!(data["messages"][1]["tool_calls"][0]["edited"], true);
+    let edited = chat;
 
     let chat = w.new_chat().await;
     let (mut events, seen) = w.ask(&chat, ECHO).await;
@@ -389,6 +390,24 @@ async fn an_edit_is_what_the_tool_gets_and_a_rejection_gets_a_humane_answer(pool
     assert_eq!(rejected["reason"], "not on a Friday");
     assert_eq!(rejected["result"], Value::Null);
     assert_eq!(audit[1]["arguments"], "{\n  \"message\": \"edited\"\n}");
+
+    // A later answer's model is given the earlier calls, each with what it was told of it (the
+    // test model refuses a tool message that answers no call, as OpenAI does).
+    for (chat, told) in [
+        (&edited, "everything__echo said Echo: edited"),
+        (
+            &chat,
+            "everything__echo said The person declined this tool call: not on a Friday",
+        ),
+    ] {
+        let (_, seen) = w.ask(chat, "recall what the tools said").await;
+        assert_eq!(seen.last().unwrap().data["status"], "complete", "{seen:?}");
+        let (_, data) = w.chat(&w.alice, chat).await;
+        if data["messages"][3]["content"] != format!("Earlier: {told}.") {
+            let (_, servers) = w.api(&w.alice, "mcp/servers", &[]).await;
+            panic!("not given the earlier calls: {data:#}\nthe servers now: {servers:#}");
+        }
+    }
 }
 
 #[sqlx::test(migrator = "domain::db::MIGRATOR")]

@@ -122,6 +122,38 @@ pub struct Call {
 }
 
 impl Call {
+    /// The most of an earlier answer's tool result a later answer's model is given (in
+    /// characters): a long one (a whole file, say) would otherwise fill every later request.
+    pub const MAX_EARLIER_RESULT: usize = 8_000;
+
+    /// This call as a later answer's model is given it: how it was asked for (with the arguments
+    /// it ran with), and the tool message that answers it, as the run told the model.
+    pub fn in_history(&self) -> (llm::ToolCall, Message) {
+        let arguments = match self.effective_arguments() {
+            arguments @ Value::Object(_) => arguments.to_string(),
+            // Arguments that were not a JSON object never reached the tool.
+            _ => "{}".to_owned(),
+        };
+        let asked = llm::ToolCall {
+            id: self.id.clone(),
+            name: model_name(&self.server, &self.tool),
+            arguments,
+        };
+        let mut content = answer_of(self);
+        if let Some((cut, _)) = content.char_indices().nth(Self::MAX_EARLIER_RESULT) {
+            let left = content[cut..].chars().count();
+            content.truncate(cut);
+            content.push_str(&format!(
+                "\n… ({left} more characters, cut from this earlier result)"
+            ));
+        }
+        let answer = Message::Tool {
+            tool_call_id: self.id.clone(),
+            content,
+        };
+        (asked, answer)
+    }
+
     /// The arguments the tool gets: the person's edit, or the model's.
     pub fn effective_arguments(&self) -> &Value {
         match &self.decision {
@@ -310,21 +342,33 @@ impl ToolSpec {
     /// take only `[A-Za-z0-9_-]{1,64}`: a name with other characters, or a longer one, is cleaned
     /// and shortened, with a hash of the whole name so that it stays unique.
     pub fn model_name(&self) -> String {
-        let name = format!("{}{SEPARATOR}{}", self.server, self.tool);
-        let allowed = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
-        if name.len() <= MAX_MODEL_NAME && name.chars().all(allowed) {
-            return name;
-        }
-        use sha2::Digest;
-        let digest = sha2::Sha256::digest(name.as_bytes());
-        let hash: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
-        let clean: String = name
-            .chars()
-            .map(|c| if allowed(c) { c } else { '_' })
-            .take(MAX_MODEL_NAME - hash.len() - 1)
-            .collect();
-        format!("{clean}_{hash}")
+        model_name(&self.server, &self.tool)
     }
+}
+
+/// The name the model sees for `server`'s `tool` (see [`ToolSpec::model_name`]); a call of a tool
+/// the model was not offered (no server) keeps the model's own name, cleaned.
+fn model_name(server: &str, tool: &str) -> String {
+    let name = if tool.is_empty() {
+        "unnamed_tool".to_owned()
+    } else if server.is_empty() {
+        tool.to_owned()
+    } else {
+        format!("{server}{SEPARATOR}{tool}")
+    };
+    let allowed = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+    if name.len() <= MAX_MODEL_NAME && name.chars().all(allowed) {
+        return name;
+    }
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(name.as_bytes());
+    let hash: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+    let clean: String = name
+        .chars()
+        .map(|c| if allowed(c) { c } else { '_' })
+        .take(MAX_MODEL_NAME - hash.len() - 1)
+        .collect();
+    format!("{clean}_{hash}")
 }
 
 /// What the model answered: its text, and the tools it asked for.

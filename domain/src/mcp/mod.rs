@@ -516,7 +516,9 @@ impl Mcp {
     }
 
     /// The tools of the user's connected servers, each marked on or off for one chat. None when
-    /// the chat is not the user's.
+    /// the chat is not the user's. A server that is connecting again (its connection dropped a
+    /// moment ago, or it idled out and is being woken) keeps the tools it had: a message sent in
+    /// that moment is answered with them, and a call waits for the connection.
     pub async fn chat_tools(&self, user_id: Uuid, chat_id: Uuid) -> Result<Option<Vec<ChatTool>>> {
         let Some(off) = disabled_tools(&self.inner.db, user_id, chat_id).await? else {
             return Ok(None);
@@ -525,7 +527,12 @@ impl Mcp {
         Ok(Some(
             servers
                 .into_iter()
-                .filter(|s| matches!(s.status, Status::Connected | Status::Idle))
+                .filter(|s| {
+                    matches!(
+                        s.status,
+                        Status::Connected | Status::Idle | Status::Connecting
+                    )
+                })
                 .flat_map(|server| {
                     let off = &off;
                     server.tools.into_iter().map(move |tool| ChatTool {
