@@ -76,24 +76,32 @@ test("the composer: Shift+Enter is a new line, Esc stops, edit and regenerate co
 test("chats are renamed, searched and deleted from the sidebar", async ({ page, isMobile }) => {
   test.skip(isMobile, "the sidebar is a drawer on phones; the desktop run covers it");
   const word = `zebra${Date.now()}`;
-  await startChat(page, `Recipe with ${word}`);
-  await expect(page.locator('[data-testid="message"][data-role="assistant"]').last()).toContainText("You said:");
-  const item = page.getByTestId("chat-item").filter({ hasText: `Recipe with ${word}` });
+  // A slow answer: the row is opened for renaming while it is written.
+  await startChat(page, `slow Recipe with ${word}`);
+  // The answer being written (live), then the stored one.
+  const answer = page.locator('[data-role="assistant"]').last();
+  await expect(page.getByTestId("live-answer")).toContainText("word1");
+  const item = page.getByTestId("chat-item").filter({ hasText: `slow Recipe with ${word}` });
   await expect(item).toBeVisible();
 
   await item.hover();
   await item.getByTestId("rename-chat").click();
   // In rename mode the row holds an input (its text is a value, so the row is found by test id).
   const input = page.getByTestId("rename-input");
-  await expect(input).toHaveValue(`Recipe with ${word}`);
+  await expect(input).toHaveValue(`slow Recipe with ${word}`);
   await input.fill(`Renamed ${word}`);
+  // The answer's end reloads the list under the open row: it stays open, with what was typed.
+  await expect(answer).toContainText("word60");
+  await expect(page.getByTestId("regenerate")).toBeVisible();
+  await page.waitForTimeout(300); // the list's reload, which the end of the answer starts, is a local request
+  await expect(input).toHaveValue(`Renamed ${word}`);
   await input.press("Enter");
   const renamed = page.getByTestId("chat-item").filter({ hasText: `Renamed ${word}` });
   await expect(renamed).toBeVisible();
 
   await page.getByTestId("chat-search").fill(word);
   await expect(page.getByTestId("chat-item")).toHaveCount(1);
-  await page.getByTestId("chat-search").fill("You said"); // message text, in every chat with an answer
+  await page.getByTestId("chat-search").fill("word60"); // message text: the end of the slow answer
   await expect(page.getByTestId("chat-item").filter({ hasText: `Renamed ${word}` })).toBeVisible();
   await page.getByTestId("chat-search").fill(`nothing${word}`);
   await expect(page.getByTestId("chat-item")).toHaveCount(0);

@@ -13,6 +13,11 @@ use crate::components::icons;
 pub fn ChatList() -> impl IntoView {
     let version = expect_context::<ChatListVersion>();
     let search = RwSignal::new(String::new());
+    // Which row is being renamed or asked to confirm a delete, and the title being written: kept
+    // here, not in the rows, so that the list reloading under them (an answer's end renames or
+    // moves a chat) does not close them.
+    let open = RwSignal::new(None::<(String, Mode)>);
+    let draft = RwSignal::new(String::new());
     let chats = Resource::new(
         move || (version.0.get(), search.get()),
         |(_, search)| list_chats((!search.trim().is_empty()).then_some(search)),
@@ -44,7 +49,7 @@ pub fn ChatList() -> impl IntoView {
                         Ok(list) => groups(list).into_iter().map(|(group, items)| view! {
                             <h2 class="px-3 pb-1 pt-3 text-xs font-medium text-zinc-500 dark:text-zinc-400">{group}</h2>
                             <ul>
-                                {items.into_iter().map(|chat| view! { <ChatItem chat version /> }).collect_view()}
+                                {items.into_iter().map(|chat| view! { <ChatItem chat version open draft /> }).collect_view()}
                             </ul>
                         }).collect_view().into_any(),
                         Err(e) => view! {
@@ -77,9 +82,26 @@ enum Mode {
 }
 
 #[component]
-fn ChatItem(chat: ChatSummary, version: ChatListVersion) -> impl IntoView {
-    let mode = RwSignal::new(Mode::Show);
-    let draft = RwSignal::new(chat.title.clone());
+fn ChatItem(
+    chat: ChatSummary,
+    version: ChatListVersion,
+    open: RwSignal<Option<(String, Mode)>>,
+    draft: RwSignal<String>,
+) -> impl IntoView {
+    let key = StoredValue::new(chat.id.clone());
+    let mode = move || match open.get() {
+        Some((id, mode)) if key.with_value(|key| *key == id) => mode,
+        _ => Mode::Show,
+    };
+    let set_mode =
+        move |mode: Mode| open.set((mode != Mode::Show).then(|| (key.get_value(), mode)));
+    let start_rename = {
+        let title = StoredValue::new(chat.title.clone());
+        move || {
+            draft.set(title.get_value());
+            set_mode(Mode::Rename);
+        }
+    };
     let error = RwSignal::new(None::<String>);
     let href = format!("/c/{}", chat.id);
     let location = use_location();
@@ -93,7 +115,7 @@ fn ChatItem(chat: ChatSummary, version: ChatListVersion) -> impl IntoView {
         spawn_local(async move {
             match rename_chat(id, title).await {
                 Ok(()) => {
-                    mode.set(Mode::Show);
+                    set_mode(Mode::Show);
                     version.bump();
                 }
                 Err(e) => error.set(Some(e.to_string())),
@@ -110,6 +132,7 @@ fn ChatItem(chat: ChatSummary, version: ChatListVersion) -> impl IntoView {
             spawn_local(async move {
                 match delete_chat(id).await {
                     Ok(()) => {
+                        set_mode(Mode::Show);
                         version.bump();
                         if was_open {
                             navigate("/", Default::default());
@@ -123,7 +146,7 @@ fn ChatItem(chat: ChatSummary, version: ChatListVersion) -> impl IntoView {
     let title = chat.title.clone();
     view! {
         <li data-testid="chat-item" class="group relative">
-            {move || match mode.get() {
+            {move || match mode() {
                 Mode::Rename => {
                     let save = save.clone();
                     view! {
@@ -134,7 +157,7 @@ fn ChatItem(chat: ChatSummary, version: ChatListVersion) -> impl IntoView {
                             on:input=move |ev| draft.set(event_target_value(&ev))
                             on:keydown=move |ev| match ev.key().as_str() {
                                 "Enter" => save(),
-                                "Escape" => mode.set(Mode::Show),
+                                "Escape" => set_mode(Mode::Show),
                                 _ => {}
                             }
                             autofocus
@@ -148,7 +171,7 @@ fn ChatItem(chat: ChatSummary, version: ChatListVersion) -> impl IntoView {
                         <div class="flex items-center gap-1 rounded-lg bg-red-50 px-3 py-1.5 text-sm dark:bg-red-950">
                             <span class="min-w-0 flex-1 truncate">{format!("Delete “{}”?", title_to_delete)}</span>
                             <button type="button" data-testid="confirm-delete" class="rounded bg-red-600 px-2 py-0.5 text-xs font-medium text-white" on:click=move |_| remove()>"Delete"</button>
-                            <button type="button" class="rounded px-2 py-0.5 text-xs hover:bg-red-100 dark:hover:bg-red-900" on:click=move |_| mode.set(Mode::Show)>"Cancel"</button>
+                            <button type="button" class="rounded px-2 py-0.5 text-xs hover:bg-red-100 dark:hover:bg-red-900" on:click=move |_| set_mode(Mode::Show)>"Cancel"</button>
                         </div>
                     }.into_any()
                 }
@@ -167,8 +190,8 @@ fn ChatItem(chat: ChatSummary, version: ChatListVersion) -> impl IntoView {
                             {title}
                         </A>
                         <div class="absolute right-1 top-1/2 flex -translate-y-1/2 gap-0.5 opacity-0 group-hover:opacity-100 focus-within:opacity-100">
-                            <button type="button" data-testid="rename-chat" aria-label="Rename" title="Rename" class="rounded p-1 text-zinc-500 hover:bg-zinc-300 dark:hover:bg-zinc-700" on:click=move |_| mode.set(Mode::Rename)>{icons::pencil()}</button>
-                            <button type="button" data-testid="delete-chat" aria-label="Delete" title="Delete" class="rounded p-1 text-zinc-500 hover:bg-zinc-300 dark:hover:bg-zinc-700" on:click=move |_| mode.set(Mode::ConfirmDelete)>{icons::trash()}</button>
+                            <button type="button" data-testid="rename-chat" aria-label="Rename" title="Rename" class="rounded p-1 text-zinc-500 hover:bg-zinc-300 dark:hover:bg-zinc-700" on:click=move |_| start_rename()>{icons::pencil()}</button>
+                            <button type="button" data-testid="delete-chat" aria-label="Delete" title="Delete" class="rounded p-1 text-zinc-500 hover:bg-zinc-300 dark:hover:bg-zinc-700" on:click=move |_| set_mode(Mode::ConfirmDelete)>{icons::trash()}</button>
                         </div>
                     }.into_any()
                 }
