@@ -140,7 +140,7 @@ impl Call {
             arguments,
         };
         let mut content = answer_of(self);
-        if let Some((cut, _)) = content.char_indices().nth(Self::MAX_EARLIER_RESULT) {
+        if let Some(cut) = end_of_chars(&content, Self::MAX_EARLIER_RESULT) {
             let left = content[cut..].chars().count();
             content.truncate(cut);
             content.push_str(&format!(
@@ -610,6 +610,11 @@ async fn run_tools<M: Model, T: Tools>(state: &mut RunState, deps: &Deps<'_, M, 
     }
     state.next = Step::CallModel;
     Outcome::Continue
+}
+
+/// Where the first `max` characters of `text` end (a byte index), when it has more.
+pub(crate) fn end_of_chars(text: &str, max: usize) -> Option<usize> {
+    text.char_indices().nth(max).map(|(at, _)| at)
 }
 
 /// What the model is told of a call.

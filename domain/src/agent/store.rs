@@ -375,8 +375,8 @@ fn by_name(by: &Decider) -> String {
 /// The start of a tool's result, for the audit.
 fn summary(text: &str) -> String {
     const MAX: usize = 500;
-    match text.char_indices().nth(MAX) {
-        Some((at, _)) => format!("{}…", &text[..at]),
+    match super::end_of_chars(text, MAX) {
+        Some(at) => format!("{}…", &text[..at]),
         None => text.to_owned(),
     }
 }

@@ -386,10 +386,14 @@ impl Runs {
             .models
             .for_chat(conversation.chat.model.as_deref())?;
         let provider = provider.clone();
+        // With tools, the answer is an agent's run; without, one model call.
+        let agent = match (specs.is_empty(), person) {
+            (false, Some(person)) => Some((specs, person)),
+            _ => None,
+        };
         // Earlier answers' tool calls go to a model that is offered tools: some providers refuse
         // them in a request without any.
-        let mut messages =
-            llm_history(&conversation.history, !specs.is_empty() && person.is_some());
+        let mut messages = llm_history(&conversation.history, agent.is_some());
         messages.push(llm::Message::User {
             content: text.to_owned(),
         });
@@ -403,7 +407,7 @@ impl Runs {
         };
         let (stored, started) = oneshot::channel();
         let runs = self.clone();
-        if let (false, Some((policies, settings))) = (specs.is_empty(), person) {
+        if let Some((specs, (policies, settings))) = agent {
             let plan = Plan {
                 provider,
                 model: model.to_owned(),
