@@ -138,6 +138,16 @@ async fn main() {
         .unwrap();
     let chat_id = chat["id"].as_str().unwrap().to_owned();
 
+    // The page's event stream is open before the message is sent, and stays open across the
+    // chat's messages, as in the browser (opening one per completion also made each send open a
+    // new connection, which the direct path, reusing its own, did not pay).
+    let events = http
+        .get(format!("{app}/api/chats/{chat_id}/events"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    let mut events = events.bytes_stream();
     let body = serde_json::json!({"model": "scripted", "stream": true, "messages": [{"role": "user", "content": "hi"}]});
     let mut direct = (Vec::new(), Vec::new());
     let mut through = (Vec::new(), Vec::new());
@@ -157,16 +167,8 @@ async fn main() {
             direct.1.push(last);
         }
 
-        // Through Switchboard: the page's event stream is open before the message is sent, as
-        // in the browser. Each completion starts a new chat thread position; regenerating from
-        // position 0 keeps the chat short, as a fresh chat is.
-        let events = http
-            .get(format!("{app}/api/chats/{chat_id}/events"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap();
-        let mut events = events.bytes_stream();
+        // Through Switchboard: send, and read the answer on the chat's event stream. Regenerating
+        // from position 0 keeps the chat short, as a fresh chat is.
         let start = Instant::now();
         let send = http
             .post(format!("{app}/api/chats/send"))
@@ -179,7 +181,10 @@ async fn main() {
             .send();
         let read = timed(start, &mut events, "event: token", "event: run_finished");
         let (sent, (first, last)) = tokio::join!(send, read);
-        assert!(sent.unwrap().status().is_success());
+        let sent = sent.unwrap();
+        assert!(sent.status().is_success());
+        // Read whole, so that the next send reuses its connection, as a browser's would.
+        sent.bytes().await.unwrap();
         if i >= warmup {
             through.0.push(first);
             through.1.push(last);
