@@ -91,9 +91,12 @@ test("chats are renamed, searched and deleted from the sidebar", async ({ page, 
   await expect(input).toHaveValue(`slow Recipe with ${word}`);
   await input.fill(`Renamed ${word}`);
   // The answer's end reloads the list under the open row: it stays open, with what was typed.
+  const reloaded = page.waitForResponse((r) => r.url().endsWith("/api/chats/list"));
   await expect(answer).toContainText("word60");
   await expect(page.getByTestId("regenerate")).toBeVisible();
-  await page.waitForTimeout(300); // the list's reload, which the end of the answer starts, is a local request
+  await reloaded;
+  // Two frames: the page has drawn the reloaded list.
+  await page.evaluate(() => new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done))));
   await expect(input).toHaveValue(`Renamed ${word}`);
   await input.press("Enter");
   const renamed = page.getByTestId("chat-item").filter({ hasText: `Renamed ${word}` });
