@@ -51,6 +51,11 @@ const common = {
 };
 const switchboardEnv = (listenPort: number) => ({
   SWITCHBOARD_LISTEN: `127.0.0.1:${listenPort}`,
+  // Every browser of the run is the same person to the local-mode instance (the local user), two
+  // of them at once, each clicking faster than a person can: several people's worth of the
+  // default rate (10/s, bursts of 60).
+  SWITCHBOARD_RATE_LIMIT_PER_SECOND: "40",
+  SWITCHBOARD_RATE_LIMIT_BURST: "240",
   SWITCHBOARD_DATA_DIR: mkdtempSync(join(tmpdir(), "switchboard-e2e-")),
   SWITCHBOARD_SITE_ROOT: resolve(root, "target/site"),
   RUST_LOG: process.env.RUST_LOG ?? "warn",

@@ -182,6 +182,7 @@ pub async fn send_message(
     from_position: Option<i32>,
 ) -> Result<Sent, AppError> {
     let user = crate::ssr::current_user()?;
+    crate::ssr::check_length(&text)?;
     let started = crate::ssr::runs()?
         .start(user.id, ssr::chat_id(&id)?, &text, from_position)
         .await?

@@ -15,6 +15,7 @@ pub mod live;
 pub mod markdown;
 pub mod mcp;
 pub mod pages;
+pub mod people;
 #[cfg(feature = "ssr")]
 pub mod ssr;
 pub mod theme;
@@ -27,7 +28,8 @@ use leptos_router::path;
 use components::layout::Layout;
 use pages::{
     activity::ActivityPage, admin::AdminServersPage, chat::ChatPage, home::HomePage,
-    login::LoginPage, not_found::NotFound, servers::ServersPage, settings::SettingsPage,
+    login::LoginPage, not_found::NotFound, people::PeoplePage, servers::ServersPage,
+    settings::SettingsPage,
 };
 
 /// The name cargo-leptos gives the site's CSS, JS and wasm files (`[[workspace.metadata.leptos]] name`).
@@ -83,6 +85,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/servers") view=ServersPage />
                     <Route path=path!("/activity") view=ActivityPage />
                     <Route path=path!("/admin/servers") view=AdminServersPage />
+                    <Route path=path!("/admin/people") view=PeoplePage />
                 </ParentRoute>
             </Routes>
         </Router>

@@ -29,6 +29,23 @@ pub fn mcp() -> Result<Mcp, AppError> {
     provided("MCP connections")
 }
 
+/// The longest message a person may send, in characters (`SWITCHBOARD_MAX_MESSAGE_CHARS`).
+#[derive(Clone, Copy, Debug)]
+pub struct MessageLimit(pub usize);
+
+/// Refuses a message longer than the server takes, saying by how much.
+pub fn check_length(text: &str) -> Result<(), AppError> {
+    let MessageLimit(most) = provided("message limit")?;
+    let length = text.chars().count();
+    if length > most {
+        return Err(AppError::invalid(format!(
+            "Your message is {length} characters long; Switchboard takes at most {most} in one message. Shorten it, or send it in parts."
+        ))
+        .respond());
+    }
+    Ok(())
+}
+
 fn provided<T: Clone + Send + Sync + 'static>(what: &str) -> Result<T, AppError> {
     use_context::<T>().ok_or_else(|| {
         tracing::error!("the {what} is missing from the server function's context");

@@ -24,7 +24,7 @@ use sha2::{Digest, Sha256};
 use sqlx::postgres::PgListener;
 use uuid::Uuid;
 
-use crate::users::{Role, User};
+use crate::users::{Role, Status, User};
 use crate::{Database, Error, Result};
 
 /// What every token starts with, so that secret scanners and people can recognise one.
@@ -134,7 +134,7 @@ pub async fn revoke(db: &Database, user_id: Uuid, token_id: Uuid) -> Result<bool
     Ok(done.rows_affected() == 1)
 }
 
-/// The user a secret belongs to, if it is a live token.
+/// The user a secret belongs to, if it is a live token of an active person.
 pub async fn authenticate(db: &Database, secret: &str) -> Result<Option<User>> {
     if !secret.starts_with(TOKEN_PREFIX) {
         return Ok(None);
@@ -147,9 +147,10 @@ pub async fn authenticate(db: &Database, secret: &str) -> Result<Option<User>> {
     let seen = cache.generation();
     let found = sqlx::query!(
         r#"SELECT t.id AS token_id, t.last_used_at,
-                  u.id, u.issuer, u.subject, u.name, u.email, u.avatar_url, u.role AS "role: Role"
+                  u.id, u.issuer, u.subject, u.name, u.email, u.avatar_url, u.role AS "role: Role",
+                  u.status AS "status: Status"
            FROM api_tokens t JOIN users u ON u.id = t.user_id
-           WHERE t.secret_hash = $1"#,
+           WHERE t.secret_hash = $1 AND u.status = 'active'"#,
         &key
     )
     .fetch_optional(db.pool())
@@ -177,9 +178,16 @@ pub async fn authenticate(db: &Database, secret: &str) -> Result<Option<User>> {
         email: row.email,
         avatar_url: row.avatar_url,
         role: row.role,
+        status: row.status,
     };
     cache.keep(key, user.clone(), seen);
     Ok(Some(user))
+}
+
+/// Changes each time what a token or a session vouches for may have changed (see
+/// [`TokenCache::changes`]).
+pub fn changes(db: &Database) -> tokio::sync::watch::Receiver<u64> {
+    db.token_cache().changes()
 }
 
 /// The channel the triggers of migration `20261203000001` notify when a token is revoked or a user
@@ -194,7 +202,7 @@ const RELISTEN_AFTER: Duration = Duration::from_secs(1);
 const RELISTEN_AFTER_AT_MOST: Duration = Duration::from_secs(30);
 
 /// The API tokens this instance has checked lately, by the hash of their secret.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct TokenCache {
     entries: Mutex<HashMap<Vec<u8>, (User, Instant)>>,
     /// Counts the times everything was forgotten, so that a check that began before one does not
@@ -202,9 +210,29 @@ pub struct TokenCache {
     generation: AtomicU64,
     /// Whether changes are being heard; without that nothing is kept.
     listening: AtomicBool,
+    /// Told each time everything is forgotten: what was signed in may no longer be.
+    changes: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for TokenCache {
+    fn default() -> Self {
+        Self {
+            entries: Mutex::default(),
+            generation: AtomicU64::default(),
+            listening: AtomicBool::default(),
+            changes: tokio::sync::watch::Sender::new(0),
+        }
+    }
 }
 
 impl TokenCache {
+    /// Changes each time a token may have been revoked or a person changed (their role, their
+    /// status) on any instance, or when this instance stops or starts hearing of such changes:
+    /// whoever holds on to a signed-in request (an event stream) checks it again then.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
     fn get(&self, key: &[u8]) -> Option<User> {
         if !self.is_listening() {
             return None;
@@ -227,10 +255,11 @@ impl TokenCache {
         }
     }
 
-    fn forget_all(&self) {
+    pub(crate) fn forget_all(&self) {
         let mut entries = self.entries.lock().expect("token cache poisoned");
-        self.generation.fetch_add(1, Ordering::AcqRel);
+        let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
         entries.clear();
+        self.changes.send_replace(generation);
     }
 
     pub(crate) fn is_listening(&self) -> bool {

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::{Database, Result};
+use crate::{Database, Error, Result};
 
 /// What a person may do beyond their own things.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
@@ -13,6 +13,18 @@ pub enum Role {
     /// Manages the instance (the MCP server registry, other people's roles).
     Admin,
     User,
+}
+
+/// Whether a person may use Switchboard.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Active,
+    /// New, and waiting for an administrator's approval.
+    Pending,
+    /// Refused or taken off by an administrator: nothing of theirs works.
+    Deactivated,
 }
 
 /// A person known to Switchboard.
@@ -27,6 +39,7 @@ pub struct User {
     pub email: Option<String>,
     pub avatar_url: Option<String>,
     pub role: Role,
+    pub status: Status,
 }
 
 impl Role {
@@ -41,6 +54,10 @@ impl Role {
 impl User {
     pub fn is_admin(&self) -> bool {
         self.role == Role::Admin
+    }
+
+    pub fn is_active(&self) -> bool {
+        self.status == Status::Active
     }
 
     /// The one user of an instance that runs without an identity provider.
@@ -86,6 +103,39 @@ pub struct AdminRule {
     pub groups: Vec<String>,
 }
 
+/// Who may sign in through one provider: people with a verified e-mail address in one of
+/// `domains`, or in one of `groups` (for GitHub, its organisations). With neither, anyone the
+/// provider vouches for.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SignInRule {
+    /// E-mail domains (`example.com`), compared case-insensitively.
+    pub domains: Vec<String>,
+    pub groups: Vec<String>,
+}
+
+impl SignInRule {
+    pub fn is_open(&self) -> bool {
+        self.domains.is_empty() && self.groups.is_empty()
+    }
+
+    pub fn allows(&self, identity: &Identity) -> bool {
+        if self.is_open() {
+            return true;
+        }
+        let by_domain = identity.email_verified
+            && identity
+                .email
+                .as_deref()
+                .and_then(|email| email.rsplit_once('@'))
+                .is_some_and(|(_, domain)| {
+                    self.domains
+                        .iter()
+                        .any(|d| d.trim_start_matches('@').eq_ignore_ascii_case(domain))
+                });
+        by_domain || identity.groups.iter().any(|g| self.groups.contains(g))
+    }
+}
+
 /// The role a sign-in should give.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RoleDecision {
@@ -119,9 +169,29 @@ impl AdminRule {
     }
 }
 
-/// Records a sign-in: creates the user the first time, refreshes their profile after, and sets
-/// their role as `role` says.
+/// Whether new people may use Switchboard as soon as they sign in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Admission {
+    #[default]
+    Open,
+    /// New people wait for an administrator's approval (administrators by rule do not).
+    Approval,
+}
+
+/// Records a sign-in where everyone is admitted (see [`sign_in_with`]).
 pub async fn sign_in(db: &Database, identity: &Identity, role: RoleDecision) -> Result<User> {
+    sign_in_with(db, identity, role, Admission::Open).await
+}
+
+/// Records a sign-in: creates the user the first time (waiting for approval if `admission` says
+/// so), refreshes their profile and groups after, and sets their role as `role` says. The caller
+/// lets them in only if the returned user is active.
+pub async fn sign_in_with(
+    db: &Database,
+    identity: &Identity,
+    role: RoleDecision,
+    admission: Admission,
+) -> Result<User> {
     let mut tx = db.pool().begin().await?;
     let fixed = match role {
         RoleDecision::Fixed(role) => Some(role),
@@ -133,20 +203,29 @@ pub async fn sign_in(db: &Database, identity: &Identity, role: RoleDecision) -> 
             None
         }
     };
+    // A new person waits when approval is needed, unless they are an admin (by rule, or the first
+    // person of all); people known before keep their status.
     let user = sqlx::query_as!(
         User,
         r#"
-        INSERT INTO users (issuer, subject, name, email, email_verified, avatar_url, role)
-        VALUES ($1, $2, $3, $4, $5, $6,
-                COALESCE($7, CASE WHEN EXISTS (SELECT 1 FROM users) THEN 'user' ELSE 'admin' END))
+        WITH new AS (
+            SELECT COALESCE($7, CASE WHEN EXISTS (SELECT 1 FROM users) THEN 'user' ELSE 'admin' END)
+                   AS role)
+        INSERT INTO users (issuer, subject, name, email, email_verified, avatar_url, groups, role,
+                           status)
+        SELECT $1, $2, $3, $4, $5, $6, $8, new.role,
+               CASE WHEN $9 AND new.role <> 'admin' THEN 'pending' ELSE 'active' END
+        FROM new
         ON CONFLICT (issuer, subject) DO UPDATE SET
             name = EXCLUDED.name,
             email = EXCLUDED.email,
             email_verified = EXCLUDED.email_verified,
             avatar_url = EXCLUDED.avatar_url,
+            groups = EXCLUDED.groups,
             role = COALESCE($7, users.role),
             last_login_at = now()
-        RETURNING id, issuer, subject, name, email, avatar_url, role AS "role: Role"
+        RETURNING id, issuer, subject, name, email, avatar_url, role AS "role: Role",
+                  status AS "status: Status"
         "#,
         identity.issuer,
         identity.subject,
@@ -155,6 +234,8 @@ pub async fn sign_in(db: &Database, identity: &Identity, role: RoleDecision) -> 
         identity.email_verified,
         identity.avatar_url,
         fixed.map(Role::as_str),
+        &identity.groups,
+        admission == Admission::Approval,
     )
     .fetch_one(&mut *tx)
     .await?;
@@ -162,17 +243,113 @@ pub async fn sign_in(db: &Database, identity: &Identity, role: RoleDecision) -> 
     Ok(user)
 }
 
-/// The user with this id, if there is one.
+/// The user with this id, if there is one (whatever their status).
 pub async fn find(db: &Database, id: Uuid) -> Result<Option<User>> {
     let user = sqlx::query_as!(
         User,
-        r#"SELECT id, issuer, subject, name, email, avatar_url, role AS "role: Role"
+        r#"SELECT id, issuer, subject, name, email, avatar_url, role AS "role: Role",
+                  status AS "status: Status"
            FROM users WHERE id = $1"#,
         id
     )
     .fetch_optional(db.pool())
     .await?;
     Ok(user)
+}
+
+/// Gives everyone who has signed in the role `rule` gives them now, from the e-mail address and
+/// groups of their last sign-in: a person taken off the admin list is no longer an admin, their
+/// sessions and tokens included, without waiting for them to sign in again. Nothing changes when
+/// no rule is configured (then the first person to sign in stays the admin). Returns how many
+/// roles changed.
+pub async fn apply_admin_rule(db: &Database, rule: &AdminRule) -> Result<u64> {
+    if !rule.is_configured() {
+        return Ok(0);
+    }
+    let emails: Vec<String> = rule.emails.iter().map(|e| e.to_lowercase()).collect();
+    let changed = sqlx::query!(
+        r#"UPDATE users SET role = wanted.role
+           FROM (SELECT id,
+                        CASE WHEN (email_verified AND lower(email) = ANY($1)) OR groups && $2
+                             THEN 'admin' ELSE 'user' END AS role
+                 FROM users WHERE issuer <> $3) AS wanted
+           WHERE users.id = wanted.id AND users.role <> wanted.role"#,
+        &emails,
+        &rule.groups,
+        LOCAL_ISSUER,
+    )
+    .execute(db.pool())
+    .await?;
+    db.token_cache().forget_all();
+    Ok(changed.rows_affected())
+}
+
+/// A person waiting for an administrator's approval.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Waiting {
+    pub id: Uuid,
+    pub name: String,
+    pub email: Option<String>,
+    pub signed_up_at: chrono::DateTime<chrono::Utc>,
+}
+
+fn admins_only() -> Error {
+    Error::Forbidden("Only administrators can approve people.".into())
+}
+
+/// The people waiting for approval, oldest first; administrators only.
+pub async fn waiting(db: &Database, actor: &User) -> Result<Vec<Waiting>> {
+    if !actor.is_admin() {
+        return Err(admins_only());
+    }
+    let people = sqlx::query_as!(
+        Waiting,
+        r#"SELECT id, name, email, created_at AS signed_up_at FROM users
+           WHERE status = 'pending' ORDER BY created_at"#
+    )
+    .fetch_all(db.pool())
+    .await?;
+    Ok(people)
+}
+
+/// Lets a waiting person in (`approve`), or refuses them (they stay deactivated); administrators
+/// only. False when nobody with that id is waiting.
+pub async fn admit(db: &Database, actor: &User, id: Uuid, approve: bool) -> Result<bool> {
+    if !actor.is_admin() {
+        return Err(admins_only());
+    }
+    let status = if approve {
+        Status::Active
+    } else {
+        Status::Deactivated
+    };
+    let done = sqlx::query!(
+        "UPDATE users SET status = $2 WHERE id = $1 AND status = 'pending'",
+        id,
+        status as Status,
+    )
+    .execute(db.pool())
+    .await?;
+    if done.rows_affected() == 1 {
+        tracing::info!(admin = %actor.id, user = %id, approve, "admission decided");
+    }
+    // Other instances hear of it from the database; this one need not wait for that.
+    db.token_cache().forget_all();
+    Ok(done.rows_affected() == 1)
+}
+
+/// Deactivates a person at once: their sessions, API tokens and event streams stop working
+/// (instances hear of it from the database). False when there is no such person.
+pub async fn deactivate(db: &Database, id: Uuid) -> Result<bool> {
+    let done = sqlx::query!(
+        "UPDATE users SET status = 'deactivated' WHERE id = $1 AND issuer <> $2",
+        id,
+        LOCAL_ISSUER
+    )
+    .execute(db.pool())
+    .await?;
+    db.token_cache().forget_all();
+    Ok(done.rows_affected() == 1)
 }
 
 #[cfg(test)]
@@ -189,6 +366,28 @@ mod tests {
             groups: groups.iter().map(|g| g.to_string()).collect(),
             ..Identity::default()
         }
+    }
+
+    #[test]
+    fn sign_in_rules_admit_verified_domains_and_groups_only() {
+        let open = SignInRule::default();
+        assert!(open.allows(&person("anyone@anywhere.example", false, &[])));
+        let rule = SignInRule {
+            domains: vec!["Example.com".into()],
+            groups: vec!["acme-org".into()],
+        };
+        assert!(rule.allows(&person("alice@example.com", true, &[])));
+        assert!(
+            !rule.allows(&person("alice@example.com", false, &[])),
+            "unverified"
+        );
+        assert!(
+            !rule.allows(&person("mallory@example.com.evil.example", true, &[])),
+            "a longer domain"
+        );
+        assert!(!rule.allows(&person("mallory@evil.example", true, &[])));
+        assert!(rule.allows(&person("bob@elsewhere.example", true, &["acme-org"])));
+        assert!(!rule.allows(&person("bob@elsewhere.example", true, &["other"])));
     }
 
     #[test]

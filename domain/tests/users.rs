@@ -259,3 +259,77 @@ async fn a_checked_token_is_kept_until_another_instance_changes_its_user_or_revo
     );
     there.pool().close().await;
 }
+
+#[sqlx::test(migrator = "domain::db::MIGRATOR")]
+async fn roles_follow_a_changed_admin_rule_for_everyone_without_a_new_sign_in(pool: PgPool) {
+    use users::{AdminRule, Admission, Status};
+    let db = Database::from_pool(pool);
+    let mut ops = person("ops");
+    ops.groups = vec!["ops".into()];
+    let mut unverified = person("mallory");
+    unverified.email_verified = false;
+    let admin = RoleDecision::Fixed(Role::Admin);
+    let first = users::sign_in(&db, &person("alice"), admin).await.unwrap();
+    let ops = users::sign_in(&db, &ops, RoleDecision::Fixed(Role::User))
+        .await
+        .unwrap();
+    let mallory = users::sign_in(&db, &unverified, admin).await.unwrap();
+    let local = users::sign_in(&db, &Identity::local(), admin)
+        .await
+        .unwrap();
+
+    // Alice is taken off the list; members of "ops", and verified addresses only, are admins.
+    let rule = AdminRule {
+        emails: vec!["MALLORY@example.com".into()],
+        groups: vec!["ops".into()],
+    };
+    assert_eq!(users::apply_admin_rule(&db, &rule).await.unwrap(), 3);
+    let role = async |id| users::find(&db, id).await.unwrap().unwrap().role;
+    assert_eq!(role(first.id).await, Role::User);
+    assert_eq!(role(ops.id).await, Role::Admin);
+    assert_eq!(role(mallory.id).await, Role::User, "an unverified address");
+    assert_eq!(
+        role(local.id).await,
+        Role::Admin,
+        "the local user is left alone"
+    );
+    assert_eq!(
+        users::apply_admin_rule(&db, &AdminRule::default())
+            .await
+            .unwrap(),
+        0,
+        "no rule: roles stay"
+    );
+
+    // Waiting for approval: new people only, admins by rule never.
+    let newcomer = users::sign_in_with(
+        &db,
+        &person("new"),
+        RoleDecision::Fixed(Role::User),
+        Admission::Approval,
+    )
+    .await
+    .unwrap();
+    assert_eq!(newcomer.status, Status::Pending);
+    let known = users::sign_in_with(&db, &person("alice"), admin, Admission::Approval)
+        .await
+        .unwrap();
+    assert_eq!(known.status, Status::Active);
+    let boss = users::sign_in_with(&db, &person("boss"), admin, Admission::Approval)
+        .await
+        .unwrap();
+    assert_eq!(boss.status, Status::Active);
+    let admin_actor = users::find(&db, ops.id).await.unwrap().unwrap();
+    let waiting = users::waiting(&db, &admin_actor).await.unwrap();
+    assert_eq!(waiting.len(), 1);
+    assert!(
+        users::admit(&db, &admin_actor, newcomer.id, true)
+            .await
+            .unwrap()
+    );
+    let member = users::find(&db, mallory.id).await.unwrap().unwrap();
+    assert!(matches!(
+        users::waiting(&db, &member).await,
+        Err(domain::Error::Forbidden(_))
+    ));
+}

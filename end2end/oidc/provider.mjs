@@ -16,6 +16,8 @@
 //   --swap-aud FROM=TO  (OIDC_SWAP_AUD)   MISBEHAVE: requests made by client FROM are silently
 //                                         processed as client TO, so tokens get aud=TO.
 //                                         TO is auto-registered as a clone of FROM if absent.
+//   --profile-in-userinfo                 oidc-provider's default: the ID token carries only sub
+//                                         & co., profile and e-mail come from UserInfo
 //   --verbose           (OIDC_VERBOSE=1)  show oidc-provider notices/warnings on stderr
 //
 // stdout: exactly one line, {"issuer":"http://127.0.0.1:PORT"}, once listening. Everything else -> stderr.
@@ -34,6 +36,7 @@ const { values: args } = parseArgs({
     'clients-file': { type: 'string' },
     consent: { type: 'boolean' },
     'swap-aud': { type: 'string' },
+    'profile-in-userinfo': { type: 'boolean' },
     verbose: { type: 'boolean' },
   },
   strict: true,
@@ -192,8 +195,9 @@ const configuration = {
     groups: ['groups'],
   },
   // Default (true) puts only sub & co. in the ID token when an access token is also issued
-  // (code flow) and defers profile/email claims to userinfo. We want them in the ID token.
-  conformIdTokenClaims: false,
+  // (code flow) and defers profile/email claims to userinfo. Most tests want them in the ID
+  // token; --profile-in-userinfo keeps the default.
+  conformIdTokenClaims: Boolean(args['profile-in-userinfo']),
   pkce: { required: () => true }, // S256 is the only method oidc-provider v9 supports
   features: {
     devInteractions: { enabled: false },

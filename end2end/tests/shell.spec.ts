@@ -107,3 +107,32 @@ test("in local mode everyone is the local admin, with nothing to sign out of", a
   await expect(page).toHaveURL(/\/settings$/);
   await expect(page.getByRole("heading", { name: "API tokens" })).toBeVisible();
 });
+
+test("pages hydrate, stream and navigate under their Content-Security-Policy", async ({ page }) => {
+  const errors = collectPageErrors(page);
+  // Playwright's own init scripts are not subject to the page's policy; this one records every
+  // violation the page reports.
+  await page.addInitScript(() => {
+    (window as any).__violations = [];
+    document.addEventListener("securitypolicyviolation", (e) => {
+      (window as any).__violations.push(`${e.violatedDirective}: ${e.blockedURI}`);
+    });
+  });
+  const response = await page.goto("/");
+  const csp = response?.headers()["content-security-policy"] ?? "";
+  expect(csp).toContain("script-src 'self' 'nonce-");
+  expect(csp).toContain("frame-ancestors 'none'");
+  await hydrated(page);
+  // An answer streams in over the event stream (connect-src) and renders as Markdown.
+  await page.getByTestId("composer").fill("Hello there");
+  await page.getByTestId("composer").press("Enter");
+  await expect(page).toHaveURL(/\/c\/[0-9a-f-]{36}$/);
+  await hydrated(page);
+  await expect(page.getByTestId("send")).toBeVisible({ timeout: 15_000 });
+  for (const path of ["/settings", "/servers", "/activity"]) {
+    await page.goto(path);
+    await hydrated(page);
+  }
+  expect(await page.evaluate(() => (window as any).__violations)).toEqual([]);
+  expect(errors).toEqual([]);
+});

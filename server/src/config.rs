@@ -57,9 +57,43 @@ pub struct Config {
     #[arg(long, env = "SWITCHBOARD_AUTH_PROVIDERS")]
     pub auth_providers: Option<String>,
 
+    /// Other host names people reach Switchboard by, comma-separated, beyond the public URL's
+    /// (and, in local mode, localhost, 127.0.0.1 and [::1]). A request for any other host is
+    /// refused, so that a web page whose name points at Switchboard (DNS rebinding) gets nothing.
+    #[arg(long, env = "SWITCHBOARD_ALLOWED_HOSTS")]
+    pub allowed_hosts: Option<String>,
+
+    /// Requests each person may make per second, on average (`0`: no limit). Over it, requests
+    /// get `429 Too Many Requests` with `Retry-After`.
+    #[arg(long, env = "SWITCHBOARD_RATE_LIMIT_PER_SECOND", default_value_t = 10)]
+    pub rate_limit_per_second: u32,
+
+    /// ... and how many at once above that average (a page load, a burst of clicks).
+    #[arg(long, env = "SWITCHBOARD_RATE_LIMIT_BURST", default_value_t = 60)]
+    pub rate_limit_burst: u32,
+
+    /// Event streams (open chat pages and scripts following chats) each person may have open on
+    /// one instance at once.
+    #[arg(long, env = "SWITCHBOARD_MAX_EVENT_STREAMS", default_value_t = 30)]
+    pub max_event_streams: usize,
+
+    /// How long a client may take to send a request's headers, or its body (`30s`); a slower one
+    /// is disconnected.
+    #[arg(long, env = "SWITCHBOARD_CLIENT_TIMEOUT", default_value = "30s")]
+    pub client_timeout: humantime::Duration,
+
+    /// The longest message a person may send, in characters.
+    #[arg(long, env = "SWITCHBOARD_MAX_MESSAGE_CHARS", default_value_t = 100_000)]
+    pub max_message_chars: usize,
+
     /// E-mail addresses of admins, comma-separated (verified addresses only).
     #[arg(long, env = "SWITCHBOARD_ADMIN_EMAILS")]
     pub admin_emails: Option<String>,
+
+    /// New people wait for an administrator's approval (on the admin page) before they can use
+    /// Switchboard; administrators by rule, and the very first person, do not.
+    #[arg(long, env = "SWITCHBOARD_APPROVE_NEW_USERS", default_value_t = false, action = clap::ArgAction::Set)]
+    pub approve_new_users: bool,
 
     /// Groups or roles whose members are admins, comma-separated (from SWITCHBOARD_GROUPS_CLAIM).
     #[arg(long, env = "SWITCHBOARD_ADMIN_GROUPS")]

@@ -30,6 +30,10 @@ pub enum StartupError {
     #[error("cannot prepare the local user in the database: {0}")]
     LocalUser(String),
     #[error(
+        "cannot bring people's roles in line with SWITCHBOARD_ADMIN_EMAILS and SWITCHBOARD_ADMIN_GROUPS: {0}"
+    )]
+    Roles(String),
+    #[error(
         "cannot listen on {addr}: {source}. Set SWITCHBOARD_LISTEN to a free address and port."
     )]
     Listen {
@@ -37,6 +41,4 @@ pub enum StartupError {
         #[source]
         source: std::io::Error,
     },
-    #[error("the server stopped with an error: {0}")]
-    Serve(#[source] std::io::Error),
 }

@@ -25,7 +25,7 @@ use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use uuid::Uuid;
 
 use crate::AppState;
-use crate::auth::middleware::api_error;
+use crate::auth::middleware::{Credential, api_error};
 
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
@@ -45,12 +45,23 @@ fn no_chat() -> Response {
 pub async fn chat_events(
     State(state): State<AppState>,
     Extension(user): Extension<User>,
+    Extension(credential): Extension<Credential>,
     Path(id): Path<String>,
     Query(query): Query<EventsQuery>,
     headers: HeaderMap,
 ) -> Response {
     let Ok(chat_id) = id.parse::<Uuid>() else {
         return no_chat();
+    };
+    let Some(slot) = state.streams.open(user.id) else {
+        return api_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_streams",
+            &format!(
+                "You have {} chats open and following their answers already, the most Switchboard allows one person. Close some tabs (or stop scripts that follow chats), then reload.",
+                state.streams.most()
+            ),
+        );
     };
     match domain::chats::get(&state.db, user.id, chat_id).await {
         Ok(Some(_)) => {}
@@ -73,10 +84,47 @@ pub async fn chat_events(
     let subscription = state.runs.subscribe(chat_id, last_seen);
     let stream = events(subscription.missed, subscription.receiver)
         // At shutdown the stream ends; browsers reconnect to whichever instance serves next.
-        .take_until(state.runs.closing());
+        .take_until(state.runs.closing())
+        // So does a stream whose token is revoked, or whose person is deactivated.
+        .take_until(no_longer_valid(state.db.clone(), credential))
+        // Counted as open for as long as it is.
+        .map(move |event| {
+            let _open = &slot;
+            event
+        });
     Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
         .into_response()
+}
+
+/// How often a stream's credential is checked again even when no change was heard of (the
+/// instance may not be hearing of changes right now).
+const RECHECK_EVERY: Duration = Duration::from_secs(60);
+
+/// Resolves once `credential` no longer vouches for an active person: checked again at each
+/// change of tokens or people heard of, and every [`RECHECK_EVERY`].
+async fn no_longer_valid(db: domain::Database, credential: Credential) {
+    if matches!(credential, Credential::Local) {
+        return std::future::pending().await;
+    }
+    let mut changes = domain::tokens::changes(&db);
+    loop {
+        tokio::select! {
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    return std::future::pending().await;
+                }
+            }
+            () = tokio::time::sleep(RECHECK_EVERY) => {}
+        }
+        if !credential.still_valid(&db).await {
+            tracing::info!(
+                ?credential,
+                "event stream ended: its credential is no longer valid"
+            );
+            return;
+        }
+    }
 }
 
 fn events(

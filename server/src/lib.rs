@@ -9,8 +9,12 @@ pub mod config;
 pub mod embedded_pg;
 pub mod error;
 pub mod events;
+pub mod guard;
+pub mod headers;
 pub mod health;
+pub mod limits;
 pub mod llm_settings;
+pub mod serve;
 pub mod telemetry;
 
 use std::sync::{Arc, OnceLock};
@@ -21,7 +25,6 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::FromRef;
 use axum::routing::get;
-use axum::serve::ListenerExt;
 use domain::Database;
 use domain::llm::{Catalog, ClientOptions, LlmClient};
 use domain::mcp::{self, Mcp};
@@ -52,6 +55,13 @@ pub struct AppState {
     pub runs: Runs,
     /// Every user's MCP tool-server connections.
     pub mcp: Mcp,
+    /// Which hosts, origins and bodies may reach the app.
+    pub boundary: Arc<guard::Boundary>,
+    pub security_headers: headers::SecurityHeaders,
+    /// Each person's request rate (None: unlimited).
+    pub rate_limit: Option<Arc<limits::RateLimit>>,
+    /// Each person's open event streams.
+    pub streams: Arc<limits::OpenStreams>,
 }
 
 impl AppState {
@@ -62,9 +72,27 @@ impl AppState {
         models: Catalog,
         db: Database,
     ) -> Result<Self, StartupError> {
-        let auth = Auth::new(auth, &db)
+        let boundary = guard::Boundary::new(
+            &auth.public_url,
+            auth.is_local(),
+            &config::list(config.allowed_hosts.as_deref()),
+        )
+        .with_limits(config.max_message_chars, *config.client_timeout);
+        let security_headers =
+            headers::SecurityHeaders::new(auth.secure_cookies(), dev_reload_port());
+        let auth = Auth::new(auth, &db, config.secret_key()?)
             .await
             .map_err(|e| StartupError::LocalUser(root_cause(&e)))?;
+        // Roles follow the admin rule as it is now, for everyone who signed in before too.
+        let changed = domain::users::apply_admin_rule(&db, &auth.settings().admins)
+            .await
+            .map_err(|e| StartupError::Roles(root_cause(&e)))?;
+        if changed > 0 {
+            tracing::info!(
+                people = changed,
+                "roles changed to follow SWITCHBOARD_ADMIN_EMAILS and SWITCHBOARD_ADMIN_GROUPS"
+            );
+        }
         let registry = mcp_registry(config)?;
         let mcp = Mcp::new(
             db.clone(),
@@ -92,6 +120,13 @@ impl AppState {
             mcp,
             db,
             auth,
+            boundary: Arc::new(boundary),
+            security_headers,
+            rate_limit: limits::RateLimit::new(limits::RateSettings {
+                per_second: config.rate_limit_per_second,
+                burst: config.rate_limit_burst,
+            }),
+            streams: limits::OpenStreams::new(config.max_event_streams),
         })
     }
 
@@ -125,24 +160,30 @@ fn mcp_registry(config: &Config) -> Result<mcp::Registry, StartupError> {
     mcp::Registry::from_toml(&text).map_err(|e| failed(e.to_string()))
 }
 
+/// Whether this is a development build served by `cargo leptos watch` (which sets `LEPTOS_ENV`).
+fn is_dev() -> bool {
+    std::env::var("LEPTOS_ENV").as_deref() == Ok("DEV")
+}
+
+/// The live-reload port of a development build.
+fn dev_reload_port() -> Option<u16> {
+    is_dev().then(|| {
+        std::env::var("LEPTOS_RELOAD_PORT")
+            .ok()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(3001)
+    })
+}
+
 /// Leptos's options from our configuration (plus the live-reload settings `cargo leptos watch` sets).
 pub fn leptos_options(config: &Config) -> LeptosOptions {
-    let env_var = |name: &str| std::env::var(name).ok();
     LeptosOptions::builder()
         .output_name(app::SITE_NAME)
         .site_root(config.site_root.to_string_lossy().into_owned())
         .site_pkg_dir("pkg")
         .site_addr(config.listen)
-        .env(if env_var("LEPTOS_ENV").as_deref() == Some("DEV") {
-            Env::DEV
-        } else {
-            Env::PROD
-        })
-        .reload_port(
-            env_var("LEPTOS_RELOAD_PORT")
-                .and_then(|p| p.parse().ok())
-                .unwrap_or(3001),
-        )
+        .env(if is_dev() { Env::DEV } else { Env::PROD })
+        .reload_port(u32::from(dev_reload_port().unwrap_or(3001)))
         .build()
 }
 
@@ -159,6 +200,7 @@ pub fn routes(state: AppState) -> Router {
     let options = state.leptos_options.clone();
     let context_state = state.clone();
     let login_options = state.login_options();
+    let message_limit = app::ssr::MessageLimit(state.boundary.max_message_chars);
     let session_layer = state.auth.session_layer(&state.db);
     Router::new()
         .route("/healthz", get(health::healthz))
@@ -169,19 +211,36 @@ pub fn routes(state: AppState) -> Router {
             &state,
             leptos_routes,
             move || {
+                headers::provide_nonce();
                 provide_context(context_state.db.clone());
                 provide_context(context_state.runs.clone());
                 provide_context(context_state.mcp.clone());
                 provide_context(login_options.clone());
+                provide_context(message_limit);
             },
             move || shell(options.clone()),
         )
-        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .fallback(leptos_axum::file_and_error_handler_with_context::<
+            AppState,
+            _,
+        >(headers::provide_nonce, shell))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            limits::rate_limit,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::middleware::authenticate,
         ))
         .layer(session_layer)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::guard,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            headers::security_headers,
+        ))
         .with_state(state)
 }
 
@@ -242,9 +301,19 @@ pub fn error_page(status: StatusCode, title: &str, detail: &str) -> Response<Bod
     let html = app::error_document(status.as_u16(), title, detail);
     let mut response = Response::new(Body::from(html));
     *response.status_mut() = status;
-    response.headers_mut().insert(
+    let headers = response.headers_mut();
+    headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    // Also outside the router (a panic): the page has no script, and needs nothing but its CSS.
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; style-src 'self'; frame-ancestors 'none'"),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
     );
     response
 }
@@ -349,20 +418,23 @@ async fn serve(
         .map_err(|source| StartupError::Listen {
             addr: config.listen,
             source,
-        })?
-        // Tokens are small writes: without TCP_NODELAY, Nagle's algorithm can hold one back until
-        // the previous one is acknowledged (up to 40 ms with delayed ACKs).
-        .tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!("cannot set TCP_NODELAY: {e}");
-            }
-        });
+        })?;
     let mode = if auth.is_local() {
         "local mode: no sign-in provider is configured, everyone here is the local admin".to_owned()
     } else {
         let ids: Vec<&str> = auth.providers.iter().map(|p| p.id.as_str()).collect();
         format!("sign-in with {}", ids.join(", "))
     };
+    for provider in auth.providers.iter().filter(|p| p.admits_anyone()) {
+        if auth.admission == domain::users::Admission::Open {
+            tracing::warn!(
+                provider = %provider.id,
+                "anyone with an account at {} can sign in: set SWITCHBOARD_AUTH_{}_ALLOWED_DOMAINS (or _ALLOWED_GROUPS, _ALLOWED_ORGS), or SWITCHBOARD_APPROVE_NEW_USERS=true",
+                provider.label,
+                provider.id.to_ascii_uppercase().replace('-', "_")
+            );
+        }
+    }
     let public_url = auth.public_url.clone();
     if models.is_empty() {
         tracing::warn!(
@@ -380,16 +452,14 @@ async fn serve(
         "Switchboard is serving on http://{} ({mode}); open {public_url}",
         config.listen
     );
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            // Live answers are saved as interrupted and event streams end (browsers reconnect
-            // to whichever instance serves next); tool servers are closed, their processes too.
-            tokio::join!(runs.shutdown(), mcp.shutdown());
-        })
-        .await;
+    serve::serve(listener, app, *config.client_timeout, async move {
+        shutdown_signal().await;
+        // Live answers are saved as interrupted and event streams end (browsers reconnect to
+        // whichever instance serves next); tool servers are closed, their processes too.
+        tokio::join!(runs.shutdown(), mcp.shutdown());
+    })
+    .await;
     cleanup.abort();
-    served.map_err(StartupError::Serve)?;
     tracing::info!("Switchboard stopped");
     Ok(())
 }

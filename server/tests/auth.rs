@@ -13,8 +13,33 @@ const CLIENT_SECRET: &str = "test-secret";
 
 /// A provider and Switchboard configured for each other (`alice@example.com` is an admin).
 async fn setup(pool: PgPool, idp_args: &[&str]) -> (Idp, TestApp) {
-    let (listener, base) = listener().await;
-    let idp = Idp::start(
+    setup_with(
+        pool,
+        idp_args,
+        &["--admin-emails", "alice@example.com"],
+        &[],
+    )
+    .await
+}
+
+/// A provider started with `idp_args`, and Switchboard for it with more arguments and provider
+/// variables.
+async fn setup_with(
+    pool: PgPool,
+    idp_args: &[&str],
+    more_args: &[&str],
+    more_vars: &[(&str, &str)],
+) -> (Idp, TestApp) {
+    let (listener, _) = listener().await;
+    let idp = idp_for(&listener, idp_args);
+    let app = start_with(pool, listener, &idp.issuer, more_args, more_vars).await;
+    (idp, app)
+}
+
+/// A provider for Switchboard at `listener`'s address, started with `idp_args`.
+fn idp_for(listener: &tokio::net::TcpListener, idp_args: &[&str]) -> Idp {
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    Idp::start(
         &[Client {
             id: CLIENT_ID,
             secret: CLIENT_SECRET,
@@ -22,9 +47,7 @@ async fn setup(pool: PgPool, idp_args: &[&str]) -> (Idp, TestApp) {
             post_logout_redirect_uri: format!("{base}/auth/signed-out"),
         }],
         idp_args,
-    );
-    let app = start_with_issuer(pool, listener, &idp.issuer).await;
-    (idp, app)
+    )
 }
 
 async fn start_with_issuer(
@@ -32,29 +55,39 @@ async fn start_with_issuer(
     listener: tokio::net::TcpListener,
     issuer: &str,
 ) -> TestApp {
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    start_app(
+    start_with(
         pool,
         listener,
-        &[
-            "--auth-providers",
-            "idp",
-            "--public-url",
-            &base,
-            "--admin-emails",
-            "alice@example.com",
-        ],
-        &[
-            ("SWITCHBOARD_AUTH_IDP_ISSUER", issuer.to_owned()),
-            ("SWITCHBOARD_AUTH_IDP_NAME", "Test IdP".to_owned()),
-            ("SWITCHBOARD_AUTH_IDP_CLIENT_ID", CLIENT_ID.to_owned()),
-            (
-                "SWITCHBOARD_AUTH_IDP_CLIENT_SECRET",
-                CLIENT_SECRET.to_owned(),
-            ),
-        ],
+        issuer,
+        &["--admin-emails", "alice@example.com"],
+        &[],
     )
     .await
+}
+
+/// Switchboard on `listener` with the provider `idp` at `issuer`, and more arguments and provider
+/// variables.
+async fn start_with(
+    pool: PgPool,
+    listener: tokio::net::TcpListener,
+    issuer: &str,
+    more_args: &[&str],
+    more_vars: &[(&str, &str)],
+) -> TestApp {
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let mut args = vec!["--auth-providers", "idp", "--public-url", &base];
+    args.extend_from_slice(more_args);
+    let mut vars = vec![
+        ("SWITCHBOARD_AUTH_IDP_ISSUER", issuer.to_owned()),
+        ("SWITCHBOARD_AUTH_IDP_NAME", "Test IdP".to_owned()),
+        ("SWITCHBOARD_AUTH_IDP_CLIENT_ID", CLIENT_ID.to_owned()),
+        (
+            "SWITCHBOARD_AUTH_IDP_CLIENT_SECRET",
+            CLIENT_SECRET.to_owned(),
+        ),
+    ];
+    vars.extend(more_vars.iter().map(|(k, v)| (*k, v.to_string())));
+    start_app(pool, listener, &args, &vars).await
 }
 
 fn query(url: &str, name: &str) -> Option<String> {
@@ -246,41 +279,82 @@ async fn the_profile_is_refreshed_and_roles_follow_configuration(pool: PgPool) {
 }
 
 #[sqlx::test(migrator = "domain::db::MIGRATOR")]
-async fn the_session_id_changes_at_sign_in(pool: PgPool) {
+async fn starting_a_sign_in_writes_nothing_and_the_session_id_changes_at_sign_in(pool: PgPool) {
     let (_idp, app) = setup(pool, &[]).await;
-    let browser = browser();
-    let started = browser
+    // Anyone may start sign-ins, as often as they like: nothing is stored for them.
+    let anonymous = browser();
+    for _ in 0..20 {
+        let started = anonymous
+            .get(format!("{}/auth/login/idp", app.base))
+            .send()
+            .await
+            .unwrap();
+        assert!(started.status().is_redirection());
+        assert!(
+            session_cookie(&started).is_none(),
+            "no session before sign-in"
+        );
+    }
+    assert_eq!(
+        sessions(&app).await,
+        0,
+        "no session row for a sign-in start"
+    );
+
+    // The sign-in under way is in a cookie of its own.
+    let plain = support::plain_client();
+    let started = plain
         .get(format!("{}/auth/login/idp", app.base))
         .send()
         .await
         .unwrap();
-    let before = session_cookie(&started).expect("a session holds the pending sign-in");
     let set_cookie = started.headers()["set-cookie"].to_str().unwrap().to_owned();
-    for attribute in ["HttpOnly", "SameSite=Lax", "Path=/"] {
+    assert!(set_cookie.starts_with("sb_signin="), "{set_cookie}");
+    for attribute in ["HttpOnly", "SameSite=Lax", "Path=/", "Max-Age=900"] {
         assert!(set_cookie.contains(attribute), "{set_cookie}");
     }
     assert!(
         !set_cookie.contains("Secure"),
         "plain http: a Secure cookie would never come back: {set_cookie}"
     );
-    let authorize = location(&started);
-    let callback = at_provider(&browser, &authorize, "alice").await;
-    let (_, response) = finish(&browser, &callback).await;
-    let after = session_cookie(&response).expect("a new session cookie at sign-in");
-    assert_ne!(
-        before, after,
-        "the id from before sign-in is not the signed-in one"
-    );
+    let signin_cookie = set_cookie.split(';').next().unwrap().to_owned();
 
-    // The old id (as an attacker who planted it would hold it) is not signed in.
-    let attacker = support::browser();
-    let response = attacker
-        .get(format!("{}/", app.base))
-        .header("cookie", format!("sb_session={before}"))
+    // A session id planted before sign-in (session fixation) is not the signed-in one.
+    let planted = "planted-session-id-AAAAAAAAAAAAAAAAAAAAAA";
+    let at_idp = browser();
+    let callback = at_provider(&at_idp, &location(&started), "alice").await;
+    let response = plain
+        .get(&callback)
+        .header("cookie", format!("{signin_cookie}; sb_session={planted}"))
         .send()
         .await
         .unwrap();
-    assert!(location(&response).contains("/login"));
+    assert_eq!(location(&response), format!("{}/", app.base));
+    let after = session_cookie(&response).expect("a session cookie at sign-in");
+    assert_ne!(after, planted);
+    assert_eq!(sessions(&app).await, 1);
+    let cleared = response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|c| c.starts_with("sb_signin="))
+        .expect("the sign-in cookie is cleared");
+    assert!(cleared.contains("Max-Age=0"), "{cleared}");
+
+    // Replayed with the cookie as it was before (a copy kept by whoever saw it), the callback is
+    // refused all the same: its code is used up at the provider.
+    let again = plain
+        .get(&callback)
+        .header("cookie", signin_cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        query(&location(&again), "error").as_deref(),
+        Some("exchange")
+    );
+    assert_eq!(sessions(&app).await, 1);
 }
 
 /// Asserts a sign-in ended on the login page with `code`, and left no session behind.
@@ -462,4 +536,251 @@ async fn a_page_asked_for_before_sign_in_is_where_sign_in_returns(pool: PgPool) 
     assert_eq!(query(&login, "next").as_deref(), Some("/settings"));
     let html = page(&browser, &login).await;
     assert!(html.contains("/auth/login/idp?next=/settings"), "{html}");
+}
+
+/// Signs `user` in; where Switchboard sent the browser at the end.
+async fn sign_in_landing(browser: &reqwest::Client, app: &TestApp, user: &str) -> String {
+    let authorize = begin(browser, app).await;
+    let callback = at_provider(browser, &authorize, user).await;
+    finish(browser, &callback).await.0
+}
+
+#[sqlx::test(migrator = "domain::db::MIGRATOR")]
+async fn only_people_on_the_allow_list_sign_in(pool: PgPool) {
+    // bob@example.com is in no allowed group; alice is in "admins".
+    let (_idp, app) = setup_with(
+        pool,
+        &[],
+        &[],
+        &[
+            ("SWITCHBOARD_AUTH_IDP_ALLOWED_DOMAINS", "example.org"),
+            ("SWITCHBOARD_AUTH_IDP_ALLOWED_GROUPS", "admins"),
+        ],
+    )
+    .await;
+    let bob = browser();
+    let landed = sign_in_landing(&bob, &app, "bob").await;
+    assert_refused(&app, &bob, &landed, "not_allowed").await;
+    let html = page(&bob, &landed).await;
+    assert!(html.contains("not one this Switchboard lets in"), "{html}");
+    let people: i64 = sqlx::query_scalar("SELECT count(*) FROM users")
+        .fetch_one(app.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(people, 0, "someone refused is not recorded");
+
+    let alice = browser();
+    let landed = sign_in_landing(&alice, &app, "alice").await;
+    assert_eq!(
+        landed,
+        format!("{}/settings", app.base),
+        "a member of admins"
+    );
+}
+
+#[sqlx::test(migrator = "domain::db::MIGRATOR")]
+async fn new_people_wait_for_an_administrators_approval(pool: PgPool) {
+    let (_idp, app) = setup_with(
+        pool,
+        &[],
+        &[
+            "--approve-new-users",
+            "true",
+            "--admin-emails",
+            "alice@example.com",
+        ],
+        &[],
+    )
+    .await;
+    // An admin by rule is let in at once.
+    let alice = browser();
+    assert_eq!(
+        sign_in_landing(&alice, &app, "alice").await,
+        format!("{}/settings", app.base)
+    );
+    // Bob waits, with no session, and is told so.
+    let bob = browser();
+    let landed = sign_in_landing(&bob, &app, "bob").await;
+    assert_refused_keeping_alice(&app, &bob, &landed, "awaiting_approval").await;
+    let html = page(&bob, &landed).await;
+    assert!(html.contains("waiting for an administrator"), "{html}");
+
+    // Only an admin sees who waits, and lets them in.
+    let (status, _) = call(&bob, &app.base, "admin/people/waiting", None, &[]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, waiting) = call(&alice, &app.base, "admin/people/waiting", None, &[]).await;
+    assert_eq!(status, StatusCode::OK, "{waiting}");
+    assert_eq!(waiting.as_array().unwrap().len(), 1, "{waiting}");
+    assert_eq!(waiting[0]["email"], "bob@example.com");
+    let id = waiting[0]["id"].as_str().unwrap().to_owned();
+    let (status, _) = call(
+        &alice,
+        &app.base,
+        "admin/people/admit",
+        None,
+        &[("id", &id), ("approve", "true")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    // (A new browser: the provider would remember bob's sign-in at it.)
+    let bob = browser();
+    assert_eq!(
+        sign_in_landing(&bob, &app, "bob").await,
+        format!("{}/settings", app.base),
+        "let in"
+    );
+    let (status, me) = call(&bob, &app.base, "auth/me", None, &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(me["is_admin"], false);
+    let (status, again) = call(
+        &alice,
+        &app.base,
+        "admin/people/admit",
+        None,
+        &[("id", &id), ("approve", "false")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{again}");
+}
+
+/// [`assert_refused`] for an instance where someone else is signed in.
+async fn assert_refused_keeping_alice(
+    app: &TestApp,
+    browser: &reqwest::Client,
+    landed: &str,
+    code: &str,
+) {
+    assert!(
+        landed.starts_with(&format!("{}/login?", app.base)),
+        "{landed}"
+    );
+    assert_eq!(query(landed, "error").as_deref(), Some(code), "{landed}");
+    assert_eq!(sessions(app).await, 1, "only alice's session");
+    assert!(home(browser, app).await.is_err(), "not signed in");
+}
+
+#[sqlx::test(migrator = "domain::db::MIGRATOR")]
+async fn the_profile_comes_from_userinfo_when_the_id_token_lacks_it(pool: PgPool) {
+    // oidc-provider at its defaults: the ID token says only who, UserInfo says the rest.
+    let (_idp, app) = setup(pool, &["--profile-in-userinfo"]).await;
+    let browser = browser();
+    sign_in(&browser, &app, "alice").await;
+    let (status, me) = call(&browser, &app.base, "auth/me", None, &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(me["name"], "Alice Anderson");
+    assert_eq!(me["email"], "alice@example.com");
+    assert_eq!(
+        me["is_admin"], true,
+        "SWITCHBOARD_ADMIN_EMAILS matches the verified e-mail from UserInfo"
+    );
+}
+
+#[sqlx::test(migrator = "domain::db::MIGRATOR")]
+async fn an_admin_taken_off_the_list_loses_admin_everywhere_at_the_next_start(pool: PgPool) {
+    let (first, _) = listener().await;
+    let idp = idp_for(&first, &[]);
+    let app = start_with(
+        pool.clone(),
+        first,
+        &idp.issuer,
+        &["--admin-emails", "alice@example.com"],
+        &[],
+    )
+    .await;
+    let alice = browser();
+    sign_in(&alice, &app, "alice").await;
+    let (_, created) = call(&alice, &app.base, "tokens/create", None, &[("name", "ops")]).await;
+    let token = created["secret"].as_str().unwrap().to_owned();
+    let (_, me) = call(&alice, &app.base, "auth/me", Some(&token), &[]).await;
+    assert_eq!(me["is_admin"], true);
+
+    // The administrator changes SWITCHBOARD_ADMIN_EMAILS and restarts (another instance here,
+    // on the same database, with the same provider).
+    let (relistener, _) = listener().await;
+    let restarted = start_with(
+        pool,
+        relistener,
+        &idp.issuer,
+        &["--admin-emails", "bob@example.com"],
+        &[],
+    )
+    .await;
+    // The instance that kept running hears of it from the database within a moment.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    while support::api(&app, &token, "auth/me", &[]).await.1["is_admin"] == true {
+        assert!(std::time::Instant::now() < deadline, "never heard of it");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    for app in [&restarted, &app] {
+        let (status, me) = support::api(app, &token, "auth/me", &[]).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(me["is_admin"], false, "the token: {me}");
+        let (status, _) = support::api(app, &token, "mcp/admin/servers", &[]).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+    }
+    // ... and her session, which signed in before.
+    let (_, me) = call(&alice, &app.base, "auth/me", None, &[]).await;
+    assert_eq!(me["is_admin"], false, "the session: {me}");
+}
+
+#[sqlx::test(migrator = "domain::db::MIGRATOR")]
+async fn a_deactivated_person_is_signed_out_and_cannot_sign_in(pool: PgPool) {
+    let (_idp, app) = setup(pool, &[]).await;
+    let bob = browser();
+    sign_in(&bob, &app, "bob").await;
+    let (_, created) = call(&bob, &app.base, "tokens/create", None, &[("name", "n")]).await;
+    let token = created["secret"].as_str().unwrap().to_owned();
+    let id: uuid::Uuid = sqlx::query_scalar("SELECT id FROM users WHERE subject = 'bob'")
+        .fetch_one(app.db.pool())
+        .await
+        .unwrap();
+    assert!(domain::users::deactivate(&app.db, id).await.unwrap());
+    assert!(home(&bob, &app).await.is_err(), "the session ends");
+    let (status, _) = support::api(&app, &token, "auth/me", &[]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "the token stops");
+    let again = browser();
+    let landed = sign_in_landing(&again, &app, "bob").await;
+    assert_eq!(query(&landed, "error").as_deref(), Some("deactivated"));
+    let html = page(&again, &landed).await;
+    assert!(html.contains("deactivated"), "{html}");
+}
+
+#[sqlx::test(migrator = "domain::db::MIGRATOR")]
+async fn a_page_on_another_site_cannot_use_the_persons_session(pool: PgPool) {
+    let (_idp, app) = setup(pool, &[]).await;
+    let alice = browser();
+    sign_in(&alice, &app, "alice").await;
+    // The browser sends the session cookie with a cross-site form (SameSite=Lax lets a top-level
+    // POST through in some browsers' first minutes): the origin is what refuses it.
+    let response = alice
+        .post(format!("{}/api/agent/settings/save", app.base))
+        .header("origin", "https://evil.example")
+        .form(&[("auto_approve_read_only", "true"), ("max_steps", "50")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let (_, settings) = call(&alice, &app.base, "agent/settings", None, &[]).await;
+    assert_eq!(settings["auto_approve_read_only"], false, "{settings}");
+    let logout = alice
+        .post(format!("{}/auth/logout", app.base))
+        .header("sec-fetch-site", "cross-site")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        logout.status(),
+        StatusCode::FORBIDDEN,
+        "no signing out from elsewhere"
+    );
+    assert!(home(&alice, &app).await.is_ok(), "still signed in");
+    // From Switchboard's own page, it works.
+    let response = alice
+        .post(format!("{}/api/agent/settings/save", app.base))
+        .header("origin", &app.base)
+        .form(&[("auto_approve_read_only", "true"), ("max_steps", "50")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
 }

@@ -83,7 +83,17 @@ async fn emails(State(gh): State<FakeGitHub>) -> Json<serde_json::Value> {
     ]))
 }
 
+async fn orgs(headers: HeaderMap) -> Json<serde_json::Value> {
+    assert_eq!(headers["authorization"], "Bearer gho_test");
+    Json(json!([{"login": "acme", "id": 1}, {"login": "octo-club", "id": 2}]))
+}
+
 async fn setup(pool: PgPool, verified_email: bool) -> TestApp {
+    setup_with(pool, verified_email, &[]).await
+}
+
+/// [`setup`] with more settings of the GitHub provider (`ALLOWED_ORGS`, ...).
+async fn setup_with(pool: PgPool, verified_email: bool, more: &[(&str, &str)]) -> TestApp {
     let gh = FakeGitHub {
         verified_email,
         ..FakeGitHub::default()
@@ -93,6 +103,7 @@ async fn setup(pool: PgPool, verified_email: bool) -> TestApp {
         .route("/login/oauth/access_token", post(access_token))
         .route("/api/user", get(user))
         .route("/api/user/emails", get(emails))
+        .route("/api/user/orgs", get(orgs))
         .with_state(gh);
     let (fake_listener, fake_base) = listener().await;
     tokio::spawn(async move { axum::serve(fake_listener, fake).await.unwrap() });
@@ -116,7 +127,10 @@ async fn setup(pool: PgPool, verified_email: bool) -> TestApp {
                 "SWITCHBOARD_AUTH_GITHUB_GITHUB_API_URL",
                 format!("{fake_base}/api/"),
             ),
-        ],
+        ]
+        .into_iter()
+        .chain(more.iter().map(|(k, v)| (*k, v.to_string())))
+        .collect::<Vec<_>>(),
     )
     .await
 }
@@ -197,4 +211,44 @@ async fn a_code_github_rejects_is_refused(pool: PgPool) {
     };
     let landed = location(&browser.get(&replayed).send().await.unwrap());
     assert!(landed.contains("error=exchange"), "{landed}");
+}
+
+#[sqlx::test(migrator = "domain::db::MIGRATOR")]
+async fn only_members_of_the_allowed_organisations_sign_in(pool: PgPool) {
+    let app = setup_with(
+        pool.clone(),
+        true,
+        &[("SWITCHBOARD_AUTH_GITHUB_ALLOWED_ORGS", "acme")],
+    )
+    .await;
+    let browser = browser();
+    let callback = to_callback(&browser, &app).await;
+    let landed = location(&browser.get(&callback).send().await.unwrap());
+    assert_eq!(landed, format!("{}/", app.base), "a member of acme");
+    drop(app);
+
+    let app = setup_with(
+        pool,
+        true,
+        &[("SWITCHBOARD_AUTH_GITHUB_ALLOWED_ORGS", "initech")],
+    )
+    .await;
+    let browser = support::browser();
+    let start = browser
+        .get(format!("{}/auth/login/github", app.base))
+        .send()
+        .await
+        .unwrap();
+    let authorize = location(&start);
+    assert!(
+        authorize.contains("read%3Aorg") || authorize.contains("read:org"),
+        "organisation memberships are asked for: {authorize}"
+    );
+    let callback = location(&browser.get(&authorize).send().await.unwrap());
+    let landed = location(&browser.get(&callback).send().await.unwrap());
+    assert!(landed.contains("error=not_allowed"), "{landed}");
+    let html = page(&browser, &landed).await;
+    assert!(html.contains("not one this Switchboard lets in"), "{html}");
+    let (status, _) = call(&browser, &app.base, "auth/me", None, &[]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
 }

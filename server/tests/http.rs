@@ -33,7 +33,8 @@ async fn get_path(
     path: &str,
     cookie: Option<&str>,
 ) -> (StatusCode, http::HeaderMap, String) {
-    let mut request = Request::get(path);
+    // As a browser sends it: Switchboard answers only requests addressed to it.
+    let mut request = Request::get(path).header("host", "localhost:3000");
     if let Some(cookie) = cookie {
         request = request.header("cookie", cookie);
     }
@@ -195,7 +196,12 @@ async fn a_request_id_from_a_proxy_is_kept(pool: PgPool) {
 async fn in_local_mode_the_login_page_leads_home(pool: PgPool) {
     let app = router(state(pool).await);
     let response = app
-        .oneshot(Request::get("/login").body(Body::empty()).unwrap())
+        .oneshot(
+            Request::get("/login")
+                .header("host", "localhost:3000")
+                .body(Body::empty())
+                .unwrap(),
+        )
         .await
         .unwrap();
     assert!(response.status().is_redirection());

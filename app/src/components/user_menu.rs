@@ -111,6 +111,14 @@ fn Menu(me: Account) -> impl IntoView {
                     >
                         "Tool server registry"
                     </A>
+                    <A
+                        href="/admin/people"
+                        attr:role="menuitem"
+                        attr:data-testid="people-link"
+                        attr:class="block rounded-lg px-3 py-2 text-sm hover:bg-zinc-100 dark:hover:bg-zinc-800"
+                    >
+                        "People waiting"
+                    </A>
                 })}
                 {if me.is_local {
                     view! {

@@ -137,6 +137,9 @@ fn notice(
         "id_token" => format!("{label}'s answer could not be verified, so you were not signed in. Tell your administrator: the server log has the details."),
         "no_verified_email" => format!("Your {label} account has no verified e-mail address. Verify one there, then try again."),
         "unknown_provider" => "That sign-in provider is not configured here. Choose one below.".to_owned(),
+        "not_allowed" => format!("Your {label} account is not one this Switchboard lets in (its administrator allows only some e-mail domains, groups or organisations). Sign in with another account, or ask the administrator to let you in."),
+        "awaiting_approval" => "Your account is waiting for an administrator's approval. You can sign in once they approve it; ask them if it takes long.".to_owned(),
+        "deactivated" => "Your account on this Switchboard is deactivated. Ask its administrator if you think it should not be.".to_owned(),
         _ => format!("{label} reported an error, so you were not signed in. Try again; if it keeps happening, tell your administrator."),
     };
     Some((NoticeKind::Error, text))

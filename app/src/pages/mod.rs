@@ -6,5 +6,6 @@ pub mod chat;
 pub mod home;
 pub mod login;
 pub mod not_found;
+pub mod people;
 pub mod servers;
 pub mod settings;

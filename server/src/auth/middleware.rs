@@ -12,7 +12,7 @@ use serde_json::json;
 use tower_sessions::{Expiry, Session};
 use uuid::Uuid;
 
-use super::{SESSION_COOKIE, keys};
+use super::keys;
 use crate::AppState;
 
 /// Paths that need no signed-in user. Everything else does.
@@ -21,12 +21,54 @@ fn is_public(path: &str) -> bool {
 }
 
 /// Static files and health checks: answered without looking at the session at all.
-fn is_infrastructure(path: &str) -> bool {
+pub fn is_infrastructure(path: &str) -> bool {
     path.starts_with("/pkg/") || matches!(path, "/favicon.svg" | "/healthz" | "/readyz")
 }
 
 fn is_api(path: &str) -> bool {
     path.starts_with("/api/")
+}
+
+/// What vouched for a request's user, kept with the request so that a long-lived response (an
+/// event stream) can check again that it still does.
+#[derive(Clone)]
+pub enum Credential {
+    /// A personal API token (the secret as sent).
+    Token(String),
+    /// A browser session of this user.
+    Session(Uuid),
+    /// Local mode.
+    Local,
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credential::Token(_) => f.write_str("Token(..)"),
+            Credential::Session(id) => write!(f, "Session({id})"),
+            Credential::Local => f.write_str("Local"),
+        }
+    }
+}
+
+impl Credential {
+    /// Whether it still vouches for an active person: a revoked token or a deactivated person no
+    /// longer does. A database that does not answer is given the benefit of the doubt.
+    pub async fn still_valid(&self, db: &domain::Database) -> bool {
+        let result = match self {
+            Credential::Token(secret) => domain::tokens::authenticate(db, secret)
+                .await
+                .map(|user| user.is_some()),
+            Credential::Session(id) => users::find(db, *id)
+                .await
+                .map(|user| user.is_some_and(|u| u.is_active())),
+            Credential::Local => Ok(true),
+        };
+        result.unwrap_or_else(|e| {
+            tracing::warn!("cannot check a credential again: {e}");
+            true
+        })
+    }
 }
 
 /// A JSON error for API clients: `{"error": code, "message": what to do}`.
@@ -52,13 +94,14 @@ pub async fn authenticate(
     };
 
     match user {
-        Some(user) => {
+        Some((user, credential)) => {
             if path == "/login" {
                 // Already signed in (or in local mode): go where the login page would have led.
                 return Redirect::to(&safe_next(query_param(&request, "next").as_deref()))
                     .into_response();
             }
             request.extensions_mut().insert(user);
+            request.extensions_mut().insert(credential);
             next.run(request).await
         }
         None if is_public(&path) => next.run(request).await,
@@ -68,6 +111,7 @@ pub async fn authenticate(
             "Sign in first, or send a personal API token as `Authorization: Bearer <token>` (create one in Settings → API tokens).",
         ),
         None if request.method() == Method::GET || request.method() == Method::HEAD => {
+            let cookie = state.auth.session_cookie();
             let had_session = request
                 .headers()
                 .get_all(header::COOKIE)
@@ -75,7 +119,7 @@ pub async fn authenticate(
                 .filter_map(|v| v.to_str().ok())
                 .any(|v| {
                     v.split(';')
-                        .any(|c| c.trim().starts_with(&format!("{SESSION_COOKIE}=")))
+                        .any(|c| c.trim().starts_with(&format!("{cookie}=")))
                 });
             let next_path = request
                 .uri()
@@ -101,14 +145,14 @@ pub async fn authenticate(
     }
 }
 
-/// Who is asking: the owner of a valid API token, the signed-in user of the session, or the local
-/// user. An invalid token is an error of its own: a script should hear that its token is wrong,
-/// not get a login page.
+/// Who is asking, and what vouches for them: the owner of a valid API token, the signed-in user of
+/// the session, or the local user. An invalid token is an error of its own: a script should hear
+/// that its token is wrong, not get a login page.
 async fn identify(
     state: &AppState,
     session: &Session,
     authorization: Option<http::HeaderValue>,
-) -> Result<Option<User>, Response> {
+) -> Result<Option<(User, Credential)>, Response> {
     if let Some(value) = authorization {
         let token = value
             .to_str()
@@ -121,7 +165,8 @@ async fn identify(
         let user = match token {
             Some(token) => domain::tokens::authenticate(&state.db, token)
                 .await
-                .map_err(internal)?,
+                .map_err(internal)?
+                .map(|user| (user, Credential::Token(token.to_owned()))),
             None => None,
         };
         return match user {
@@ -129,14 +174,18 @@ async fn identify(
             None => Err(api_error(
                 StatusCode::UNAUTHORIZED,
                 "invalid_token",
-                "This API token is not valid: it may have been revoked or mistyped. Create a new one in Settings → API tokens.",
+                "This API token is not valid: it may have been revoked or mistyped, or its owner's account deactivated. Create a new one in Settings → API tokens.",
             )),
         };
     }
     if let Some(local) = state.auth.local_user() {
-        return Ok(Some(local.clone()));
+        return Ok(Some((local.clone(), Credential::Local)));
     }
-    session_user(state, session).await
+    let user = session_user(state, session).await?;
+    Ok(user.map(|user| {
+        let id = user.id;
+        (user, Credential::Session(id))
+    }))
 }
 
 async fn session_user(state: &AppState, session: &Session) -> Result<Option<User>, Response> {
@@ -155,7 +204,12 @@ async fn session_user(state: &AppState, session: &Session) -> Result<Option<User
         session.flush().await.map_err(internal)?;
         return Ok(None);
     }
-    let Some(user) = users::find(&state.db, user_id).await.map_err(internal)? else {
+    // Someone deactivated since they signed in is signed out.
+    let Some(user) = users::find(&state.db, user_id)
+        .await
+        .map_err(internal)?
+        .filter(User::is_active)
+    else {
         session.flush().await.map_err(internal)?;
         return Ok(None);
     };

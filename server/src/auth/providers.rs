@@ -17,9 +17,9 @@ use openidconnect::core::{
 use openidconnect::{
     AdditionalClaims, AuthorizationCode, Client, ClientId, ClientSecret, CsrfToken,
     EmptyExtraTokenFields, EndSessionUrl, EndpointMaybeSet, EndpointNotSet, EndpointSet, IdToken,
-    IdTokenFields, IssuerUrl, LogoutRequest, Nonce, PkceCodeChallenge, PkceCodeVerifier,
-    PostLogoutRedirectUrl, ProviderMetadataWithLogout, RedirectUrl, RequestTokenError, Scope,
-    StandardErrorResponse, StandardTokenResponse, TokenResponse,
+    IdTokenFields, IssuerUrl, LogoutRequest, Nonce, OAuth2TokenResponse, PkceCodeChallenge,
+    PkceCodeVerifier, PostLogoutRedirectUrl, ProviderMetadataWithLogout, RedirectUrl,
+    RequestTokenError, Scope, StandardErrorResponse, StandardTokenResponse, TokenResponse,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
@@ -102,6 +102,12 @@ pub enum SignInError {
     IdToken(String),
     #[error("the provider gave no verified e-mail address")]
     NoVerifiedEmail,
+    #[error("the person is not on the provider's allow-list")]
+    NotAllowed,
+    #[error("the person waits for an administrator's approval")]
+    AwaitingApproval,
+    #[error("the person's account is deactivated")]
+    Deactivated,
 }
 
 impl SignInError {
@@ -116,6 +122,9 @@ impl SignInError {
             Self::Exchange(_) => "exchange",
             Self::IdToken(_) => "id_token",
             Self::NoVerifiedEmail => "no_verified_email",
+            Self::NotAllowed => "not_allowed",
+            Self::AwaitingApproval => "awaiting_approval",
+            Self::Deactivated => "deactivated",
         }
     }
 }
@@ -308,30 +317,40 @@ impl Providers {
                 let claims = id_token
                     .claims(&client.id_token_verifier(), &nonce)
                     .map_err(|e| SignInError::IdToken(e.to_string()))?;
-                let name = claims
-                    .name()
-                    .and_then(|n| n.get(None))
-                    .map(|n| n.to_string())
-                    .or_else(|| claims.preferred_username().map(|u| u.to_string()))
-                    .or_else(|| claims.email().map(|e| e.to_string()))
-                    .unwrap_or_else(|| claims.subject().to_string());
-                let groups = groups(
-                    &claims.additional_claims().extra,
-                    &self.settings.groups_claim,
-                );
+                let mut identity = Identity {
+                    issuer: claims.issuer().to_string(),
+                    subject: claims.subject().to_string(),
+                    name: claims
+                        .name()
+                        .and_then(|n| n.get(None))
+                        .map(|n| n.to_string())
+                        .or_else(|| claims.preferred_username().map(|u| u.to_string()))
+                        .unwrap_or_default(),
+                    email: claims.email().map(|e| e.to_string()),
+                    email_verified: claims.email_verified().unwrap_or(false),
+                    avatar_url: claims
+                        .picture()
+                        .and_then(|p| p.get(None))
+                        .map(|p| p.to_string()),
+                    groups: groups(
+                        &claims.additional_claims().extra,
+                        &self.settings.groups_claim,
+                    ),
+                };
+                // Many providers (panva's oidc-provider at its defaults among them) put the
+                // profile in the UserInfo endpoint's answer, not in the ID token.
+                if identity.email.is_none() || identity.name.is_empty() {
+                    self.user_info(client, tokens.access_token().clone(), &mut identity)
+                        .await?;
+                }
+                if identity.name.is_empty() {
+                    identity.name = identity
+                        .email
+                        .clone()
+                        .unwrap_or_else(|| identity.subject.clone());
+                }
                 Ok(SignedIn {
-                    identity: Identity {
-                        issuer: claims.issuer().to_string(),
-                        subject: claims.subject().to_string(),
-                        name,
-                        email: claims.email().map(|e| e.to_string()),
-                        email_verified: claims.email_verified().unwrap_or(false),
-                        avatar_url: claims
-                            .picture()
-                            .and_then(|p| p.get(None))
-                            .map(|p| p.to_string()),
-                        groups,
-                    },
+                    identity,
                     id_token: Some(id_token.to_string()),
                 })
             }
@@ -343,19 +362,81 @@ impl Providers {
                     .request_async(&self.http)
                     .await
                     .map_err(github_token_error)?;
-                let identity = self
-                    .github_identity(
-                        web_url,
-                        api_url,
-                        oauth2::TokenResponse::access_token(&tokens).secret(),
-                    )
-                    .await?;
+                let token = oauth2::TokenResponse::access_token(&tokens).secret();
+                let mut identity = self.github_identity(web_url, api_url, token).await?;
+                if self.wants_groups(provider) {
+                    identity.groups = self.github_orgs(api_url, token).await?;
+                }
                 Ok(SignedIn {
                     identity,
                     id_token: None,
                 })
             }
         }
+    }
+
+    /// Fills in from the provider's UserInfo endpoint what the ID token did not say: name,
+    /// e-mail (and whether it is verified), picture and groups. The endpoint vouches for the same
+    /// subject, or its answer is refused.
+    async fn user_info(
+        &self,
+        client: &OidcClient,
+        access_token: openidconnect::AccessToken,
+        identity: &mut Identity,
+    ) -> Result<(), SignInError> {
+        let subject = openidconnect::SubjectIdentifier::new(identity.subject.clone());
+        let request = match client.user_info(access_token, Some(subject)) {
+            Ok(request) => request,
+            // The provider has no UserInfo endpoint: the ID token is all there is.
+            Err(_) => return Ok(()),
+        };
+        let info: openidconnect::UserInfoClaims<ExtraClaims, CoreGenderClaim> = request
+            .request_async(&self.http)
+            .await
+            .map_err(|e| SignInError::ProviderError(format!("UserInfo: {}", chain(&e))))?;
+        if identity.name.is_empty() {
+            identity.name = info
+                .name()
+                .and_then(|n| n.get(None))
+                .map(|n| n.to_string())
+                .or_else(|| info.preferred_username().map(|u| u.to_string()))
+                .unwrap_or_default();
+        }
+        if identity.email.is_none() {
+            identity.email = info.email().map(|e| e.to_string());
+            identity.email_verified = info.email_verified().unwrap_or(false);
+        }
+        if identity.avatar_url.is_none() {
+            identity.avatar_url = info
+                .picture()
+                .and_then(|p| p.get(None))
+                .map(|p| p.to_string());
+        }
+        if identity.groups.is_empty() {
+            identity.groups = groups(&info.additional_claims().extra, &self.settings.groups_claim);
+        }
+        Ok(())
+    }
+
+    /// Whether a provider's sign-ins need the person's groups (for who may sign in, or who is an
+    /// admin).
+    fn wants_groups(&self, provider: &ProviderSettings) -> bool {
+        !provider.allowed.groups.is_empty() || !self.settings.admins.groups.is_empty()
+    }
+
+    /// The GitHub organisations the person belongs to (private memberships need `read:org`).
+    async fn github_orgs(&self, api_url: &Url, token: &str) -> Result<Vec<String>, SignInError> {
+        #[derive(Deserialize)]
+        struct Org {
+            login: String,
+        }
+        let orgs: Vec<Org> = self
+            .github_get(api_url, token, "user/orgs?per_page=100")
+            .await?
+            .json()
+            .await
+            .map_err(|e| SignInError::ProviderError(format!("GitHub's /user/orgs: {e}")))?;
+        Ok(orgs.into_iter().map(|o| o.login).collect())
     }
 
     async fn github_identity(

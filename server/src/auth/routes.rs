@@ -13,6 +13,7 @@ use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use domain::users;
+use http::{HeaderMap, header};
 use serde::Deserialize;
 use tower_sessions::Session;
 
@@ -20,11 +21,6 @@ use super::keys;
 use super::middleware::safe_next;
 use super::providers::{PendingSignIn, SignInError};
 use crate::AppState;
-
-/// How long a person has to finish signing in at the provider.
-const PENDING_TTL_SECS: i64 = 15 * 60;
-/// Sign-ins kept at once per session (several tabs); the oldest go first.
-const MAX_PENDING: usize = 5;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -51,7 +47,7 @@ async fn login(
     State(state): State<AppState>,
     Path(provider): Path<String>,
     Query(query): Query<LoginQuery>,
-    session: Session,
+    headers: HeaderMap,
 ) -> Response {
     if state.auth.local_user().is_some() {
         return Redirect::to("/").into_response();
@@ -59,19 +55,14 @@ async fn login(
     let next = safe_next(query.next.as_deref());
     match state.auth.providers().begin(&provider, next).await {
         Ok((url, pending)) => {
-            let now = chrono::Utc::now().timestamp();
-            let mut all: Vec<PendingSignIn> = match session.get(keys::PENDING).await {
-                Ok(all) => all.unwrap_or_default(),
-                Err(e) => return session_unavailable(e),
-            };
-            all.retain(|p| now - p.started_at < PENDING_TTL_SECS);
+            let cookie = state.auth.pending();
+            let mut all = cookie.read(&headers);
             all.push(pending);
-            let excess = all.len().saturating_sub(MAX_PENDING);
-            all.drain(..excess);
-            if let Err(e) = session.insert(keys::PENDING, all).await {
-                return session_unavailable(e);
-            }
-            Redirect::to(url.as_str()).into_response()
+            let mut response = Redirect::to(url.as_str()).into_response();
+            response
+                .headers_mut()
+                .append(header::SET_COOKIE, cookie.write(all));
+            response
         }
         Err(error) => {
             tracing::warn!(provider, "cannot start sign-in: {error}");
@@ -92,10 +83,28 @@ async fn callback(
     State(state): State<AppState>,
     Path(provider): Path<String>,
     Query(query): Query<CallbackQuery>,
+    headers: HeaderMap,
     session: Session,
 ) -> Response {
+    // The sign-in this callback finishes is used up whatever happens next.
+    let mut under_way = state.auth.pending().read(&headers);
+    let taken = take_pending(&mut under_way, &provider, query.state.as_deref());
+    let mut response = finish_sign_in(&state, &provider, query, taken, &session).await;
+    response
+        .headers_mut()
+        .append(header::SET_COOKIE, state.auth.pending().write(under_way));
+    response
+}
+
+async fn finish_sign_in(
+    state: &AppState,
+    provider: &str,
+    query: CallbackQuery,
+    taken: Result<PendingSignIn, SignInError>,
+    session: &Session,
+) -> Response {
     let result = async {
-        let pending = take_pending(&session, &provider, query.state.as_deref()).await?;
+        let pending = taken?;
         // Only now, with the state matched, is an error from the provider believed to be about
         // this sign-in.
         if let Some(error) = query.error {
@@ -107,33 +116,44 @@ async fn callback(
                 SignInError::Denied(detail)
             } else {
                 SignInError::ProviderError(detail)
-            });
+            }
+            .into());
         }
         let code = query
             .code
             .ok_or_else(|| SignInError::ProviderError("the callback has no code".into()))?;
         let next = pending.next.clone();
         let signed_in = state.auth.providers().finish(pending, code).await?;
-        Ok((signed_in, next))
+        let settings = state.auth.settings();
+        let allowed = settings
+            .provider(provider)
+            .is_some_and(|p| p.allowed.allows(&signed_in.identity));
+        if !allowed {
+            return Err(SignInError::NotAllowed.into());
+        }
+        let decision = settings.admins.decide(&signed_in.identity);
+        let user =
+            users::sign_in_with(&state.db, &signed_in.identity, decision, settings.admission)
+                .await
+                .map_err(Failed::Database)?;
+        match user.status {
+            users::Status::Active => Ok((signed_in, user, next)),
+            users::Status::Pending => Err(SignInError::AwaitingApproval.into()),
+            users::Status::Deactivated => Err(SignInError::Deactivated.into()),
+        }
     }
     .await;
 
     match result {
-        Ok((signed_in, next)) => {
-            let decision = state.auth.settings().admins.decide(&signed_in.identity);
-            let user = match users::sign_in(&state.db, &signed_in.identity, decision).await {
-                Ok(user) => user,
-                Err(e) => return session_unavailable(e),
-            };
+        Ok((signed_in, user, next)) => {
             // A new session id at sign-in: an id planted before (session fixation) is worthless.
             let stored = async {
                 session.cycle_id().await?;
-                session.remove_value(keys::PENDING).await?;
                 session.insert(keys::USER_ID, user.id).await?;
                 session
                     .insert(keys::SIGNED_IN_AT, chrono::Utc::now().timestamp())
                     .await?;
-                session.insert(keys::PROVIDER, &provider).await?;
+                session.insert(keys::PROVIDER, provider).await?;
                 session.insert(keys::ID_TOKEN, signed_in.id_token).await?;
                 Ok::<_, tower_sessions::session::Error>(())
             }
@@ -144,44 +164,40 @@ async fn callback(
             tracing::info!(provider, user_id = %user.id, role = user.role.as_str(), "signed in");
             Redirect::to(&next).into_response()
         }
-        Err(error) => {
+        Err(Failed::Database(e)) => session_unavailable(e),
+        Err(Failed::SignIn(error)) => {
+            // The session is left as it was: someone signed in stays so (a stray callback must
+            // not sign them out), and nobody else has one.
             tracing::warn!(provider, "sign-in failed: {error}");
-            // Leave nothing behind, unless the session already belongs to someone signed in (a
-            // stray callback must not sign them out).
-            let signed_in = matches!(session.get::<uuid::Uuid>(keys::USER_ID).await, Ok(Some(_)));
-            if !signed_in && let Err(e) = session.flush().await {
-                return session_unavailable(e);
-            }
-            to_login_page(&provider, &error)
+            to_login_page(provider, &error)
         }
     }
 }
 
-/// Removes and returns the pending sign-in that `state` names; it can be used once only.
-async fn take_pending(
-    session: &Session,
+/// Why a sign-in did not end with a session.
+enum Failed {
+    SignIn(SignInError),
+    Database(domain::Error),
+}
+
+impl From<SignInError> for Failed {
+    fn from(error: SignInError) -> Self {
+        Failed::SignIn(error)
+    }
+}
+
+/// Removes and returns the sign-in under way that `state` names; it can be used once only.
+fn take_pending(
+    under_way: &mut Vec<PendingSignIn>,
     provider: &str,
     state: Option<&str>,
 ) -> Result<PendingSignIn, SignInError> {
     let state = state.filter(|s| !s.is_empty()).ok_or(SignInError::State)?;
-    let mut all: Vec<PendingSignIn> = session
-        .get(keys::PENDING)
-        .await
-        .map_err(|e| SignInError::ProviderError(format!("session store: {e}")))?
-        .unwrap_or_default();
-    let position = all
+    let position = under_way
         .iter()
         .position(|p| p.provider == provider && constant_time_eq(&p.state, state))
         .ok_or(SignInError::State)?;
-    let pending = all.remove(position);
-    session
-        .insert(keys::PENDING, all)
-        .await
-        .map_err(|e| SignInError::ProviderError(format!("session store: {e}")))?;
-    if chrono::Utc::now().timestamp() - pending.started_at >= PENDING_TTL_SECS {
-        return Err(SignInError::State);
-    }
-    Ok(pending)
+    Ok(under_way.remove(position))
 }
 
 fn constant_time_eq(a: &str, b: &str) -> bool {
@@ -201,16 +217,31 @@ async fn logout(State(state): State<AppState>, session: Session) -> Response {
     if let Err(e) = session.flush().await {
         return session_unavailable(e);
     }
-    if let (Some(provider), Some(id_token)) = (provider, id_token)
-        && let Some(url) = state
+    let target = match (provider, id_token) {
+        (Some(provider), Some(id_token)) => state
             .auth
             .providers()
             .end_session_url(&provider, &id_token)
             .await
-    {
-        return Redirect::to(url.as_str()).into_response();
+            .map(|url| url.to_string()),
+        _ => None,
+    };
+    let mut response =
+        Redirect::to(target.as_deref().unwrap_or("/login?signed_out=1")).into_response();
+    if state.auth.settings().secure_cookies() {
+        // tower-sessions 0.15 removes the cookie without `Secure`, which browsers ignore for a
+        // `__Host-` cookie: remove it properly.
+        let removal = tower_sessions::cookie::Cookie::build((state.auth.session_cookie(), ""))
+            .path("/")
+            .secure(true)
+            .http_only(true)
+            .max_age(time::Duration::ZERO)
+            .build();
+        if let Ok(value) = http::HeaderValue::from_str(&removal.to_string()) {
+            response.headers_mut().append(header::SET_COOKIE, value);
+        }
     }
-    Redirect::to("/login?signed_out=1").into_response()
+    response
 }
 
 async fn signed_out() -> Redirect {

@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use domain::users::AdminRule;
+use domain::users::{AdminRule, Admission, SignInRule};
 use url::Url;
 
 use crate::config::{Config, ConfigError, ProviderVars, list, provider_ids};
@@ -20,6 +20,8 @@ pub struct AuthSettings {
     /// In the order of their buttons. Empty: local mode (one local admin, loopback only).
     pub providers: Vec<ProviderSettings>,
     pub admins: AdminRule,
+    /// Whether new people wait for an administrator's approval.
+    pub admission: Admission,
     /// The ID-token claim with a person's groups or roles; dots reach into objects
     /// (`realm_access.roles` for Keycloak).
     pub groups_claim: String,
@@ -40,6 +42,8 @@ pub struct ProviderSettings {
     pub client_secret: String,
     /// Beyond `openid` (which OpenID Connect always asks for).
     pub scopes: Vec<String>,
+    /// Who may sign in through it.
+    pub allowed: SignInRule,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,6 +52,18 @@ pub enum ProviderKind {
     Oidc { issuer: Url },
     /// GitHub's OAuth apps (GitHub Enterprise Server too): profile and verified e-mail from its API.
     GitHub { web_url: Url, api_url: Url },
+}
+
+impl ProviderSettings {
+    /// A public service (Google, github.com) with no allow-list: anyone with an account there
+    /// can sign in.
+    pub fn admits_anyone(&self) -> bool {
+        let public = match &self.kind {
+            ProviderKind::Oidc { issuer } => issuer.host_str() == Some("accounts.google.com"),
+            ProviderKind::GitHub { web_url, .. } => web_url.host_str() == Some("github.com"),
+        };
+        public && self.allowed.is_open()
+    }
 }
 
 impl AuthSettings {
@@ -85,6 +101,11 @@ impl AuthSettings {
             admins: AdminRule {
                 emails: list(config.admin_emails.as_deref()),
                 groups: list(config.admin_groups.as_deref()),
+            },
+            admission: if config.approve_new_users {
+                Admission::Approval
+            } else {
+                Admission::Open
             },
             groups_claim: config.groups_claim.clone(),
             session_idle,
@@ -240,8 +261,28 @@ fn provider(
             )));
         }
     };
-    let default_scopes = if matches!(kind, ProviderKind::GitHub { .. }) {
-        "read:user user:email"
+    let github = matches!(kind, ProviderKind::GitHub { .. });
+    let mut groups = list(var("ALLOWED_GROUPS").as_deref());
+    match var("ALLOWED_ORGS") {
+        Some(orgs) if github => groups.extend(list(Some(&orgs))),
+        Some(_) => {
+            return Err(ConfigError::Auth(format!(
+                "{prefix}ALLOWED_ORGS is for GitHub providers; use {prefix}ALLOWED_GROUPS (groups from SWITCHBOARD_GROUPS_CLAIM) or {prefix}ALLOWED_DOMAINS."
+            )));
+        }
+        None => {}
+    }
+    let allowed = SignInRule {
+        domains: list(var("ALLOWED_DOMAINS").as_deref()),
+        groups,
+    };
+    let default_scopes = if github {
+        // Organisation memberships, private ones too, when they decide who gets in.
+        if allowed.groups.is_empty() {
+            "read:user user:email"
+        } else {
+            "read:user user:email read:org"
+        }
     } else {
         "email profile"
     };
@@ -257,6 +298,7 @@ fn provider(
         .filter(|s| s != "openid")
         .collect(),
         kind,
+        allowed,
     })
 }
 

@@ -234,7 +234,13 @@ impl Drop for Idp {
 pub struct TestApp {
     pub base: String,
     pub db: Database,
+    pub state: AppState,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// The state `app` serves with.
+pub fn state_of(app: &TestApp) -> &AppState {
+    &app.state
 }
 
 impl Drop for TestApp {
@@ -250,7 +256,8 @@ pub async fn listener() -> (tokio::net::TcpListener, String) {
     (listener, base)
 }
 
-/// Starts the app on `listener` with these command-line arguments and provider variables.
+/// Starts the app on `listener` with these command-line arguments and provider variables. Requests
+/// are not rate-limited unless `args` set `--rate-limit-per-second` (tests poll quickly).
 pub async fn start_app(
     pool: PgPool,
     listener: tokio::net::TcpListener,
@@ -260,6 +267,11 @@ pub async fn start_app(
     let base = format!("http://{}", listener.local_addr().unwrap());
     // A key of its own, so that no test writes a key file into the source tree.
     let key = domain::secrets::SecretKey::generate();
+    let unlimited: &[&str] = if args.contains(&"--rate-limit-per-second") {
+        &[]
+    } else {
+        &["--rate-limit-per-second", "0"]
+    };
     let config = Config::try_parse_from(
         [
             "switchboard",
@@ -271,6 +283,7 @@ pub async fn start_app(
             &key,
         ]
         .into_iter()
+        .chain(unlimited.iter().copied())
         .chain(args.iter().copied()),
     )
     .unwrap();
@@ -284,11 +297,20 @@ pub async fn start_app(
     let state = AppState::new(&config, settings, models, db.clone())
         .await
         .unwrap();
-    let app = router(state);
-    let task = tokio::spawn(async move {
-        axum::serve(listener, app).await.unwrap();
-    });
-    TestApp { base, db, task }
+    let app = router(state.clone());
+    let client_timeout = *config.client_timeout;
+    let task = tokio::spawn(server::serve::serve(
+        listener,
+        app,
+        client_timeout,
+        std::future::pending(),
+    ));
+    TestApp {
+        base,
+        db,
+        state,
+        task,
+    }
 }
 
 /// Local mode: no provider.
@@ -370,6 +392,14 @@ pub async fn until_finished(events: &mut SseReader) -> Vec<SseEvent> {
 pub fn browser() -> reqwest::Client {
     reqwest::Client::builder()
         .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// A client that keeps no cookies and follows no redirects: tests set its cookies by hand.
+pub fn plain_client() -> reqwest::Client {
+    reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap()

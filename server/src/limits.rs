@@ -1,0 +1,208 @@
+//! How much one person may ask of an instance: requests per second, with bursts (over that, `429`
+//! with `Retry-After`), and event streams open at once. A person is their user id once signed in,
+//! their address before.
+//!
+//! The rate limit is governor's keyed GCRA limiter in a middleware of our own rather than
+//! tower_governor's layer, so that it can key by the person the sign-in gate found and leave static
+//! files and health checks alone.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use domain::users::User;
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota};
+use http::{HeaderValue, StatusCode, header};
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::auth::middleware::{api_error, is_infrastructure};
+
+/// Who a request counts against.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Asker {
+    Person(Uuid),
+    Address(IpAddr),
+    /// Served without a peer address (in-process tests).
+    Unknown,
+}
+
+/// The request rate each person is allowed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateSettings {
+    pub per_second: u32,
+    pub burst: u32,
+}
+
+pub struct RateLimit {
+    limiter: DefaultKeyedRateLimiter<Asker>,
+    settings: RateSettings,
+}
+
+impl RateLimit {
+    /// None when `per_second` is 0 (no limit).
+    pub fn new(settings: RateSettings) -> Option<Arc<Self>> {
+        let per_second = NonZeroU32::new(settings.per_second)?;
+        let burst = NonZeroU32::new(settings.burst.max(settings.per_second))?;
+        let limit = Arc::new(Self {
+            limiter: DefaultKeyedRateLimiter::keyed(
+                Quota::per_second(per_second).allow_burst(burst),
+            ),
+            settings,
+        });
+        // Forgets the people who have not asked lately, while the limit is in use.
+        let weak = Arc::downgrade(&limit);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                let Some(limit) = weak.upgrade() else { return };
+                limit.limiter.retain_recent();
+                limit.limiter.shrink_to_fit();
+            }
+        });
+        Some(limit)
+    }
+
+    /// How long `asker` must wait, if they have asked too much.
+    fn wait(&self, asker: &Asker) -> Option<Duration> {
+        self.limiter
+            .check_key(asker)
+            .err()
+            .map(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
+    }
+}
+
+/// Refuses a request over its person's rate with `429`, saying how long to wait.
+pub async fn rate_limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let Some(limit) = &state.rate_limit else {
+        return next.run(request).await;
+    };
+    let path = request.uri().path();
+    if is_infrastructure(path) {
+        return next.run(request).await;
+    }
+    let asker = match request.extensions().get::<User>() {
+        Some(user) => Asker::Person(user.id),
+        None => request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or(Asker::Unknown, |peer| Asker::Address(peer.0.ip())),
+    };
+    let Some(wait) = limit.wait(&asker) else {
+        return next.run(request).await;
+    };
+    let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
+    let RateSettings { per_second, burst } = limit.settings;
+    let message = format!(
+        "Too many requests at once: Switchboard takes {per_second} a second from each person (bursts of up to {burst}). Wait {seconds} s, then try again."
+    );
+    tracing::info!(?asker, path, "request over the rate limit");
+    let mut response = if path.starts_with("/api/") {
+        api_error(StatusCode::TOO_MANY_REQUESTS, "rate_limited", &message)
+    } else {
+        crate::error_page(StatusCode::TOO_MANY_REQUESTS, "Slow down", &message)
+    };
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    response
+}
+
+/// The event streams each person has open on this instance.
+#[derive(Default)]
+pub struct OpenStreams {
+    most: usize,
+    open: Mutex<HashMap<Uuid, usize>>,
+}
+
+/// One open stream, counted until dropped.
+pub struct StreamSlot {
+    streams: Arc<OpenStreams>,
+    user: Uuid,
+}
+
+impl OpenStreams {
+    pub fn new(most: usize) -> Arc<Self> {
+        Arc::new(Self {
+            most,
+            open: Mutex::default(),
+        })
+    }
+
+    pub fn most(&self) -> usize {
+        self.most
+    }
+
+    /// A slot for one more of `user`'s streams, unless they have the most open already.
+    pub fn open(self: &Arc<Self>, user: Uuid) -> Option<StreamSlot> {
+        let mut open = self.open.lock().expect("not poisoned");
+        let count = open.entry(user).or_default();
+        if *count >= self.most {
+            return None;
+        }
+        *count += 1;
+        Some(StreamSlot {
+            streams: self.clone(),
+            user,
+        })
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut open = self.streams.open.lock().expect("not poisoned");
+        if let Some(count) = open.get_mut(&self.user) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.user);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_burst_passes_and_then_the_rate_holds() {
+        let limit = RateLimit::new(RateSettings {
+            per_second: 10,
+            burst: 20,
+        })
+        .unwrap();
+        let alice = Asker::Person(Uuid::new_v4());
+        let bob = Asker::Person(Uuid::new_v4());
+        let passed = (0..100).filter(|_| limit.wait(&alice).is_none()).count();
+        assert!((20..=22).contains(&passed), "{passed} of 100 passed");
+        let wait = limit.wait(&alice).expect("over the rate");
+        assert!(wait <= Duration::from_millis(100), "{wait:?}");
+        assert!(limit.wait(&bob).is_none(), "each person has their own");
+        assert!(
+            RateLimit::new(RateSettings {
+                per_second: 0,
+                burst: 10
+            })
+            .is_none()
+        );
+    }
+
+    #[test]
+    fn streams_are_counted_per_person_until_they_close() {
+        let streams = OpenStreams::new(2);
+        let (alice, bob) = (Uuid::new_v4(), Uuid::new_v4());
+        let first = streams.open(alice).unwrap();
+        let _second = streams.open(alice).unwrap();
+        assert!(streams.open(alice).is_none());
+        assert!(streams.open(bob).is_some());
+        drop(first);
+        assert!(streams.open(alice).is_some());
+    }
+}
