@@ -1166,6 +1166,84 @@ async fn waits_thread(f: &Fixture, answer: store::Answer) -> Uuid {
         .unwrap()
 }
 
+/// A chat run's checkpoints, and the status its answer showed after each.
+struct Watched {
+    thread: Thread,
+    db: Database,
+    answer: Uuid,
+    statuses: Vec<String>,
+}
+
+impl domain::agent::Checkpoints for Watched {
+    async fn save(&mut self, state: &RunState) -> domain::Result<()> {
+        self.thread.save(state).await?;
+        let status: String = sqlx::query_scalar("SELECT status FROM messages WHERE id = $1")
+            .bind(self.answer)
+            .fetch_one(self.db.pool())
+            .await?;
+        self.statuses.push(status);
+        Ok(())
+    }
+}
+
+#[sqlx::test(migrator = "domain::db::MIGRATOR")]
+async fn an_answer_whose_calls_a_policy_allows_is_never_shown_waiting(pool: PgPool) {
+    let f = fixture(pool).await;
+    let answer = new_answer(&f, "2+40?").await;
+    let model = Scripted::new(vec![
+        calls(&[
+            ("c1", "calc__add", json!({"a": 2, "b": 40})),
+            // A call that cannot run is answered at once: nothing waits for it either.
+            ("c2", "calc__nope", json!({})),
+        ]),
+        text("42"),
+    ]);
+    let by_tool = Policies {
+        tools: [(("calc".to_owned(), "add".to_owned()), key("calc"))].into(),
+        ..Policies::default()
+    };
+    let (specs, tools) = (specs(), Local::default());
+    let deps = Deps {
+        model: &model,
+        tools: &tools,
+        specs: &specs,
+        policies: &by_tool,
+    };
+    let mut watched = Watched {
+        thread: Thread::for_answer(
+            f.db.clone(),
+            waits_thread(&f, answer).await,
+            -1,
+            answer,
+            None,
+        ),
+        db: f.db.clone(),
+        answer: answer.message_id,
+        statuses: Vec::new(),
+    };
+    let (_stop, mut stopped) = watch::channel(false);
+    let done = domain::agent::run(question("2+40?"), &deps, &mut stopped, &mut watched)
+        .await
+        .unwrap();
+    assert_eq!(done.end, Some(End::Answered));
+    assert_eq!(tools.ran().len(), 1);
+    assert_eq!(
+        watched.statuses,
+        ["streaming", "streaming", "complete"],
+        "every status the answer went through"
+    );
+    assert_eq!(
+        steps_checkpointed(&Fixture {
+            thread: waits_thread(&f, answer).await,
+            db: f.db.clone(),
+            user: f.user,
+        })
+        .await,
+        ["run_tools", "call_model", "done"],
+        "no pause was checkpointed"
+    );
+}
+
 #[sqlx::test(migrator = "domain::db::MIGRATOR")]
 async fn policies_and_approvals_hold_only_for_the_server_definition_they_were_given_for(
     pool: PgPool,

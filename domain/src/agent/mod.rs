@@ -524,6 +524,11 @@ async fn call_model<M: Model, T: Tools>(state: &mut RunState, deps: &Deps<'_, M,
         .map(|asked| call_of(asked, turn, deps.specs, deps.policies))
         .collect();
     state.next = Step::AwaitApproval;
+    // Nothing waits for the person when the policies decided every call (or none could run): the
+    // run goes on in this same step, so the answer is never shown waiting.
+    if state.undecided().next().is_none() {
+        return await_approval(state);
+    }
     Outcome::Continue
 }
 
