@@ -13,6 +13,8 @@ use crate::error::AppError;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CallView {
     pub id: String,
+    /// The turn of the answer that asked for it: a decision names it (with the answer).
+    pub turn: u32,
     pub server: String,
     pub tool: String,
     /// The arguments it runs (ran) with, pretty-printed JSON: the person's edit, or the model's.
@@ -88,13 +90,27 @@ pub struct AuditView {
     pub created_at: String,
 }
 
-/// `POST /api/chats/decide` (JSON) with `id` and `decisions`: decides on tool calls the chat's
-/// answer waits for, all or none; with the last decision the answer goes on.
+/// `POST /api/chats/decide` (JSON) with `id`, `answer_id`, `turn` and `decisions`: decides on
+/// tool calls of that turn of the answer, which must still wait for them (or nothing is decided),
+/// all or none; with the last decision the answer goes on. `answer_id` and `turn` are required
+/// (optional here only so that a request without them gets a message that says so).
 #[server(endpoint = "chats/decide", input = Json)]
-pub async fn decide(id: String, decisions: Vec<DecisionInput>) -> Result<(), AppError> {
+pub async fn decide(
+    id: String,
+    answer_id: Option<String>,
+    turn: Option<u32>,
+    decisions: Vec<DecisionInput>,
+) -> Result<(), AppError> {
     use domain::runs::{Always, Choice};
     let user = crate::ssr::current_user()?;
     let chat_id = crate::chats::ssr::chat_id(&id)?;
+    let answer_id = answer_id.and_then(|a| a.trim().parse::<uuid::Uuid>().ok());
+    let (Some(answer_id), Some(turn)) = (answer_id, turn) else {
+        return Err(AppError::invalid(
+            "A decision must say which answer (`answer_id`) and which of its turns (`turn`) it is for, as the chat's waiting tool calls give them: it is refused once they no longer wait.",
+        )
+        .respond());
+    };
     let choices = decisions
         .into_iter()
         .map(|d| {
@@ -119,20 +135,23 @@ pub async fn decide(id: String, decisions: Vec<DecisionInput>) -> Result<(), App
         })
         .collect::<Result<Vec<_>, AppError>>()?;
     crate::ssr::runs()?
-        .decide(user.id, chat_id, choices)
+        .decide(user.id, chat_id, answer_id, turn, choices)
         .await?
         .map(|_| ())
         .ok_or_else(crate::chats::ssr::no_chat)
 }
 
-/// `POST /api/agent/settings`: the caller's approval settings and standing approvals.
+/// `POST /api/agent/settings`: the caller's approval settings and the standing approvals that
+/// apply (those given for a server that is gone, or redefined since, do not).
 #[server(endpoint = "agent/settings")]
 pub async fn agent_settings() -> Result<AgentSettingsView, AppError> {
-    use domain::agent::policy;
+    use domain::agent::{policy, server_key};
     let user = crate::ssr::current_user()?;
     let db = crate::ssr::db()?;
+    let mcp = crate::ssr::mcp()?;
     let settings = policy::settings(&db, user.id).await?;
-    let allowed = policy::allowed(&db, user.id).await?;
+    let keys = server_key::server_keys(&db, &mcp, user.id).await?;
+    let allowed = policy::allowed(&db, user.id, &keys).await?;
     Ok(AgentSettingsView {
         auto_approve_read_only: settings.auto_approve_read_only,
         max_steps: settings.max_steps,
@@ -162,12 +181,14 @@ pub async fn save_agent_settings(
 }
 
 /// `POST /api/agent/allow` with `server_id` and optional `tool` (none: every tool of the server):
-/// always allow it.
+/// always allow it, on the server the caller may use under that id now (refused when there is
+/// none); the approval lapses when that server is removed, renamed, shadowed or redefined.
 #[server(endpoint = "agent/allow")]
 pub async fn allow_tool(server_id: String, tool: Option<String>) -> Result<(), AppError> {
     let user = crate::ssr::current_user()?;
     let tool = tool.filter(|t| !t.is_empty());
-    domain::agent::policy::allow(&crate::ssr::db()?, user.id, &server_id, tool.as_deref()).await?;
+    let (db, mcp) = (crate::ssr::db()?, crate::ssr::mcp()?);
+    domain::agent::policy::allow_current(&db, &mcp, user.id, &server_id, tool.as_deref()).await?;
     Ok(())
 }
 
@@ -264,6 +285,7 @@ pub mod ssr {
             ),
             arguments: serde_json::to_string_pretty(c.effective_arguments()).unwrap_or_default(),
             id: c.id,
+            turn: c.turn,
             server: c.server,
             tool: c.tool,
             read_only: c.annotations.read_only,
@@ -292,7 +314,9 @@ pub mod ssr {
         fn call(decision: Option<Decision>, state: CallState) -> Call {
             Call {
                 id: "c1".into(),
+                turn: 1,
                 server: "calc".into(),
+                server_key: "k".into(),
                 tool: "add".into(),
                 arguments: serde_json::json!({"a": 1}),
                 annotations: Default::default(),

@@ -128,6 +128,10 @@ pub fn highlight(code: &str, language: &str) -> String {
     let mut out = String::with_capacity(code.len() * 2);
     let chars: Vec<char> = code.chars().collect();
     let text = |from: usize, to: usize| chars[from..to].iter().collect::<String>();
+    // For each quote, where a line was found to hold no closing one for it from some point on:
+    // a later quote of that kind before then has none either, and is not looked for again (or a
+    // line of escaped quotes would be scanned once per quote).
+    let mut unclosed_until = [0usize; 3];
     let mut i = 0;
     while i < chars.len() {
         let c = chars[i];
@@ -151,9 +155,26 @@ pub fn highlight(code: &str, language: &str) -> String {
         } else if c == '"' || c == '\'' || c == '`' {
             // A string, to its closing quote on the same line (a lone apostrophe, as in Rust's
             // lifetimes, stays plain text when no quote closes it).
-            let close = (i + 1..chars.len())
-                .take_while(|&j| chars[j] != '\n')
-                .find(|&j| chars[j] == c && chars[j - 1] != '\\');
+            let kind = match c {
+                '"' => 0,
+                '\'' => 1,
+                _ => 2,
+            };
+            let close = if i < unclosed_until[kind] {
+                None
+            } else {
+                let mut j = i + 1;
+                loop {
+                    match chars.get(j) {
+                        Some(&q) if q == c && chars[j - 1] != '\\' => break Some(j),
+                        Some('\n') | None => {
+                            unclosed_until[kind] = j;
+                            break None;
+                        }
+                        Some(_) => j += 1,
+                    }
+                }
+            };
             match close {
                 Some(end) => {
                     span(&mut out, "s", &text(i, end + 1));
@@ -232,6 +253,42 @@ mod tests {
                 !without_spans.contains('<') && !without_spans.contains('>'),
                 "{code} → {html}"
             );
+        }
+    }
+
+    /// Highlights `code` on a thread of its own; None when it takes longer than `within`.
+    fn highlight_within(code: String, within: std::time::Duration) -> Option<String> {
+        let (done, result) = std::sync::mpsc::channel();
+        // A highlighter that never finishes is left behind; the test process ends without it.
+        std::thread::spawn(move || {
+            let _ = done.send(highlight(&code, "json"));
+        });
+        result.recv_timeout(within).ok()
+    }
+
+    #[test]
+    fn work_grows_linearly_with_any_input() {
+        // 3 MB lines that defeat a scan-per-character: escaped quotes that never close (a JSON
+        // string cut off mid-answer), an unclosed block comment, a run of digits and of letters.
+        // Linear work takes well under a second here, even unoptimised; the old highlighter, which
+        // looked for a closing quote from every quote, needed hours for the first (300 KB already
+        // took it seconds).
+        const SIZE: usize = 3_000_000;
+        let inputs = [
+            "\\\"".repeat(SIZE / 2),
+            "\\'".repeat(SIZE / 2),
+            "\\`".repeat(SIZE / 2),
+            "{\"a\":\"b\\\"c".repeat(SIZE / 12),
+            format!("/*{}", "*".repeat(SIZE)),
+            "1".repeat(SIZE),
+            "x".repeat(SIZE),
+            "'\"`".repeat(SIZE / 3),
+        ];
+        for code in inputs {
+            let start: String = code.chars().take(12).collect();
+            let html = highlight_within(code, std::time::Duration::from_secs(20))
+                .unwrap_or_else(|| panic!("not linear on {start}…: over 20 s"));
+            assert!(html.len() >= SIZE, "{start}…");
         }
     }
 

@@ -195,6 +195,23 @@ mod tests {
     }
 
     #[test]
+    fn an_answer_cut_off_in_a_long_code_string_renders_in_linear_time() {
+        // What the chat page renders for an answer that holds an unclosed 3 MB string of escaped
+        // quotes in a code block: well under a second here, unoptimised; with the highlighter
+        // that scanned from every quote, 300 KB took seconds and this, hours.
+        let text = format!("```json\n{{\"data\": \"{}", "\\\"".repeat(1_500_000));
+        let (done, rendered) = std::sync::mpsc::channel();
+        // A render that never finishes is left behind; the test process ends without it.
+        std::thread::spawn(move || {
+            let _ = done.send(render(&text));
+        });
+        let html = rendered
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("rendered within 20 s");
+        assert!(html.ends_with("</code></pre></div>"), "the block is closed");
+    }
+
+    #[test]
     fn images_become_links_and_safe_links_stay() {
         let html = render(
             "![chart](https://img.example/c.png) [docs](https://docs.example/a?b=1) [here](/settings)",

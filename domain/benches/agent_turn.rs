@@ -66,6 +66,7 @@ impl Tools for Add {
 fn specs() -> Vec<ToolSpec> {
     vec![ToolSpec {
         server: "calc".into(),
+        server_key: "calc-key".into(),
         tool: "add".into(),
         description: "Adds two numbers".into(),
         input_schema: json!({"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}}}),
@@ -149,12 +150,14 @@ async fn turn(db: &Database, (thread_id, answer): (Uuid, store::Answer)) -> Took
         by: Decider::Person,
         arguments: None,
     };
+    let call_id = paused.calls[0].id.clone();
     let decided = store::decide_waiting(
         db,
         user,
         answer.chat_id,
         waiting,
-        vec![("call-1".into(), approve)],
+        1,
+        vec![(call_id, approve)],
     )
     .await
     .unwrap()

@@ -140,9 +140,15 @@ impl Local {
     }
 }
 
+/// The key the test servers have now.
+fn key(server: &str) -> String {
+    format!("{server}-key")
+}
+
 fn specs() -> Vec<ToolSpec> {
     let spec = |server: &str, tool: &str, read_only: bool| ToolSpec {
         server: server.into(),
+        server_key: key(server),
         tool: tool.into(),
         description: format!("{tool} on {server}"),
         input_schema: json!({"type": "object"}),
@@ -321,7 +327,8 @@ async fn an_approved_call_runs_and_the_model_answers_with_its_result(pool: PgPoo
 
     // The pause is durable: it is the latest checkpoint, and the run resumes from it. The decision's
     // checkpoint marks the call running before it runs.
-    let decided = decide(&f, "c1", approve()).await;
+    let c1 = paused.calls[0].id.clone();
+    let decided = decide(&f, &c1, approve()).await;
     assert!(decided.complete);
     assert_eq!(decided.thread.state.next, Step::RunTools);
     assert_eq!(decided.thread.state.calls[0].state, CallState::Running);
@@ -343,7 +350,7 @@ async fn an_approved_call_runs_and_the_model_answers_with_its_result(pool: PgPoo
     // The second model call saw the result.
     let (messages, _) = &model.asked()[1];
     assert!(messages.contains(&Message::Tool {
-        tool_call_id: "c1".into(),
+        tool_call_id: c1,
         content: "42".into()
     }));
     assert_eq!(
@@ -360,8 +367,9 @@ async fn a_rejection_is_answered_humanely_and_nothing_runs(pool: PgPool) {
         text("Understood, I will not wait. Here is what I can say instead…"),
     ]);
     let tools = Local::default();
-    ask(&f, "wait a bit", &model, &tools).await;
-    let decided = decide(&f, "c1", reject("not now, I am in a hurry")).await;
+    let paused = ask(&f, "wait a bit", &model, &tools).await;
+    let c1 = paused.calls[0].id.clone();
+    let decided = decide(&f, &c1, reject("not now, I am in a hurry")).await;
     assert!(decided.complete);
     assert_eq!(decided.thread.state.next, Step::Humanize);
     let done = resume(&f, &model, &tools).await;
@@ -379,7 +387,7 @@ async fn a_rejection_is_answered_humanely_and_nothing_runs(pool: PgPool) {
         .unwrap();
     assert!(note.contains("not now, I am in a hurry"), "{note}");
     assert!(messages.contains(&Message::Tool {
-        tool_call_id: "c1".into(),
+        tool_call_id: c1,
         content: "The person declined this tool call: not now, I am in a hurry".into()
     }));
 }
@@ -398,14 +406,16 @@ async fn parallel_calls_wait_for_every_decision_then_the_approved_run_together(p
     let tools = Local::default();
     let paused = ask(&f, "three things", &model, &tools).await;
     assert_eq!(paused.undecided().count(), 3);
+    let ids: Vec<String> = paused.calls.iter().map(|c| c.id.clone()).collect();
+    let [m1, m2, s1] = [&ids[0], &ids[1], &ids[2]];
 
-    assert!(!decide(&f, "m1", approve()).await.complete);
-    assert!(!decide(&f, "s1", reject("no")).await.complete);
+    assert!(!decide(&f, m1, approve()).await.complete);
+    assert!(!decide(&f, s1, reject("no")).await.complete);
     // Resuming before every call is decided runs nothing.
     let still = resume(&f, &model, &tools).await;
     assert_eq!(still.next, Step::AwaitApproval);
     assert!(tools.ran().is_empty());
-    assert!(decide(&f, "m2", approve()).await.complete);
+    assert!(decide(&f, m2, approve()).await.complete);
 
     // The two `meet` calls finish only if they run at the same time.
     let done = tokio::time::timeout(Duration::from_secs(5), resume(&f, &model, &tools))
@@ -422,11 +432,7 @@ async fn parallel_calls_wait_for_every_decision_then_the_approved_run_together(p
             _ => None,
         })
         .collect();
-    assert_eq!(
-        answers,
-        vec!["m1", "m2", "s1"],
-        "every call answered, in order"
-    );
+    assert_eq!(answers, ids, "every call answered, in order");
 }
 
 #[sqlx::test(migrator = "domain::db::MIGRATOR")]
@@ -437,10 +443,10 @@ async fn edited_arguments_are_what_the_tool_gets(pool: PgPool) {
         text("ok"),
     ]);
     let tools = Local::default();
-    ask(&f, "add", &model, &tools).await;
+    let paused = ask(&f, "add", &model, &tools).await;
     decide(
         &f,
-        "c1",
+        &paused.calls[0].id,
         Decision::Approve {
             by: Decider::Person,
             arguments: Some(json!({"a": 20, "b": 22})),
@@ -500,14 +506,18 @@ async fn policies_approve_by_tool_and_by_server_and_nothing_else(pool: PgPool) {
         ])
     };
     let by_tool = Policies {
-        tools: [("calc".to_owned(), "add".to_owned())].into(),
+        tools: [(("calc".to_owned(), "add".to_owned()), key("calc"))].into(),
         ..Policies::default()
     };
     let tools = Local::default();
     let paused = advance(&f, Some(question("two")), &two(), &tools, &by_tool).await;
     assert_eq!(paused.next, Step::AwaitApproval);
     let undecided: Vec<&str> = paused.undecided().map(|c| c.id.as_str()).collect();
-    assert_eq!(undecided, vec!["b"], "the tool policy decided a, not b");
+    assert_eq!(
+        undecided,
+        vec![paused.calls[1].id.as_str()],
+        "the tool policy decided a, not b"
+    );
     assert!(
         tools.ran().is_empty(),
         "nothing runs until every call is decided"
@@ -518,7 +528,7 @@ async fn policies_approve_by_tool_and_by_server_and_nothing_else(pool: PgPool) {
         ..f
     };
     let by_both = Policies {
-        servers: ["clock".to_owned()].into(),
+        servers: [("clock".to_owned(), key("clock"))].into(),
         ..by_tool
     };
     let tools = Local::default();
@@ -544,8 +554,8 @@ async fn stop_ends_the_run_in_any_step(pool: PgPool) {
     let f = fixture(pool).await;
     let model = Scripted::new(vec![calls(&[("c1", "clock__slow", json!({"ms": 60_000}))])]);
     let tools = Local::default();
-    ask(&f, "slow", &model, &tools).await;
-    decide(&f, "c1", approve()).await;
+    let paused = ask(&f, "slow", &model, &tools).await;
+    decide(&f, &paused.calls[0].id, approve()).await;
 
     let (stop, mut stopped) = watch::channel(false);
     tokio::spawn(async move {
@@ -581,8 +591,8 @@ async fn a_call_running_when_the_server_died_is_interrupted_not_run_again(pool: 
         text("Sorry, that was interrupted."),
     ]);
     let tools = Local::default();
-    ask(&f, "slow", &model, &tools).await;
-    decide(&f, "c1", approve()).await;
+    let paused = ask(&f, "slow", &model, &tools).await;
+    decide(&f, &paused.calls[0].id, approve()).await;
     // The run starts the tool; then its server dies (the run is dropped mid-call).
     let policies = Policies::default();
     let cut_off = advance(&f, None, &model, &tools, &policies);
@@ -631,19 +641,20 @@ async fn decisions_are_refused_twice_for_unknown_calls_and_for_other_people(pool
         ]),
         text("ok"),
     ]);
-    ask(&f, "add", &model, &Local::default()).await;
+    let paused = ask(&f, "add", &model, &Local::default()).await;
+    let (c1, c2) = (paused.calls[0].id.as_str(), paused.calls[1].id.as_str());
 
     let bob = bob(&f.db).await;
     assert_eq!(
-        store::decide(&f.db, bob, f.thread, "c1", approve())
+        store::decide(&f.db, bob, f.thread, c1, approve())
             .await
             .unwrap(),
         None
     );
     assert_eq!(store::latest(&f.db, bob, f.thread).await.unwrap(), None);
 
-    decide(&f, "c1", approve()).await;
-    let twice = store::decide(&f.db, f.user, f.thread, "c1", reject("changed my mind")).await;
+    decide(&f, c1, approve()).await;
+    let twice = store::decide(&f.db, f.user, f.thread, c1, reject("changed my mind")).await;
     assert!(twice.unwrap_err().to_string().contains("decided already"));
     let unknown = store::decide(&f.db, f.user, f.thread, "nope", approve()).await;
     assert!(
@@ -655,8 +666,8 @@ async fn decisions_are_refused_twice_for_unknown_calls_and_for_other_people(pool
 
     // Two decisions at once on the same call: exactly one is recorded.
     let (a, b) = tokio::join!(
-        store::decide(&f.db, f.user, f.thread, "c2", approve()),
-        store::decide(&f.db, f.user, f.thread, "c2", reject("no")),
+        store::decide(&f.db, f.user, f.thread, c2, approve()),
+        store::decide(&f.db, f.user, f.thread, c2, reject("no")),
     );
     assert!(a.is_ok() != b.is_ok(), "{a:?} / {b:?}");
 }
@@ -805,6 +816,11 @@ async fn waiting(db: &Database, user: Uuid, chat: Uuid) -> store::Waiting {
     }
 }
 
+/// `decision` on the one call that `waiting` waits for (as [`pause_in_chat`] leaves it).
+fn on_its_call(waiting: &store::Waiting, decision: Decision) -> Vec<(String, Decision)> {
+    vec![(waiting.latest.state.calls[0].id.clone(), decision)]
+}
+
 #[sqlx::test(migrator = "domain::db::MIGRATOR")]
 async fn a_pause_remembered_by_one_instance_never_decides_on_what_has_changed_since(pool: PgPool) {
     // Two instances on one database, each with its own memory of the runs it paused.
@@ -829,17 +845,12 @@ async fn a_pause_remembered_by_one_instance_never_decides_on_what_has_changed_si
 
     // The other instance rejects the call; this one, remembering the pause, is asked to approve
     // it: refused, on the thread as it is now.
-    let decided = store::decide_waiting(
-        &two,
-        f.user,
-        chat.id,
-        read,
-        vec![("c1".into(), reject("no"))],
-    );
+    let reject_it = on_its_call(&read, reject("no"));
+    let decided = store::decide_waiting(&two, f.user, chat.id, read, 1, reject_it);
     assert!(decided.await.unwrap().unwrap().complete);
     let stale = waiting(&one, f.user, chat.id).await;
-    let approve_it = vec![("c1".to_owned(), approve())];
-    let refused = store::decide_waiting(&one, f.user, chat.id, stale, approve_it.clone()).await;
+    let approve_it = on_its_call(&stale, approve());
+    let refused = store::decide_waiting(&one, f.user, chat.id, stale, 1, approve_it).await;
     assert!(refused.unwrap_err().to_string().contains("not waiting"));
     let latest = store::latest(&f.db, f.user, chat.thread_id)
         .await
@@ -866,8 +877,8 @@ async fn a_pause_remembered_by_one_instance_never_decides_on_what_has_changed_si
         .execute(f.db.pool())
         .await
         .unwrap();
-    let refused =
-        store::decide_waiting(&one, f.user, other.id, remembered, approve_it.clone()).await;
+    let approve_it = on_its_call(&remembered, approve());
+    let refused = store::decide_waiting(&one, f.user, other.id, remembered, 1, approve_it).await;
     assert!(refused.unwrap_err().to_string().contains("not waiting"));
     let latest = store::latest(&f.db, f.user, other.thread_id)
         .await
@@ -891,7 +902,8 @@ async fn a_pause_remembered_by_one_instance_never_decides_on_what_has_changed_si
     }
     // The owner's decision on a pause remembered and still current is written as it is.
     let mine = waiting(&one, f.user, third.id).await;
-    let done = store::decide_waiting(&one, f.user, third.id, mine, approve_it).await;
+    let approve_it = on_its_call(&mine, approve());
+    let done = store::decide_waiting(&one, f.user, third.id, mine, 1, approve_it).await;
     let done = done.unwrap().unwrap();
     assert!(done.complete);
     assert_eq!(done.thread.state.calls[0].state, CallState::Running);
@@ -903,13 +915,9 @@ async fn a_run_cut_off_while_its_tools_ran_is_settled_as_interrupted_and_audited
     let chat = chats::create(&f.db, f.user, None).await.unwrap();
     let answer = pause_in_chat(&f.db, f.user, chat.id).await;
     let approved = waiting(&f.db, f.user, chat.id).await;
-    let decided = store::decide_waiting(
-        &f.db,
-        f.user,
-        chat.id,
-        approved,
-        vec![("c1".into(), approve())],
-    );
+    let approve_it = on_its_call(&approved, approve());
+    let call_id = approve_it[0].0.clone();
+    let decided = store::decide_waiting(&f.db, f.user, chat.id, approved, 1, approve_it);
     // The call is marked running, on disk; then its server dies before running it.
     let decided = decided.await.unwrap().unwrap();
     assert_eq!(decided.thread.state.calls[0].state, CallState::Running);
@@ -933,9 +941,10 @@ async fn a_run_cut_off_while_its_tools_ran_is_settled_as_interrupted_and_audited
     assert_eq!(latest.state.calls[0].state, CallState::Interrupted);
     let (status, outcome, decision): (String, String, Option<String>) = sqlx::query_as(
         "SELECT m.status, a.outcome, a.decision FROM messages m, tool_audit a
-         WHERE m.id = $1 AND a.chat_id = m.chat_id AND a.call_id = 'c1'",
+         WHERE m.id = $1 AND a.chat_id = m.chat_id AND a.call_id = $2",
     )
     .bind(answer.message_id)
+    .bind(&call_id)
     .fetch_one(f.db.pool())
     .await
     .unwrap();
@@ -953,4 +962,344 @@ async fn a_run_cut_off_while_its_tools_ran_is_settled_as_interrupted_and_audited
         .await
         .unwrap();
     assert_eq!(audited, 1);
+}
+
+#[sqlx::test(migrator = "domain::db::MIGRATOR")]
+async fn call_ids_are_switchboards_own_unique_and_paired_in_what_the_model_is_given(pool: PgPool) {
+    let f = fixture(pool).await;
+    // A provider that numbers calls per turn (or sends no id at all), so its ids repeat.
+    let model = Scripted::new(vec![
+        calls(&[
+            ("call_0", "calc__add", json!({"a": 1, "b": 1})),
+            ("", "calc__add", json!({"a": 2, "b": 2})),
+        ]),
+        calls(&[("call_0", "calc__add", json!({"a": 3, "b": 3}))]),
+        text("2, 4 and 6."),
+    ]);
+    let policies = Policies {
+        read_only: true,
+        ..Policies::default()
+    };
+    let done = advance(
+        &f,
+        Some(question("add")),
+        &model,
+        &Local::default(),
+        &policies,
+    )
+    .await;
+    assert_eq!(done.end, Some(End::Answered));
+    let ids: Vec<&str> = done.all_calls().map(|c| c.id.as_str()).collect();
+    assert_eq!(ids.len(), 3);
+    for id in &ids {
+        assert!(id.len() <= 40, "{id}");
+        assert!(
+            id.starts_with("call_")
+                && id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'),
+            "{id}"
+        );
+    }
+    let unique: std::collections::HashSet<&&str> = ids.iter().collect();
+    assert_eq!(unique.len(), 3, "{ids:?}");
+    assert!(!ids.contains(&"call_0"), "not the provider's: {ids:?}");
+    let turns: Vec<u32> = done.all_calls().map(|c| c.turn).collect();
+    assert_eq!(turns, [1, 1, 2]);
+
+    // The model's last request pairs every tool message with the call it answers, by these ids.
+    let (messages, _) = model.asked().pop().unwrap();
+    let mut asked = Vec::new();
+    let mut answered = Vec::new();
+    for message in &messages {
+        match message {
+            Message::Assistant { tool_calls, .. } => {
+                asked.extend(tool_calls.iter().map(|c| c.id.clone()))
+            }
+            Message::Tool { tool_call_id, .. } => {
+                assert!(
+                    asked.contains(tool_call_id),
+                    "{tool_call_id} answers no call"
+                );
+                answered.push(tool_call_id.clone());
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(asked, ids);
+    assert_eq!(answered, ids);
+}
+
+/// A question answered in `chat` (through [`Thread::for_answer`], as a chat's run is), from the
+/// thread's latest checkpoint when `start` is None, until it pauses or ends.
+async fn in_chat<M: Model>(
+    db: &Database,
+    answer: store::Answer,
+    start: Option<RunState>,
+    model: &M,
+    tools: &Local,
+    specs: &[ToolSpec],
+    policies: &Policies,
+) -> RunState {
+    let thread_id: Uuid = sqlx::query_scalar("SELECT thread_id FROM chats WHERE id = $1")
+        .bind(answer.chat_id)
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+    let (state, mut thread) = match start {
+        Some(state) => {
+            let seq = store::last_seq(db, answer.user_id, thread_id)
+                .await
+                .unwrap();
+            (
+                state,
+                Thread::for_answer(db.clone(), thread_id, seq, answer, None),
+            )
+        }
+        None => {
+            let latest = store::latest(db, answer.user_id, thread_id)
+                .await
+                .unwrap()
+                .unwrap();
+            let last = Some(latest.state.clone());
+            let thread = Thread::for_answer(db.clone(), thread_id, latest.seq, answer, last);
+            (latest.state, thread)
+        }
+    };
+    let deps = Deps {
+        model,
+        tools,
+        specs,
+        policies,
+    };
+    let (_stop, mut stopped) = watch::channel(false);
+    domain::agent::run(state, &deps, &mut stopped, &mut thread)
+        .await
+        .unwrap()
+}
+
+/// An empty answer to `q` in a new chat of the fixture's person.
+async fn new_answer(f: &Fixture, q: &str) -> store::Answer {
+    let chat = chats::create(&f.db, f.user, None).await.unwrap();
+    let conversation = chats::conversation(&f.db, f.user, chat.id, None)
+        .await
+        .unwrap()
+        .unwrap();
+    let asked = chats::ask(&f.db, f.user, &conversation, q, "test/model")
+        .await
+        .unwrap()
+        .unwrap();
+    store::Answer {
+        user_id: f.user,
+        chat_id: chat.id,
+        message_id: asked.answer.id,
+    }
+}
+
+#[sqlx::test(migrator = "domain::db::MIGRATOR")]
+async fn a_decision_for_a_turn_that_no_longer_waits_is_refused_and_runs_nothing(pool: PgPool) {
+    let f = fixture(pool).await;
+    let answer = new_answer(&f, "slow twice").await;
+    // The provider gives both turns' calls the same id.
+    let model = Scripted::new(vec![
+        calls(&[("call_0", "clock__slow", json!({"ms": 1}))]),
+        calls(&[("call_0", "clock__slow", json!({"ms": 2}))]),
+        text("done"),
+    ]);
+    let (tools, specs, none) = (Local::default(), specs(), Policies::default());
+    let first = in_chat(
+        &f.db,
+        answer,
+        Some(question("slow twice")),
+        &model,
+        &tools,
+        &specs,
+        &none,
+    );
+    let first = first.await;
+    assert_eq!(first.turn(), Some(1));
+    let waits = waiting(&f.db, f.user, answer.chat_id).await;
+    let approve_first = on_its_call(&waits, approve());
+    let decided = store::decide_waiting(&f.db, f.user, answer.chat_id, waits, 1, approve_first);
+    assert!(decided.await.unwrap().unwrap().complete);
+    let second = in_chat(&f.db, answer, None, &model, &tools, &specs, &none).await;
+    assert_eq!(second.turn(), Some(2));
+    assert_eq!(tools.ran().len(), 1);
+    assert_ne!(second.calls[0].id, first.calls[0].id);
+
+    // The first turn's approval, sent again (a late second click, a stale tab): refused, whether
+    // it names the first turn's call or the one that waits now.
+    let now = waiting(&f.db, f.user, answer.chat_id).await;
+    let seq = now.latest.seq;
+    for replay in [
+        on_its_call(&waiting(&f.db, f.user, answer.chat_id).await, approve()),
+        vec![(first.calls[0].id.clone(), approve())],
+    ] {
+        let stale = waiting(&f.db, f.user, answer.chat_id).await;
+        let refused = store::decide_waiting(&f.db, f.user, answer.chat_id, stale, 1, replay).await;
+        let message = refused.unwrap_err().to_string();
+        assert!(message.contains("out of date"), "{message}");
+        assert!(message.contains("Reload"), "{message}");
+    }
+    let latest = store::latest(&f.db, f.user, waits_thread(&f, answer).await)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(latest.seq, seq, "nothing was written");
+    assert_eq!(latest.state.calls[0].decision, None);
+    assert_eq!(tools.ran().len(), 1, "nothing ran");
+
+    // The decision for the turn that waits lands.
+    let approve_second = on_its_call(&now, approve());
+    let decided = store::decide_waiting(&f.db, f.user, answer.chat_id, now, 2, approve_second);
+    assert!(decided.await.unwrap().unwrap().complete);
+    let done = in_chat(&f.db, answer, None, &model, &tools, &specs, &none).await;
+    assert_eq!(done.end, Some(End::Answered));
+    assert_eq!(tools.ran().len(), 2);
+}
+
+async fn waits_thread(f: &Fixture, answer: store::Answer) -> Uuid {
+    sqlx::query_scalar("SELECT thread_id FROM chats WHERE id = $1")
+        .bind(answer.chat_id)
+        .fetch_one(f.db.pool())
+        .await
+        .unwrap()
+}
+
+/// A chat run's checkpoints, and the status its answer showed after each.
+struct Watched {
+    thread: Thread,
+    db: Database,
+    answer: Uuid,
+    statuses: Vec<String>,
+}
+
+impl domain::agent::Checkpoints for Watched {
+    async fn save(&mut self, state: &RunState) -> domain::Result<()> {
+        self.thread.save(state).await?;
+        let status: String = sqlx::query_scalar("SELECT status FROM messages WHERE id = $1")
+            .bind(self.answer)
+            .fetch_one(self.db.pool())
+            .await?;
+        self.statuses.push(status);
+        Ok(())
+    }
+}
+
+#[sqlx::test(migrator = "domain::db::MIGRATOR")]
+async fn an_answer_whose_calls_a_policy_allows_is_never_shown_waiting(pool: PgPool) {
+    let f = fixture(pool).await;
+    let answer = new_answer(&f, "2+40?").await;
+    let model = Scripted::new(vec![
+        calls(&[
+            ("c1", "calc__add", json!({"a": 2, "b": 40})),
+            // A call that cannot run is answered at once: nothing waits for it either.
+            ("c2", "calc__nope", json!({})),
+        ]),
+        text("42"),
+    ]);
+    let by_tool = Policies {
+        tools: [(("calc".to_owned(), "add".to_owned()), key("calc"))].into(),
+        ..Policies::default()
+    };
+    let (specs, tools) = (specs(), Local::default());
+    let deps = Deps {
+        model: &model,
+        tools: &tools,
+        specs: &specs,
+        policies: &by_tool,
+    };
+    let mut watched = Watched {
+        thread: Thread::for_answer(
+            f.db.clone(),
+            waits_thread(&f, answer).await,
+            -1,
+            answer,
+            None,
+        ),
+        db: f.db.clone(),
+        answer: answer.message_id,
+        statuses: Vec::new(),
+    };
+    let (_stop, mut stopped) = watch::channel(false);
+    let done = domain::agent::run(question("2+40?"), &deps, &mut stopped, &mut watched)
+        .await
+        .unwrap();
+    assert_eq!(done.end, Some(End::Answered));
+    assert_eq!(tools.ran().len(), 1);
+    assert_eq!(
+        watched.statuses,
+        ["streaming", "streaming", "complete"],
+        "every status the answer went through"
+    );
+    assert_eq!(
+        steps_checkpointed(&Fixture {
+            thread: waits_thread(&f, answer).await,
+            db: f.db.clone(),
+            user: f.user,
+        })
+        .await,
+        ["run_tools", "call_model", "done"],
+        "no pause was checkpointed"
+    );
+}
+
+#[sqlx::test(migrator = "domain::db::MIGRATOR")]
+async fn policies_and_approvals_hold_only_for_the_server_definition_they_were_given_for(
+    pool: PgPool,
+) {
+    let f = fixture(pool).await;
+    let add = || {
+        Scripted::new(vec![
+            calls(&[("c1", "calc__add", json!({"a": 1, "b": 1}))]),
+            text("2"),
+        ])
+    };
+    // A policy given for the server as it was before (another key) does not allow its calls now.
+    let for_the_old_calc = Policies {
+        tools: [(
+            ("calc".to_owned(), "add".to_owned()),
+            "calc-before".to_owned(),
+        )]
+        .into(),
+        servers: [("calc".to_owned(), "calc-before".to_owned())].into(),
+        ..Policies::default()
+    };
+    let tools = Local::default();
+    let paused = advance(&f, Some(question("add")), &add(), &tools, &for_the_old_calc).await;
+    assert_eq!(paused.next, Step::AwaitApproval, "the call waits");
+    assert_eq!(paused.calls[0].decision, None);
+    assert_eq!(paused.calls[0].server_key, key("calc"));
+
+    // Approved; then the server is redefined before the call runs: it is not run.
+    let model = Scripted::new(vec![text("It could not run.")]);
+    decide(&f, &paused.calls[0].id, approve()).await;
+    let redefined: Vec<ToolSpec> = specs()
+        .into_iter()
+        .map(|s| ToolSpec {
+            server_key: format!("{}-after", s.server),
+            ..s
+        })
+        .collect();
+    let latest = store::latest(&f.db, f.user, f.thread)
+        .await
+        .unwrap()
+        .unwrap();
+    let deps = Deps {
+        model: &model,
+        tools: &tools,
+        specs: &redefined,
+        policies: &Policies::default(),
+    };
+    let (_stop, mut stopped) = watch::channel(false);
+    let mut thread = Thread::new(f.db.clone(), f.thread, latest.seq);
+    let done = domain::agent::run(latest.state, &deps, &mut stopped, &mut thread)
+        .await
+        .unwrap();
+    assert!(tools.ran().is_empty(), "not run on another server");
+    let CallState::Finished { result } = &done.calls[0].state else {
+        panic!("{:?}", done.calls[0].state)
+    };
+    assert!(result.is_error);
+    assert!(result.text.contains("was changed"), "{}", result.text);
 }

@@ -32,7 +32,7 @@ struct World {
 impl World {
     /// Runs a new chat's question, or resumes its thread, until it pauses or ends.
     async fn run(&self, chat: Uuid, thread: Uuid, start: Option<RunState>) -> RunState {
-        let specs = chat_tools(&self.mcp, self.user, chat)
+        let specs = chat_tools(&self.db, &self.mcp, self.user, chat)
             .await
             .unwrap()
             .unwrap();
@@ -85,7 +85,9 @@ impl World {
     }
 
     async fn decide_and_finish(&self, chat: Uuid, thread: Uuid, decision: Decision) -> RunState {
-        let decided = store::decide(&self.db, self.user, thread, "call_1", decision)
+        let latest = store::latest(&self.db, self.user, thread).await.unwrap();
+        let call_id = latest.unwrap().state.calls[0].id.clone();
+        let decided = store::decide(&self.db, self.user, thread, &call_id, decision)
             .await
             .unwrap()
             .unwrap();

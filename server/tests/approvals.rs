@@ -17,6 +17,8 @@ use uuid::Uuid;
 struct World {
     llm: FakeLlm,
     everything: Child,
+    /// The reference server's Streamable HTTP address.
+    everything_url: String,
     app: TestApp,
     alice: String,
     alice_id: Uuid,
@@ -55,6 +57,7 @@ async fn world(pool: PgPool) -> World {
     let world = World {
         llm,
         everything,
+        everything_url: ready["url"].as_str().unwrap().to_owned(),
         app,
         alice,
         alice_id,
@@ -92,32 +95,51 @@ impl World {
     /// A second instance of the app on the same database (and tool servers), once the two hear
     /// of each other.
     async fn another_instance(&self, pool: PgPool) -> TestApp {
+        self.another_instance_with(pool, &self.file).await
+    }
+
+    /// [`World::another_instance`], with the servers file `file`.
+    async fn another_instance_with(&self, pool: PgPool, file: &std::path::Path) -> TestApp {
         let (listener, _) = listener().await;
         let (mut args, vars) = self.llm.settings();
-        let file_arg = self.file.display().to_string();
+        let file_arg = file.display().to_string();
         args.extend(["--mcp-servers-file", file_arg.as_str()]);
         let other = start_app(pool, listener, &args, &vars).await;
         support::hear_each_other(&[&self.app, &other]).await;
         other
     }
 
-    /// `POST /api/chats/decide`, as JSON.
-    async fn decide(&self, token: &str, chat: &str, decisions: Value) -> (StatusCode, Value) {
-        self.decide_on(&self.app, token, chat, decisions).await
+    /// `POST /api/chats/decide`, as JSON, for the answer and turn `at`.
+    async fn decide(
+        &self,
+        token: &str,
+        chat: &str,
+        at: &Waits,
+        decisions: Value,
+    ) -> (StatusCode, Value) {
+        self.decide_on(&self.app, token, chat, at, decisions).await
     }
 
-    /// `POST /api/chats/decide` on `app`, as JSON.
+    /// `POST /api/chats/decide` on `app`, as JSON, for the answer and turn `at`.
     async fn decide_on(
         &self,
         app: &TestApp,
         token: &str,
         chat: &str,
+        at: &Waits,
         decisions: Value,
     ) -> (StatusCode, Value) {
+        let body =
+            json!({"id": chat, "answer_id": at.answer, "turn": at.turn, "decisions": decisions});
+        self.decide_with(app, token, body).await
+    }
+
+    /// `POST /api/chats/decide` on `app` with this JSON body.
+    async fn decide_with(&self, app: &TestApp, token: &str, body: Value) -> (StatusCode, Value) {
         let response = reqwest::Client::new()
             .post(format!("{}/api/chats/decide", app.base))
             .bearer_auth(token)
-            .json(&json!({"id": chat, "decisions": decisions}))
+            .json(&body)
             .send()
             .await
             .unwrap();
@@ -167,6 +189,24 @@ impl World {
     }
 }
 
+/// The answer that waits, and the turn whose calls wait, as its `approval_needed` says.
+struct Waits {
+    answer: String,
+    turn: u64,
+}
+
+fn waits(seen: &[SseEvent]) -> Waits {
+    let needed = seen
+        .iter()
+        .rev()
+        .find(|e| e.event == "approval_needed")
+        .unwrap_or_else(|| panic!("nothing waits: {seen:?}"));
+    Waits {
+        answer: needed.data["answer_id"].as_str().unwrap().to_owned(),
+        turn: needed.data["turn"].as_u64().unwrap(),
+    }
+}
+
 /// Events until one named in `last`, inclusive.
 async fn until(events: &mut SseReader, last: &[&str]) -> Vec<SseEvent> {
     let mut seen = Vec::new();
@@ -178,6 +218,13 @@ async fn until(events: &mut SseReader, last: &[&str]) -> Vec<SseEvent> {
             return seen;
         }
     }
+}
+
+/// A `422` whose message says `what`.
+fn assert_refused((status, body): (StatusCode, Value), what: &str) {
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(message.contains(what), "not '{what}': {body}");
 }
 
 fn names(events: &[SseEvent]) -> Vec<&str> {
@@ -202,12 +249,16 @@ async fn a_tool_runs_only_after_the_persons_approval(pool: PgPool) {
     assert_eq!(seen[1].data["call"]["server"], "everything");
     assert_eq!(seen[1].data["call"]["tool"], "echo");
     assert_eq!(seen[2].data["call_ids"], json!([call_id]));
+    let at = waits(&seen);
+    assert_eq!(at.turn, 1);
 
     // The pause is stored: the chat shows the waiting answer and its card.
     let (_, data) = w.chat(&w.alice, &chat).await;
     let answer = &data["messages"][1];
     assert_eq!(answer["status"], "waiting", "{data}");
+    assert_eq!(answer["id"], at.answer.as_str());
     assert_eq!(answer["tool_calls"][0]["state"], "waiting");
+    assert_eq!(answer["tool_calls"][0]["turn"], 1);
     assert_eq!(
         answer["tool_calls"][0]["arguments"],
         "{\n  \"message\": \"hello\"\n}"
@@ -218,53 +269,27 @@ async fn a_tool_runs_only_after_the_persons_approval(pool: PgPool) {
     );
 
     // A new message waits for the decision; another person cannot see or decide it.
-    let (status, body) = w
-        .api(
-            &w.alice,
-            "chats/send",
-            &[("id", &chat), ("text", "never mind")],
-        )
-        .await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
-    assert!(
-        body["message"]
-            .as_str()
-            .unwrap()
-            .contains("waiting for your decision"),
-        "{body}"
-    );
+    let never_mind = [("id", chat.as_str()), ("text", "never mind")];
+    let refused = w.api(&w.alice, "chats/send", &never_mind).await;
+    assert_refused(refused, "waiting for your decision");
     let approve = json!([{"call_id": call_id, "approve": true}]);
-    let (status, _) = w.decide(&w.bob, &chat, approve.clone()).await;
+    let (status, _) = w.decide(&w.bob, &chat, &at, approve.clone()).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _) = w.chat(&w.bob, &chat).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
     // A decision must name a pending call, and an edit must fit the tool's input schema.
-    let (status, body) = w
-        .decide(
-            &w.alice,
-            &chat,
-            json!([{"call_id": "not-a-call", "approve": true}]),
-        )
-        .await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
-    assert!(
-        body["message"].as_str().unwrap().contains("not-a-call"),
-        "{body}"
-    );
+    let not_a_call = json!([{"call_id": "not-a-call", "approve": true}]);
+    let refused = w.decide(&w.alice, &chat, &at, not_a_call).await;
+    assert_refused(refused, "not-a-call");
     let bad_edit = json!([{"call_id": call_id, "approve": true, "arguments": {"message": 5}}]);
-    let (status, body) = w.decide(&w.alice, &chat, bad_edit).await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
-    assert!(
-        body["message"].as_str().unwrap().contains("do not fit"),
-        "{body}"
-    );
+    assert_refused(w.decide(&w.alice, &chat, &at, bad_edit).await, "do not fit");
     assert!(w.audit().await.is_empty(), "refused decisions run nothing");
 
     // Approve twice at once (a double click, two tabs): one lands, the tool runs once.
     let (first, second) = tokio::join!(
-        w.decide(&w.alice, &chat, approve.clone()),
-        w.decide(&w.alice, &chat, approve.clone())
+        w.decide(&w.alice, &chat, &at, approve.clone()),
+        w.decide(&w.alice, &chat, &at, approve.clone())
     );
     let mut statuses = [first.0, second.0];
     statuses.sort();
@@ -300,7 +325,7 @@ async fn a_tool_runs_only_after_the_persons_approval(pool: PgPool) {
     assert_eq!(audit[0]["chat_id"], chat);
 
     // Nothing waits any more.
-    let (status, body) = w.decide(&w.alice, &chat, approve).await;
+    let (status, body) = w.decide(&w.alice, &chat, &at, approve).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     let rows = sqlx::query_scalar!(
         "SELECT count(*) FROM tool_audit WHERE user_id = $1",
@@ -322,7 +347,9 @@ async fn a_decision_landing_on_another_instance_is_followed_live_where_the_page_
     let call_id = seen[1].data["call"]["id"].as_str().unwrap().to_owned();
 
     let approve = json!([{"call_id": call_id, "approve": true}]);
-    let (status, body) = w.decide_on(&other, &w.alice, &chat, approve).await;
+    let (status, body) = w
+        .decide_on(&other, &w.alice, &chat, &waits(&seen), approve)
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     // The run goes on where the decision landed; the page sees all of it.
     let rest = until(&mut events, &["run_finished"]).await;
@@ -356,7 +383,7 @@ async fn an_edit_is_what_the_tool_gets_and_a_rejection_gets_a_humane_answer(pool
     let (mut events, seen) = w.ask(&chat, ECHO).await;
     let call_id = seen[1].data["call"]["id"].as_str().unwrap().to_owned();
     let edit = json!([{"call_id": call_id, "approve": true, "arguments": {"message": "edited"}}]);
-    let (status, body) = w.decide(&w.alice, &chat, edit).await;
+    let (status, body) = w.decide(&w.alice, &chat, &waits(&seen), edit).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     until(&mut events, &["run_finished"]).await;
     let (_, data) = w.chat(&w.alice, &chat).await;
@@ -371,7 +398,7 @@ async fn an_edit_is_what_the_tool_gets_and_a_rejection_gets_a_humane_answer(pool
     let (mut events, seen) = w.ask(&chat, ECHO).await;
     let call_id = seen[1].data["call"]["id"].as_str().unwrap().to_owned();
     let reject = json!([{"call_id": call_id, "approve": false, "reason": "not on a Friday"}]);
-    let (status, body) = w.decide(&w.alice, &chat, reject).await;
+    let (status, body) = w.decide(&w.alice, &chat, &waits(&seen), reject).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let rest = until(&mut events, &["run_finished"]).await;
     assert!(!names(&rest).contains(&"tool_result"), "{rest:?}");
@@ -419,7 +446,7 @@ async fn always_allow_runs_the_next_call_at_once_and_stop_ends_a_waiting_answer(
     let (mut events, seen) = w.ask(&chat, ECHO).await;
     let call_id = seen[1].data["call"]["id"].as_str().unwrap().to_owned();
     let always = json!([{"call_id": call_id, "approve": true, "always": "tool"}]);
-    let (status, body) = w.decide(&w.alice, &chat, always).await;
+    let (status, body) = w.decide(&w.alice, &chat, &waits(&seen), always).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     until(&mut events, &["run_finished"]).await;
     let (_, settings) = w.api(&w.alice, "agent/settings", &[]).await;
@@ -529,4 +556,205 @@ async fn always_allow_runs_the_next_call_at_once_and_stop_ends_a_waiting_answer(
         .api(&w.alice, "chats/send", &[("id", &chat), ("text", "hello")])
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+#[sqlx::test(migrator = "domain::db::MIGRATOR")]
+async fn a_decision_lands_only_on_the_answer_and_turn_it_was_made_for(pool: PgPool) {
+    let w = world(pool).await;
+    let chat = w.new_chat().await;
+    let (mut events, seen) = w.ask(&chat, ECHO).await;
+    let first = waits(&seen);
+    // The scripted model calls its calls `call_1` every time; Switchboard gives its own.
+    let call_id = seen[1].data["call"]["id"].as_str().unwrap().to_owned();
+    assert!(
+        call_id.starts_with("call_") && call_id != "call_1",
+        "{call_id}"
+    );
+    assert_eq!(seen[1].data["call"]["turn"], 1);
+    // The key of the server's definition stays on the server (it would confirm guesses of it).
+    assert!(seen[1].data["call"].get("server_key").is_none(), "{seen:?}");
+    let approve = json!({"id": chat, "answer_id": first.answer, "turn": first.turn,
+                         "decisions": [{"call_id": call_id, "approve": true}]});
+    let (status, body) = w.decide_with(&w.app, &w.alice, approve.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    until(&mut events, &["run_finished"]).await;
+
+    // A new answer waits for its own call.
+    let (_, seen) = w.ask(&chat, ECHO).await;
+    let second = waits(&seen);
+    assert_ne!(second.answer, first.answer);
+    let new_call = seen.iter().find(|e| e.event == "tool_call").unwrap().data["call"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(new_call, call_id);
+
+    // The first approval sent again (a second click that came late, a stale tab): refused, and
+    // the new call still waits, not run.
+    let refused = w.decide_with(&w.app, &w.alice, approve).await;
+    assert_refused(refused.clone(), "This approval is out of date");
+    assert_refused(refused, "Reload the chat");
+    // Naming the new call, but the earlier answer: refused too.
+    let stale = json!({"id": chat, "answer_id": first.answer, "turn": first.turn,
+                       "decisions": [{"call_id": new_call, "approve": true}]});
+    let refused = w.decide_with(&w.app, &w.alice, stale).await;
+    assert_refused(refused, "out of date");
+    // A decision that does not say which answer and turn it is for: refused.
+    let unbound = json!({"id": chat, "decisions": [{"call_id": new_call, "approve": true}]});
+    let refused = w.decide_with(&w.app, &w.alice, unbound).await;
+    assert_refused(refused, "`answer_id`");
+    let (_, data) = w.chat(&w.alice, &chat).await;
+    let answer = &data["messages"][3];
+    assert_eq!(answer["status"], "waiting", "{data}");
+    assert_eq!(answer["tool_calls"][0]["state"], "waiting");
+    assert_eq!(w.audit().await.len(), 1, "only the first call ran");
+
+    // The decision for what waits now lands.
+    let approve = json!([{"call_id": new_call, "approve": true}]);
+    let (status, body) = w.decide(&w.alice, &chat, &second, approve).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+/// An administrator of `w`'s app, with a personal API token.
+async fn admin(w: &World) -> String {
+    use domain::users::{self, Identity, Role, RoleDecision};
+    let identity = Identity {
+        issuer: "https://id.example.com".into(),
+        subject: "admin".into(),
+        name: "Admin".into(),
+        ..Identity::default()
+    };
+    let admin = users::sign_in(&w.app.db, &identity, RoleDecision::Fixed(Role::Admin))
+        .await
+        .unwrap();
+    domain::tokens::create(&w.app.db, admin.id, "script")
+        .await
+        .unwrap()
+        .secret
+}
+
+impl World {
+    /// The standing approvals alice's settings list on `app`.
+    async fn allowed_on(&self, app: &TestApp) -> Value {
+        let client = reqwest::Client::new();
+        let (status, settings) =
+            call(&client, &app.base, "agent/settings", Some(&self.alice), &[]).await;
+        assert_eq!(status, StatusCode::OK, "{settings}");
+        settings["allowed"].clone()
+    }
+
+    /// The administrator saves the registry's server `id` (renaming `previous`), reached at `url`.
+    async fn save_server(&self, admin: &str, previous: Option<&str>, id: &str, url: &str) {
+        let mut form = vec![
+            ("id", id),
+            ("name", "Tools"),
+            ("transport", "http"),
+            ("url", url),
+        ];
+        if let Some(previous) = previous {
+            form.push(("previous", previous));
+        }
+        let (status, body) = self.api(admin, "mcp/admin/save", &form).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+
+    /// Alice connects to `id`, and waits until she is connected.
+    async fn connect(&self, id: &str) {
+        let (status, body) = self.api(&self.alice, "mcp/connect", &[("id", id)]).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (_, servers) = self.api(&self.alice, "mcp/servers", &[]).await;
+            let server = servers.as_array().unwrap().iter().find(|s| s["id"] == id);
+            if server.is_some_and(|s| s["status"] == "connected") {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{servers}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Alice always allows every tool of `id`.
+    async fn allow_server(&self, id: &str) {
+        let (status, body) = self
+            .api(&self.alice, "agent/allow", &[("server_id", id)])
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+}
+
+#[sqlx::test(migrator = "domain::db::MIGRATOR")]
+async fn always_allow_holds_only_for_the_server_it_was_given_for(pool: PgPool) {
+    let w = world(pool.clone()).await;
+    let admin = admin(&w).await;
+    let tools = json!([{"server_id": "tools", "tool": null}]);
+
+    // No approval for a server that does not exist.
+    let refused = w
+        .api(&w.alice, "agent/allow", &[("server_id", "nope")])
+        .await;
+    assert_refused(refused, "no tool server 'nope'");
+    assert_eq!(w.allowed_on(&w.app).await, json!([]));
+
+    // Given for the registry's server `tools`, it runs its calls without asking.
+    w.save_server(&admin, None, "tools", &w.everything_url)
+        .await;
+    w.connect("tools").await;
+    w.allow_server("tools").await;
+    assert_eq!(w.allowed_on(&w.app).await, tools);
+    let echo = r#"Please tool:tools__echo {"message": "hello"}"#;
+    let (_, seen) = w.ask(&w.new_chat().await, echo).await;
+    assert!(!names(&seen).contains(&"approval_needed"), "{seen:?}");
+
+    // Another server under the same id, the same in every way: deleted and made again.
+    let (status, body) = w.api(&admin, "mcp/admin/delete", &[("id", "tools")]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    w.save_server(&admin, None, "tools", &w.everything_url)
+        .await;
+    assert_eq!(w.allowed_on(&w.app).await, json!([]), "dropped");
+    w.connect("tools").await;
+    let chat = w.new_chat().await;
+    let (_, seen) = w.ask(&chat, echo).await;
+    assert_eq!(seen.last().unwrap().event, "approval_needed", "{seen:?}");
+    let (status, _) = w.api(&w.alice, "chats/stop", &[("id", &chat)]).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Renamed (even back again), or changed to reach somewhere else: dropped.
+    w.allow_server("tools").await;
+    w.save_server(&admin, Some("tools"), "tools-2", &w.everything_url)
+        .await;
+    assert_eq!(w.allowed_on(&w.app).await, json!([]));
+    w.save_server(&admin, Some("tools-2"), "tools", &w.everything_url)
+        .await;
+    assert_eq!(
+        w.allowed_on(&w.app).await,
+        json!([]),
+        "not back with the name"
+    );
+    w.allow_server("tools").await;
+    assert_eq!(w.allowed_on(&w.app).await, tools);
+    let elsewhere = w.everything_url.replace("127.0.0.1", "localhost");
+    w.save_server(&admin, Some("tools"), "tools", &elsewhere)
+        .await;
+    assert_eq!(w.allowed_on(&w.app).await, json!([]));
+
+    // Shadowed: where the servers file has a `tools` of its own, the approval given for the
+    // registry's is not that server's.
+    w.allow_server("tools").await;
+    let file = std::env::temp_dir().join(format!("switchboard-mcp-{}.toml", Uuid::new_v4()));
+    std::fs::write(
+        &file,
+        format!(
+            "[[server]]\nid = \"tools\"\nname = \"Tools\"\ntransport = \"http\"\nurl = \"{elsewhere}\"\n"
+        ),
+    )
+    .unwrap();
+    let shadowing = w.another_instance_with(pool, &file).await;
+    let _ = std::fs::remove_file(&file);
+    assert_eq!(w.allowed_on(&shadowing).await, json!([]));
+    assert_eq!(
+        w.allowed_on(&w.app).await,
+        tools,
+        "still the registry's here"
+    );
 }

@@ -128,16 +128,20 @@ async fn api(base: &str, token: &str, endpoint: &str, form: &[(&str, &str)]) -> 
     body
 }
 
-async fn decide(base: &str, token: &str, chat: &str, call_id: &str) {
-    let approve = json!([{"call_id": call_id, "approve": true}]);
-    decide_with(base, token, chat, approve).await;
+/// Approves the one call that `pending` (an `approval_needed` event) says waits.
+async fn decide(base: &str, token: &str, chat: &str, pending: &Value) {
+    let approve = json!([{"call_id": pending["call_ids"][0], "approve": true}]);
+    decide_with(base, token, chat, pending, approve).await;
 }
 
-async fn decide_with(base: &str, token: &str, chat: &str, decisions: Value) {
+/// Decides on calls of the answer and turn that `pending` (an `approval_needed` event) says wait.
+async fn decide_with(base: &str, token: &str, chat: &str, pending: &Value, decisions: Value) {
+    let body = json!({"id": chat, "answer_id": pending["answer_id"], "turn": pending["turn"],
+                      "decisions": decisions});
     let response = reqwest::Client::new()
         .post(format!("{base}/api/chats/decide"))
         .bearer_auth(token)
-        .json(&json!({"id": chat, "decisions": decisions}))
+        .json(&body)
         .send()
         .await
         .unwrap();
@@ -190,13 +194,13 @@ async fn wait_for(what: &str, mut done: impl AsyncFnMut() -> bool, within: Durat
 }
 
 /// A new chat of the token's owner, asked for `tool` with `arguments`: returns the chat, its event
-/// stream and the id of the call waiting for approval.
+/// stream and what waits for approval (the `approval_needed` event).
 async fn ask_for_tool(
     base: &str,
     token: &str,
     tool: &str,
     arguments: Value,
-) -> (String, SseReader, String) {
+) -> (String, SseReader, Value) {
     let chat = api(base, token, "chats/create", &[]).await["id"]
         .as_str()
         .unwrap()
@@ -205,8 +209,7 @@ async fn ask_for_tool(
     let text = format!("tool:test__{tool} {arguments}");
     api(base, token, "chats/send", &[("id", &chat), ("text", &text)]).await;
     let pending = until(&mut stream, "approval_needed").await;
-    let call_id = pending["call_ids"][0].as_str().unwrap().to_owned();
-    (chat, stream, call_id)
+    (chat, stream, pending)
 }
 
 #[sqlx::test(migrator = "domain::db::MIGRATOR")]
@@ -224,7 +227,7 @@ async fn approvals_survive_a_crash_and_a_call_cut_off_by_one_is_not_run_again(po
     // An approval pending when the process dies...
     let first = s.start(&llm).await;
     connected(&base, &token).await;
-    let (chat, stream, call_id) =
+    let (chat, stream, pending) =
         ask_for_tool(&base, &token, "echo", json!({"message": "after the crash"})).await;
     drop(stream);
     drop(first);
@@ -236,7 +239,7 @@ async fn approvals_survive_a_crash_and_a_call_cut_off_by_one_is_not_run_again(po
     assert_eq!(waiting["tool_calls"][0]["state"], "waiting");
     assert!(s.calls().is_empty(), "nothing ran before the decision");
     let mut stream = events(&base, &token, &chat).await;
-    decide(&base, &token, &chat, &call_id).await;
+    decide(&base, &token, &chat, &pending).await;
     let end = until(&mut stream, "run_finished").await;
     assert_eq!(end["status"], "complete", "{end}");
     let done = answer(&base, &token, &chat).await;
@@ -247,10 +250,10 @@ async fn approvals_survive_a_crash_and_a_call_cut_off_by_one_is_not_run_again(po
     );
 
     // A rejected call never reaches the server.
-    let (chat, mut stream, call_id) =
+    let (chat, mut stream, pending) =
         ask_for_tool(&base, &token, "echo", json!({"message": "rejected"})).await;
-    let decisions = json!([{"call_id": call_id, "approve": false, "reason": "no"}]);
-    decide_with(&base, &token, &chat, decisions).await;
+    let decisions = json!([{"call_id": pending["call_ids"][0], "approve": false, "reason": "no"}]);
+    decide_with(&base, &token, &chat, &pending, decisions).await;
     until(&mut stream, "run_finished").await;
     assert_eq!(
         s.calls().len(),
@@ -260,8 +263,8 @@ async fn approvals_survive_a_crash_and_a_call_cut_off_by_one_is_not_run_again(po
     );
 
     // A call running when the process dies is shown interrupted afterwards, and never re-run.
-    let (chat, stream, call_id) = ask_for_tool(&base, &token, "wait", json!({"ms": 60000})).await;
-    decide(&base, &token, &chat, &call_id).await;
+    let (chat, stream, pending) = ask_for_tool(&base, &token, "wait", json!({"ms": 60000})).await;
+    decide(&base, &token, &chat, &pending).await;
     wait_for(
         "the wait tool to start",
         async || s.calls().len() == 2,

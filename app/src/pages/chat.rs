@@ -350,8 +350,9 @@ fn Message(
                     }.into_any()
                 } else {
                     let calls = m.tool_calls.clone();
+                    let answer_id = m.id.clone();
                     view! {
-                        {(!calls.is_empty()).then(|| view! { <ToolCalls chat_id calls refresh /> })}
+                        {(!calls.is_empty()).then(|| view! { <ToolCalls chat_id answer_id calls refresh /> })}
                         {move || match live_text() {
                             Some(text) => view! {
                                 <div class="prose-chat" data-testid="live-answer" inner_html=markdown::render(&text)></div>
@@ -555,20 +556,33 @@ fn follow_the_stream(live: RwSignal<Option<LiveText>>, messages: RwSignal<Vec<Me
 }
 
 /// An answer's tool calls: a card per call. Calls waiting for the person have their decisions
-/// (approve, reject with a reason, edit the arguments, always allow); the others show what came of
-/// them, folded.
+/// (approve, reject with a reason, edit the arguments, always allow), sent for this answer and the
+/// turn its cards show (the server refuses them once that turn no longer waits); the others show
+/// what came of them, folded.
 #[component]
-fn ToolCalls(chat_id: String, calls: Vec<CallView>, refresh: Callback<()>) -> impl IntoView {
+fn ToolCalls(
+    chat_id: String,
+    answer_id: String,
+    calls: Vec<CallView>,
+    refresh: Callback<()>,
+) -> impl IntoView {
     let error = RwSignal::new(None::<String>);
     let busy = RwSignal::new(false);
-    let chat_id = StoredValue::new(chat_id);
+    let turn = calls
+        .iter()
+        .filter(|c| c.state == "waiting")
+        .map(|c| c.turn)
+        .max()
+        .unwrap_or_default();
+    let target = StoredValue::new((chat_id, answer_id));
     let send = move |decisions: Vec<DecisionInput>| {
         if busy.get_untracked() {
             return;
         }
         busy.set(true);
         spawn_local(async move {
-            let decided = decide(chat_id.get_value(), decisions).await;
+            let (chat_id, answer_id) = target.get_value();
+            let decided = decide(chat_id, Some(answer_id), Some(turn), decisions).await;
             busy.set(false);
             match decided {
                 // The chat is read again: the cards show the decisions.

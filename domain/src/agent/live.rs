@@ -7,10 +7,11 @@ use futures_util::StreamExt;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+use super::server_key::server_keys;
 use super::{Completion, Model, ToolResult, ToolSpec, Tools};
-use crate::Result;
 use crate::llm::{self, LlmClient, Message, Provider, StreamEvent};
 use crate::mcp::Mcp;
+use crate::{Database, Result};
 
 /// Takes a model's text as it streams (a chat's live answer); `()` takes nothing.
 pub trait TokenSink: Send {
@@ -97,14 +98,25 @@ impl Tools for McpTools<'_> {
     }
 }
 
-/// The tools a chat's run may use: the enabled tools of the person's connected servers. None when
-/// the chat is not theirs.
-pub async fn chat_tools(mcp: &Mcp, user_id: Uuid, chat_id: Uuid) -> Result<Option<Vec<ToolSpec>>> {
-    Ok(mcp.chat_tools(user_id, chat_id).await?.map(|tools| {
+/// The tools a chat's run may use: the enabled tools of the person's connected servers, each with
+/// its server's key now. None when the chat is not theirs.
+pub async fn chat_tools(
+    db: &Database,
+    mcp: &Mcp,
+    user_id: Uuid,
+    chat_id: Uuid,
+) -> Result<Option<Vec<ToolSpec>>> {
+    let (tools, keys) = tokio::join!(
+        mcp.chat_tools(user_id, chat_id),
+        server_keys(db, mcp, user_id)
+    );
+    let keys = keys?;
+    Ok(tools?.map(|tools| {
         tools
             .into_iter()
             .filter(|t| t.enabled)
             .map(|t| ToolSpec {
+                server_key: keys.get(&t.server_id).cloned().unwrap_or_default(),
                 server: t.server_id,
                 description: t.tool.description.clone().unwrap_or_default(),
                 input_schema: t.tool.input_schema,

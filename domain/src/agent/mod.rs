@@ -20,9 +20,10 @@
 
 pub mod live;
 pub mod policy;
+pub mod server_key;
 pub mod store;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::time::Instant;
 
@@ -108,9 +109,18 @@ pub enum CallState {
 /// A tool call the model asked for in its last turn.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Call {
-    /// The model's id for the call; decisions are keyed by it.
+    /// Switchboard's id for the call ([`new_call_id`]), unique whatever id the provider gave: the
+    /// model's messages carry it too, and decisions are keyed by it.
     pub id: String,
+    /// The model call of the run that asked for it (the run's `steps` then): a decision names it,
+    /// so that one made for an earlier turn never lands on a later one.
+    #[serde(default)]
+    pub turn: u32,
     pub server: String,
+    /// The key of the server's definition when the call was asked for ([`ToolSpec::server_key`]):
+    /// an approval runs it only on that definition, and "always allow" binds to it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub server_key: String,
     pub tool: String,
     /// The arguments as the model wrote them (an object, when they were valid JSON).
     pub arguments: Value,
@@ -203,8 +213,9 @@ pub struct RunState {
     pub end: Option<End>,
 }
 
-/// What a decision for a chat that waits for none is told.
-pub const NOT_WAITING: &str = "This chat is not waiting for an approval.";
+/// What a decision is told when the answer, or the turn of it, that it was made for no longer
+/// waits for one (a second click, a stale tab, a replayed request): nothing is run.
+pub const OUT_OF_DATE: &str = "This approval is out of date: the answer it was made for is not waiting for it any more (it was decided elsewhere, stopped, or has moved on). Nothing was run. Reload the chat to see what waits now.";
 
 /// The most model calls a run makes unless configured otherwise.
 pub const DEFAULT_MAX_STEPS: u32 = 10;
@@ -241,7 +252,7 @@ impl RunState {
     /// refused (see [`RunState::decide`]) leaves the state as it was.
     pub fn decide_all(&mut self, decisions: Vec<(String, Decision)>) -> Result<(), String> {
         if self.next != Step::AwaitApproval {
-            return Err(NOT_WAITING.into());
+            return Err(OUT_OF_DATE.into());
         }
         if decisions.is_empty() {
             return Err("No decision was given.".into());
@@ -290,6 +301,14 @@ impl RunState {
         texts.join("\n\n")
     }
 
+    /// The turn whose calls wait for decisions, when the run waits.
+    pub fn turn(&self) -> Option<u32> {
+        if self.next != Step::AwaitApproval {
+            return None;
+        }
+        self.calls.first().map(|c| c.turn)
+    }
+
     /// Every call of the turn has a decision: the run may resume.
     pub fn is_decided(&self) -> bool {
         self.next != Step::AwaitApproval
@@ -328,6 +347,10 @@ impl RunState {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ToolSpec {
     pub server: String,
+    /// What identifies the server's definition now (see [`server_key`]); empty when unknown,
+    /// which no policy matches.
+    #[serde(default)]
+    pub server_key: String,
     pub tool: String,
     pub description: String,
     pub input_schema: Value,
@@ -397,25 +420,29 @@ pub trait Tools: Send + Sync {
     ) -> impl Future<Output = ToolResult> + Send;
 }
 
-/// The person's standing approvals.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// The person's standing approvals. Each of a tool or a server holds the key of the server's
+/// definition it was given for, and allows only while the server still has that key.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Policies {
-    /// `(server, tool)` pairs always allowed.
-    pub tools: HashSet<(String, String)>,
-    /// Servers whose every tool is always allowed.
-    pub servers: HashSet<String>,
+    /// `(server, tool)` pairs always allowed, with their server's key.
+    pub tools: HashMap<(String, String), String>,
+    /// Servers whose every tool is always allowed, with their key.
+    pub servers: HashMap<String, String>,
     /// Tools that declare themselves read-only are allowed.
     pub read_only: bool,
 }
 
 impl Policies {
-    /// The policy that allows this call, if one does.
-    pub fn allows(&self, server: &str, tool: &str, read_only: bool) -> Option<&'static str> {
-        if self.tools.contains(&(server.to_owned(), tool.to_owned())) {
+    /// The policy that allows a call of this tool, if one does.
+    pub fn allows(&self, spec: &ToolSpec) -> Option<&'static str> {
+        let live = |key: Option<&String>| {
+            key.is_some_and(|key| !key.is_empty() && *key == spec.server_key)
+        };
+        if live(self.tools.get(&(spec.server.clone(), spec.tool.clone()))) {
             Some("tool")
-        } else if self.servers.contains(server) {
+        } else if live(self.servers.get(&spec.server)) {
             Some("server")
-        } else if self.read_only && read_only {
+        } else if self.read_only && spec.annotations.read_only {
             Some("read_only")
         } else {
             None
@@ -474,30 +501,47 @@ async fn call_model<M: Model, T: Tools>(state: &mut RunState, deps: &Deps<'_, M,
             return Outcome::Continue;
         }
     };
+    let mut asked = completion.calls;
+    // The provider's ids may repeat from turn to turn (or be missing): Switchboard's own replace
+    // them, in the history the model is given too, so that each id names one call only.
+    for call in &mut asked {
+        call.id = new_call_id();
+    }
     state.messages.push(Message::Assistant {
-        content: (!completion.text.is_empty()).then(|| completion.text.clone()),
-        tool_calls: completion.calls.clone(),
+        content: (!completion.text.is_empty()).then_some(completion.text),
+        tool_calls: asked.clone(),
     });
-    if completion.calls.is_empty() {
+    if asked.is_empty() {
         // `calls` keeps the last turn's calls, with their results, for the record.
         state.finish(End::Answered);
         return Outcome::Continue;
     }
     let finished = std::mem::take(&mut state.calls);
     state.earlier.extend(finished);
-    state.calls = completion
-        .calls
+    let turn = state.steps;
+    state.calls = asked
         .into_iter()
-        .map(|asked| call_of(asked, deps.specs, deps.policies))
+        .map(|asked| call_of(asked, turn, deps.specs, deps.policies))
         .collect();
     state.next = Step::AwaitApproval;
+    // Nothing waits for the person when the policies decided every call (or none could run): the
+    // run goes on in this same step, so the answer is never shown waiting.
+    if state.undecided().next().is_none() {
+        return await_approval(state);
+    }
     Outcome::Continue
+}
+
+/// A new call id: `call_` and 32 hex digits (37 characters, within what providers take:
+/// `[A-Za-z0-9_-]`, at most 40).
+pub fn new_call_id() -> String {
+    format!("call_{}", uuid::Uuid::new_v4().simple())
 }
 
 /// A call the model asked for, checked: one for a tool it was not offered, or with arguments that
 /// are not a JSON object, is answered with an error at once (nothing would run). A call the
 /// person's policies allow is approved by that policy.
-fn call_of(asked: llm::ToolCall, specs: &[ToolSpec], policies: &Policies) -> Call {
+fn call_of(asked: llm::ToolCall, turn: u32, specs: &[ToolSpec], policies: &Policies) -> Call {
     let spec = specs.iter().find(|s| s.model_name() == asked.name);
     let (server, tool) = match spec {
         Some(s) => (s.server.clone(), s.tool.clone()),
@@ -521,7 +565,7 @@ fn call_of(asked: llm::ToolCall, specs: &[ToolSpec], policies: &Policies) -> Cal
     let arguments = parsed.unwrap_or(Value::String(asked.arguments));
     let decision = spec
         .filter(|_| problem.is_none())
-        .and_then(|s| policies.allows(&s.server, &s.tool, s.annotations.read_only))
+        .and_then(|s| policies.allows(s))
         .map(|policy| Decision::Approve {
             by: Decider::Policy {
                 policy: policy.into(),
@@ -530,7 +574,9 @@ fn call_of(asked: llm::ToolCall, specs: &[ToolSpec], policies: &Policies) -> Cal
         });
     Call {
         id: asked.id,
+        turn,
         server,
+        server_key: spec.map(|s| s.server_key.clone()).unwrap_or_default(),
         tool,
         arguments,
         annotations: spec.map(|s| s.annotations).unwrap_or_default(),
@@ -576,8 +622,29 @@ fn await_approval(state: &mut RunState) -> Outcome {
     Outcome::Continue
 }
 
-/// Runs the calls marked running, in parallel, and gives every call's outcome to the model.
+/// Runs the calls marked running, in parallel, and gives every call's outcome to the model. A call
+/// whose server was redefined since it was asked for (re-created, renamed over, changed) is not
+/// run: it was approved for what the person saw.
 async fn run_tools<M: Model, T: Tools>(state: &mut RunState, deps: &Deps<'_, M, T>) -> Outcome {
+    for call in &mut state.calls {
+        let redefined = deps.specs.iter().any(|s| {
+            s.server == call.server
+                && !call.server_key.is_empty()
+                && s.server_key != call.server_key
+        });
+        if call.state == CallState::Running && redefined {
+            call.state = CallState::Finished {
+                result: ToolResult {
+                    is_error: true,
+                    text: format!(
+                        "The tool server '{}' was changed after this call was asked for, so it was not run. Ask again to run it on the server as it is now.",
+                        call.server
+                    ),
+                    duration_ms: 0,
+                },
+            };
+        }
+    }
     let running: Vec<usize> = (0..state.calls.len())
         .filter(|&i| state.calls[i].state == CallState::Running)
         .collect();
@@ -736,6 +803,7 @@ mod tests {
     fn spec(server: &str, tool: &str) -> ToolSpec {
         ToolSpec {
             server: server.into(),
+            server_key: String::new(),
             tool: tool.into(),
             description: String::new(),
             input_schema: Value::Null,

@@ -1,12 +1,16 @@
 //! A person's standing approvals ("always allow this tool / server", read-only tools), their agent
 //! settings, and the audit of every tool call their agent asked for. Every query filters on the
-//! person.
+//! person. An approval of a tool or a server is bound to the server's definition it was given for
+//! (its key, see [`super::server_key`]): it applies, and is listed, only while the server the
+//! person uses under that id has that key.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::server_key::{ServerKeys, server_keys};
 use super::{DEFAULT_MAX_STEPS, Policies};
+use crate::mcp::Mcp;
 use crate::{Database, Error, Result};
 
 /// The most model calls one answer may be allowed.
@@ -67,9 +71,11 @@ pub async fn save_settings(db: &Database, user_id: Uuid, settings: &Settings) ->
     Ok(())
 }
 
-pub async fn allowed(db: &Database, user_id: Uuid) -> Result<Vec<Allowed>> {
+/// The person's standing approvals that still apply: those whose server has, in `keys` (the
+/// servers they may use now), the key it had when they were given.
+pub async fn allowed(db: &Database, user_id: Uuid, keys: &ServerKeys) -> Result<Vec<Allowed>> {
     let rows = sqlx::query!(
-        "SELECT server_id, tool, created_at FROM tool_policies WHERE user_id = $1
+        "SELECT server_id, tool, server_key, created_at FROM tool_policies WHERE user_id = $1
          ORDER BY server_id, tool",
         user_id
     )
@@ -77,6 +83,7 @@ pub async fn allowed(db: &Database, user_id: Uuid) -> Result<Vec<Allowed>> {
     .await?;
     Ok(rows
         .into_iter()
+        .filter(|r| keys.get(&r.server_id) == Some(&r.server_key))
         .map(|r| Allowed {
             server_id: r.server_id,
             tool: (!r.tool.is_empty()).then_some(r.tool),
@@ -85,9 +92,11 @@ pub async fn allowed(db: &Database, user_id: Uuid) -> Result<Vec<Allowed>> {
         .collect())
 }
 
-/// Always allows a tool of a server (tool None: every tool of it).
-pub async fn allow(
+/// Always allows a tool of the server the person may use under `server_id` now (tool None: every
+/// tool of it). Refused when they have no such server.
+pub async fn allow_current(
     db: &Database,
+    mcp: &Mcp,
     user_id: Uuid,
     server_id: &str,
     tool: Option<&str>,
@@ -95,12 +104,34 @@ pub async fn allow(
     if server_id.trim().is_empty() {
         return Err(Error::Invalid("Say which server to allow.".into()));
     }
+    let keys = server_keys(db, mcp, user_id).await?;
+    let key = keys.get(server_id).map_or("", String::as_str);
+    allow(db, user_id, server_id, tool, key).await
+}
+
+/// Always allows a tool of a server (tool None: every tool of it), as it was defined when its key
+/// was `server_key` (the definition the person saw); a policy given earlier for it is replaced.
+pub async fn allow(
+    db: &Database,
+    user_id: Uuid,
+    server_id: &str,
+    tool: Option<&str>,
+    server_key: &str,
+) -> Result<()> {
+    if server_key.is_empty() {
+        return Err(Error::Invalid(format!(
+            "There is no tool server '{server_id}' for you to allow: it may have been removed or renamed. See the Servers page for the servers you can use."
+        )));
+    }
     sqlx::query!(
-        "INSERT INTO tool_policies (user_id, server_id, tool) VALUES ($1, $2, $3)
-         ON CONFLICT DO NOTHING",
+        "INSERT INTO tool_policies (user_id, server_id, tool, server_key) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (user_id, server_id, tool) DO UPDATE
+         SET server_key = EXCLUDED.server_key, created_at = now()
+         WHERE tool_policies.server_key <> EXCLUDED.server_key",
         user_id,
         server_id,
-        tool.unwrap_or_default()
+        tool.unwrap_or_default(),
+        server_key
     )
     .execute(db.pool())
     .await?;
@@ -125,10 +156,12 @@ pub async fn revoke(
     Ok(done.rows_affected() == 1)
 }
 
-/// Everything a run needs of the person: their policies and the step limit, in one read.
+/// Everything a run needs of the person: their policies (each with the key of the server it was
+/// given for, which [`Policies::allows`] holds against the server's key now) and the step limit,
+/// in one read.
 pub async fn for_run(db: &Database, user_id: Uuid) -> Result<(Policies, Settings)> {
     let rows = sqlx::query!(
-        r#"SELECT p.server_id AS "server_id?", p.tool AS "tool?",
+        r#"SELECT p.server_id AS "server_id?", p.tool AS "tool?", p.server_key AS "key?",
                   s.auto_approve_read_only AS "read_only?", s.max_steps AS "max_steps?"
            FROM (SELECT $1::uuid AS user_id) me
            LEFT JOIN agent_settings s ON s.user_id = me.user_id
@@ -146,12 +179,12 @@ pub async fn for_run(db: &Database, user_id: Uuid) -> Result<(Policies, Settings
                 max_steps,
             };
         }
-        match (row.server_id, row.tool) {
-            (Some(server), Some(tool)) if tool.is_empty() => {
-                policies.servers.insert(server);
+        match (row.server_id, row.tool, row.key) {
+            (Some(server), Some(tool), Some(key)) if tool.is_empty() => {
+                policies.servers.insert(server, key);
             }
-            (Some(server), Some(tool)) => {
-                policies.tools.insert((server, tool));
+            (Some(server), Some(tool), Some(key)) => {
+                policies.tools.insert((server, tool), key);
             }
             _ => {}
         }

@@ -660,20 +660,22 @@ pub async fn decide_all(
     known: Option<Latest>,
     decisions: Vec<(String, Decision)>,
 ) -> Result<Option<Decided>> {
-    decide_on(db, user_id, thread_id, None, known, decisions).await
+    decide_on(db, user_id, thread_id, None, None, known, decisions).await
 }
 
-/// Records the person's decisions on calls of the chat answer that `waiting` says waits (from
-/// [`pending`]), all or none, as one new checkpoint, always on disk before it answers; the answer's
-/// calls are updated in the same transaction. Two decisions at once (two tabs, a double click, a
-/// retry, two instances) cannot both land on the same checkpoint: the second finds its sequence
-/// number taken, reads the thread again and is judged on what the first left (a second decision on
-/// the same call is refused). None when the chat is not the user's (any more).
+/// Records the person's decisions on calls of `turn` of the chat answer that `waiting` says waits
+/// (from [`pending`]), all or none, as one new checkpoint, always on disk before it answers; the
+/// answer's calls are updated in the same transaction. Two decisions at once (two tabs, a double
+/// click, a retry, two instances) cannot both land on the same checkpoint: the second finds its
+/// sequence number taken, reads the thread again and is judged on what the first left (a second
+/// decision on the same call is refused, and so is one for a turn that no longer waits). None when
+/// the chat is not the user's (any more).
 pub async fn decide_waiting(
     db: &Database,
     user_id: Uuid,
     chat_id: Uuid,
     waiting: Waiting,
+    turn: u32,
     decisions: Vec<(String, Decision)>,
 ) -> Result<Option<Decided>> {
     let paused = db.paused();
@@ -688,6 +690,7 @@ pub async fn decide_waiting(
         user_id,
         waiting.thread_id,
         Some(waiting.answer_id),
+        Some(turn),
         known,
         decisions,
     )
@@ -705,6 +708,7 @@ async fn decide_on(
     user_id: Uuid,
     thread_id: Uuid,
     answer: Option<Uuid>,
+    turn: Option<u32>,
     mut known: Option<Latest>,
     decisions: Vec<(String, Decision)>,
 ) -> Result<Option<Decided>> {
@@ -720,7 +724,11 @@ async fn decide_on(
             return Ok(None);
         };
         let before = state.clone();
-        if let Err(refused) = state.decide_all(decisions.clone()) {
+        let decided = match turn {
+            Some(turn) if state.turn() != Some(turn) => Err(super::OUT_OF_DATE.to_owned()),
+            _ => state.decide_all(decisions.clone()),
+        };
+        if let Err(refused) = decided {
             if fresh {
                 return Err(Error::Invalid(refused));
             }
@@ -744,7 +752,7 @@ async fn decide_on(
             // a regeneration) and waits for nothing.
             Ok(Recorded::Refused) if fresh => {
                 return match answer {
-                    Some(_) => Err(Error::Invalid(super::NOT_WAITING.into())),
+                    Some(_) => Err(Error::Invalid(super::OUT_OF_DATE.into())),
                     None => Ok(None),
                 };
             }

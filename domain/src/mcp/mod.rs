@@ -308,8 +308,9 @@ impl Mcp {
         }
     }
 
-    /// The servers the user may use: the file's, the administrators' registry, their own.
-    async fn specs(&self, user_id: Uuid) -> Result<Vec<ServerSpec>> {
+    /// The servers the user may use: the file's, the administrators' registry, their own (a
+    /// stored server with a file server's id is shadowed by it).
+    pub async fn specs(&self, user_id: Uuid) -> Result<Vec<ServerSpec>> {
         let mut specs = self.inner.file.servers().to_vec();
         let stored = registry::stored(&self.inner.db, &self.inner.key, Some(user_id)).await?;
         specs.extend(

@@ -80,9 +80,11 @@ pub enum EventKind {
     /// The model asked for a tool call (decided already when one of the person's policies allows
     /// it; answered with an error at once when it cannot run).
     ToolCall { answer_id: Uuid, call: Call },
-    /// The run waits for the person's decisions on these calls (by id); it holds no task now.
+    /// The run waits for the person's decisions on these calls (by id) of `turn`; it holds no
+    /// task now.
     ApprovalNeeded {
         answer_id: Uuid,
+        turn: u32,
         call_ids: Vec<String>,
     },
     /// A call was decided (by the person or a policy).
@@ -374,7 +376,7 @@ impl Runs {
         // straight to the model.
         let (specs, person) = if conversation.tool_servers {
             let (tools, person) = tokio::join!(
-                agent::live::chat_tools(&self.inner.mcp, user_id, chat_id),
+                agent::live::chat_tools(db, &self.inner.mcp, user_id, chat_id),
                 agent::policy::for_run(db, user_id),
             );
             (tools?.unwrap_or_default(), Some(person?))
@@ -429,20 +431,24 @@ impl Runs {
             .unwrap_or_else(|_| Err(Error::Invalid("The answer could not be started.".into())))
     }
 
-    /// Records the person's decisions on the tool calls their chat's answer waits for, all or
-    /// none (see [`store::decide_waiting`]); with the last one, the run resumes here. An edit of a
-    /// call's arguments is checked against the tool's input schema first; "always allow" adds the
-    /// policy as well. None when the user has no such chat.
+    /// Records the person's decisions on the tool calls of `turn` that their chat's answer
+    /// `answer_id` waits for, all or none (see [`store::decide_waiting`]); with the last one, the
+    /// run resumes here. Decisions for an answer or a turn that no longer waits (a second click,
+    /// a stale tab) are refused, and nothing runs. An edit of a call's arguments is checked
+    /// against the tool's input schema first; "always allow" adds the policy as well, bound to
+    /// the server the call was asked of. None when the user has no such chat.
     pub async fn decide(
         &self,
         user_id: Uuid,
         chat_id: Uuid,
+        answer_id: Uuid,
+        turn: u32,
         choices: Vec<Choice>,
     ) -> Result<Option<RunState>> {
         let db = &self.inner.db;
         let edits = choices.iter().any(|c| c.arguments.is_some());
         let specs = if edits {
-            agent::live::chat_tools(&self.inner.mcp, user_id, chat_id)
+            agent::live::chat_tools(db, &self.inner.mcp, user_id, chat_id)
                 .await?
                 .unwrap_or_default()
         } else {
@@ -452,10 +458,17 @@ impl Runs {
         let (waiting, Judged { decisions, always }) = loop {
             let waiting = match pending {
                 store::Pending::NoChat => return Ok(None),
-                store::Pending::Nothing => return Err(Error::Invalid(agent::NOT_WAITING.into())),
+                store::Pending::Nothing => return Err(Error::Invalid(agent::OUT_OF_DATE.into())),
                 store::Pending::Waiting(waiting) => waiting,
             };
-            match judge(&waiting.latest.state, &specs, choices.clone()) {
+            let current =
+                waiting.answer_id == answer_id && waiting.latest.state.turn() == Some(turn);
+            let judged = if current {
+                judge(&waiting.latest.state, &specs, choices.clone())
+            } else {
+                Err(Error::Invalid(agent::OUT_OF_DATE.into()))
+            };
+            match judged {
                 Ok(judged) => break (waiting, judged),
                 // A pause remembered from before may be out of date: judged again as it is now.
                 Err(_) if waiting.remembered => {
@@ -464,13 +477,18 @@ impl Runs {
                 Err(e) => return Err(e),
             }
         };
-        let answer_id = waiting.answer_id;
-        let decided = store::decide_waiting(db, user_id, chat_id, waiting, decisions);
+        let decided = store::decide_waiting(db, user_id, chat_id, waiting, turn, decisions);
         let Some(decided) = decided.await? else {
             return Ok(None);
         };
-        for (server, tool) in always {
-            agent::policy::allow(db, user_id, &server, tool.as_deref()).await?;
+        for (server, tool, key) in always {
+            let tool = tool.as_deref();
+            if key.is_empty() {
+                // A call asked for before calls kept their server's key.
+                agent::policy::allow_current(db, &self.inner.mcp, user_id, &server, tool).await?;
+            } else {
+                agent::policy::allow(db, user_id, &server, tool, &key).await?;
+            }
         }
         for event in call_events(answer_id, &decided.before, &decided.thread.state) {
             self.emit(chat_id, event);
@@ -493,7 +511,7 @@ impl Runs {
     ) -> Result<()> {
         let db = &self.inner.db;
         let (tools, person, chat) = tokio::join!(
-            agent::live::chat_tools(&self.inner.mcp, user_id, chat_id),
+            agent::live::chat_tools(db, &self.inner.mcp, user_id, chat_id),
             agent::policy::for_run(db, user_id),
             chats::get(db, user_id, chat_id),
         );
@@ -1158,8 +1176,9 @@ pub enum Always {
 struct Judged {
     /// The decisions, by call id.
     decisions: Vec<(String, Decision)>,
-    /// The "always allow" policies asked for: a server, and one of its tools or all of them.
-    always: Vec<(String, Option<String>)>,
+    /// The "always allow" policies asked for: a server, one of its tools or all of them, and the
+    /// key of the server's definition the call was asked of.
+    always: Vec<(String, Option<String>, String)>,
 }
 
 /// The person's choices as decisions on the calls `state` waits for (an edit checked against the
@@ -1182,10 +1201,13 @@ fn judge(state: &RunState, specs: &[ToolSpec], choices: Vec<Choice>) -> Result<J
             if let Some(arguments) = &choice.arguments {
                 check_arguments(specs, call, arguments)?;
             }
-            match choice.always {
-                Some(Always::Tool) => always.push((call.server.clone(), Some(call.tool.clone()))),
-                Some(Always::Server) => always.push((call.server.clone(), None)),
-                None => {}
+            let tool = match choice.always {
+                Some(Always::Tool) => Some(Some(call.tool.clone())),
+                Some(Always::Server) => Some(None),
+                None => None,
+            };
+            if let Some(tool) = tool {
+                always.push((call.server.clone(), tool, call.server_key.clone()));
             }
             Decision::Approve {
                 by: Decider::Person,
@@ -1258,6 +1280,15 @@ struct Plan {
     policies: Policies,
 }
 
+/// A call as the chat's events show it: without its server's key, which a person could hold
+/// against guesses of how a servers-file server is defined.
+fn shown(call: &Call) -> Call {
+    Call {
+        server_key: String::new(),
+        ..call.clone()
+    }
+}
+
 /// The events that a run's state moving from `before` to `after` makes.
 fn call_events(answer_id: Uuid, before: &RunState, after: &RunState) -> Vec<EventKind> {
     let was: Vec<&Call> = before.all_calls().collect();
@@ -1267,7 +1298,7 @@ fn call_events(answer_id: Uuid, before: &RunState, after: &RunState) -> Vec<Even
         if prev.is_none() {
             events.push(EventKind::ToolCall {
                 answer_id,
-                call: call.clone(),
+                call: shown(call),
             });
         }
         if let Some(decision) = &call.decision
@@ -1284,18 +1315,19 @@ fn call_events(answer_id: Uuid, before: &RunState, after: &RunState) -> Vec<Even
         if ended(call) && !prev.is_some_and(ended) {
             events.push(EventKind::ToolResult {
                 answer_id,
-                call: call.clone(),
+                call: shown(call),
             });
         }
     }
     // A turn whose every call a policy allowed goes on at once: nothing waits.
     let undecided: Vec<String> = after.undecided().map(|c| c.id.clone()).collect();
-    if after.next == Step::AwaitApproval
+    if let Some(turn) = after.turn()
         && before.next != Step::AwaitApproval
         && !undecided.is_empty()
     {
         events.push(EventKind::ApprovalNeeded {
             answer_id,
+            turn,
             call_ids: undecided,
         });
     }
@@ -1578,7 +1610,9 @@ mod tests {
     fn call(id: &str, tool: &str, decision: Option<Decision>, state: CallState) -> Call {
         Call {
             id: id.into(),
+            turn: 1,
             server: "everything".into(),
+            server_key: "k".into(),
             tool: tool.into(),
             arguments: serde_json::json!({"message": "hi"}),
             annotations: Default::default(),
