@@ -671,6 +671,68 @@ pub(super) async fn save(
             id
         }
     };
+    write(&mut tx, key, owner, row_id, &input).await?;
+    if let Some(previous) = previous.filter(|p| *p != input.id) {
+        // Those connected keep their connection under the new id.
+        sqlx::query!(
+            "UPDATE mcp_connections SET server_id = $1
+             WHERE server_id = $2 AND ($3::uuid IS NULL OR user_id = $3)",
+            input.id,
+            previous,
+            owner
+        )
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// Adds a personal server for `owner` unless they have `max` of their own already. Its id is
+/// `input.id`, or that with `-2`, `-3`, ... when they use it already. Returns the id given.
+pub(super) async fn add_personal(
+    db: &Database,
+    key: &SecretKey,
+    owner: Uuid,
+    max: usize,
+    mut input: ServerInput,
+) -> Result<String> {
+    input.name = input.name.trim().to_owned();
+    input.description = input.description.trim().to_owned();
+    let mut tx = db.pool().begin().await?;
+    // Locking the owner's row serialises their adds, so the count holds until the insert commits.
+    sqlx::query!("SELECT id FROM users WHERE id = $1 FOR UPDATE", owner)
+        .fetch_one(&mut *tx)
+        .await?;
+    let taken: HashSet<String> =
+        sqlx::query_scalar!("SELECT slug FROM mcp_servers WHERE owner_id = $1", owner)
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .collect();
+    if taken.len() >= max {
+        return Err(Error::Invalid(format!(
+            "You have {max} servers of your own already. Remove one you no longer use first."
+        )));
+    }
+    let base = input.id.clone();
+    input.id = std::iter::once(base.clone())
+        .chain((2..).map(|n| format!("{base}-{n}")))
+        .find(|id| !taken.contains(id))
+        .expect("an unused id");
+    write(&mut tx, key, Some(owner), Uuid::new_v4(), &input).await?;
+    tx.commit().await?;
+    Ok(input.id)
+}
+
+/// Checks a server and writes its row (a new one, or the one with `row_id`).
+async fn write(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    key: &SecretKey,
+    owner: Option<Uuid>,
+    row_id: Uuid,
+    input: &ServerInput,
+) -> Result<()> {
     input.validate()?;
     let public = serde_json::to_value(input.transport.public()).expect("serialisable");
     let secrets = input.transport.secrets();
@@ -698,32 +760,16 @@ pub(super) async fn save(
         public,
         sealed
     )
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await;
     match saved {
-        Ok(_) => {}
-        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-            return Err(Error::Invalid(format!(
-                "A server with the id '{}' exists already: choose another.",
-                input.id
-            )));
-        }
-        Err(e) => return Err(e.into()),
+        Ok(_) => Ok(()),
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(Error::Invalid(format!(
+            "A server with the id '{}' exists already: choose another.",
+            input.id
+        ))),
+        Err(e) => Err(e.into()),
     }
-    if let Some(previous) = previous.filter(|p| *p != input.id) {
-        // Those connected keep their connection under the new id.
-        sqlx::query!(
-            "UPDATE mcp_connections SET server_id = $1
-             WHERE server_id = $2 AND ($3::uuid IS NULL OR user_id = $3)",
-            input.id,
-            previous,
-            owner
-        )
-        .execute(&mut *tx)
-        .await?;
-    }
-    tx.commit().await?;
-    Ok(true)
 }
 
 /// Removes a stored server (of the registry, or of its owner) and everyone's wish to be connected
