@@ -145,6 +145,12 @@ pub struct Config {
     #[arg(long, env = "SWITCHBOARD_MCP_ALLOWED_NETWORKS")]
     pub mcp_allowed_networks: Option<String>,
 
+    /// Where stdio tool servers run: each person's process of each server gets a private
+    /// directory of its own below this one (its working directory and HOME). Default: the
+    /// system's temporary directory's `switchboard-mcp/`.
+    #[arg(long, env = "SWITCHBOARD_MCP_WORK_DIR")]
+    pub mcp_work_dir: Option<PathBuf>,
+
     /// The key that encrypts stored secrets (tools servers' tokens, header values, secret
     /// environment variables): 32 random bytes in base64 (`openssl rand -base64 32`). Instances
     /// that share a database need the same key. Unset: a key is generated into
@@ -276,11 +282,16 @@ impl Config {
         )
         .map_err(ConfigError::AllowedNetworks)?;
         let idle = *self.mcp_idle_timeout;
+        let defaults = domain::mcp::Settings::default();
         Ok(domain::mcp::Settings {
             call_timeout: *self.mcp_call_timeout,
             idle_timeout: (!idle.is_zero()).then_some(idle),
             addresses,
-            ..domain::mcp::Settings::default()
+            work_dir: self
+                .mcp_work_dir
+                .clone()
+                .unwrap_or(defaults.work_dir.clone()),
+            ..defaults
         })
     }
 
@@ -492,6 +503,19 @@ mod tests {
         assert!(
             bad.contains("SWITCHBOARD_MCP_ALLOWED_NETWORKS") && bad.contains("intranet"),
             "{bad}"
+        );
+    }
+
+    #[test]
+    fn stdio_servers_work_in_the_configured_directory() {
+        let set = parse(&["--mcp-work-dir", "/srv/switchboard-mcp"])
+            .mcp_settings()
+            .unwrap();
+        assert_eq!(set.work_dir, Path::new("/srv/switchboard-mcp"));
+        let default = parse(&[]).mcp_settings().unwrap();
+        assert_eq!(
+            default.work_dir,
+            std::env::temp_dir().join("switchboard-mcp")
         );
     }
 

@@ -115,6 +115,7 @@ fn settings() -> Settings {
         max_backoff: Duration::from_secs(1),
         idle_timeout: None,
         addresses: AddressPolicy::default(),
+        ..Settings::default()
     }
 }
 
@@ -143,20 +144,7 @@ async fn until(
     server: &str,
     wanted: impl Fn(&Status) -> bool,
 ) -> ServerView {
-    let deadline = Instant::now() + Duration::from_secs(40);
-    loop {
-        let views = mcp.servers(user).await.unwrap();
-        let view = views.into_iter().find(|v| v.id == server).unwrap();
-        if wanted(&view.status) {
-            return view;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{server} is still {:?}",
-            view.status
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    support::until_mcp(mcp, user, server, || {}, wanted).await
 }
 
 fn connected(status: &Status) -> bool {
@@ -826,27 +814,9 @@ async fn personal_servers_are_checked_where_they_point_and_seen_by_their_owner_a
 
 /// A Streamable HTTP endpoint that records the headers of every request and refuses it, to see
 /// what a connection sends.
-async fn recording_server() -> (
-    String,
-    std::sync::Arc<std::sync::Mutex<Vec<http::HeaderMap>>>,
-) {
-    use axum::routing::any;
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let record = seen.clone();
-    let app = axum::Router::new().route(
-        "/mcp",
-        any(move |headers: http::HeaderMap| {
-            let record = record.clone();
-            async move {
-                record.lock().unwrap().push(headers);
-                (http::StatusCode::UNAUTHORIZED, "no")
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (url, seen)
+async fn recording_server() -> (String, support::Seen) {
+    let (base, seen) = support::recorder(axum::Router::new(), "/mcp").await;
+    (format!("{base}/mcp"), seen)
 }
 
 /// The server with this id in a `mcp/servers` or `mcp/admin/servers` answer.

@@ -2,32 +2,38 @@
 //! connections to them.
 //!
 //! [`Mcp`] holds, per user, one supervised connection per server that user has connected. At
-//! connect the server's tools are fetched (every page of `tools/list`) and kept with their input
-//! schemas and annotations; `notifications/tools/list_changed` fetches them again. A connection that
-//! drops is retried with backoff for as long as the user wants it; one left unused for the idle
-//! time closes, and opens again when it is next used. Which servers a user has connected is
-//! stored, so after a restart, or on another instance, the connections come back on the user's
-//! first use. Two users connected to the same server have two connections of their own.
+//! connect the server's tools are fetched (every page of `tools/list`, within [`Limits`]) and kept
+//! with their input schemas and annotations; `notifications/tools/list_changed` fetches them again
+//! (at most one fetch at a time, a few seconds apart at least). A connection that drops is retried
+//! with backoff for as long as the user wants it; one left unused for the idle time closes, and
+//! opens again when it is next used. Which servers a user has connected is stored, so after a
+//! restart, or on another instance, the connections come back on the user's first use. Two users
+//! connected to the same server have two connections of their own.
 //!
-//! Stdio servers run in a process group of their own, killed with the connection (a server started
-//! through `npx` or a shell leaves no grandchild behind). Personal servers are reached only at
-//! addresses [`net::AddressPolicy`] allows.
+//! Stdio servers start with a clean environment in a working directory of their own, in a process
+//! group killed with the connection (see [`stdio`]). Personal servers are reached only at
+//! addresses [`net::AddressPolicy`] allows. What a server sends is capped (see [`limits`]).
 
+pub mod limits;
 pub mod net;
 pub mod registry;
+mod remote;
+mod stdio;
 
 use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use rmcp::model::{CallToolRequestParams, CallToolResponse};
 use rmcp::service::{NotificationContext, Peer, RoleClient, RunningService, ServiceExt};
-use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
+use rmcp::transport::StreamableHttpClientTransport;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
+pub use limits::Limits;
 pub use net::AddressPolicy;
 pub use registry::{
     PERSONAL_PREFIX, PublicTransport, Registry, ServerInput, ServerSpec, Source, Transport,
@@ -169,6 +175,12 @@ pub struct Settings {
     pub idle_timeout: Option<Duration>,
     /// Where personal servers may point.
     pub addresses: AddressPolicy,
+    /// Where stdio servers get their working directories (one per server and person).
+    pub work_dir: PathBuf,
+    /// What a server may send.
+    pub limits: Limits,
+    /// The least time between two fetches of a tool list that a server says has changed.
+    pub refresh_interval: Duration,
 }
 
 impl Default for Settings {
@@ -179,6 +191,9 @@ impl Default for Settings {
             max_backoff: Duration::from_secs(30),
             idle_timeout: Some(Duration::from_secs(30 * 60)),
             addresses: AddressPolicy::default(),
+            work_dir: stdio::default_work_dir(),
+            limits: Limits::default(),
+            refresh_interval: Duration::from_secs(2),
         }
     }
 }
@@ -225,6 +240,10 @@ struct Shared {
     last_used: Mutex<Instant>,
     /// An idle connection is wanted again.
     wake: Notify,
+    /// The server said its tools changed (notices that come in the meantime make one).
+    tools_changed: Notify,
+    /// Why the transport ended the session it carries, when it did (a message too large).
+    fault: Mutex<Option<String>>,
 }
 
 impl Shared {
@@ -237,7 +256,19 @@ impl Shared {
             broken_notify: Notify::new(),
             last_used: Mutex::new(Instant::now()),
             wake: Notify::new(),
+            tools_changed: Notify::new(),
+            fault: Mutex::default(),
         }
+    }
+
+    fn fault(&self) -> Option<String> {
+        self.fault.lock().expect("not poisoned").clone()
+    }
+
+    /// For a transport, to say why it ended the session.
+    fn report_fault(self: &Arc<Self>) -> impl Fn(String) + Send + Sync + 'static {
+        let shared = self.clone();
+        move |why| *shared.fault.lock().expect("not poisoned") = Some(why)
     }
 
     fn set(&self, status: Status) {
@@ -259,7 +290,8 @@ impl Shared {
     }
 }
 
-/// Receives what a server tells its client; `tools/list_changed` fetches the tools again.
+/// Receives what a server tells its client; `tools/list_changed` has the tools fetched again
+/// (by [`refresh_tools`], which the session runs).
 #[derive(Clone)]
 struct Client {
     shared: Arc<Shared>,
@@ -268,19 +300,9 @@ struct Client {
 impl rmcp::ClientHandler for Client {
     fn on_tool_list_changed(
         &self,
-        context: NotificationContext<RoleClient>,
+        _context: NotificationContext<RoleClient>,
     ) -> impl Future<Output = ()> + Send + '_ {
-        let shared = self.shared.clone();
-        // Not awaited here: the answer arrives through the same session this handler runs in.
-        tokio::spawn(async move {
-            match context.peer.list_all_tools().await {
-                Ok(tools) => {
-                    *shared.tools.write().expect("not poisoned") =
-                        tools.into_iter().map(Tool::from).collect();
-                }
-                Err(e) => tracing::warn!("could not fetch a changed tool list: {e}"),
-            }
-        });
+        self.shared.tools_changed.notify_one();
         std::future::ready(())
     }
 }
@@ -302,7 +324,7 @@ impl Mcp {
                 file,
                 key,
                 settings: Arc::new(settings),
-                http: http_client(),
+                http: remote::http_client(),
                 users: Mutex::new(HashMap::new()),
             }),
         }
@@ -448,6 +470,7 @@ impl Mcp {
         let started = Instant::now();
         let request = CallToolRequestParams::new(tool.to_owned()).with_arguments(arguments);
         let timeout = self.inner.settings.call_timeout;
+        let limits = &self.inner.settings.limits;
         // Dropping the request on timeout tells the server to cancel it.
         let response = tokio::time::timeout(timeout, peer.call_tool_once(request))
             .await
@@ -458,13 +481,22 @@ impl Mcp {
                 ))
             })?
             .map_err(|e| {
-                if matches!(
+                // A server's error message can be as large as a message may be.
+                let why = limits::cut(&e.to_string(), limits.max_error_chars);
+                let why = if matches!(
                     e,
                     rmcp::ServiceError::TransportSend(_) | rmcp::ServiceError::TransportClosed
                 ) {
-                    shared.break_with(format!("The server stopped answering: {e}."));
-                }
-                Error::Invalid(format!("The tool '{tool}' could not be called: {e}"))
+                    // The transport's own reason (a message too large) says more.
+                    let why = shared
+                        .fault()
+                        .unwrap_or_else(|| format!("The server stopped answering: {why}."));
+                    shared.break_with(why.clone());
+                    why
+                } else {
+                    why
+                };
+                Error::Invalid(format!("The tool '{tool}' could not be called: {why}"))
             })?;
         shared.touch();
         let CallToolResponse::Complete(result) = response else {
@@ -472,10 +504,16 @@ impl Mcp {
                 "The tool '{tool}' asked for more input, which Switchboard cannot give yet."
             )));
         };
+        let is_error = result.is_error.unwrap_or(false);
+        let (content, structured) = limits::bounded_result(
+            result.content,
+            result.structured_content,
+            limits.max_result_bytes,
+        );
         Ok(ToolOutput {
-            is_error: result.is_error.unwrap_or(false),
-            content: serde_json::to_value(&result.content).unwrap_or_default(),
-            structured: result.structured_content.clone(),
+            is_error,
+            content,
+            structured,
             duration_ms: started.elapsed().as_millis() as u64,
         })
     }
@@ -670,24 +708,10 @@ impl Mcp {
             .check(url.trim())
             .await
             .map_err(Error::Invalid)?;
-        let specs = self.specs(user_id).await?;
-        let own = specs
-            .iter()
-            .filter(|s| s.source == Source::Personal)
-            .count();
-        if own >= MAX_PERSONAL_SERVERS {
-            return Err(Error::Invalid(format!(
-                "You have {MAX_PERSONAL_SERVERS} servers of your own already. Remove one you no longer use first."
-            )));
-        }
-        let base = format!("{PERSONAL_PREFIX}{}", registry::slug(name));
-        let taken: HashSet<String> = specs.into_iter().map(|s| s.id).collect();
-        let id = std::iter::once(base.clone())
-            .chain((2..).map(|n| format!("{base}-{n}")))
-            .find(|id| !taken.contains(id))
-            .expect("an unused id");
         let input = ServerInput {
-            id: id.clone(),
+            // Personal ids start with the prefix the registry's may not use, so only the person's
+            // own servers can hold it already.
+            id: format!("{PERSONAL_PREFIX}{}", registry::slug(name)),
             name: name.to_owned(),
             description: description.to_owned(),
             enabled: true,
@@ -697,8 +721,14 @@ impl Mcp {
                 bearer_token: bearer_token.filter(|t| !t.trim().is_empty()),
             },
         };
-        registry::save(&self.inner.db, &self.inner.key, Some(user_id), None, input).await?;
-        Ok(id)
+        registry::add_personal(
+            &self.inner.db,
+            &self.inner.key,
+            user_id,
+            MAX_PERSONAL_SERVERS,
+            input,
+        )
+        .await
     }
 
     /// Removes one of the user's personal servers (and their connection to it).
@@ -826,6 +856,7 @@ impl Mcp {
         let (stop, stopped) = watch::channel(false);
         let id = spec.id.clone();
         let task = tokio::spawn(supervise(
+            user_id,
             spec,
             shared.clone(),
             self.inner.settings.clone(),
@@ -900,6 +931,7 @@ enum Ended {
 /// Keeps one connection up while it is wanted: connect, fetch the tools, wait for the end, pause,
 /// again; until `stopped`, when the session is closed properly.
 async fn supervise(
+    user_id: Uuid,
     spec: ServerSpec,
     shared: Arc<Shared>,
     settings: Arc<Settings>,
@@ -909,11 +941,13 @@ async fn supervise(
     let mut pause = Duration::from_secs(1);
     loop {
         shared.set(Status::Connecting);
+        *shared.fault.lock().expect("not poisoned") = None;
+        *shared.broken.lock().expect("not poisoned") = None;
         let client = Client {
             shared: shared.clone(),
         };
         let opened = tokio::select! {
-            opened = tokio::time::timeout(settings.connect_timeout, open(&spec, client, &settings, &http)) => opened,
+            opened = tokio::time::timeout(settings.connect_timeout, open(user_id, &spec, client, &settings, &http)) => opened,
             _ = stop_requested(&mut stopped) => return,
         };
         let reason = match opened {
@@ -967,13 +1001,15 @@ async fn live(
     stopped: &mut watch::Receiver<bool>,
 ) -> Ended {
     let cancel = service.cancellation_token();
+    let peer = service.peer().clone();
     let mut ended = std::pin::pin!(service.waiting());
     let (outcome, over) = tokio::select! {
-        ended = &mut ended => (Ended::Lost(match ended {
+        ended = &mut ended => (Ended::Lost(shared.fault().unwrap_or_else(|| match ended {
             Ok(rmcp::service::QuitReason::Closed) => "The server closed the connection.".to_owned(),
-            Ok(other) => format!("The connection ended ({other:?})."),
-            Err(e) => format!("The connection failed: {e}."),
-        }), true),
+            Ok(other) => limits::cut(&format!("The connection ended ({other:?})."), settings.limits.max_error_chars),
+            Err(e) => format!("The connection failed: {}.", limits::cut(&e.to_string(), settings.limits.max_error_chars)),
+        })), true),
+        never = refresh_tools(&peer, shared, settings) => match never {},
         _ = shared.broken_notify.notified() => (Ended::Lost(
             shared
                 .broken
@@ -991,6 +1027,38 @@ async fn live(
         let _ = ended.await;
     }
     outcome
+}
+
+/// Fetches the tools again when the server says they changed: notices that come while a fetch
+/// waits or runs make one more fetch, at most one runs at a time, fetches are
+/// `refresh_interval` apart at least, and each may take the connect time. A list that cannot be
+/// fetched (or is refused) ends the session, whose status then says why.
+async fn refresh_tools(
+    peer: &Peer<RoleClient>,
+    shared: &Shared,
+    settings: &Settings,
+) -> std::convert::Infallible {
+    let mut last: Option<Instant> = None;
+    loop {
+        shared.tools_changed.notified().await;
+        if let Some(last) = last {
+            tokio::time::sleep_until((last + settings.refresh_interval).into()).await;
+        }
+        last = Some(Instant::now());
+        let fetched = tokio::time::timeout(
+            settings.connect_timeout,
+            limits::list_tools(peer, &settings.limits),
+        )
+        .await;
+        match fetched {
+            Ok(Ok(tools)) => *shared.tools.write().expect("not poisoned") = tools,
+            Ok(Err(reason)) => shared.break_with(reason),
+            Err(_) => shared.break_with(format!(
+                "The server said its tools changed, then did not list them within {} s.",
+                settings.connect_timeout.as_secs()
+            )),
+        }
+    }
 }
 
 /// Resolves once the connection has not been used for `timeout`.
@@ -1014,6 +1082,7 @@ async fn stop_requested(stopped: &mut watch::Receiver<bool>) {
 
 /// Starts a session with the server and fetches its tools.
 async fn open(
+    user_id: Uuid,
     spec: &ServerSpec,
     client: Client,
     settings: &Settings,
@@ -1022,6 +1091,17 @@ async fn open(
     if let Some(problem) = &spec.problem {
         return Err(problem.clone());
     }
+    let limits = &settings.limits;
+    let shared = client.shared.clone();
+    // What a failure says: the transport's own reason when it gave one, else rmcp's (cut).
+    let failed = |what: &str, e: &(dyn std::error::Error + 'static)| {
+        shared.fault().unwrap_or_else(|| {
+            format!(
+                "{what}: {}.",
+                limits::cut(&crate::error::chain(e), limits.max_error_chars)
+            )
+        })
+    };
     let service = match &spec.transport {
         Transport::Stdio {
             command,
@@ -1029,35 +1109,41 @@ async fn open(
             env,
             secret_env,
         } => {
-            let mut wrapped = process_wrap::tokio::CommandWrap::with_new(command, |c| {
-                c.args(args).envs(env).envs(secret_env).kill_on_drop(true);
-            });
-            wrapped
-                .wrap(process_wrap::tokio::ProcessGroup::leader())
-                .wrap(process_wrap::tokio::KillOnDrop);
-            let (transport, _) = TokioChildProcess::builder(wrapped)
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .map_err(|e| format!("Cannot start '{command}': {e}."))?;
+            let dir = stdio::work_dir(&settings.work_dir, &spec.id, user_id)?;
+            let transport = stdio::spawn(
+                stdio::Launch {
+                    command,
+                    args,
+                    env,
+                    secret_env,
+                    dir: &dir,
+                },
+                limits.max_message_bytes,
+                shared.report_fault(),
+            )?;
             client
                 .serve(transport)
                 .await
-                .map_err(|e| format!("The server did not complete the MCP handshake: {e}."))?
+                .map_err(|e| failed("The server did not complete the MCP handshake", &e))?
         }
         Transport::Http {
             url,
             headers,
             bearer_token,
         } => {
+            // Checked when saved; again here for servers stored or listed before these checks.
+            registry::check_url(url)?;
+            registry::check_headers(headers)?;
             let http = if spec.source == Source::Personal {
-                pinned_client(&settings.addresses, url).await?
+                remote::pinned_client(&settings.addresses, url).await?
             } else {
                 shared_http.clone()
             };
             let mut config =
                 rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig::with_uri(
                     url.as_str(),
-                );
+                )
+                .max_sse_event_size(limits.max_message_bytes);
             if let Some(token) = bearer_token {
                 config = config.auth_header(token.clone());
             }
@@ -1070,44 +1156,30 @@ async fn open(
                 custom.insert(name, value);
             }
             config = config.custom_headers(custom);
+            let http = remote::Capped {
+                client: http,
+                fault: Arc::new(shared.report_fault()),
+            };
             let transport = StreamableHttpClientTransport::with_client(http, config);
             client
                 .serve(transport)
                 .await
-                .map_err(|e| format!("Cannot reach {url}: {e}."))?
+                .map_err(|e| match remote::http_cause(&e) {
+                    Some(cause) => format!(
+                        "Cannot reach {url}: {}.",
+                        limits::cut(&cause, limits.max_error_chars)
+                    ),
+                    None => failed(&format!("Cannot reach {url}"), &e),
+                })?
         }
     };
-    let tools = service
+    // Tool lists are fetched fresh, and only through the limits: no copies in rmcp's cache.
+    service
         .peer()
-        .list_all_tools()
+        .set_response_cache_config(rmcp::ClientCacheConfig::disabled())
+        .await;
+    let tools = limits::list_tools(service.peer(), limits)
         .await
-        .map_err(|e| format!("The server did not list its tools: {e}."))?;
-    Ok((service, tools.into_iter().map(Tool::from).collect()))
-}
-
-/// The HTTP client rmcp's Streamable HTTP transport is built on.
-fn http_client() -> rmcp_reqwest::Client {
-    builder().build().unwrap_or_default()
-}
-
-fn builder() -> rmcp_reqwest::ClientBuilder {
-    // Its TLS uses the process's rustls provider: ring, as elsewhere (a no-op once installed).
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    rmcp_reqwest::Client::builder().tcp_nodelay(true)
-}
-
-/// A client for a personal server: it goes only to the addresses checked now (a name that
-/// resolves elsewhere later is not looked up again) and follows no redirect.
-async fn pinned_client(
-    policy: &AddressPolicy,
-    url: &str,
-) -> std::result::Result<rmcp_reqwest::Client, String> {
-    let (name, addresses) = policy.check(url).await?;
-    let mut builder = builder().redirect(rmcp_reqwest::redirect::Policy::none());
-    if let Some(name) = name {
-        builder = builder.resolve_to_addrs(&name, &addresses);
-    }
-    builder
-        .build()
-        .map_err(|e| format!("Cannot set up a connection to {url}: {e}."))
+        .map_err(|reason| shared.fault().unwrap_or(reason))?;
+    Ok((service, tools))
 }

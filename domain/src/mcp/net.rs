@@ -1,10 +1,11 @@
 //! Where a personal tool server may point. A person's own server is reached from inside the
 //! deployment, so its address must not lead into it: loopback, link-local (cloud metadata at
-//! 169.254.169.254 among them), private, shared (CGNAT), unspecified, multicast, broadcast and
-//! documentation addresses are refused unless an administrator allows a network. The check is made
-//! on the addresses the host name resolves to at connect time, and the connection then goes to
-//! exactly those addresses, so a name that resolves elsewhere a moment later (DNS rebinding) gains
-//! nothing.
+//! 169.254.169.254 among them), private, shared (CGNAT), unspecified, multicast, broadcast,
+//! documentation and IETF-reserved addresses are refused unless an administrator allows a network,
+//! and so are IPv6 forms that carry such an IPv4 address inside (mapped, compatible, 6to4, NAT64)
+//! or lead to networks of their own (site-local, local-use NAT64, Teredo). The check is made on the
+//! addresses the host name resolves to at connect time, and the connection then goes to exactly
+//! those addresses, so a name that resolves elsewhere a moment later (DNS rebinding) gains nothing.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -67,13 +68,11 @@ impl AddressPolicy {
         for address in &addresses {
             if let Some(why) = self.refusal(address.ip()) {
                 let host = url.host_str().unwrap_or_default();
+                // Which internal address a name has is itself worth knowing to an attacker: only
+                // the kind of address is told.
                 return Err(format!(
-                    "{host} is {} ({why}): a personal server may not point there. Ask an administrator to allow that network (SWITCHBOARD_MCP_ALLOWED_NETWORKS) or to add the server to the registry.",
-                    if name.is_some() {
-                        format!("at {}", address.ip())
-                    } else {
-                        "an address".to_owned()
-                    }
+                    "{host} {} {why}: a personal server may not point there. Ask an administrator to allow that network (SWITCHBOARD_MCP_ALLOWED_NETWORKS) or to add the server to the registry.",
+                    if name.is_some() { "leads to" } else { "is" }
                 ));
             }
         }
@@ -100,7 +99,7 @@ fn special(ip: IpAddr) -> Option<&'static str> {
 }
 
 fn special_v4(ip: Ipv4Addr) -> Option<&'static str> {
-    let [a, b, ..] = ip.octets();
+    let [a, b, c, _] = ip.octets();
     if ip.is_loopback() {
         Some("a loopback address")
     } else if ip.is_link_local() {
@@ -115,34 +114,59 @@ fn special_v4(ip: Ipv4Addr) -> Option<&'static str> {
         Some("a multicast, broadcast or reserved address")
     } else if ip.is_documentation() || (a == 198 && (b == 18 || b == 19)) {
         Some("a documentation or benchmarking address")
+    } else if a == 192 && b == 0 && c == 0 {
+        // 192.0.0.0/24: IETF protocol assignments (the dummy 192.0.0.8, NAT64 discovery, ...).
+        Some("an IETF protocol address")
     } else {
         None
     }
 }
 
+/// The IPv4 address in the last 32 bits of `ip`.
+fn last_v4(ip: Ipv6Addr) -> Ipv4Addr {
+    let [.., c, d] = ip.segments();
+    Ipv4Addr::new((c >> 8) as u8, c as u8, (d >> 8) as u8, d as u8)
+}
+
 fn special_v6(ip: Ipv6Addr) -> Option<&'static str> {
-    let first = ip.segments()[0];
+    let s = ip.segments();
     if ip.is_loopback() {
         Some("a loopback address")
     } else if ip.is_unspecified() {
         Some("an unspecified address")
+    } else if s[..6] == [0; 6] {
+        // IPv4-compatible (::a.b.c.d, deprecated): what it carries, and refused even when public,
+        // as no public server is reached that way.
+        Some(special_v4(last_v4(ip)).unwrap_or("an IPv4-compatible address (deprecated)"))
     } else if ip.is_unicast_link_local() {
         Some("a link-local address")
+    } else if s[0] & 0xffc0 == 0xfec0 {
+        Some("a site-local address")
     } else if ip.is_unique_local() {
         Some("a private (unique local) address, where some cloud metadata services answer")
     } else if ip.is_multicast() {
         Some("a multicast address")
-    } else if first == 0x2001 && ip.segments()[1] == 0x0db8 {
+    } else if s[0] == 0x2001 && s[1] == 0x0db8 {
         Some("a documentation address")
-    } else if first == 0x0064 && ip.segments()[1] == 0xff9b {
-        // NAT64: the IPv4 address inside decides.
-        let [.., c, d] = ip.segments();
+    } else if s[0] == 0x2001 && s[1] == 0 {
+        // Teredo: a tunnel whose far end is an IPv4 address of its own choosing.
+        Some("a Teredo tunnel address")
+    } else if s[0] == 0x2002 {
+        // 6to4: the IPv4 address in bits 16 to 48 decides.
         special_v4(Ipv4Addr::new(
-            (c >> 8) as u8,
-            c as u8,
-            (d >> 8) as u8,
-            d as u8,
+            (s[1] >> 8) as u8,
+            s[1] as u8,
+            (s[2] >> 8) as u8,
+            s[2] as u8,
         ))
+    } else if s[0] == 0x0064 && s[1] == 0xff9b {
+        if s[2..6] == [0; 4] {
+            // NAT64's well-known prefix: the IPv4 address inside decides.
+            special_v4(last_v4(ip))
+        } else {
+            // Local-use NAT64 (64:ff9b:1::/48): translated inside some operator's own network.
+            Some("a local-use NAT64 address")
+        }
     } else {
         None
     }
@@ -186,6 +210,45 @@ mod tests {
     }
 
     #[test]
+    fn ipv6_forms_that_carry_or_reach_internal_addresses_are_refused() {
+        let policy = AddressPolicy::default();
+        for (ip, why) in [
+            // IPv4-compatible, deprecated: what it carries, else refused as such.
+            ("::127.0.0.1", "loopback"),
+            ("::10.0.0.1", "private"),
+            ("::169.254.169.254", "link-local"),
+            ("::8.8.8.8", "IPv4-compatible"),
+            ("fec0::1", "site-local"),
+            ("feff:ffff::1", "site-local"),
+            // 6to4 with a private IPv4 inside.
+            ("2002:7f00:1::", "loopback"),
+            ("2002:a9fe:a9fe::1", "link-local"),
+            ("2002:c0a8:0101::1", "private"),
+            ("64:ff9b::7f00:1", "loopback"),
+            ("64:ff9b:1::808:808", "local-use NAT64"),
+            ("64:ff9b:1:ffff::1", "local-use NAT64"),
+            ("2001:0:4136:e378:8000:63bf:3fff:fdd2", "Teredo"),
+            ("192.0.0.8", "IETF"),
+            ("192.0.0.170", "IETF"),
+            ("::ffff:192.0.0.8", "IETF"),
+        ] {
+            let refusal = policy.refusal(ip.parse().unwrap());
+            assert!(
+                refusal.is_some_and(|r| r.contains(why)),
+                "{ip}: {refusal:?}"
+            );
+        }
+        for ip in [
+            "2002:808:808::1",
+            "64:ff9b::808:808",
+            "192.0.1.1",
+            "2001:4860::8888",
+        ] {
+            assert!(!refused(&policy, ip), "{ip} is public");
+        }
+    }
+
+    #[test]
     fn an_administrator_can_allow_a_network() {
         let policy = AddressPolicy::parse("10.0.0.0/8, 127.0.0.1").unwrap();
         assert!(!refused(&policy, "10.20.30.40"));
@@ -200,6 +263,22 @@ mod tests {
         let policy = AddressPolicy::default();
         let error = policy.check("http://localhost:9/mcp").await.unwrap_err();
         assert!(error.contains("loopback"), "{error}");
+        // Where an internal name leads is not told, only what kind of address it is.
+        assert!(
+            !error.contains("127.0.0.1") && !error.contains("::1"),
+            "{error}"
+        );
+        let error = policy
+            .check("http://[::127.0.0.1]:8080/mcp")
+            .await
+            .unwrap_err();
+        assert!(error.contains("loopback"), "{error}");
+        let error = policy.check("http://192.0.0.8/mcp").await.unwrap_err();
+        assert!(error.contains("IETF"), "{error}");
+        let error = policy.check("http://[2002:7f00:1::]/").await.unwrap_err();
+        assert!(error.contains("loopback"), "{error}");
+        let error = policy.check("http://[fec0::1]/").await.unwrap_err();
+        assert!(error.contains("site-local"), "{error}");
         let error = policy
             .check("http://169.254.169.254/latest/meta-data")
             .await

@@ -288,26 +288,96 @@ impl Transport {
                 headers,
                 bearer_token,
             } => {
-                let parsed = url::Url::parse(url)
-                    .map_err(|e| Error::Invalid(format!("'{url}' is not a valid URL ({e}).")))?;
-                if !matches!(parsed.scheme(), "http" | "https") {
-                    return invalid("The server's URL must start with http:// or https://.");
-                }
-                for (name, value) in headers {
-                    if http::HeaderName::try_from(name.as_str()).is_err() {
-                        return invalid(&format!("'{name}' is not a valid header name."));
+                check_url(url).map_err(Error::Invalid)?;
+                check_headers(headers).map_err(Error::Invalid)?;
+                match bearer_token.as_deref() {
+                    Some("") => return invalid("The bearer token is empty."),
+                    Some(token)
+                        if token.len() > MAX_HEADER_VALUE
+                            || http::HeaderValue::try_from(format!("Bearer {token}")).is_err() =>
+                    {
+                        return invalid(&format!(
+                            "The bearer token must be printable text of at most {MAX_HEADER_VALUE} bytes."
+                        ));
                     }
-                    if value.is_empty() || http::HeaderValue::try_from(value.as_str()).is_err() {
-                        return invalid(&format!("The header '{name}' needs a valid value."));
-                    }
-                }
-                if bearer_token.as_deref() == Some("") {
-                    return invalid("The bearer token is empty.");
+                    _ => {}
                 }
             }
         }
         Ok(())
     }
+}
+
+/// Checks a Streamable HTTP server's URL: http or https, and no credentials in it (they would be
+/// shown and stored in the clear).
+pub(super) fn check_url(url: &str) -> std::result::Result<(), String> {
+    let parsed = url::Url::parse(url).map_err(|e| format!("'{url}' is not a valid URL ({e})."))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err("The server's URL must start with http:// or https://.".into());
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err("The server's URL holds a user name or password: remove them from the URL and put the secret in the bearer token field (or a header), where it is stored encrypted.".into());
+    }
+    Ok(())
+}
+
+/// Most headers a server may be given, and their sizes (in bytes).
+pub const MAX_HEADERS: usize = 20;
+const MAX_HEADER_NAME: usize = 100;
+const MAX_HEADER_VALUE: usize = 8 * 1024;
+
+/// Headers that say where a request goes or how it is framed, or that the MCP transport sets
+/// itself: a server's configured headers may not replace them.
+fn reserved_header(name: &str) -> Option<&'static str> {
+    let name = name.to_ascii_lowercase();
+    match name.as_str() {
+        "authorization" => Some("Use the bearer token field for the Authorization header."),
+        "host" => Some("The Host header follows from the URL."),
+        "connection" | "keep-alive" | "te" | "trailer" | "transfer-encoding" | "upgrade"
+        | "expect" => Some("It is a hop-by-hop header, which the connection itself sets."),
+        "content-length" | "content-type" | "content-encoding" => {
+            Some("It describes the request's body, which Switchboard writes.")
+        }
+        "accept" | "last-event-id" => Some("The MCP transport sets it."),
+        _ if name.starts_with("proxy-") => {
+            Some("Proxy headers are for proxies, not for the server.")
+        }
+        _ if name.starts_with("mcp-") => Some("The MCP transport sets it."),
+        _ => None,
+    }
+}
+
+/// Checks a server's configured headers: valid, not reserved, and not too many or too large.
+pub(super) fn check_headers(headers: &BTreeMap<String, String>) -> std::result::Result<(), String> {
+    if headers.len() > MAX_HEADERS {
+        return Err(format!(
+            "A server may be given at most {MAX_HEADERS} headers ({} here).",
+            headers.len()
+        ));
+    }
+    for (name, value) in headers {
+        let shown: String = name.chars().take(MAX_HEADER_NAME).collect();
+        if name.len() > MAX_HEADER_NAME {
+            return Err(format!(
+                "The header name '{shown}…' is longer than {MAX_HEADER_NAME} characters."
+            ));
+        }
+        if http::HeaderName::try_from(name.as_str()).is_err() {
+            return Err(format!("'{shown}' is not a valid header name."));
+        }
+        if let Some(why) = reserved_header(name) {
+            return Err(format!("The header '{shown}' cannot be set here. {why}"));
+        }
+        if value.len() > MAX_HEADER_VALUE {
+            return Err(format!(
+                "The value of the header '{shown}' is longer than {MAX_HEADER_VALUE} bytes."
+            ));
+        }
+        if value.is_empty() || http::HeaderValue::try_from(value.as_str()).is_err() {
+            return Err(format!("The header '{shown}' needs a valid value."));
+        }
+    }
+    Ok(())
 }
 
 fn keep(new: &mut BTreeMap<String, String>, old: &BTreeMap<String, String>) {
@@ -361,6 +431,9 @@ impl Registry {
         let mut seen = HashSet::new();
         for server in &servers {
             check_id(&server.id)?;
+            server.transport.validate().map_err(|e| {
+                Error::Invalid(format!("The MCP server '{}' is not usable: {e}", server.id))
+            })?;
             if server.id.starts_with(PERSONAL_PREFIX) {
                 return Err(Error::Invalid(format!(
                     "The MCP server id '{}' starts with '{PERSONAL_PREFIX}', which is kept for personal servers.",
@@ -598,6 +671,68 @@ pub(super) async fn save(
             id
         }
     };
+    write(&mut tx, key, owner, row_id, &input).await?;
+    if let Some(previous) = previous.filter(|p| *p != input.id) {
+        // Those connected keep their connection under the new id.
+        sqlx::query!(
+            "UPDATE mcp_connections SET server_id = $1
+             WHERE server_id = $2 AND ($3::uuid IS NULL OR user_id = $3)",
+            input.id,
+            previous,
+            owner
+        )
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// Adds a personal server for `owner` unless they have `max` of their own already. Its id is
+/// `input.id`, or that with `-2`, `-3`, ... when they use it already. Returns the id given.
+pub(super) async fn add_personal(
+    db: &Database,
+    key: &SecretKey,
+    owner: Uuid,
+    max: usize,
+    mut input: ServerInput,
+) -> Result<String> {
+    input.name = input.name.trim().to_owned();
+    input.description = input.description.trim().to_owned();
+    let mut tx = db.pool().begin().await?;
+    // Locking the owner's row serialises their adds, so the count holds until the insert commits.
+    sqlx::query!("SELECT id FROM users WHERE id = $1 FOR UPDATE", owner)
+        .fetch_one(&mut *tx)
+        .await?;
+    let taken: HashSet<String> =
+        sqlx::query_scalar!("SELECT slug FROM mcp_servers WHERE owner_id = $1", owner)
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .collect();
+    if taken.len() >= max {
+        return Err(Error::Invalid(format!(
+            "You have {max} servers of your own already. Remove one you no longer use first."
+        )));
+    }
+    let base = input.id.clone();
+    input.id = std::iter::once(base.clone())
+        .chain((2..).map(|n| format!("{base}-{n}")))
+        .find(|id| !taken.contains(id))
+        .expect("an unused id");
+    write(&mut tx, key, Some(owner), Uuid::new_v4(), &input).await?;
+    tx.commit().await?;
+    Ok(input.id)
+}
+
+/// Checks a server and writes its row (a new one, or the one with `row_id`).
+async fn write(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    key: &SecretKey,
+    owner: Option<Uuid>,
+    row_id: Uuid,
+    input: &ServerInput,
+) -> Result<()> {
     input.validate()?;
     let public = serde_json::to_value(input.transport.public()).expect("serialisable");
     let secrets = input.transport.secrets();
@@ -625,32 +760,16 @@ pub(super) async fn save(
         public,
         sealed
     )
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await;
     match saved {
-        Ok(_) => {}
-        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-            return Err(Error::Invalid(format!(
-                "A server with the id '{}' exists already: choose another.",
-                input.id
-            )));
-        }
-        Err(e) => return Err(e.into()),
+        Ok(_) => Ok(()),
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(Error::Invalid(format!(
+            "A server with the id '{}' exists already: choose another.",
+            input.id
+        ))),
+        Err(e) => Err(e.into()),
     }
-    if let Some(previous) = previous.filter(|p| *p != input.id) {
-        // Those connected keep their connection under the new id.
-        sqlx::query!(
-            "UPDATE mcp_connections SET server_id = $1
-             WHERE server_id = $2 AND ($3::uuid IS NULL OR user_id = $3)",
-            input.id,
-            previous,
-            owner
-        )
-        .execute(&mut *tx)
-        .await?;
-    }
-    tx.commit().await?;
-    Ok(true)
 }
 
 /// Removes a stored server (of the registry, or of its owner) and everyone's wish to be connected
@@ -694,6 +813,97 @@ mod tests {
             .to_string();
         assert!(error.contains("NAME=value"), "{error}");
         assert!(parse_pairs("A=1\nA=2", '=', "variable").is_err());
+    }
+
+    fn http_with(url: &str, headers: &[(&str, &str)], token: Option<&str>) -> Transport {
+        Transport::Http {
+            url: url.into(),
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            bearer_token: token.map(str::to_owned),
+        }
+    }
+
+    fn refusal(transport: Transport) -> String {
+        transport.validate().unwrap_err().to_string()
+    }
+
+    #[test]
+    fn headers_that_steer_or_frame_a_request_are_refused() {
+        let url = "https://mcp.example.com/mcp";
+        for (name, why) in [
+            ("Host", "follows from the URL"),
+            ("authorization", "bearer token field"),
+            ("Connection", "hop-by-hop"),
+            ("Keep-Alive", "hop-by-hop"),
+            ("Proxy-Authorization", "proxies"),
+            ("proxy-connection", "proxies"),
+            ("TE", "hop-by-hop"),
+            ("Trailer", "hop-by-hop"),
+            ("Transfer-Encoding", "hop-by-hop"),
+            ("Upgrade", "hop-by-hop"),
+            ("Content-Length", "body"),
+            ("Mcp-Session-Id", "MCP transport"),
+        ] {
+            let error = refusal(http_with(url, &[(name, "x")], None));
+            assert!(
+                error.contains(name) && error.contains(why),
+                "{name}: {error}"
+            );
+        }
+        let long_value = "v".repeat(MAX_HEADER_VALUE + 1);
+        let error = refusal(http_with(url, &[("X-Big", &long_value)], None));
+        assert!(error.contains("longer than"), "{error}");
+        let long_name = "X".repeat(MAX_HEADER_NAME + 1);
+        let error = refusal(http_with(url, &[(&long_name, "v")], None));
+        assert!(error.contains("longer than"), "{error}");
+        let many: Vec<(String, String)> = (0..=MAX_HEADERS)
+            .map(|i| (format!("X-H{i}"), "v".to_owned()))
+            .collect();
+        let many: Vec<(&str, &str)> = many.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let error = refusal(http_with(url, &many, None));
+        assert!(error.contains("at most 20 headers"), "{error}");
+        let error = refusal(http_with(url, &[], Some(&"t".repeat(MAX_HEADER_VALUE + 1))));
+        assert!(error.contains("bearer token"), "{error}");
+        let error = refusal(http_with(url, &[], Some("line\nbreak")));
+        assert!(error.contains("bearer token"), "{error}");
+
+        http_with(url, &[("X-Api-Key", "k"), ("Cookie", "a=b")], Some("t0ken"))
+            .validate()
+            .unwrap();
+    }
+
+    #[test]
+    fn a_url_with_credentials_is_refused_with_where_to_put_them() {
+        for url in [
+            "https://user:pass@mcp.example.com/mcp",
+            "https://token@mcp.example.com/mcp",
+            "http://:secret@mcp.example.com/",
+        ] {
+            let error = refusal(http_with(url, &[], None));
+            assert!(error.contains("bearer token field"), "{url}: {error}");
+            assert!(
+                !error.contains(url),
+                "the secret is not shown back: {error}"
+            );
+        }
+        let file = Registry::from_toml(
+            "[[server]]\nid = \"x\"\nname = \"x\"\ntransport = \"http\"\nurl = \"https://a:b@mcp.example.com/\"",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            file.contains("'x'") && file.contains("bearer token field"),
+            "{file}"
+        );
+        let file = Registry::from_toml(
+            "[[server]]\nid = \"x\"\nname = \"x\"\ntransport = \"http\"\nurl = \"https://mcp.example.com/\"\nheaders = { Host = \"internal\" }",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(file.contains("Host"), "{file}");
     }
 
     #[test]

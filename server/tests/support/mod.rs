@@ -464,3 +464,53 @@ pub async fn user(db: &Database, subject: &str, name: &str) -> uuid::Uuid {
         .unwrap()
         .id
 }
+
+/// Waits (up to 40 s) until `user`'s connection to an MCP server has a status that `wanted`
+/// accepts; `each` runs before every look (a watchdog may fail the test there).
+pub async fn until_mcp(
+    mcp: &domain::mcp::Mcp,
+    user: uuid::Uuid,
+    server: &str,
+    each: impl Fn(),
+    wanted: impl Fn(&domain::mcp::Status) -> bool,
+) -> domain::mcp::ServerView {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
+    loop {
+        each();
+        let views = mcp.servers(user).await.unwrap();
+        let view = views.into_iter().find(|v| v.id == server).unwrap();
+        if wanted(&view.status) {
+            return view;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{server} is still {:?}",
+            view.status
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// Headers of the requests a [`recorder`] saw.
+pub type Seen = std::sync::Arc<std::sync::Mutex<Vec<http::HeaderMap>>>;
+
+/// `app` served on a free loopback port, with `path` recording the headers of every request and
+/// refusing it (401), to see what a connection sends. Returns its base URL.
+pub async fn recorder(app: axum::Router, path: &'static str) -> (String, Seen) {
+    let seen = Seen::default();
+    let record = seen.clone();
+    let app = app.route(
+        path,
+        axum::routing::any(move |headers: http::HeaderMap| {
+            let record = record.clone();
+            async move {
+                record.lock().unwrap().push(headers);
+                (http::StatusCode::UNAUTHORIZED, "no")
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (base, seen)
+}
