@@ -25,6 +25,8 @@ const JSON_ENDPOINTS: &[&str] = &["/api/chats/decide"];
 pub struct Boundary {
     /// The public URL's origin (`https://chat.example.com`), which pages are served from.
     public_origin: String,
+    /// The public URL's scheme: a page of Switchboard's is served over it, never the other.
+    scheme: String,
     /// Host names (lower-case, no port) a request may name.
     hosts: Vec<String>,
     /// Local mode: loopback names (`localhost`, `127.0.0.1`, `[::1]`) are Switchboard's too.
@@ -50,6 +52,7 @@ impl Boundary {
         }
         Self {
             public_origin: public_url.origin().ascii_serialization(),
+            scheme: public_url.scheme().to_owned(),
             hosts,
             local,
             max_message_chars: 0,
@@ -77,14 +80,15 @@ impl Boundary {
     }
 
     /// Whether a page at `origin` is one of Switchboard's: the public URL's origin, or the very
-    /// host this request was sent to (already checked to be Switchboard's).
+    /// host this request was sent to (already checked to be Switchboard's) over the public URL's
+    /// scheme (a plain-http page of an https Switchboard is a network attacker's).
     fn is_own_origin(&self, origin: &str, host: &str) -> bool {
         if origin.eq_ignore_ascii_case(&self.public_origin) {
             return true;
         }
         origin
-            .strip_prefix("http://")
-            .or_else(|| origin.strip_prefix("https://"))
+            .strip_prefix(&self.scheme)
+            .and_then(|rest| rest.strip_prefix("://"))
             .is_some_and(|authority| authority.eq_ignore_ascii_case(host))
     }
 
@@ -231,7 +235,7 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
         return refusal.response(path.starts_with("/api/"));
     }
     let (parts, body) = request.into_parts();
-    let body = tower_http::timeout::TimeoutBody::new(boundary.body_timeout, body);
+    let body = deadline::Deadline::new(body, boundary.body_timeout);
     let body = if parts.uri.path().starts_with("/api/") {
         // Bodies sent without a length are cut at the same size while they are read.
         Body::new(http_body_util::Limited::new(body, boundary.max_body))
@@ -239,6 +243,64 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
         Body::new(body)
     };
     next.run(Request::from_parts(parts, body)).await
+}
+
+/// A body that must be read whole within a time from the request's start (tower-http's
+/// `TimeoutBody` waits that long between chunks, which a client trickling a byte at a time never
+/// reaches).
+mod deadline {
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+    use std::time::Duration;
+
+    use axum::body::{Body, Bytes};
+    use http_body::{Frame, SizeHint};
+
+    pub struct Deadline {
+        body: Body,
+        sleep: Pin<Box<tokio::time::Sleep>>,
+    }
+
+    impl Deadline {
+        pub fn new(body: Body, within: Duration) -> Self {
+            Self {
+                body,
+                sleep: Box::pin(tokio::time::sleep(within)),
+            }
+        }
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("the client took too long to send the request's body")]
+    pub struct TooSlow;
+
+    impl http_body::Body for Deadline {
+        type Data = Bytes;
+        type Error = axum::BoxError;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            if self.body.is_end_stream() {
+                return Poll::Ready(None);
+            }
+            if self.sleep.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Some(Err(Box::new(TooSlow))));
+            }
+            Pin::new(&mut self.body)
+                .poll_frame(cx)
+                .map_err(axum::BoxError::from)
+        }
+
+        fn is_end_stream(&self) -> bool {
+            self.body.is_end_stream()
+        }
+
+        fn size_hint(&self) -> SizeHint {
+            self.body.size_hint()
+        }
+    }
 }
 
 /// The most of a refused body read before answering; beyond it the connection is just closed.
@@ -385,6 +447,23 @@ mod tests {
             ],
         );
         assert!(b.refusal(&get).is_none());
+    }
+
+    #[test]
+    fn a_plain_http_page_is_not_an_https_switchboards_own() {
+        let b = boundary("https://chat.example.com", false);
+        let post = |origin: &str| {
+            b.refusal(&request(
+                Method::POST,
+                "/auth/logout",
+                &[("host", "chat.example.com"), ("origin", origin)],
+            ))
+        };
+        assert!(post("https://chat.example.com").is_none());
+        assert!(matches!(
+            post("http://chat.example.com"),
+            Some(Refusal::Origin(_))
+        ));
     }
 
     #[test]

@@ -542,3 +542,67 @@ async fn a_revoked_token_or_a_deactivated_person_loses_their_open_streams(pool: 
     let (status, _) = api(&app, &bob, "auth/me", &[]).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "their tokens stop too");
 }
+
+#[sqlx::test(migrator = "domain::db::MIGRATOR")]
+async fn a_flood_of_made_up_tokens_is_refused_before_they_are_looked_up(pool: PgPool) {
+    // The defaults: 10 a second, bursts of 60; failed sign-ins five times that by address.
+    let (listener, _) = listener().await;
+    let app = start_app(pool, listener, &["--rate-limit-per-second", "10"], &[]).await;
+    let client = reqwest::Client::new();
+    let statuses: Vec<StatusCode> = futures_util::stream::iter(0..600)
+        .map(|i| {
+            let request = client
+                .post(format!("{}/api/auth/me", app.base))
+                .bearer_auth(format!("sb_made-up-{i}"));
+            async move { request.send().await.unwrap().status() }
+        })
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    let looked_up = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::UNAUTHORIZED)
+        .count();
+    let refused = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert_eq!(looked_up + refused, 600);
+    assert!(
+        (300..450).contains(&looked_up),
+        "the burst (300) and what the rate refills are looked up, the rest refused: {looked_up}"
+    );
+}
+
+#[sqlx::test(migrator = "domain::db::MIGRATOR")]
+async fn a_body_trickled_a_byte_at_a_time_is_cut_off(pool: PgPool) {
+    let (listener, _) = listener().await;
+    let app = start_app(pool, listener, &["--client-timeout", "1s"], &[]).await;
+    let address = app.base.trim_start_matches("http://").to_owned();
+    let mut slow = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let head = format!(
+        "POST /api/chats/create HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\n"
+    );
+    slow.write_all(head.as_bytes()).await.unwrap();
+    let started = Instant::now();
+    let mut answer = [0u8; 1024];
+    // A byte every 200 ms: never long between bytes, far too long for the whole body.
+    let answered = loop {
+        tokio::select! {
+            read = slow.read(&mut answer) => break read.unwrap_or(0),
+            () = tokio::time::sleep(Duration::from_millis(200)) => {
+                if slow.write_all(b"a").await.is_err() {
+                    break 0;
+                }
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "still reading the body after 5 s"
+        );
+    };
+    assert!(started.elapsed() < Duration::from_secs(4));
+    let text = String::from_utf8_lossy(&answer[..answered]);
+    assert!(answered == 0 || text.starts_with("HTTP/1.1 "), "{text}");
+    assert_eq!(count(&app, "chats").await, 0);
+}

@@ -87,11 +87,43 @@ pub async fn authenticate(
         return next.run(request).await;
     }
 
+    // An address that keeps sending made-up tokens or stale session cookies is refused before
+    // they are looked up.
+    let cookie = state.auth.session_cookie();
+    let has_session = request
+        .headers()
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| {
+            v.split(';')
+                .any(|c| c.trim().starts_with(&format!("{cookie}=")))
+        });
     let authorization = request.headers().get(header::AUTHORIZATION).cloned();
+    let address = crate::limits::address_of(&request);
+    let limit = state.rate_limit.as_deref();
+    if (has_session || authorization.is_some())
+        && let Some(limit) = limit
+        && let Some(wait) = limit.blocked(&address)
+    {
+        return crate::limits::too_many(limit.settings(), wait, is_api(&path));
+    }
+    let presented = authorization.is_some() || (has_session && state.auth.local_user().is_none());
     let user = match identify(&state, &session, authorization).await {
         Ok(user) => user,
-        Err(response) => return response,
+        Err(response) => {
+            if let Some(limit) = limit {
+                limit.failed(address);
+            }
+            return response;
+        }
     };
+    if user.is_none()
+        && presented
+        && let Some(limit) = limit
+    {
+        limit.failed(address);
+    }
 
     match user {
         Some((user, credential)) => {
@@ -111,16 +143,6 @@ pub async fn authenticate(
             "Sign in first, or send a personal API token as `Authorization: Bearer <token>` (create one in Settings → API tokens).",
         ),
         None if request.method() == Method::GET || request.method() == Method::HEAD => {
-            let cookie = state.auth.session_cookie();
-            let had_session = request
-                .headers()
-                .get_all(header::COOKIE)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .any(|v| {
-                    v.split(';')
-                        .any(|c| c.trim().starts_with(&format!("{cookie}=")))
-                });
             let next_path = request
                 .uri()
                 .path_and_query()
@@ -130,7 +152,7 @@ pub async fn authenticate(
             if next_path != "/" {
                 login.append_pair("next", &next_path);
             }
-            if had_session {
+            if has_session {
                 login.append_pair("reason", "expired");
             }
             let query = login.finish();
@@ -240,9 +262,11 @@ fn query_param(request: &Request<Body>, name: &str) -> Option<String> {
 /// A place on this site to go after sign-in; anything else (another site, `//evil`, `/\evil`)
 /// becomes `/`.
 pub fn safe_next(next: Option<&str>) -> String {
+    const MAX_NEXT: usize = 1024;
     match next {
         Some(n)
             if n.starts_with('/')
+                && n.len() <= MAX_NEXT
                 && !n.starts_with("//")
                 && !n.starts_with("/\\")
                 && !n.starts_with("/login")
@@ -270,6 +294,7 @@ mod tests {
         assert_eq!(safe_next(Some("/\\evil.example")), "/");
         assert_eq!(safe_next(Some("/login?next=/x")), "/");
         assert_eq!(safe_next(Some("/a\r\nLocation: x")), "/");
+        assert_eq!(safe_next(Some(&format!("/c/{}", "x".repeat(2000)))), "/");
         assert_eq!(safe_next(None), "/");
     }
 
