@@ -89,11 +89,16 @@ async fn orgs(headers: HeaderMap) -> Json<serde_json::Value> {
 }
 
 async fn setup(pool: PgPool, verified_email: bool) -> TestApp {
-    setup_with(pool, verified_email, &[]).await
+    setup_with(pool, verified_email, &[], &[]).await
 }
 
-/// [`setup`] with more settings of the GitHub provider (`ALLOWED_ORGS`, ...).
-async fn setup_with(pool: PgPool, verified_email: bool, more: &[(&str, &str)]) -> TestApp {
+/// [`setup`] with more settings of the GitHub provider (`ALLOWED_ORGS`, ...) and more arguments.
+async fn setup_with(
+    pool: PgPool,
+    verified_email: bool,
+    more: &[(&str, &str)],
+    args: &[&str],
+) -> TestApp {
     let gh = FakeGitHub {
         verified_email,
         ..FakeGitHub::default()
@@ -109,10 +114,12 @@ async fn setup_with(pool: PgPool, verified_email: bool, more: &[(&str, &str)]) -
     tokio::spawn(async move { axum::serve(fake_listener, fake).await.unwrap() });
 
     let (app_listener, base) = listener().await;
+    let mut all_args = vec!["--auth-providers", "github", "--public-url", &base];
+    all_args.extend_from_slice(args);
     start_app(
         pool,
         app_listener,
-        &["--auth-providers", "github", "--public-url", &base],
+        &all_args,
         &[
             ("SWITCHBOARD_AUTH_GITHUB_CLIENT_ID", "gh-client".to_owned()),
             (
@@ -219,6 +226,7 @@ async fn only_members_of_the_allowed_organisations_sign_in(pool: PgPool) {
         pool.clone(),
         true,
         &[("SWITCHBOARD_AUTH_GITHUB_ALLOWED_ORGS", "acme")],
+        &[],
     )
     .await;
     let browser = browser();
@@ -231,6 +239,7 @@ async fn only_members_of_the_allowed_organisations_sign_in(pool: PgPool) {
         pool,
         true,
         &[("SWITCHBOARD_AUTH_GITHUB_ALLOWED_ORGS", "initech")],
+        &[],
     )
     .await;
     let browser = support::browser();
@@ -251,4 +260,19 @@ async fn only_members_of_the_allowed_organisations_sign_in(pool: PgPool) {
     assert!(html.contains("not one this Switchboard lets in"), "{html}");
     let (status, _) = call(&browser, &app.base, "auth/me", None, &[]).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[sqlx::test(migrator = "domain::db::MIGRATOR")]
+async fn a_github_organisation_is_no_identity_providers_group(pool: PgPool) {
+    // "acme" is meant for an OpenID provider's group; anyone can make a GitHub organisation of
+    // that name. A GitHub organisation counts as `github:<name>` only.
+    for (admin_groups, admin) in [("acme", false), ("github:octo-club", true)] {
+        let app = setup_with(pool.clone(), true, &[], &["--admin-groups", admin_groups]).await;
+        let browser = support::browser();
+        let callback = to_callback(&browser, &app).await;
+        browser.get(&callback).send().await.unwrap();
+        let (status, me) = call(&browser, &app.base, "auth/me", None, &[]).await;
+        assert_eq!(status, StatusCode::OK, "{me}");
+        assert_eq!(me["is_admin"], admin, "{admin_groups}: {me}");
+    }
 }

@@ -76,6 +76,9 @@ type GitHubClient = oauth2::basic::BasicClient<
     EndpointSet,
 >;
 
+/// What a GitHub organisation's name is prefixed with as a group (`github:acme`).
+pub const GITHUB_ORG_PREFIX: &str = "github:";
+
 /// Discovery documents and signing keys are fetched again after this long, so that key rotation
 /// at the provider is picked up.
 const DISCOVERY_TTL: Duration = Duration::from_secs(3600);
@@ -418,13 +421,21 @@ impl Providers {
         Ok(())
     }
 
-    /// Whether a provider's sign-ins need the person's groups (for who may sign in, or who is an
-    /// admin).
+    /// Whether a GitHub sign-in needs the person's organisations (for who may sign in, or who is
+    /// an admin).
     fn wants_groups(&self, provider: &ProviderSettings) -> bool {
-        !provider.allowed.groups.is_empty() || !self.settings.admins.groups.is_empty()
+        !provider.allowed.groups.is_empty()
+            || self
+                .settings
+                .admins
+                .groups
+                .iter()
+                .any(|g| g.starts_with(GITHUB_ORG_PREFIX))
     }
 
-    /// The GitHub organisations the person belongs to (private memberships need `read:org`).
+    /// The GitHub organisations the person belongs to, as groups named `github:<org>` (private
+    /// memberships need `read:org`). Anyone can make an organisation of any free name, so they
+    /// never match an identity provider's group of the same name.
     async fn github_orgs(&self, api_url: &Url, token: &str) -> Result<Vec<String>, SignInError> {
         #[derive(Deserialize)]
         struct Org {
@@ -436,7 +447,10 @@ impl Providers {
             .json()
             .await
             .map_err(|e| SignInError::ProviderError(format!("GitHub's /user/orgs: {e}")))?;
-        Ok(orgs.into_iter().map(|o| o.login).collect())
+        Ok(orgs
+            .into_iter()
+            .map(|o| format!("{GITHUB_ORG_PREFIX}{}", o.login))
+            .collect())
     }
 
     async fn github_identity(

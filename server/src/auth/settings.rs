@@ -10,6 +10,7 @@ use std::time::Duration;
 use domain::users::{AdminRule, Admission, SignInRule};
 use url::Url;
 
+use super::providers::GITHUB_ORG_PREFIX;
 use crate::config::{Config, ConfigError, ProviderVars, list, provider_ids};
 
 /// Everything sign-in needs from configuration.
@@ -262,16 +263,24 @@ fn provider(
         }
     };
     let github = matches!(kind, ProviderKind::GitHub { .. });
-    let mut groups = list(var("ALLOWED_GROUPS").as_deref());
-    match var("ALLOWED_ORGS") {
-        Some(orgs) if github => groups.extend(list(Some(&orgs))),
-        Some(_) => {
+    let groups = match (github, var("ALLOWED_GROUPS"), var("ALLOWED_ORGS")) {
+        (true, Some(_), _) => {
+            return Err(ConfigError::Auth(format!(
+                "{prefix}ALLOWED_GROUPS is for OpenID Connect providers; for GitHub, list organisations in {prefix}ALLOWED_ORGS."
+            )));
+        }
+        (false, _, Some(_)) => {
             return Err(ConfigError::Auth(format!(
                 "{prefix}ALLOWED_ORGS is for GitHub providers; use {prefix}ALLOWED_GROUPS (groups from SWITCHBOARD_GROUPS_CLAIM) or {prefix}ALLOWED_DOMAINS."
             )));
         }
-        None => {}
-    }
+        // Organisations are groups named `github:<org>`, never an identity provider's group.
+        (true, None, orgs) => list(orgs.as_deref())
+            .into_iter()
+            .map(|org| format!("{GITHUB_ORG_PREFIX}{org}"))
+            .collect(),
+        (false, groups, None) => list(groups.as_deref()),
+    };
     let allowed = SignInRule {
         domains: list(var("ALLOWED_DOMAINS").as_deref()),
         groups,
