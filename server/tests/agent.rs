@@ -42,6 +42,7 @@ impl World {
             model: "scripted",
         };
         let tools = McpTools {
+            db: &self.db,
             mcp: &self.mcp,
             user_id: self.user,
         };
@@ -222,4 +223,141 @@ async fn approve_edit_and_reject_with_the_real_client_and_the_reference_servers(
     world.mcp.shutdown().await;
     let _ = http_server.kill();
     let _ = http_server.wait();
+}
+
+#[sqlx::test(migrator = "domain::db::MIGRATOR")]
+async fn an_approved_call_does_not_run_on_a_server_redefined_before_it_runs(pool: PgPool) {
+    use domain::agent::{Call, End, ToolResult};
+    use domain::mcp::ServerInput;
+    use domain::users::{self, Identity, Role, RoleDecision};
+
+    let db = Database::from_pool(pool);
+    let admin = users::sign_in(
+        &db,
+        &Identity {
+            issuer: "https://id.example.com".into(),
+            subject: "admin".into(),
+            name: "Admin".into(),
+            ..Identity::default()
+        },
+        RoleDecision::Fixed(Role::Admin),
+    )
+    .await
+    .unwrap();
+    let alice = user(&db, "alice", "Alice").await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("calls.jsonl");
+    let server = |marker: &str| ServerInput {
+        id: "test".into(),
+        name: "Test".into(),
+        description: String::new(),
+        enabled: true,
+        transport: Transport::Stdio {
+            command: support::node().display().to_string(),
+            args: vec![
+                workspace_root()
+                    .join("end2end/mcp/test-server.mjs")
+                    .display()
+                    .to_string(),
+                marker.into(),
+            ],
+            env: [("TOOL_LOG".to_owned(), log.display().to_string())].into(),
+            secret_env: Default::default(),
+        },
+    };
+    let mcp = Mcp::new(
+        db.clone(),
+        Registry::default(),
+        SecretKey::from_bytes(&[7; 32]).unwrap(),
+        Settings {
+            idle_timeout: None,
+            ..Settings::default()
+        },
+    );
+    assert!(
+        mcp.save_server(&admin, None, server("first"))
+            .await
+            .unwrap()
+    );
+    mcp.connect(alice, "test").await.unwrap();
+    assert_eq!(
+        mcp.settled(alice, "test", Duration::from_secs(30)).await,
+        Some(Status::Connected)
+    );
+
+    // A call the person approved on the server as it was, about to run...
+    let keys = domain::agent::server_key::server_keys(&db, &mcp, alice)
+        .await
+        .unwrap();
+    let mut state = RunState::new(
+        vec![Message::User {
+            content: "hi".into(),
+        }],
+        10,
+    );
+    state.steps = 1;
+    state.next = Step::RunTools;
+    state.calls = vec![Call {
+        id: "call_0123".into(),
+        turn: 1,
+        server: "test".into(),
+        server_key: keys["test"].clone(),
+        tool: "echo".into(),
+        arguments: json!({"message": "approved for the first"}),
+        annotations: Default::default(),
+        decision: Some(Decision::Approve {
+            by: Decider::Person,
+            arguments: None,
+        }),
+        state: CallState::Running,
+    }];
+    // ... when an administrator redefines the server: its connection starts again, and until it
+    // is up the run's tools list nothing of it.
+    assert!(
+        mcp.save_server(&admin, Some("test"), server("second"))
+            .await
+            .unwrap()
+    );
+    let unreachable = Provider {
+        id: "none".into(),
+        base_url: "http://127.0.0.1:9/v1".parse().unwrap(),
+        api_key: None,
+    };
+    let client = LlmClient::new(ClientOptions::default());
+    let model = LlmModel {
+        client: &client,
+        provider: &unreachable,
+        model: "none",
+    };
+    let tools = McpTools {
+        db: &db,
+        mcp: &mcp,
+        user_id: alice,
+    };
+    let policies = Policies::default();
+    let deps = Deps {
+        model: &model,
+        tools: &tools,
+        specs: &[],
+        policies: &policies,
+    };
+    domain::agent::step(&mut state, &deps).await;
+    let CallState::Finished {
+        result: ToolResult { is_error, text, .. },
+    } = &state.calls[0].state
+    else {
+        panic!("{:?}", state.calls[0].state);
+    };
+    assert!(*is_error);
+    assert!(text.contains("was changed"), "{text}");
+    assert_eq!(state.end, None::<End>);
+    // Had it run, the redefined server (up by now) would have logged it.
+    assert_eq!(
+        mcp.settled(alice, "test", Duration::from_secs(30)).await,
+        Some(Status::Connected)
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let calls = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(calls.is_empty(), "nothing ran: {calls}");
+    mcp.shutdown().await;
 }

@@ -76,11 +76,24 @@ impl Model for LlmModel<'_> {
 
 /// One person's tools: calls go to their own connections (an idle one opens again).
 pub struct McpTools<'a> {
+    pub db: &'a Database,
     pub mcp: &'a Mcp,
     pub user_id: Uuid,
 }
 
 impl Tools for McpTools<'_> {
+    /// Read from the servers' definitions, not from the connections: a server that cannot be
+    /// read now has no key, so nothing approved for it runs.
+    async fn server_keys(&self) -> Option<std::collections::HashMap<String, String>> {
+        match server_keys(self.db, self.mcp, self.user_id).await {
+            Ok(keys) => Some(keys),
+            Err(e) => {
+                tracing::warn!("cannot read the tool servers' definitions before a call: {e}");
+                Some(Default::default())
+            }
+        }
+    }
+
     async fn call(&self, server: &str, tool: &str, arguments: Map<String, Value>) -> ToolResult {
         match self.mcp.call(self.user_id, server, tool, arguments).await {
             Ok(output) => ToolResult {

@@ -418,6 +418,13 @@ pub trait Tools: Send + Sync {
         tool: &str,
         arguments: serde_json::Map<String, Value>,
     ) -> impl Future<Output = ToolResult> + Send;
+
+    /// The key of each server's definition as it is now, by server id (a server the person no
+    /// longer has is missing), for the last check before approved calls run; None when these
+    /// tools cannot tell (then the keys of the run's tools are checked).
+    fn server_keys(&self) -> impl Future<Output = Option<HashMap<String, String>>> + Send {
+        std::future::ready(None)
+    }
 }
 
 /// The person's standing approvals. Each of a tool or a server holds the key of the server's
@@ -626,18 +633,26 @@ fn await_approval(state: &mut RunState) -> Outcome {
 /// whose server was redefined since it was asked for (re-created, renamed over, changed) is not
 /// run: it was approved for what the person saw.
 async fn run_tools<M: Model, T: Tools>(state: &mut RunState, deps: &Deps<'_, M, T>) -> Outcome {
+    // The server's definition as it is now, read last thing: the run's tools list only servers
+    // connected when it began, and one being reconnected with a new definition has no tools yet.
+    let now = deps.tools.server_keys().await;
     for call in &mut state.calls {
-        let redefined = deps.specs.iter().any(|s| {
-            s.server == call.server
-                && !call.server_key.is_empty()
-                && s.server_key != call.server_key
-        });
-        if call.state == CallState::Running && redefined {
+        if call.state != CallState::Running || call.server_key.is_empty() {
+            continue;
+        }
+        let redefined = match &now {
+            Some(keys) => keys.get(&call.server) != Some(&call.server_key),
+            None => deps
+                .specs
+                .iter()
+                .any(|s| s.server == call.server && s.server_key != call.server_key),
+        };
+        if redefined {
             call.state = CallState::Finished {
                 result: ToolResult {
                     is_error: true,
                     text: format!(
-                        "The tool server '{}' was changed after this call was asked for, so it was not run. Ask again to run it on the server as it is now.",
+                        "The tool server '{}' was changed or removed after this call was asked for, so it was not run. Ask again to run it on the server as it is now.",
                         call.server
                     ),
                     duration_ms: 0,

@@ -1507,6 +1507,7 @@ impl Runs {
             },
         };
         let tools = agent::live::McpTools {
+            db: &self.inner.db,
             mcp: &self.inner.mcp,
             user_id: answer.user_id,
         };
