@@ -6,8 +6,9 @@
 //! A script sends its token with every request, and checking it is a query. So each instance keeps
 //! the tokens it has checked in the last minute in memory ([`TokenCache`]), but only while it hears
 //! of every change that could make one of them wrong: [`watch`] listens for what the database's
-//! triggers send when a token is revoked or a user changes, and forgets everything at each. While
-//! it is not listening (at start, or its connection is lost), every request asks the database.
+//! triggers send when a token is revoked or a user changes, and forgets that person's tokens at
+//! each. While it is not listening (at start, or its connection is lost), every request asks the
+//! database.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -130,7 +131,7 @@ pub async fn revoke(db: &Database, user_id: Uuid, token_id: Uuid) -> Result<bool
     .execute(db.pool())
     .await?;
     // Other instances hear of it from the database; this one need not wait for that.
-    db.token_cache().forget_all();
+    db.token_cache().forget(Change::Person(user_id));
     Ok(done.rows_affected() == 1)
 }
 
@@ -184,9 +185,28 @@ pub async fn authenticate(db: &Database, secret: &str) -> Result<Option<User>> {
     Ok(Some(user))
 }
 
-/// Changes each time what a token or a session vouches for may have changed (see
+/// What may have changed about who is signed in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// A token of this person was revoked, or the person changed (role, status, deleted).
+    Person(Uuid),
+    /// Anything: this instance stopped or started hearing of changes.
+    Anyone,
+}
+
+impl Change {
+    /// Whether the change may be about `user_id`.
+    pub fn concerns(self, user_id: Uuid) -> bool {
+        match self {
+            Change::Person(id) => id == user_id,
+            Change::Anyone => true,
+        }
+    }
+}
+
+/// The changes of tokens and people as this instance hears of them (see
 /// [`TokenCache::changes`]).
-pub fn changes(db: &Database) -> tokio::sync::watch::Receiver<u64> {
+pub fn changes(db: &Database) -> tokio::sync::broadcast::Receiver<Change> {
     db.token_cache().changes()
 }
 
@@ -210,8 +230,8 @@ pub struct TokenCache {
     generation: AtomicU64,
     /// Whether changes are being heard; without that nothing is kept.
     listening: AtomicBool,
-    /// Told each time everything is forgotten: what was signed in may no longer be.
-    changes: tokio::sync::watch::Sender<u64>,
+    /// Told of each change forgotten: what was signed in may no longer be.
+    changes: tokio::sync::broadcast::Sender<Change>,
 }
 
 impl Default for TokenCache {
@@ -220,16 +240,17 @@ impl Default for TokenCache {
             entries: Mutex::default(),
             generation: AtomicU64::default(),
             listening: AtomicBool::default(),
-            changes: tokio::sync::watch::Sender::new(0),
+            changes: tokio::sync::broadcast::Sender::new(1024),
         }
     }
 }
 
 impl TokenCache {
-    /// Changes each time a token may have been revoked or a person changed (their role, their
-    /// status) on any instance, or when this instance stops or starts hearing of such changes:
-    /// whoever holds on to a signed-in request (an event stream) checks it again then.
-    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+    /// Each token revoked and person changed (their role, their status) on any instance, and
+    /// [`Change::Anyone`] when this instance stops or starts hearing of such changes: whoever holds
+    /// on to a signed-in request (an event stream) checks it again then. A receiver that falls
+    /// behind should take it as a change of anyone.
+    pub fn changes(&self) -> tokio::sync::broadcast::Receiver<Change> {
         self.changes.subscribe()
     }
 
@@ -255,11 +276,13 @@ impl TokenCache {
         }
     }
 
-    pub(crate) fn forget_all(&self) {
+    /// Forgets what `change` may have made wrong, and tells whoever listens.
+    pub(crate) fn forget(&self, change: Change) {
         let mut entries = self.entries.lock().expect("token cache poisoned");
-        let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
-        entries.clear();
-        self.changes.send_replace(generation);
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        entries.retain(|_, (user, _)| !change.concerns(user.id));
+        // Nobody may be listening.
+        let _ = self.changes.send(change);
     }
 
     pub(crate) fn is_listening(&self) -> bool {
@@ -267,7 +290,7 @@ impl TokenCache {
     }
 
     fn set_listening(&self, listening: bool) {
-        self.forget_all();
+        self.forget(Change::Anyone);
         self.listening.store(listening, Ordering::Release);
     }
 }
@@ -311,7 +334,13 @@ async fn listen(db: &Database, cache: &TokenCache) -> Result<Infallible, sqlx::E
     cache.set_listening(true);
     loop {
         match listener.try_recv().await? {
-            Some(_) => cache.forget_all(),
+            // The triggers name the person; anything else is taken as a change of anyone.
+            Some(notice) => cache.forget(
+                notice
+                    .payload()
+                    .parse()
+                    .map_or(Change::Anyone, Change::Person),
+            ),
             None => return Err(sqlx::Error::Protocol("the connection was lost".into())),
         }
     }

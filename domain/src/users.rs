@@ -280,7 +280,7 @@ pub async fn apply_admin_rule(db: &Database, rule: &AdminRule) -> Result<u64> {
     )
     .execute(db.pool())
     .await?;
-    db.token_cache().forget_all();
+    db.token_cache().forget(crate::tokens::Change::Anyone);
     Ok(changed.rows_affected())
 }
 
@@ -334,7 +334,7 @@ pub async fn admit(db: &Database, actor: &User, id: Uuid, approve: bool) -> Resu
         tracing::info!(admin = %actor.id, user = %id, approve, "admission decided");
     }
     // Other instances hear of it from the database; this one need not wait for that.
-    db.token_cache().forget_all();
+    db.token_cache().forget(crate::tokens::Change::Person(id));
     Ok(done.rows_affected() == 1)
 }
 
@@ -348,7 +348,7 @@ pub async fn deactivate(db: &Database, id: Uuid) -> Result<bool> {
     )
     .execute(db.pool())
     .await?;
-    db.token_cache().forget_all();
+    db.token_cache().forget(crate::tokens::Change::Person(id));
     Ok(done.rows_affected() == 1)
 }
 

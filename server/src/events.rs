@@ -86,7 +86,7 @@ pub async fn chat_events(
         // At shutdown the stream ends; browsers reconnect to whichever instance serves next.
         .take_until(state.runs.closing())
         // So does a stream whose token is revoked, or whose person is deactivated.
-        .take_until(no_longer_valid(state.db.clone(), credential))
+        .take_until(no_longer_valid(state.db.clone(), user.id, credential))
         // Counted as open for as long as it is.
         .map(move |event| {
             let _open = &slot;
@@ -101,21 +101,24 @@ pub async fn chat_events(
 /// instance may not be hearing of changes right now).
 const RECHECK_EVERY: Duration = Duration::from_secs(60);
 
-/// Resolves once `credential` no longer vouches for an active person: checked again at each
-/// change of tokens or people heard of, and every [`RECHECK_EVERY`].
-async fn no_longer_valid(db: domain::Database, credential: Credential) {
+/// Resolves once `credential` (of `user_id`) no longer vouches for an active person: checked
+/// again at each change heard of that may concern them, and every [`RECHECK_EVERY`].
+async fn no_longer_valid(db: domain::Database, user_id: Uuid, credential: Credential) {
+    use tokio::sync::broadcast::error::RecvError;
     if matches!(credential, Credential::Local) {
         return std::future::pending().await;
     }
     let mut changes = domain::tokens::changes(&db);
+    let mut every = tokio::time::interval(RECHECK_EVERY);
+    every.tick().await;
     loop {
         tokio::select! {
-            changed = changes.changed() => {
-                if changed.is_err() {
-                    return std::future::pending().await;
-                }
-            }
-            () = tokio::time::sleep(RECHECK_EVERY) => {}
+            change = changes.recv() => match change {
+                Ok(change) if !change.concerns(user_id) => continue,
+                Ok(_) | Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => return std::future::pending().await,
+            },
+            _ = every.tick() => {}
         }
         if !credential.still_valid(&db).await {
             tracing::info!(
