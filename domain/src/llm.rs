@@ -740,7 +740,7 @@ pub struct Catalog {
 }
 
 /// Why nothing can answer when no model is configured, and what to do.
-pub const NO_MODEL: &str = "No model is configured yet, so nothing can answer. An administrator adds one with SWITCHBOARD_LLM_PROVIDERS (see the README's \"Models\" section).";
+pub const NO_MODEL: &str = "No model is configured yet, so nothing can answer. An administrator adds one with SWITCHBOARD_LLM_PROVIDERS (see docs/models.md).";
 
 /// A model's full name, `<provider>/<model>`.
 pub fn qualified(provider: &str, model: &str) -> String {

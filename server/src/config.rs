@@ -126,7 +126,7 @@ pub struct Config {
     pub llm_default_model: Option<String>,
 
     /// The registry of MCP tool servers people may connect to: a TOML file with one `[[server]]`
-    /// table per server (see the README's "Tool servers"). None: no tool servers.
+    /// table per server (see docs/tool-servers.md). None: no tool servers.
     #[arg(long, env = "SWITCHBOARD_MCP_SERVERS_FILE")]
     pub mcp_servers_file: Option<PathBuf>,
 

@@ -82,7 +82,7 @@ fn Buttons(providers: Vec<ProviderButton>, next: Option<String>) -> impl IntoVie
     if providers.is_empty() {
         return view! {
             <p class="mt-6 text-sm text-zinc-600 dark:text-zinc-400">
-                "No sign-in provider is configured. An administrator sets one up with SWITCHBOARD_AUTH_PROVIDERS (see the README)."
+                "No sign-in provider is configured. An administrator sets one up with SWITCHBOARD_AUTH_PROVIDERS (see docs/sign-in.md)."
             </p>
         }
         .into_any();

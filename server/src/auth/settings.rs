@@ -84,7 +84,7 @@ impl AuthSettings {
             .collect::<Result<Vec<_>, _>>()?;
         if providers.is_empty() && !config.listen.ip().is_loopback() {
             return Err(ConfigError::Auth(format!(
-                "Switchboard listens on {}, which other machines can reach, but no sign-in provider is configured, so anyone could use it as the local admin. Configure one (for example SWITCHBOARD_AUTH_PROVIDERS=company with SWITCHBOARD_AUTH_COMPANY_ISSUER, SWITCHBOARD_AUTH_COMPANY_CLIENT_ID and SWITCHBOARD_AUTH_COMPANY_CLIENT_SECRET; see the README's \"Sign-in\" section), or listen on 127.0.0.1.",
+                "Switchboard listens on {}, which other machines can reach, but no sign-in provider is configured, so anyone could use it as the local admin. Configure one (for example SWITCHBOARD_AUTH_PROVIDERS=company with SWITCHBOARD_AUTH_COMPANY_ISSUER, SWITCHBOARD_AUTH_COMPANY_CLIENT_ID and SWITCHBOARD_AUTH_COMPANY_CLIENT_SECRET; see docs/sign-in.md), or listen on 127.0.0.1.",
                 config.listen
             )));
         }
@@ -191,7 +191,7 @@ fn provider(
     let required = |name: &str| {
         var(name).ok_or_else(|| {
             ConfigError::Auth(format!(
-                "sign-in provider '{id}' needs {prefix}{name} (see the README's \"Sign-in\" section)."
+                "sign-in provider '{id}' needs {prefix}{name} (see docs/sign-in.md)."
             ))
         })
     };
