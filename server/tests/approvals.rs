@@ -758,3 +758,40 @@ async fn always_allow_holds_only_for_the_server_it_was_given_for(pool: PgPool) {
         "still the registry's here"
     );
 }
+
+#[sqlx::test(migrator = "domain::db::MIGRATOR")]
+async fn stop_keeps_the_text_so_far_in_a_chat_with_tools(pool: PgPool) {
+    // A chat with tools is answered by the agent graph; Stop while its model writes keeps what it
+    // wrote, as it does in a chat without tools.
+    let w = world(pool).await;
+    let chat = w.new_chat().await;
+    let mut events = w.events(&w.alice, &chat).await;
+    let (status, body) = w
+        .api(
+            &w.alice,
+            "chats/send",
+            &[("id", &chat), ("text", "slow answer please")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let mut written = String::new();
+    while !written.contains("word3 ") {
+        let event = events.next().await;
+        if event.event == "token" {
+            written.push_str(event.data["text"].as_str().unwrap());
+        }
+    }
+    let (status, stopped) = w.api(&w.alice, "chats/stop", &[("id", &chat)]).await;
+    assert_eq!((status, stopped), (StatusCode::OK, json!(true)));
+    let finished = until(&mut events, &["run_finished"]).await;
+    assert_eq!(finished.last().unwrap().data["status"], "stopped");
+    let (_, got) = w.chat(&w.alice, &chat).await;
+    let answer = &got["messages"][1];
+    assert_eq!(answer["status"], "stopped", "{got}");
+    let kept = answer["content"].as_str().unwrap();
+    assert!(
+        kept.starts_with("word1 word2 word3 "),
+        "the text written before Stop is kept: {kept:?}"
+    );
+    assert!(!kept.contains("word60"), "{kept:?}");
+}

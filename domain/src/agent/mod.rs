@@ -408,6 +408,12 @@ pub trait Model: Send + Sync {
         messages: &[Message],
         tools: &[llm::Tool],
     ) -> impl Future<Output = Result<Completion, String>> + Send;
+
+    /// The text of a completion cut off before it returned (the run was stopped while the model
+    /// wrote), so that the answer keeps what the person saw; empty when none was.
+    fn cut_off_text(&self) -> String {
+        String::new()
+    }
 }
 
 /// The tools a run may use.
@@ -787,6 +793,14 @@ pub async fn run<M: Model, T: Tools, C: Checkpoints>(
             return Ok(state);
         }
         if *stop.borrow() {
+            // Stopped while the model wrote: what it wrote so far stays the answer's.
+            let cut_off = deps.model.cut_off_text();
+            if state.next == Step::CallModel && !cut_off.trim().is_empty() {
+                state.messages.push(Message::Assistant {
+                    content: Some(cut_off),
+                    tool_calls: Vec::new(),
+                });
+            }
             state.interrupt_running();
             state.stop();
             checkpoints.save(&state).await?;

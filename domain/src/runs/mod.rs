@@ -1360,6 +1360,8 @@ struct StreamingModel<'a> {
     chat_id: Uuid,
     answer_id: Uuid,
     llm: agent::live::LlmModel<'a>,
+    /// The text of the completion under way (emptied when it returns): what a Stop keeps.
+    writing: Mutex<String>,
 }
 
 impl agent::Model for StreamingModel<'_> {
@@ -1368,8 +1370,16 @@ impl agent::Model for StreamingModel<'_> {
         messages: &[llm::Message],
         tools: &[llm::Tool],
     ) -> std::result::Result<Completion, String> {
-        let mut sink = LiveAnswer::new(self.runs, self.chat_id, self.answer_id);
-        self.llm.complete_into(messages, tools, &mut sink).await
+        self.writing.lock().expect("not poisoned").clear();
+        let mut sink =
+            LiveAnswer::new(self.runs, self.chat_id, self.answer_id).keeping(&self.writing);
+        let completion = self.llm.complete_into(messages, tools, &mut sink).await;
+        self.writing.lock().expect("not poisoned").clear();
+        completion
+    }
+
+    fn cut_off_text(&self) -> String {
+        self.writing.lock().expect("not poisoned").clone()
     }
 }
 
@@ -1382,6 +1392,8 @@ struct LiveAnswer<'a> {
     /// No text of this turn has come yet.
     first: bool,
     flushed: Instant,
+    /// Also keeps the turn's text here (an agent run's model, for a Stop mid-turn).
+    keep: Option<&'a Mutex<String>>,
 }
 
 impl<'a> LiveAnswer<'a> {
@@ -1392,12 +1404,22 @@ impl<'a> LiveAnswer<'a> {
             answer_id,
             first: true,
             flushed: Instant::now(),
+            keep: None,
         }
+    }
+
+    /// The turn's text is also kept in `text`, as it comes.
+    fn keeping(mut self, text: &'a Mutex<String>) -> Self {
+        self.keep = Some(text);
+        self
     }
 }
 
 impl TokenSink for LiveAnswer<'_> {
     async fn token(&mut self, text: &str) {
+        if let Some(keep) = self.keep {
+            keep.lock().expect("not poisoned").push_str(text);
+        }
         let (runs, chat_id, answer_id) = (self.runs, self.chat_id, self.answer_id);
         // A later turn's text follows the earlier turns' after a blank line, as the stored answer
         // joins them.
@@ -1505,6 +1527,7 @@ impl Runs {
                 provider: &plan.provider,
                 model: &plan.model,
             },
+            writing: Mutex::default(),
         };
         let tools = agent::live::McpTools {
             db: &self.inner.db,
