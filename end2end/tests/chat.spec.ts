@@ -116,3 +116,14 @@ test("chats are renamed, searched and deleted from the sidebar", async ({ page, 
   await expect(page).toHaveURL(/\/$/);
   await expect(page.getByTestId("chat-item").filter({ hasText: word })).toHaveCount(0);
 });
+
+test("a message that cannot be sent stays in the box, with the reason", async ({ page }) => {
+  await startChat(page, "Hello there");
+  await expect(page.getByTestId("send")).toBeVisible({ timeout: 15_000 });
+  // One character over the most the server takes (SWITCHBOARD_MAX_MESSAGE_CHARS, 100,000).
+  const long = "x".repeat(100_001);
+  await page.getByTestId("composer").fill(long);
+  await page.getByTestId("composer").press("Enter");
+  await expect(page.getByTestId("chat-error")).toContainText("100001 characters");
+  await expect(page.getByTestId("composer")).toHaveValue(long);
+});

@@ -1,4 +1,5 @@
 //! The message box: Enter sends, Shift+Enter starts a new line, Esc stops the answer being written.
+//! Its text is the page's draft: the page puts it back when a send fails.
 
 use leptos::prelude::*;
 
@@ -6,6 +7,8 @@ use crate::components::icons;
 
 #[component]
 pub fn Composer(
+    /// What is typed: cleared when a send is taken, put back by the page if the send fails.
+    draft: RwSignal<String>,
     /// Called with the text to send; the box is cleared once it returns true.
     on_send: Callback<String, bool>,
     /// Called to stop the answer being written.
@@ -18,7 +21,7 @@ pub fn Composer(
     blocked: Signal<Option<String>>,
     #[prop(into, optional)] placeholder: Option<String>,
 ) -> impl IntoView {
-    let text = RwSignal::new(String::new());
+    let text = draft;
     let send = move || {
         let value = text.get_untracked();
         if value.trim().is_empty() || live.get_untracked() {

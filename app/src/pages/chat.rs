@@ -90,13 +90,15 @@ fn ChatView(data: ChatData) -> impl IntoView {
         move || unavailable.clone()
     });
 
+    // What the composer holds; a send from it that fails puts its text back.
+    let draft = RwSignal::new(String::new());
     let send = {
         let chat_id = chat_id.clone();
-        move |text: String, from_position: Option<i32>| {
+        move |text: String, from_position: Option<i32>, from_composer: bool| {
             let chat_id = chat_id.clone();
             error.set(None);
             spawn_local(async move {
-                match send_message(chat_id, text, from_position).await {
+                match send_message(chat_id, text.clone(), from_position).await {
                     Ok(sent) => {
                         // Show the question at once; the stream brings the answer.
                         messages.update(|all| {
@@ -106,7 +108,17 @@ fn ChatView(data: ChatData) -> impl IntoView {
                         start_live(live, sent.answer_id);
                         list_version.bump();
                     }
-                    Err(e) => error.set(Some(e.to_string())),
+                    Err(e) => {
+                        error.set(Some(e.to_string()));
+                        // Nothing typed is lost (unless something new was typed meanwhile).
+                        if from_composer {
+                            draft.update(|d| {
+                                if d.is_empty() {
+                                    *d = text;
+                                }
+                            });
+                        }
+                    }
                 }
             });
         }
@@ -125,7 +137,7 @@ fn ChatView(data: ChatData) -> impl IntoView {
     let on_send = Callback::new({
         let send = send.clone();
         move |text: String| {
-            send(text, None);
+            send(text, None, true);
             true
         }
     });
@@ -141,13 +153,13 @@ fn ChatView(data: ChatData) -> impl IntoView {
                 .rev()
                 .find(|m| m.role == "user");
             if let Some(q) = last_question {
-                send(q.content, Some(q.position));
+                send(q.content, Some(q.position), false);
             }
         }
     };
     let edit = Callback::new({
         let send = send.clone();
-        move |(position, text): (i32, String)| send(text, Some(position))
+        move |(position, text): (i32, String)| send(text, Some(position), false)
     });
 
     let title = data.chat.title.clone();
@@ -201,7 +213,7 @@ fn ChatView(data: ChatData) -> impl IntoView {
                     })}
                 </div>
             </div>
-            <Composer on_send on_stop live=is_live blocked />
+            <Composer draft on_send on_stop live=is_live blocked />
         </div>
     }
 }

@@ -14,6 +14,8 @@ pub fn HomePage() -> impl IntoView {
     let navigate = use_navigate();
     let error = RwSignal::new(None::<String>);
     let busy = RwSignal::new(false);
+    // What the composer holds; a send that fails puts its text back.
+    let draft = RwSignal::new(String::new());
     let on_send = Callback::new(move |text: String| {
         if busy.get_untracked() {
             return false;
@@ -24,7 +26,7 @@ pub fn HomePage() -> impl IntoView {
         spawn_local(async move {
             let result = async {
                 let chat = create_chat(None).await?;
-                send_message(chat.id.clone(), text, None).await?;
+                send_message(chat.id.clone(), text.clone(), None).await?;
                 Ok::<_, crate::error::AppError>(chat.id)
             }
             .await;
@@ -34,7 +36,14 @@ pub fn HomePage() -> impl IntoView {
                     version.bump();
                     navigate(&format!("/c/{id}"), Default::default());
                 }
-                Err(e) => error.set(Some(e.to_string())),
+                Err(e) => {
+                    error.set(Some(e.to_string()));
+                    draft.update(|d| {
+                        if d.is_empty() {
+                            *d = text;
+                        }
+                    });
+                }
             }
         });
         true
@@ -63,7 +72,7 @@ pub fn HomePage() -> impl IntoView {
             <Suspense fallback=|| ()>
                 {move || Suspend::new(async move {
                     let _ = models.await;
-                    view! { <Composer on_send on_stop=Callback::new(|()| {}) live=Signal::derive(move || busy.get()) blocked /> }
+                    view! { <Composer draft on_send on_stop=Callback::new(|()| {}) live=Signal::derive(move || busy.get()) blocked /> }
                 })}
             </Suspense>
         </section>
