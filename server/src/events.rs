@@ -132,7 +132,7 @@ async fn no_longer_valid(db: domain::Database, user_id: Uuid, credential: Creden
 
 fn events(
     missed: Vec<ChatEvent>,
-    receiver: tokio::sync::broadcast::Receiver<ChatEvent>,
+    receiver: tokio::sync::broadcast::Receiver<std::sync::Arc<ChatEvent>>,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
     let after = missed.last().map(|e| e.id);
     let live = BroadcastStream::new(receiver)
@@ -145,7 +145,7 @@ fn events(
             // Events already sent as missed ones can also arrive live; skip them.
             std::future::ready(item.ok().filter(|e| after.is_none_or(|a| e.id > a)))
         });
-    stream::iter(missed)
+    stream::iter(missed.into_iter().map(std::sync::Arc::new))
         .chain(live)
         .map(|event| Ok(to_sse(&event)))
 }

@@ -48,6 +48,9 @@ pub const FLUSH_EVERY: Duration = Duration::from_millis(500);
 const HEARTBEAT: Duration = Duration::from_secs(10);
 /// Events kept per chat for subscribers that reconnect (a run's tokens are usually far fewer).
 const LOG_LIMIT: usize = 20_000;
+/// Events a subscriber may fall behind by before it is cut off (it reconnects with the last id it
+/// saw and gets the rest from the log).
+const SUBSCRIBER_BACKLOG: usize = 256;
 /// A chat's channel with no run and no subscriber is forgotten after this long (its events with
 /// it: a subscriber that comes back later is told to read the chat again).
 const FORGET_AFTER: Duration = Duration::from_secs(600);
@@ -175,7 +178,9 @@ struct Channel {
     remote: Option<Remote>,
     /// A send is being written; its run has not begun yet.
     starting: bool,
-    sender: broadcast::Sender<ChatEvent>,
+    /// Shared, not copied: a chat's channel holds a slot per event of its backlog whatever the
+    /// event, so its slots are pointers, and idle chats cost little.
+    sender: broadcast::Sender<Arc<ChatEvent>>,
     /// The last event, or the last subscriber's arrival.
     touched: Instant,
 }
@@ -190,7 +195,7 @@ impl Channel {
             live: None,
             remote: None,
             starting: false,
-            sender: broadcast::channel(1024).0,
+            sender: broadcast::channel(SUBSCRIBER_BACKLOG).0,
             touched: Instant::now(),
         }
     }
@@ -220,7 +225,7 @@ impl Channel {
         }
         self.log.push(event.clone());
         // No subscribers is fine: the run goes on without them.
-        let _ = self.sender.send(event);
+        let _ = self.sender.send(Arc::new(event));
     }
 
     /// The live answer and its text so far: this instance's run, or one heard of on `instances`.
@@ -281,7 +286,7 @@ impl Drop for Reservation {
 /// What a subscriber gets: the events it missed, then live ones from `receiver`.
 pub struct Subscription {
     pub missed: Vec<ChatEvent>,
-    pub receiver: broadcast::Receiver<ChatEvent>,
+    pub receiver: broadcast::Receiver<Arc<ChatEvent>>,
 }
 
 /// All runs of this server. Cheap to clone.
@@ -626,10 +631,9 @@ impl Runs {
         let ended = async {
             loop {
                 match events.recv().await {
-                    Ok(ChatEvent {
-                        kind: EventKind::RunFinished { .. },
-                        ..
-                    }) => return true,
+                    Ok(event) if matches!(event.kind, EventKind::RunFinished { .. }) => {
+                        return true;
+                    }
                     Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
                     Err(broadcast::error::RecvError::Closed) => return false,
                 }
