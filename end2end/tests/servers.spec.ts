@@ -47,7 +47,11 @@ test("connect to server-everything on the Servers page and see its tools", async
   await page.getByTestId("chat-tools").click();
   const echoSwitch = page.getByTestId("chat-tool").filter({ hasText: "echo" }).first().locator("input");
   await expect(echoSwitch).toBeChecked();
+  // The switch is saved by its own request: reload once it has been answered (a reload before would
+  // abort it, and the change it carries with it).
+  const saved = page.waitForResponse((r) => r.url().endsWith("/api/chats/tool") && r.ok());
   await echoSwitch.uncheck();
+  await saved;
   await page.reload();
   await hydrated(page);
   await page.getByTestId("chat-tools").click();
