@@ -108,8 +108,7 @@ pub async fn decide(
     let (Some(answer_id), Some(turn)) = (answer_id, turn) else {
         return Err(AppError::invalid(
             "A decision must say which answer (`answer_id`) and which of its turns (`turn`) it is for, as the chat's waiting tool calls give them: it is refused once they no longer wait.",
-        )
-        .respond());
+        ));
     };
     let choices = decisions
         .into_iter()
@@ -121,8 +120,7 @@ pub async fn decide(
                 Some(other) => {
                     return Err(AppError::invalid(format!(
                         "'always' is 'tool' or 'server', not '{other}'."
-                    ))
-                    .respond());
+                    )));
                 }
             };
             Ok(Choice {

@@ -107,8 +107,7 @@ pub async fn create_token(name: String) -> Result<NewToken, AppError> {
 #[server(endpoint = "tokens/revoke")]
 pub async fn revoke_token(id: String) -> Result<(), AppError> {
     let user = crate::ssr::current_user()?;
-    let not_found =
-        || AppError::not_found("There is no such token (it may already be revoked).").respond();
+    let not_found = || AppError::not_found("There is no such token (it may already be revoked).");
     let id = id.parse().map_err(|_| not_found())?;
     if domain::tokens::revoke(&crate::ssr::db()?, user.id, id).await? {
         Ok(())

@@ -214,7 +214,7 @@ pub mod ssr {
     use crate::error::AppError;
 
     pub fn no_chat() -> AppError {
-        AppError::not_found("There is no such chat: it may have been deleted.").respond()
+        AppError::not_found("There is no such chat: it may have been deleted.")
     }
 
     pub fn chat_id(id: &str) -> Result<Uuid, AppError> {
@@ -229,8 +229,7 @@ pub mod ssr {
             Some(m) => Err(AppError::invalid(format!(
                 "The model '{m}' is not offered here. Choose one of: {}.",
                 runs.models().choices().join(", ")
-            ))
-            .respond()),
+            ))),
         }
     }
 

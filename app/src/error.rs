@@ -15,6 +15,12 @@ pub enum ErrorKind {
     Forbidden,
     /// The request breaks a rule.
     Invalid,
+    /// The request clashes with the state it meets (a chat already answering, a name taken).
+    Conflict,
+    /// Something Switchboard depends on cannot serve now (a tool server, no model set up).
+    Unavailable,
+    /// Something took longer than it may and was given up.
+    Timeout,
     Internal,
     /// The request could not reach the server function, or its answer was unreadable.
     Transport,
@@ -76,39 +82,73 @@ impl FromServerFnError for AppError {
     }
 }
 
-#[cfg(feature = "ssr")]
 impl AppError {
-    pub fn status(&self) -> http::StatusCode {
-        use http::StatusCode;
+    /// The HTTP status that answers this error: it follows from the kind alone (the server answers
+    /// every server function's error with it, see the server's `api_errors`; an error page with it).
+    pub fn status(&self) -> u16 {
         match self.error {
-            ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
-            ErrorKind::NotFound => StatusCode::NOT_FOUND,
-            ErrorKind::Forbidden => StatusCode::FORBIDDEN,
-            ErrorKind::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
-            ErrorKind::Internal | ErrorKind::Transport => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorKind::Unauthenticated => 401,
+            ErrorKind::NotFound => 404,
+            ErrorKind::Forbidden => 403,
+            ErrorKind::Invalid => 422,
+            ErrorKind::Conflict => 409,
+            ErrorKind::Unavailable => 503,
+            ErrorKind::Timeout => 504,
+            ErrorKind::Internal | ErrorKind::Transport => 500,
         }
-    }
-
-    /// Sets the HTTP status of the server function's response to match this error.
-    pub fn respond(self) -> Self {
-        if let Some(response) = leptos::prelude::use_context::<leptos_axum::ResponseOptions>() {
-            response.set_status(self.status());
-        }
-        self
     }
 }
 
 #[cfg(feature = "ssr")]
 impl From<domain::Error> for AppError {
     fn from(error: domain::Error) -> Self {
-        match error {
-            domain::Error::Invalid(message) => Self::invalid(message),
-            domain::Error::Forbidden(message) => Self::new(ErrorKind::Forbidden, message),
-            other => {
-                tracing::error!("server function failed: {other}");
-                Self::internal()
+        use domain::Error as E;
+        let kind = match &error {
+            E::Invalid(_) => ErrorKind::Invalid,
+            E::Forbidden(_) => ErrorKind::Forbidden,
+            E::NotFound(_) => ErrorKind::NotFound,
+            E::Conflict(_) => ErrorKind::Conflict,
+            E::Unavailable(_) => ErrorKind::Unavailable,
+            E::Timeout(_) => ErrorKind::Timeout,
+            E::Connect(_) | E::Migrate(_) | E::Query(_) => {
+                tracing::error!("server function failed: {}", domain::error::chain(&error));
+                return Self::internal();
+            }
+        };
+        Self::new(kind, error.to_string())
+    }
+}
+
+#[cfg(all(test, feature = "ssr"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_domain_error_is_answered_with_the_status_its_kind_means() {
+        use domain::Error as E;
+        let said = || "what happened".to_owned();
+        let cases = [
+            (E::Invalid(said()), "invalid", 422),
+            (E::Forbidden(said()), "forbidden", 403),
+            (E::NotFound(said()), "not_found", 404),
+            (E::Conflict(said()), "conflict", 409),
+            (E::Unavailable(said()), "unavailable", 503),
+            (E::Timeout(said()), "timeout", 504),
+            (E::Query(sqlx::Error::PoolTimedOut), "internal", 500),
+        ];
+        for (domain_error, word, status) in cases {
+            let error = AppError::from(domain_error);
+            assert_eq!(error.status(), status, "{word}");
+            let json = serde_json::to_value(&error).unwrap();
+            assert_eq!(json["error"], word);
+            if word == "internal" {
+                assert!(
+                    !json["message"].as_str().unwrap().contains("pool"),
+                    "{json}"
+                );
+            } else {
+                assert_eq!(json["message"], "what happened");
             }
         }
-        .respond()
     }
 }

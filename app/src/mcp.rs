@@ -290,8 +290,7 @@ mod save {
             other => {
                 return Err(AppError::invalid(format!(
                     "'{other}' is not a transport: use stdio or http."
-                ))
-                .respond());
+                )));
             }
         };
         let mut input = ServerInput {
@@ -419,7 +418,6 @@ pub mod ssr {
 
     pub fn no_server() -> AppError {
         AppError::not_found("There is no such tool server, or you are not connected to it.")
-            .respond()
     }
 
     fn source(source: Source) -> String {

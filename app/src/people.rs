@@ -40,13 +40,12 @@ pub async fn admit_person(id: String, approve: bool) -> Result<(), AppError> {
     let user = crate::ssr::current_user()?;
     let id = id
         .parse()
-        .map_err(|_| AppError::not_found("Nobody with that id is waiting.").respond())?;
+        .map_err(|_| AppError::not_found("Nobody with that id is waiting."))?;
     if domain::users::admit(&crate::ssr::db()?, &user, id, approve).await? {
         Ok(())
     } else {
         Err(AppError::not_found(
             "Nobody with that id is waiting: they may have been let in or refused already.",
-        )
-        .respond())
+        ))
     }
 }

@@ -14,7 +14,7 @@ use crate::error::AppError;
 pub fn current_user() -> Result<User, AppError> {
     use_context::<http::request::Parts>()
         .and_then(|parts| parts.extensions.get::<User>().cloned())
-        .ok_or_else(|| AppError::unauthenticated().respond())
+        .ok_or_else(AppError::unauthenticated)
 }
 
 pub fn db() -> Result<Database, AppError> {
@@ -40,8 +40,7 @@ pub fn check_length(text: &str) -> Result<(), AppError> {
     if length > most {
         return Err(AppError::invalid(format!(
             "Your message is {length} characters long; Switchboard takes at most {most} in one message. Shorten it, or send it in parts."
-        ))
-        .respond());
+        )));
     }
     Ok(())
 }
@@ -49,6 +48,6 @@ pub fn check_length(text: &str) -> Result<(), AppError> {
 fn provided<T: Clone + Send + Sync + 'static>(what: &str) -> Result<T, AppError> {
     use_context::<T>().ok_or_else(|| {
         tracing::error!("the {what} is missing from the server function's context");
-        AppError::internal().respond()
+        AppError::internal()
     })
 }

@@ -387,7 +387,7 @@ pub async fn ask(
     .fetch_all(db.pool())
     .await
     .map_err(|e| match &e {
-        sqlx::Error::Database(d) if d.is_unique_violation() => Error::Invalid(BUSY.into()),
+        sqlx::Error::Database(d) if d.is_unique_violation() => Error::Conflict(BUSY.into()),
         _ => e.into(),
     })?;
     let mut messages = stored.into_iter().map(|r| Message {

@@ -2,7 +2,10 @@
 
 use sqlx::migrate::MigrateError;
 
-/// What can go wrong in the domain: the database, or a request that breaks a rule.
+/// What can go wrong in the domain. Each variant is one kind of failure, and the layers above answer
+/// it by its kind alone (an HTTP status, an `error` word), so the variant chosen here is the whole
+/// decision. The messages of the kinds a person meets are theirs to read and act on; the database's
+/// own errors are for the log.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("cannot connect to PostgreSQL: {0}")]
@@ -11,12 +14,25 @@ pub enum Error {
     Migrate(#[from] MigrateError),
     #[error(transparent)]
     Query(#[from] sqlx::Error),
-    /// The input breaks a rule; the message says which, in words a person can act on.
+    /// The input breaks a rule, or decides on something no longer asked; the message says which.
     #[error("{0}")]
     Invalid(String),
     /// The person may not do this (not an administrator); the message says so.
     #[error("{0}")]
     Forbidden(String),
+    /// There is no such thing, or it is someone else's (the two are not told apart).
+    #[error("{0}")]
+    NotFound(String),
+    /// The request is fine but clashes with the state it meets: a chat already answering or waiting
+    /// for decisions, a name already taken, a server switched off or not connected.
+    #[error("{0}")]
+    Conflict(String),
+    /// Something Switchboard depends on cannot serve now: a tool server that fails, no model set up.
+    #[error("{0}")]
+    Unavailable(String),
+    /// Something took longer than it may and was given up.
+    #[error("{0}")]
+    Timeout(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

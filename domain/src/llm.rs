@@ -764,7 +764,7 @@ impl Catalog {
     /// The provider and model a chat's choice stands for, or why it cannot be answered.
     pub fn for_chat(&self, chosen: Option<&str>) -> crate::Result<(&Provider, &str)> {
         self.resolve(chosen).ok_or_else(|| {
-            crate::Error::Invalid(if self.is_empty() {
+            crate::Error::Unavailable(if self.is_empty() {
                 NO_MODEL.into()
             } else {
                 format!(

@@ -89,7 +89,7 @@ pub async fn create(db: &Database, user_id: Uuid, name: &str) -> Result<CreatedT
     .fetch_one(&mut *tx)
     .await?;
     if held >= MAX_TOKENS_PER_USER {
-        return Err(Error::Invalid(format!(
+        return Err(Error::Conflict(format!(
             "You already have {MAX_TOKENS_PER_USER} tokens. Revoke one you no longer use first."
         )));
     }

@@ -169,7 +169,7 @@ async fn token_names_and_counts_are_limited(pool: PgPool) {
             .await
             .unwrap();
     }
-    let Err(domain::Error::Invalid(message)) = tokens::create(&db, alice.id, "one more").await
+    let Err(domain::Error::Conflict(message)) = tokens::create(&db, alice.id, "one more").await
     else {
         panic!("the limit holds");
     };

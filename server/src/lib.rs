@@ -4,6 +4,7 @@
 // Leptos views are deeply nested types; the chat page needs more than the default 128.
 #![recursion_limit = "256"]
 
+pub mod api_errors;
 pub mod auth;
 pub mod config;
 pub mod embedded_pg;
@@ -224,6 +225,7 @@ pub fn routes(state: AppState) -> Router {
             AppState,
             _,
         >(headers::provide_nonce, shell))
+        .layer(axum::middleware::from_fn(api_errors::error_status))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             limits::rate_limit,

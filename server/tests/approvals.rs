@@ -221,8 +221,13 @@ async fn until(events: &mut SseReader, last: &[&str]) -> Vec<SseEvent> {
 }
 
 /// A `422` whose message says `what`.
-fn assert_refused((status, body): (StatusCode, Value), what: &str) {
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+fn assert_refused(answer: (StatusCode, Value), what: &str) {
+    assert_answered(answer, StatusCode::UNPROCESSABLE_ENTITY, what);
+}
+
+/// An error answered with `expected`, whose message says `what`.
+fn assert_answered((status, body): (StatusCode, Value), expected: StatusCode, what: &str) {
+    assert_eq!(status, expected, "{body}");
     let message = body["message"].as_str().unwrap_or_default();
     assert!(message.contains(what), "not '{what}': {body}");
 }
@@ -271,7 +276,7 @@ async fn a_tool_runs_only_after_the_persons_approval(pool: PgPool) {
     // A new message waits for the decision; another person cannot see or decide it.
     let never_mind = [("id", chat.as_str()), ("text", "never mind")];
     let refused = w.api(&w.alice, "chats/send", &never_mind).await;
-    assert_refused(refused, "waiting for your decision");
+    assert_answered(refused, StatusCode::CONFLICT, "waiting for your decision");
     let approve = json!([{"call_id": call_id, "approve": true}]);
     let (status, _) = w.decide(&w.bob, &chat, &at, approve.clone()).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
@@ -693,7 +698,7 @@ async fn always_allow_holds_only_for_the_server_it_was_given_for(pool: PgPool) {
     let refused = w
         .api(&w.alice, "agent/allow", &[("server_id", "nope")])
         .await;
-    assert_refused(refused, "no tool server 'nope'");
+    assert_answered(refused, StatusCode::NOT_FOUND, "no tool server 'nope'");
     assert_eq!(w.allowed_on(&w.app).await, json!([]));
 
     // Given for the registry's server `tools`, it runs its calls without asking.

@@ -186,14 +186,14 @@ async fn a_chat_writes_one_answer_at_a_time(pool: PgPool) {
     statuses.sort();
     assert_eq!(
         statuses,
-        [StatusCode::OK, StatusCode::UNPROCESSABLE_ENTITY],
+        [StatusCode::OK, StatusCode::CONFLICT],
         "{a:?} {b:?}"
     );
     let refused = if a.0 == StatusCode::OK { b.1 } else { a.1 };
     assert_eq!(refused["message"], domain::chats::BUSY);
     // While it streams, another send is refused too; once it ends, the chat takes the next one.
     let (status, _) = send(&app, &alice, &chat, "more").await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(status, StatusCode::CONFLICT);
     api(&app, &alice, "chats/stop", &[("id", &chat)]).await;
     until_finished(&mut events).await;
     let (status, body) = send(&app, &alice, &chat, "and now?").await;
@@ -230,7 +230,8 @@ async fn with_no_model_configured_sending_says_how_to_add_one(pool: PgPool) {
     let (_, alice) = person(&app, "alice", "alice").await;
     let chat = new_chat(&app, &alice).await;
     let (status, body) = send(&app, &alice, &chat, "hi").await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"], "unavailable");
     assert!(
         body["message"]
             .as_str()

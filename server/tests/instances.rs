@@ -143,7 +143,8 @@ async fn stop_pressed_on_one_instance_stops_the_answer_on_another(pool: PgPool) 
         &[("id", &chat), ("text", "me too")],
     )
     .await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"], "conflict");
     assert!(
         body["message"]
             .as_str()
@@ -161,7 +162,7 @@ async fn stop_pressed_on_one_instance_stops_the_answer_on_another(pool: PgPool) 
             &[("id", &chat), ("text", "edited"), ("from_position", from)],
         )
         .await;
-        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{from}: {body}");
+        assert_eq!(status, StatusCode::CONFLICT, "{from}: {body}");
     }
 
     let (status, stopped) = api(&a, &alice, "chats/stop", &[("id", &chat)]).await;

@@ -986,8 +986,12 @@ async fn administrators_keep_the_registry_and_its_secrets_stay_secret(pool: PgPo
     let (_, servers) = api(&bob, "mcp/servers", vec![]).await;
     assert_eq!(entry(&servers, "everything")["enabled"], false);
     assert_eq!(entry(&servers, "everything")["status"], "disconnected");
-    let (status, _) = api(&bob, "mcp/connect", vec![("id", "everything".into())]).await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (status, body) = api(&bob, "mcp/connect", vec![("id", "everything".into())]).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("switched off"),
+        "{body}"
+    );
 
     // Back on (the empty secret keeps its value): Bob, who still wants it, is connected again.
     let mut on = stdio_form("everything", "");

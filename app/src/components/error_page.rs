@@ -1,12 +1,20 @@
 use leptos::prelude::*;
 
-/// The body of an error page (404, 500, ...): what happened and what to do next.
+/// The body of an error page (404, 500, ...): what happened and what to do next. Rendered on the
+/// server, the page is answered with `status`.
 #[component]
 pub fn ErrorPage(
     status: u16,
     #[prop(into)] title: String,
     #[prop(into)] detail: String,
 ) -> impl IntoView {
+    #[cfg(feature = "ssr")]
+    if let (Some(response), Ok(code)) = (
+        use_context::<leptos_axum::ResponseOptions>(),
+        http::StatusCode::from_u16(status),
+    ) {
+        response.set_status(code);
+    }
     view! {
         <section class="mx-auto flex max-w-md flex-col items-center px-6 py-24 text-center" data-testid="error-page">
             <p class="text-sm font-semibold tracking-wide text-indigo-600 dark:text-indigo-400">{status}</p>

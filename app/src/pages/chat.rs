@@ -11,6 +11,7 @@ use crate::chats::{
 use crate::components::composer::Composer;
 use crate::components::error_page::ErrorPage;
 use crate::components::icons;
+use crate::error::ErrorKind;
 use crate::markdown;
 use crate::mcp::{ChatToolView, chat_tools, set_chat_tool};
 
@@ -25,9 +26,13 @@ pub fn ChatPage() -> impl IntoView {
             {move || Suspend::new(async move {
                 match page.await {
                     Ok(data) => view! { <ChatView data /> }.into_any(),
-                    Err(e) => view! {
+                    Err(e) if e.error == ErrorKind::NotFound => view! {
                         <Title text="Chat not found · Switchboard" />
                         <ErrorPage status=404 title="Chat not found" detail=e.to_string() />
+                    }.into_any(),
+                    Err(e) => view! {
+                        <Title text="Chat unavailable · Switchboard" />
+                        <ErrorPage status=e.status() title="This chat cannot be shown" detail=e.to_string() />
                     }.into_any(),
                 }
             })}

@@ -6,10 +6,6 @@ use crate::components::error_page::ErrorPage;
 /// Shown for any path no route matches, with status 404.
 #[component]
 pub fn NotFound() -> impl IntoView {
-    #[cfg(feature = "ssr")]
-    if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
-        response.set_status(http::StatusCode::NOT_FOUND);
-    }
     view! {
         <Title text="Page not found · Switchboard" />
         <ErrorPage

@@ -119,7 +119,7 @@ pub async fn allow(
     server_key: &str,
 ) -> Result<()> {
     if server_key.is_empty() {
-        return Err(Error::Invalid(format!(
+        return Err(Error::NotFound(format!(
             "There is no tool server '{server_id}' for you to allow: it may have been removed or renamed. See the Servers page for the servers you can use."
         )));
     }

@@ -761,7 +761,7 @@ async fn decide_on(
             Err(e) => return Err(e),
         }
     }
-    Err(Error::Invalid(
+    Err(Error::Conflict(
         "The chat is changing too fast to record the decision; try again.".into(),
     ))
 }

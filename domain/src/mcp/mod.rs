@@ -389,7 +389,7 @@ impl Mcp {
             return Ok(false);
         };
         if !spec.enabled {
-            return Err(Error::Invalid(format!(
+            return Err(Error::Conflict(format!(
                 "The MCP server '{}' is switched off by an administrator.",
                 spec.name
             )));
@@ -459,7 +459,7 @@ impl Mcp {
                 // Connected on another instance, or before a restart: start it here.
                 self.resume(user_id, server_id).await?;
                 self.live(user_id, server_id).ok_or_else(|| {
-                    Error::Invalid(format!(
+                    Error::Conflict(format!(
                         "You are not connected to the MCP server '{server_id}'."
                     ))
                 })?
@@ -475,7 +475,7 @@ impl Mcp {
         let response = tokio::time::timeout(timeout, peer.call_tool_once(request))
             .await
             .map_err(|_| {
-                Error::Invalid(format!(
+                Error::Timeout(format!(
                     "The tool '{tool}' did not finish within {} s and was cancelled.",
                     timeout.as_secs()
                 ))
@@ -496,11 +496,11 @@ impl Mcp {
                 } else {
                     why
                 };
-                Error::Invalid(format!("The tool '{tool}' could not be called: {why}"))
+                Error::Unavailable(format!("The tool '{tool}' could not be called: {why}"))
             })?;
         shared.touch();
         let CallToolResponse::Complete(result) = response else {
-            return Err(Error::Invalid(format!(
+            return Err(Error::Unavailable(format!(
                 "The tool '{tool}' asked for more input, which Switchboard cannot give yet."
             )));
         };
@@ -530,7 +530,7 @@ impl Mcp {
         )
         .await;
         let not_now = || {
-            Error::Invalid(format!(
+            Error::Unavailable(format!(
                 "The MCP server '{server_id}' is not connected right now; try again when its status is connected."
             ))
         };
@@ -538,7 +538,7 @@ impl Mcp {
             Ok(Ok(s)) if *s == Status::Connected => {}
             Ok(Ok(s)) => {
                 if let Status::Failed { reason } = &*s {
-                    return Err(Error::Invalid(format!(
+                    return Err(Error::Unavailable(format!(
                         "The MCP server '{server_id}' is not connected: {reason}"
                     )));
                 }

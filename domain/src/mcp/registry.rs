@@ -711,7 +711,7 @@ pub(super) async fn add_personal(
             .into_iter()
             .collect();
     if taken.len() >= max {
-        return Err(Error::Invalid(format!(
+        return Err(Error::Conflict(format!(
             "You have {max} servers of your own already. Remove one you no longer use first."
         )));
     }
@@ -764,7 +764,7 @@ async fn write(
     .await;
     match saved {
         Ok(_) => Ok(()),
-        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(Error::Invalid(format!(
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(Error::Conflict(format!(
             "A server with the id '{}' exists already: choose another.",
             input.id
         ))),

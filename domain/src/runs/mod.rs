@@ -370,12 +370,12 @@ impl Runs {
         // Being written on another instance (this one's own runs hold the chat's slot): an edit
         // or a regeneration would replace the answer under its run, a send would interleave.
         if conversation.being_written {
-            return Err(Error::Invalid(chats::BUSY.into()));
+            return Err(Error::Conflict(chats::BUSY.into()));
         }
         if from_position.is_none()
             && conversation.history.last().map(|m| m.status) == Some(Status::Waiting)
         {
-            return Err(Error::Invalid(WAITING.into()));
+            return Err(Error::Conflict(WAITING.into()));
         }
         // Only a person connected to a tool server can have tools here: the others' sends go
         // straight to the model.
@@ -433,7 +433,7 @@ impl Runs {
         }
         started
             .await
-            .unwrap_or_else(|_| Err(Error::Invalid("The answer could not be started.".into())))
+            .unwrap_or_else(|_| Err(Error::Unavailable("The answer could not be started.".into())))
     }
 
     /// Records the person's decisions on the tool calls of `turn` that their chat's answer
@@ -714,7 +714,7 @@ impl Runs {
         let mut channels = self.inner.channels.lock().expect("not poisoned");
         let channel = channels.entry(chat_id).or_insert_with(|| self.channel());
         if channel.live.is_some() || channel.starting {
-            return Err(Error::Invalid(chats::BUSY.into()));
+            return Err(Error::Conflict(chats::BUSY.into()));
         }
         channel.starting = true;
         Ok(Reservation {
@@ -1242,7 +1242,7 @@ fn check_arguments(specs: &[ToolSpec], call: &Call, arguments: &serde_json::Valu
         .iter()
         .find(|s| s.server == call.server && s.tool == call.tool)
         .ok_or_else(|| {
-            Error::Invalid(format!(
+            Error::Unavailable(format!(
                 "The tool '{}' of '{}' is not available now, so its arguments cannot be checked: connect its server again, or approve the arguments as they are.",
                 call.tool, call.server
             ))
