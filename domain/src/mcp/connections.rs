@@ -1,0 +1,317 @@
+//! Each person's live connections: connect, disconnect, wait until settled, call a tool, and the
+//! reconciliation that brings the stored intent (which servers a person has connected) back to life
+//! after a restart or on another instance.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rmcp::model::{CallToolRequestParams, CallToolResponse};
+use rmcp::service::{Peer, RoleClient};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use super::supervisor::{Connection, Shared, close_all, supervise};
+use super::{Mcp, ServerSpec, Status, ToolOutput, limits};
+use crate::{Error, Result};
+
+#[derive(Default)]
+pub(super) struct UserConnections {
+    pub(super) servers: HashMap<String, Connection>,
+}
+
+impl Mcp {
+    /// Connects the user to a server (and remembers that they want it). Returns at once; the
+    /// status says how it goes. False when there is no such server for them.
+    pub async fn connect(&self, user_id: Uuid, server_id: &str) -> Result<bool> {
+        let Some(spec) = self.spec(user_id, server_id).await? else {
+            return Ok(false);
+        };
+        if !spec.enabled {
+            return Err(Error::Conflict(format!(
+                "The MCP server '{}' is switched off by an administrator.",
+                spec.name
+            )));
+        }
+        sqlx::query!(
+            "INSERT INTO mcp_connections (user_id, server_id) VALUES ($1, $2)
+             ON CONFLICT DO NOTHING",
+            user_id,
+            server_id
+        )
+        .execute(self.inner.db.pool())
+        .await?;
+        self.start(user_id, spec);
+        Ok(true)
+    }
+
+    /// Closes the user's connection to a server and forgets that they want it. False when they
+    /// had none.
+    pub async fn disconnect(&self, user_id: Uuid, server_id: &str) -> Result<bool> {
+        let stored = sqlx::query!(
+            "DELETE FROM mcp_connections WHERE user_id = $1 AND server_id = $2",
+            user_id,
+            server_id
+        )
+        .execute(self.inner.db.pool())
+        .await?
+        .rows_affected();
+        let live = self.take(Some(user_id), server_id);
+        let was_live = !live.is_empty();
+        close_all(live).await;
+        Ok(stored > 0 || was_live)
+    }
+
+    /// Waits until the user's connection to a server has settled (connected, failed, idle), at
+    /// most `timeout`; its status then, or None when there is no such connection.
+    pub async fn settled(
+        &self,
+        user_id: Uuid,
+        server_id: &str,
+        timeout: Duration,
+    ) -> Option<Status> {
+        let mut status = {
+            let users = self.inner.users.lock().expect("not poisoned");
+            users
+                .get(&user_id)
+                .and_then(|m| m.servers.get(server_id))
+                .map(|c| c.shared.status.subscribe())?
+        };
+        let _ = tokio::time::timeout(timeout, status.wait_for(|s| *s != Status::Connecting)).await;
+        let now = status.borrow().clone();
+        Some(now)
+    }
+
+    /// Calls a tool on one of the user's connected servers, within the call timeout (a call that
+    /// takes longer is cancelled on the server). An idle connection opens again first. The tool's
+    /// own failure is an output with `is_error`; not reaching it at all is an error.
+    pub async fn call(
+        &self,
+        user_id: Uuid,
+        server_id: &str,
+        tool: &str,
+        arguments: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<ToolOutput> {
+        let shared = match self.live(user_id, server_id) {
+            Some(shared) => shared,
+            None => {
+                // Connected on another instance, or before a restart: start it here.
+                self.resume(user_id, server_id).await?;
+                self.live(user_id, server_id).ok_or_else(|| {
+                    Error::Conflict(format!(
+                        "You are not connected to the MCP server '{server_id}'."
+                    ))
+                })?
+            }
+        };
+        shared.touch();
+        let peer = self.ready(&shared, server_id).await?;
+        let started = Instant::now();
+        let request = CallToolRequestParams::new(tool.to_owned()).with_arguments(arguments);
+        let timeout = self.inner.settings.call_timeout;
+        let limits = &self.inner.settings.limits;
+        // Dropping the request on timeout tells the server to cancel it.
+        let response = tokio::time::timeout(timeout, peer.call_tool_once(request))
+            .await
+            .map_err(|_| {
+                Error::Timeout(format!(
+                    "The tool '{tool}' did not finish within {} s and was cancelled.",
+                    timeout.as_secs()
+                ))
+            })?
+            .map_err(|e| {
+                // A server's error message can be as large as a message may be.
+                let why = limits::cut(&e.to_string(), limits.max_error_chars);
+                let why = if matches!(
+                    e,
+                    rmcp::ServiceError::TransportSend(_) | rmcp::ServiceError::TransportClosed
+                ) {
+                    // The transport's own reason (a message too large) says more.
+                    let why = shared
+                        .fault()
+                        .unwrap_or_else(|| format!("The server stopped answering: {why}."));
+                    shared.break_with(why.clone());
+                    why
+                } else {
+                    why
+                };
+                Error::Unavailable(format!("The tool '{tool}' could not be called: {why}"))
+            })?;
+        shared.touch();
+        let CallToolResponse::Complete(result) = response else {
+            return Err(Error::Unavailable(format!(
+                "The tool '{tool}' asked for more input, which Switchboard cannot give yet."
+            )));
+        };
+        let is_error = result.is_error.unwrap_or(false);
+        let (content, structured) = limits::bounded_result(
+            result.content,
+            result.structured_content,
+            limits.max_result_bytes,
+        );
+        Ok(ToolOutput {
+            is_error,
+            content,
+            structured,
+            duration_ms: started.elapsed().as_millis() as u64,
+        })
+    }
+
+    /// The session of a connection, waking it if it is idle and waiting while it connects.
+    async fn ready(&self, shared: &Shared, server_id: &str) -> Result<Peer<RoleClient>> {
+        let mut status = shared.status.subscribe();
+        if *status.borrow() == Status::Idle {
+            shared.wake.notify_one();
+        }
+        let waited = tokio::time::timeout(
+            self.inner.settings.connect_timeout,
+            status.wait_for(|s| !matches!(s, Status::Idle | Status::Connecting)),
+        )
+        .await;
+        let not_now = || {
+            Error::Unavailable(format!(
+                "The MCP server '{server_id}' is not connected right now; try again when its status is connected."
+            ))
+        };
+        match waited {
+            Ok(Ok(s)) if *s == Status::Connected => {}
+            Ok(Ok(s)) => {
+                if let Status::Failed { reason } = &*s {
+                    return Err(Error::Unavailable(format!(
+                        "The MCP server '{server_id}' is not connected: {reason}"
+                    )));
+                }
+                return Err(not_now());
+            }
+            _ => return Err(not_now()),
+        }
+        shared
+            .peer
+            .read()
+            .expect("not poisoned")
+            .clone()
+            .ok_or_else(not_now)
+    }
+
+    /// Removes the live connections to a server, of one user or of everyone on this instance.
+    pub(super) fn take(&self, user_id: Option<Uuid>, server_id: &str) -> Vec<Connection> {
+        let mut users = self.inner.users.lock().expect("not poisoned");
+        users
+            .iter_mut()
+            .filter(|(id, _)| user_id.is_none_or(|u| u == **id))
+            .filter_map(|(_, m)| m.servers.remove(server_id))
+            .collect()
+    }
+
+    /// After a registry server changed: its connections on this instance close, and everyone here
+    /// who wants it is connected again with its new description (if it is still switched on).
+    pub(super) async fn restart(&self, old_id: &str, spec: Option<ServerSpec>) -> Result<()> {
+        close_all(self.take(None, old_id)).await;
+        let Some(spec) = spec.filter(|s| s.enabled) else {
+            return Ok(());
+        };
+        let wanting = sqlx::query_scalar!(
+            "SELECT user_id FROM mcp_connections WHERE server_id = $1",
+            spec.id
+        )
+        .fetch_all(self.inner.db.pool())
+        .await?;
+        let here: HashSet<Uuid> = {
+            let users = self.inner.users.lock().expect("not poisoned");
+            users.keys().copied().collect()
+        };
+        for user in wanting.into_iter().filter(|u| here.contains(u)) {
+            // The others get it on their next use, from the database.
+            self.start(user, spec.clone());
+        }
+        Ok(())
+    }
+
+    pub(super) fn live(&self, user_id: Uuid, server_id: &str) -> Option<Arc<Shared>> {
+        let users = self.inner.users.lock().expect("not poisoned");
+        users
+            .get(&user_id)
+            .and_then(|m| m.servers.get(server_id))
+            .map(|c| c.shared.clone())
+    }
+
+    /// Starts the user's connection to one server on this instance if they want it.
+    pub(super) async fn resume(&self, user_id: Uuid, server_id: &str) -> Result<()> {
+        let wanted = sqlx::query_scalar!(
+            r#"SELECT EXISTS (SELECT 1 FROM mcp_connections WHERE user_id = $1 AND server_id = $2) AS "wanted!""#,
+            user_id,
+            server_id
+        )
+        .fetch_one(self.inner.db.pool())
+        .await?;
+        if wanted && let Some(spec) = self.spec(user_id, server_id).await?.filter(|s| s.enabled) {
+            self.start(user_id, spec);
+        }
+        Ok(())
+    }
+
+    /// Makes this instance's connections of a user what the user wants, as stored: the ones they
+    /// connected (here, elsewhere, or before a restart) are started, the ones they disconnected
+    /// elsewhere are closed.
+    pub(super) async fn sync(&self, user_id: Uuid, specs: &[ServerSpec]) -> Result<()> {
+        let asked = Instant::now();
+        let wanted: HashSet<String> = sqlx::query_scalar!(
+            "SELECT server_id FROM mcp_connections WHERE user_id = $1",
+            user_id
+        )
+        .fetch_all(self.inner.db.pool())
+        .await?
+        .into_iter()
+        .collect();
+        for spec in specs.iter().filter(|s| s.enabled && wanted.contains(&s.id)) {
+            self.start(user_id, spec.clone());
+        }
+        let unwanted: Vec<Connection> = {
+            let mut users = self.inner.users.lock().expect("not poisoned");
+            let Some(mine) = users.get_mut(&user_id) else {
+                return Ok(());
+            };
+            let gone: Vec<String> = mine
+                .servers
+                .iter()
+                // One started after the intent was read may be a connect that read missed.
+                .filter(|(id, c)| !wanted.contains(*id) && c.started < asked)
+                .map(|(id, _)| id.clone())
+                .collect();
+            gone.iter()
+                .filter_map(|id| mine.servers.remove(id))
+                .collect()
+        };
+        close_all(unwanted).await;
+        Ok(())
+    }
+
+    /// Starts a supervised connection unless one is already there.
+    fn start(&self, user_id: Uuid, spec: ServerSpec) {
+        let mut users = self.inner.users.lock().expect("not poisoned");
+        let mine = users.entry(user_id).or_default();
+        if mine.servers.contains_key(&spec.id) {
+            return;
+        }
+        let shared = Arc::new(Shared::new());
+        let (stop, stopped) = watch::channel(false);
+        let id = spec.id.clone();
+        let task = tokio::spawn(supervise(
+            user_id,
+            spec,
+            shared.clone(),
+            self.inner.settings.clone(),
+            self.inner.http.clone(),
+            stopped,
+        ));
+        mine.servers.insert(
+            id,
+            Connection {
+                started: Instant::now(),
+                shared,
+                stop,
+                task,
+            },
+        );
+    }
+}

@@ -1,0 +1,280 @@
+//! One connection's life: its shared state ([`Shared`]), the supervisor that keeps it up while it
+//! is wanted (connect, fetch the tools, reconnect with backoff, close when idle), and its end.
+
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use rmcp::service::{NotificationContext, Peer, RoleClient, RunningService};
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+use super::transport::open;
+use super::{ServerSpec, Settings, Status, Tool, limits};
+
+/// One supervised connection.
+pub(super) struct Connection {
+    /// When it was started (a reconciliation that read the intent before then leaves it be).
+    pub(super) started: Instant,
+    pub(super) shared: Arc<Shared>,
+    /// Tells the supervisor to end the session and stop.
+    pub(super) stop: watch::Sender<bool>,
+    pub(super) task: JoinHandle<()>,
+}
+
+pub(super) struct Shared {
+    pub(super) status: watch::Sender<Status>,
+    pub(super) tools: RwLock<Vec<Tool>>,
+    pub(super) peer: RwLock<Option<Peer<RoleClient>>>,
+    /// A call found the server gone (over HTTP there is no stream that would tell): why.
+    pub(super) broken: Mutex<Option<String>>,
+    pub(super) broken_notify: Notify,
+    pub(super) last_used: Mutex<Instant>,
+    /// An idle connection is wanted again.
+    pub(super) wake: Notify,
+    /// The server said its tools changed (notices that come in the meantime make one).
+    pub(super) tools_changed: Notify,
+    /// Why the transport ended the session it carries, when it did (a message too large).
+    pub(super) fault: Mutex<Option<String>>,
+}
+
+impl Shared {
+    pub(super) fn new() -> Self {
+        Self {
+            status: watch::Sender::new(Status::Connecting),
+            tools: RwLock::default(),
+            peer: RwLock::default(),
+            broken: Mutex::default(),
+            broken_notify: Notify::new(),
+            last_used: Mutex::new(Instant::now()),
+            wake: Notify::new(),
+            tools_changed: Notify::new(),
+            fault: Mutex::default(),
+        }
+    }
+
+    pub(super) fn fault(&self) -> Option<String> {
+        self.fault.lock().expect("not poisoned").clone()
+    }
+
+    /// For a transport, to say why it ended the session.
+    pub(super) fn report_fault(self: &Arc<Self>) -> impl Fn(String) + Send + Sync + 'static {
+        let shared = self.clone();
+        move |why| *shared.fault.lock().expect("not poisoned") = Some(why)
+    }
+
+    pub(super) fn set(&self, status: Status) {
+        self.status.send_replace(status);
+    }
+
+    pub(super) fn status(&self) -> Status {
+        self.status.borrow().clone()
+    }
+
+    pub(super) fn touch(&self) {
+        *self.last_used.lock().expect("not poisoned") = Instant::now();
+    }
+
+    /// The session cannot carry requests any more: the supervisor starts a new one.
+    pub(super) fn break_with(&self, reason: String) {
+        *self.broken.lock().expect("not poisoned") = Some(reason);
+        self.broken_notify.notify_waiters();
+    }
+}
+
+/// Receives what a server tells its client; `tools/list_changed` has the tools fetched again
+/// (by [`refresh_tools`], which the session runs).
+#[derive(Clone)]
+pub(super) struct Client {
+    pub(super) shared: Arc<Shared>,
+}
+
+impl rmcp::ClientHandler for Client {
+    fn on_tool_list_changed(
+        &self,
+        _context: NotificationContext<RoleClient>,
+    ) -> impl Future<Output = ()> + Send + '_ {
+        self.shared.tools_changed.notify_one();
+        std::future::ready(())
+    }
+}
+
+/// How long a closing session may take (a stdio server gets its stdin closed, then SIGTERM, then
+/// SIGKILL, within this).
+const CLOSE_WITHIN: Duration = Duration::from_secs(10);
+
+/// Ends connections and waits for them to be gone, their servers' processes too.
+pub(super) async fn close_all(connections: Vec<Connection>) {
+    futures_util::future::join_all(connections.into_iter().map(close)).await;
+}
+
+async fn close(connection: Connection) {
+    let Connection { stop, mut task, .. } = connection;
+    let _ = stop.send(true);
+    if tokio::time::timeout(CLOSE_WITHIN, &mut task).await.is_err() {
+        // Dropping the session kills a stdio server's process group.
+        task.abort();
+        let _ = task.await;
+    }
+}
+
+/// How a live session ended.
+enum Ended {
+    /// With this reason: connect again after a pause.
+    Lost(String),
+    /// Unused for the idle time: wait until wanted.
+    Idle,
+    Stopped,
+}
+
+/// Keeps one connection up while it is wanted: connect, fetch the tools, wait for the end, pause,
+/// again; until `stopped`, when the session is closed properly.
+pub(super) async fn supervise(
+    user_id: Uuid,
+    spec: ServerSpec,
+    shared: Arc<Shared>,
+    settings: Arc<Settings>,
+    http: rmcp_reqwest::Client,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let mut pause = Duration::from_secs(1);
+    loop {
+        shared.set(Status::Connecting);
+        *shared.fault.lock().expect("not poisoned") = None;
+        *shared.broken.lock().expect("not poisoned") = None;
+        let client = Client {
+            shared: shared.clone(),
+        };
+        let opened = tokio::select! {
+            opened = tokio::time::timeout(settings.connect_timeout, open(user_id, &spec, client, &settings, &http)) => opened,
+            _ = stop_requested(&mut stopped) => return,
+        };
+        let reason = match opened {
+            Ok(Ok((service, tools))) => {
+                *shared.tools.write().expect("not poisoned") = tools;
+                *shared.peer.write().expect("not poisoned") = Some(service.peer().clone());
+                shared.touch();
+                shared.set(Status::Connected);
+                pause = Duration::from_secs(1);
+                tracing::info!(server = %spec.id, "MCP server connected");
+                match live(service, &shared, &settings, &mut stopped).await {
+                    Ended::Stopped => return,
+                    Ended::Idle => {
+                        tracing::info!(server = %spec.id, "MCP connection closed after its idle time");
+                        shared.set(Status::Idle);
+                        tokio::select! {
+                            _ = shared.wake.notified() => continue,
+                            _ = stop_requested(&mut stopped) => return,
+                        }
+                    }
+                    Ended::Lost(reason) => {
+                        tracing::warn!(server = %spec.id, "MCP server disconnected: {reason}");
+                        reason
+                    }
+                }
+            }
+            Ok(Err(reason)) => {
+                tracing::warn!(server = %spec.id, "cannot connect to an MCP server: {reason}");
+                reason
+            }
+            Err(_) => format!(
+                "The server did not answer within {} s.",
+                settings.connect_timeout.as_secs()
+            ),
+        };
+        shared.set(Status::Failed { reason });
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = stop_requested(&mut stopped) => return,
+        }
+        pause = (pause * 2).min(settings.max_backoff);
+    }
+}
+
+/// Serves a connected session until it ends, is found broken, idles out or is stopped; then
+/// closes it (a stdio server is shut down with it).
+async fn live(
+    service: RunningService<RoleClient, Client>,
+    shared: &Shared,
+    settings: &Settings,
+    stopped: &mut watch::Receiver<bool>,
+) -> Ended {
+    let cancel = service.cancellation_token();
+    let peer = service.peer().clone();
+    let mut ended = std::pin::pin!(service.waiting());
+    let (outcome, over) = tokio::select! {
+        ended = &mut ended => (Ended::Lost(shared.fault().unwrap_or_else(|| match ended {
+            Ok(rmcp::service::QuitReason::Closed) => "The server closed the connection.".to_owned(),
+            Ok(other) => limits::cut(&format!("The connection ended ({other:?})."), settings.limits.max_error_chars),
+            Err(e) => format!("The connection failed: {}.", limits::cut(&e.to_string(), settings.limits.max_error_chars)),
+        })), true),
+        never = refresh_tools(&peer, shared, settings) => match never {},
+        _ = shared.broken_notify.notified() => (Ended::Lost(
+            shared
+                .broken
+                .lock()
+                .expect("not poisoned")
+                .take()
+                .unwrap_or_else(|| "The server stopped answering.".into()),
+        ), false),
+        _ = idle(shared, settings.idle_timeout) => (Ended::Idle, false),
+        _ = stop_requested(stopped) => (Ended::Stopped, false),
+    };
+    *shared.peer.write().expect("not poisoned") = None;
+    if !over {
+        cancel.cancel();
+        let _ = ended.await;
+    }
+    outcome
+}
+
+/// Fetches the tools again when the server says they changed: notices that come while a fetch
+/// waits or runs make one more fetch, at most one runs at a time, fetches are
+/// `refresh_interval` apart at least, and each may take the connect time. A list that cannot be
+/// fetched (or is refused) ends the session, whose status then says why.
+async fn refresh_tools(
+    peer: &Peer<RoleClient>,
+    shared: &Shared,
+    settings: &Settings,
+) -> std::convert::Infallible {
+    let mut last: Option<Instant> = None;
+    loop {
+        shared.tools_changed.notified().await;
+        if let Some(last) = last {
+            tokio::time::sleep_until((last + settings.refresh_interval).into()).await;
+        }
+        last = Some(Instant::now());
+        let fetched = tokio::time::timeout(
+            settings.connect_timeout,
+            limits::list_tools(peer, &settings.limits),
+        )
+        .await;
+        match fetched {
+            Ok(Ok(tools)) => *shared.tools.write().expect("not poisoned") = tools,
+            Ok(Err(reason)) => shared.break_with(reason),
+            Err(_) => shared.break_with(format!(
+                "The server said its tools changed, then did not list them within {} s.",
+                settings.connect_timeout.as_secs()
+            )),
+        }
+    }
+}
+
+/// Resolves once the connection has not been used for `timeout`.
+async fn idle(shared: &Shared, timeout: Option<Duration>) {
+    let Some(timeout) = timeout else {
+        return std::future::pending().await;
+    };
+    loop {
+        let deadline = *shared.last_used.lock().expect("not poisoned") + timeout;
+        if Instant::now() >= deadline {
+            return;
+        }
+        tokio::time::sleep_until(deadline.into()).await;
+    }
+}
+
+/// Resolves when the connection is to stop.
+async fn stop_requested(stopped: &mut watch::Receiver<bool>) {
+    let _ = stopped.wait_for(|stop| *stop).await;
+}

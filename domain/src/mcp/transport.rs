@@ -1,0 +1,117 @@
+//! Opening a session with a server over its transport: a stdio process ([`super::stdio`]) or
+//! Streamable HTTP ([`super::remote`], pinned to checked addresses for personal servers), then its
+//! tools fetched through the limits.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use rmcp::service::{RoleClient, RunningService, ServiceExt};
+use rmcp::transport::StreamableHttpClientTransport;
+use uuid::Uuid;
+
+use super::supervisor::Client;
+use super::{ServerSpec, Settings, Source, Tool, Transport, limits, registry, remote, stdio};
+
+/// Starts a session with the server and fetches its tools.
+pub(super) async fn open(
+    user_id: Uuid,
+    spec: &ServerSpec,
+    client: Client,
+    settings: &Settings,
+    shared_http: &rmcp_reqwest::Client,
+) -> std::result::Result<(RunningService<RoleClient, Client>, Vec<Tool>), String> {
+    if let Some(problem) = &spec.problem {
+        return Err(problem.clone());
+    }
+    let limits = &settings.limits;
+    let shared = client.shared.clone();
+    // What a failure says: the transport's own reason when it gave one, else rmcp's (cut).
+    let failed = |what: &str, e: &(dyn std::error::Error + 'static)| {
+        shared.fault().unwrap_or_else(|| {
+            format!(
+                "{what}: {}.",
+                limits::cut(&crate::error::chain(e), limits.max_error_chars)
+            )
+        })
+    };
+    let service = match &spec.transport {
+        Transport::Stdio {
+            command,
+            args,
+            env,
+            secret_env,
+        } => {
+            let dir = stdio::work_dir(&settings.work_dir, &spec.id, user_id)?;
+            let transport = stdio::spawn(
+                stdio::Launch {
+                    command,
+                    args,
+                    env,
+                    secret_env,
+                    dir: &dir,
+                },
+                limits.max_message_bytes,
+                shared.report_fault(),
+            )?;
+            client
+                .serve(transport)
+                .await
+                .map_err(|e| failed("The server did not complete the MCP handshake", &e))?
+        }
+        Transport::Http {
+            url,
+            headers,
+            bearer_token,
+        } => {
+            // Checked when saved; again here for servers stored or listed before these checks.
+            registry::check_url(url)?;
+            registry::check_headers(headers)?;
+            let http = if spec.source == Source::Personal {
+                remote::pinned_client(&settings.addresses, url).await?
+            } else {
+                shared_http.clone()
+            };
+            let mut config =
+                rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig::with_uri(
+                    url.as_str(),
+                )
+                .max_sse_event_size(limits.max_message_bytes);
+            if let Some(token) = bearer_token {
+                config = config.auth_header(token.clone());
+            }
+            let mut custom = HashMap::new();
+            for (name, value) in headers {
+                let name = http::HeaderName::try_from(name.as_str())
+                    .map_err(|_| format!("The header name '{name}' is not valid."))?;
+                let value = http::HeaderValue::try_from(value.as_str())
+                    .map_err(|_| format!("The value of the header '{name}' is not valid."))?;
+                custom.insert(name, value);
+            }
+            config = config.custom_headers(custom);
+            let http = remote::Capped {
+                client: http,
+                fault: Arc::new(shared.report_fault()),
+            };
+            let transport = StreamableHttpClientTransport::with_client(http, config);
+            client
+                .serve(transport)
+                .await
+                .map_err(|e| match remote::http_cause(&e) {
+                    Some(cause) => format!(
+                        "Cannot reach {url}: {}.",
+                        limits::cut(&cause, limits.max_error_chars)
+                    ),
+                    None => failed(&format!("Cannot reach {url}"), &e),
+                })?
+        }
+    };
+    // Tool lists are fetched fresh, and only through the limits: no copies in rmcp's cache.
+    service
+        .peer()
+        .set_response_cache_config(rmcp::ClientCacheConfig::disabled())
+        .await;
+    let tools = limits::list_tools(service.peer(), limits)
+        .await
+        .map_err(|reason| shared.fault().unwrap_or(reason))?;
+    Ok((service, tools))
+}
