@@ -119,7 +119,7 @@ pub async fn get_chat(id: String) -> Result<ChatData, AppError> {
     // The position first: a message stored after it is also read below, and the events after it
     // are replayed to the page, so nothing falls between the two. (It reveals nothing: without
     // the chat, the answer is "no such chat".)
-    let (last_event_id, live) = runs.position(chat_id);
+    let (last_event_id, live) = runs.position(user.id, chat_id).await?;
     let conversation = domain::chats::conversation(&db, user.id, chat_id, None)
         .await?
         .ok_or_else(ssr::no_chat)?;

@@ -922,7 +922,7 @@ async fn a_run_cut_off_while_its_tools_ran_is_settled_as_interrupted_and_audited
     let decided = decided.await.unwrap().unwrap();
     assert_eq!(decided.thread.state.calls[0].state, CallState::Running);
     assert_eq!(
-        store::settle_abandoned(&f.db).await.unwrap(),
+        store::settle_abandoned(&f.db).await.unwrap().len(),
         0,
         "an answer that has shown life lately is left alone"
     );
@@ -932,7 +932,7 @@ async fn a_run_cut_off_while_its_tools_ran_is_settled_as_interrupted_and_audited
         .execute(f.db.pool())
         .await
         .unwrap();
-    assert_eq!(store::settle_abandoned(&f.db).await.unwrap(), 1);
+    assert_eq!(store::settle_abandoned(&f.db).await.unwrap().len(), 1);
     let latest = store::latest(&f.db, f.user, chat.thread_id)
         .await
         .unwrap()
@@ -953,7 +953,7 @@ async fn a_run_cut_off_while_its_tools_ran_is_settled_as_interrupted_and_audited
         ("interrupted", "interrupted", Some("approved"))
     );
     assert_eq!(
-        store::settle_abandoned(&f.db).await.unwrap(),
+        store::settle_abandoned(&f.db).await.unwrap().len(),
         0,
         "settled once"
     );
@@ -1302,4 +1302,82 @@ async fn policies_and_approvals_hold_only_for_the_server_definition_they_were_gi
     };
     assert!(result.is_error);
     assert!(result.text.contains("was changed"), "{}", result.text);
+}
+
+/// An instance of Switchboard's runs on `db`, with no model and no tool server (enough to follow
+/// and settle runs), hearing of the others on the database.
+fn instance(db: &Database) -> domain::runs::Runs {
+    use domain::mcp::{Mcp, Registry, Settings};
+    let key = domain::secrets::SecretKey::from_base64(&domain::secrets::SecretKey::generate());
+    let mcp = Mcp::new(
+        db.clone(),
+        Registry::new(vec![]).unwrap(),
+        key.unwrap(),
+        Settings::default(),
+    );
+    let runs = domain::runs::Runs::new(
+        db.clone(),
+        llm::LlmClient::new(llm::ClientOptions::default()),
+        std::sync::Arc::new(llm::Catalog::default()),
+        mcp,
+    );
+    tokio::spawn(runs.clone().share_with_other_instances());
+    runs
+}
+
+#[sqlx::test(migrator = "domain::db::MIGRATOR")]
+async fn a_settled_answers_events_reach_pages_on_every_instance(pool: PgPool) {
+    use domain::runs::EventKind;
+    let f = fixture(pool).await;
+    let (one, two) = (instance(&f.db), instance(&f.db));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while one.other_instances() < 1 || two.other_instances() < 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never heard of each other"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A run whose call was approved and marked running, then its server died (the answer shows no
+    // life for a minute).
+    let chat = chats::create(&f.db, f.user, None).await.unwrap();
+    let answer = pause_in_chat(&f.db, f.user, chat.id).await;
+    let approved = waiting(&f.db, f.user, chat.id).await;
+    let approve_it = on_its_call(&approved, approve());
+    let decided = store::decide_waiting(&f.db, f.user, chat.id, approved, 1, approve_it);
+    decided.await.unwrap().unwrap();
+    sqlx::query("UPDATE messages SET updated_at = now() - interval '1 minute' WHERE id = $1")
+        .bind(answer.message_id)
+        .execute(f.db.pool())
+        .await
+        .unwrap();
+
+    // A page follows the chat on each instance; one instance settles the run.
+    let mut pages = [one.subscribe(chat.id, None), two.subscribe(chat.id, None)];
+    assert_eq!(one.settle_abandoned().await.unwrap(), 1);
+    for (i, page) in pages.iter_mut().enumerate() {
+        let mut seen = Vec::new();
+        let finished = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                let event = page.receiver.recv().await.unwrap();
+                seen.push(event.kind.clone());
+                if let EventKind::RunFinished { status, .. } = &event.kind {
+                    return *status;
+                }
+            }
+        })
+        .await;
+        assert_eq!(
+            finished.unwrap_or_else(|_| panic!("page {i} was not told: {seen:?}")),
+            chats::Status::Interrupted,
+            "page {i}"
+        );
+        assert!(
+            seen.iter()
+                .any(|e| matches!(e, EventKind::ToolResult { call, .. }
+                if call.state == CallState::Interrupted)),
+            "page {i} sees its call interrupted: {seen:?}"
+        );
+    }
+    assert_eq!(two.settle_abandoned().await.unwrap(), 0, "settled once");
 }

@@ -103,9 +103,6 @@ impl AppState {
         );
         // Until the pool closes: while it hears of revoked tokens, scripts' tokens need no query.
         tokio::spawn(domain::tokens::watch(db.clone()));
-        // Until the pool closes: answers cut off by a dead server while their tools ran are
-        // settled (their calls interrupted and audited), whichever instance finds them first.
-        tokio::spawn(domain::agent::store::settle_abandoned_runs(db.clone()));
         let runs = Runs::new(
             db.clone(),
             LlmClient::new(ClientOptions::default()),
@@ -115,6 +112,10 @@ impl AppState {
         // Until the pool closes: pages here follow runs on the other instances on this database,
         // and theirs follow the runs here.
         tokio::spawn(runs.clone().share_with_other_instances());
+        // Until the pool closes: answers cut off by a dead server while their tools ran are
+        // settled (their calls interrupted and audited), whichever instance finds them first, and
+        // the pages following them are told.
+        tokio::spawn(runs.clone().settle_abandoned_runs());
         Ok(Self {
             leptos_options: leptos_options(config),
             runs,

@@ -124,6 +124,50 @@ async fn a_page_that_arrives_on_another_instance_mid_answer_gets_the_text_so_far
 }
 
 #[sqlx::test(migrator = "domain::db::MIGRATOR")]
+async fn a_read_on_either_instance_mid_answer_has_the_text_so_far_and_where_to_go_on_from(
+    pool: PgPool,
+) {
+    let llm = FakeLlm::start();
+    let (a, b) = two_instances(pool, &llm).await;
+    let (alice, chat) = alice_with_a_chat(&a).await;
+    let (status, sent) = api(&b, &alice, "chats/send", &[("id", &chat), ("text", "slow")]).await;
+    assert_eq!(status, StatusCode::OK, "{sent}");
+    tokio::time::sleep(Duration::from_millis(350)).await;
+
+    // A script following docs/api.md: read the chat, then follow its events from the read's id.
+    // On the instance that does not write the answer (it has not heard of it yet) as on the one
+    // that does.
+    let mut followed = Vec::new();
+    for (name, app) in [("other", &a), ("writer", &b)] {
+        let (status, page) = api(app, &alice, "chats/get", &[("id", &chat)]).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        let text = page["live"]["text"].as_str().unwrap_or_else(|| {
+            panic!("{name}: the text so far: {page}");
+        });
+        assert!(text.starts_with("word1 "), "{name}: {text:?}");
+        let id = page["last_event_id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name}: an id to go on from: {page}"));
+        let events = subscribe(app, &alice, &chat, Some(id)).await;
+        followed.push((name, text.to_owned(), events));
+    }
+    for (name, text, mut events) in followed {
+        let seen = until_finished(&mut events).await;
+        assert!(
+            seen.iter()
+                .all(|e| e.event == "token" || e.event == "run_finished"),
+            "{name}: it goes on exactly where the read stood: {seen:?}"
+        );
+        let (_, page) = api(&a, &alice, "chats/get", &[("id", &chat)]).await;
+        assert_eq!(
+            page["messages"][1]["content"].as_str().unwrap(),
+            format!("{text}{}", shown(&seen)),
+            "{name}: the text read and the tokens after it are the stored answer"
+        );
+    }
+}
+
+#[sqlx::test(migrator = "domain::db::MIGRATOR")]
 async fn stop_pressed_on_one_instance_stops_the_answer_on_another(pool: PgPool) {
     let llm = FakeLlm::start();
     let (a, b) = two_instances(pool, &llm).await;

@@ -525,35 +525,19 @@ pub async fn read_pending(db: &Database, user_id: Uuid, chat_id: Uuid) -> Result
     })
 }
 
-/// How often an instance looks for runs whose server died while their tools ran.
-pub const SETTLE_EVERY: Duration = Duration::from_secs(10);
-
-/// Settles, every [`SETTLE_EVERY`] until the pool closes, the runs whose server died while their
-/// tools ran (see [`settle_abandoned`]). Every instance does; a run is settled once.
-pub async fn settle_abandoned_runs(db: Database) {
-    let closed = db.pool().close_event();
-    let mut closed = std::pin::pin!(closed);
-    loop {
-        if let Ok(Err(e)) = closed.as_mut().do_until(settle_abandoned(&db)).await {
-            tracing::warn!("could not look for answers cut off while their tools ran: {e}");
-        }
-        if closed
-            .as_mut()
-            .do_until(tokio::time::sleep(SETTLE_EVERY))
-            .await
-            .is_err()
-        {
-            return;
-        }
-    }
+/// A run settled by [`settle_abandoned`]: its answer, and its state before and after.
+pub struct Settled {
+    pub answer: Answer,
+    pub before: RunState,
+    pub after: RunState,
 }
 
 /// The runs whose server died while their tools ran (the answer has shown no sign of life for
 /// [`chats::STALE_STREAM_SECS`](crate::chats::STALE_STREAM_SECS), and its thread's latest
 /// checkpoint has calls running): each ends as interrupted in a checkpoint of its own, with its
 /// calls interrupted (never run again) and audited, and its answer marked interrupted. A run
-/// another instance settles (or goes on with) first is left to it. Returns how many it settled.
-pub async fn settle_abandoned(db: &Database) -> Result<usize> {
+/// another instance settles (or goes on with) first is left to it. Returns the runs it settled.
+pub async fn settle_abandoned(db: &Database) -> Result<Vec<Settled>> {
     // The answer is its chat's last message, and its run's running checkpoint came after it (not
     // an earlier run's left behind).
     let cut_off = sqlx::query!(
@@ -572,7 +556,7 @@ pub async fn settle_abandoned(db: &Database) -> Result<usize> {
     .fetch_all(db.pool())
     .await
     .map_err(unreadable)?;
-    let mut settled = 0;
+    let mut settled = Vec::new();
     for run in cut_off {
         let (seq, Json(state)) = (run.seq, run.state);
         if state.next != Step::RunTools {
@@ -585,9 +569,14 @@ pub async fn settle_abandoned(db: &Database) -> Result<usize> {
             chat_id: run.chat_id,
             message_id: run.message_id,
         };
-        let mut thread = Thread::for_answer(db.clone(), run.thread_id, seq, answer, Some(state));
+        let mut thread =
+            Thread::for_answer(db.clone(), run.thread_id, seq, answer, Some(state.clone()));
         match super::Checkpoints::save(&mut thread, &ended).await {
-            Ok(()) => settled += 1,
+            Ok(()) => settled.push(Settled {
+                answer,
+                before: state,
+                after: ended,
+            }),
             Err(Error::Query(sqlx::Error::Database(e))) if e.is_unique_violation() => {}
             Err(e) => return Err(e),
         }

@@ -28,6 +28,9 @@ pub const FLUSH_EVERY: Duration = Duration::from_millis(500);
 /// within [`chats::STALE_STREAM_SECS`].
 const HEARTBEAT: Duration = Duration::from_secs(10);
 
+/// How often an instance looks for runs whose server died while their tools ran.
+pub const SETTLE_EVERY: Duration = Duration::from_secs(10);
+
 /// Why a chat cannot take a new message while its answer waits for approval.
 pub const WAITING: &str = "This chat's answer is waiting for your decision on its tool calls: approve or reject them first, or press Stop.";
 
@@ -460,6 +463,44 @@ impl Runs {
         }
         self.finished(chat_id, answer_id, Status::Stopped, None);
         Ok(Some(true))
+    }
+}
+
+impl Runs {
+    /// Settles, every [`SETTLE_EVERY`] until the pool closes, the runs whose server died while
+    /// their tools ran (see [`Runs::settle_abandoned`]). Every instance does; a run is settled once.
+    pub async fn settle_abandoned_runs(self) {
+        let closed = self.inner.db.pool().close_event();
+        let mut closed = std::pin::pin!(closed);
+        loop {
+            if let Ok(Err(e)) = closed.as_mut().do_until(self.settle_abandoned()).await {
+                tracing::warn!("could not look for answers cut off while their tools ran: {e}");
+            }
+            if closed
+                .as_mut()
+                .do_until(tokio::time::sleep(SETTLE_EVERY))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    }
+
+    /// Settles the runs whose server died while their tools ran ([`store::settle_abandoned`]),
+    /// and tells each one's chat, on every instance, that its calls were interrupted and its
+    /// answer ended: a page open on it stops showing its tools running. Returns how many.
+    pub async fn settle_abandoned(&self) -> Result<usize> {
+        let settled = store::settle_abandoned(&self.inner.db).await?;
+        for run in &settled {
+            let (chat_id, answer_id) = (run.answer.chat_id, run.answer.message_id);
+            for event in call_events(answer_id, &run.before, &run.after) {
+                self.emit(chat_id, event);
+            }
+            let (status, error) = store::answer_status(&run.after);
+            self.finished(chat_id, answer_id, status, error);
+        }
+        Ok(settled.len())
     }
 }
 

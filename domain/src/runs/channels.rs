@@ -147,6 +147,9 @@ impl Drop for Reservation {
     }
 }
 
+/// Where a chat stands: the id of its last event here, and its live answer and text so far.
+pub type Position = (Option<EventId>, Option<(Uuid, String)>);
+
 /// What a subscriber gets: the events it missed, then live ones from `receiver`.
 pub struct Subscription {
     pub missed: Vec<ChatEvent>,
@@ -154,10 +157,11 @@ pub struct Subscription {
 }
 
 impl Runs {
-    /// Where a page that has just read the chat stands: the id of the chat's last event (to
-    /// subscribe from, so that nothing after it is missed) and the live answer's text so far, both
-    /// taken at the same instant.
-    pub fn position(&self, chat_id: Uuid) -> (Option<EventId>, Option<(Uuid, String)>) {
+    /// Where a page that has just read the chat stands, as this instance knows it: the id of the
+    /// chat's last event (to subscribe from, so that nothing after it is missed) and the live
+    /// answer's text so far, both taken at the same instant. (See [`Runs::position`], which also
+    /// asks the other instances.)
+    pub(super) fn position_here(&self, chat_id: Uuid) -> Position {
         let channels = self.inner.channels.lock().expect("not poisoned");
         match channels.get(&chat_id) {
             Some(channel) => (

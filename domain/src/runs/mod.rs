@@ -42,9 +42,9 @@ mod events;
 mod instances;
 mod sharing;
 
-pub use answer::{FLUSH_EVERY, Started, WAITING};
+pub use answer::{FLUSH_EVERY, SETTLE_EVERY, Started, WAITING};
 use channels::Channel;
-pub use channels::Subscription;
+pub use channels::{Position, Subscription};
 pub use decisions::{Always, Choice};
 pub use events::{ChatEvent, EventId, EventKind};
 pub use instances::CHANNEL;

@@ -9,16 +9,62 @@ use tokio::sync::broadcast;
 use uuid::Uuid;
 
 use super::Runs;
-use super::channels::Remote;
+use super::channels::{Position, Remote};
 use super::events::EventKind;
 use super::instances::{self, Assembler, CHANNEL, Note};
 use crate::Result;
 use crate::chats;
 
+/// How long a read of a chat waits for the instance writing its answer to send the text so far.
+const SNAPSHOT_WITHIN: Duration = Duration::from_secs(1);
+
 /// How long "Stop" waits to hear that a run on another instance has ended.
 const STOP_ELSEWHERE_WITHIN: Duration = Duration::from_secs(3);
 
 impl Runs {
+    /// Where a page that has just read the user's chat stands: the id of the chat's last event
+    /// (to subscribe from, so that nothing after it is missed) and the live answer's text so far,
+    /// both taken at the same instant. An answer written on another instance that this one has not
+    /// heard of yet is asked of the others (up to [`SNAPSHOT_WITHIN`]), so a read on either
+    /// instance has the text so far and an id to continue from.
+    pub async fn position(&self, user_id: Uuid, chat_id: Uuid) -> Result<Position> {
+        let here = self.position_here(chat_id);
+        if here.1.is_some()
+            || self.inner.instances.others() == 0
+            || !chats::being_written(&self.inner.db, user_id, chat_id).await?
+        {
+            return Ok(here);
+        }
+        let mut events = {
+            let mut channels = self.inner.channels.lock().expect("not poisoned");
+            let channel = channels.entry(chat_id).or_insert_with(|| self.channel());
+            channel.touched = Instant::now();
+            channel.sender.subscribe()
+        };
+        self.inner.instances.share(Note::WantSnapshot { chat_id });
+        let told = async {
+            loop {
+                match events.recv().await {
+                    Ok(event)
+                        if matches!(
+                            event.kind,
+                            EventKind::Snapshot { .. }
+                                | EventKind::RunStarted { .. }
+                                | EventKind::RunFinished { .. }
+                                | EventKind::ApprovalNeeded { .. }
+                        ) =>
+                    {
+                        return;
+                    }
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        };
+        let _ = tokio::time::timeout(SNAPSHOT_WITHIN, told).await;
+        Ok(self.position_here(chat_id))
+    }
+
     /// Asks the other instances to stop the chat's run, and waits (up to
     /// [`STOP_ELSEWHERE_WITHIN`]) to hear that it ended. Whether it did.
     pub(super) async fn stop_elsewhere(&self, user_id: Uuid, chat_id: Uuid) -> Result<bool> {
