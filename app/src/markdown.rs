@@ -26,7 +26,7 @@ pub fn render(text: &str) -> String {
                 Event::Text(t) => code.push_str(&t),
                 Event::End(TagEnd::CodeBlock) => {
                     let html = format!(
-                        "{}</code></pre></div>",
+                        "{}</code></pre></div>\n",
                         highlight::highlight(code, language)
                     );
                     events.push(Event::Html(CowStr::from(html)));
@@ -79,7 +79,7 @@ pub fn render(text: &str) -> String {
     // A code block still open at the end (an answer still streaming) is closed here.
     if let Some((language, code)) = code_block {
         let html = format!(
-            "{}</code></pre></div>",
+            "{}</code></pre></div>\n",
             highlight::highlight(&code, &language)
         );
         events.push(Event::Html(CowStr::from(html)));
@@ -87,6 +87,87 @@ pub fn render(text: &str) -> String {
     let mut out = String::with_capacity(text.len() * 3 / 2);
     html::push_html(&mut out, events.into_iter());
     out
+}
+
+/// A streaming answer's Markdown, rendered a block at a time, so that the work per token follows
+/// the length of the block being written, not the answer's: a 20,000-character answer costs per
+/// token what a short one does. The text before the last block boundary is rendered once, a part
+/// at a time as the parts complete; only the block still being written is rendered again as text
+/// arrives. A boundary is a blank line outside a code fence followed by a line that starts a block
+/// of its own (not indented, not a list item, which could continue the list before). Rendered
+/// apart, the parts give what the whole text gives (the stored answer is rendered whole anyway).
+#[derive(Clone, Debug, Default)]
+pub struct LiveMarkdown {
+    /// Bytes of the text rendered as completed parts.
+    done: usize,
+    /// Where the search for the next boundary goes on from (a line start, at or after `done`).
+    scanned: usize,
+    /// The code fence open at `scanned`: its character and length.
+    fence: Option<(char, usize)>,
+}
+
+impl LiveMarkdown {
+    /// Takes `text` (the answer so far: what was given before, and more). Returns the HTML of the
+    /// parts completed since the last call, if any, and the HTML of the part still being written.
+    pub fn advance(&mut self, text: &str) -> (Option<String>, String) {
+        if text.len() < self.done || !text.is_char_boundary(self.done) {
+            // Not a continuation (a new answer): start again.
+            *self = Self::default();
+        }
+        let start = self.done;
+        let mut at = self.scanned;
+        while let Some(end) = text[at..].find('\n').map(|i| at + i + 1) {
+            let line = &text[at..end];
+            if let Some((c, n)) = self.fence {
+                let t = line.trim();
+                if t.len() >= n && t.chars().all(|x| x == c) {
+                    self.fence = None;
+                }
+            } else if let Some(open) = fence_opening(line) {
+                self.fence = Some(open);
+            } else if line.trim().is_empty() && at > self.done {
+                let next = &text[end..];
+                match next.chars().next() {
+                    // What follows decides; it has not come yet.
+                    None => break,
+                    Some(c) if !c.is_whitespace() && !starts_list_item(next) => self.done = end,
+                    Some(_) => {}
+                }
+            }
+            at = end;
+        }
+        self.scanned = at;
+        let completed = (self.done > start).then(|| render(&text[start..self.done]));
+        (completed, render(&text[self.done..]))
+    }
+}
+
+/// A line that opens a code fence (up to 3 spaces, then 3 or more backticks or tildes): its
+/// character and length.
+fn fence_opening(line: &str) -> Option<(char, usize)> {
+    let indent = line.len() - line.trim_start_matches(' ').len();
+    let rest = &line[indent..];
+    let c = rest.chars().next().filter(|c| matches!(c, '`' | '~'))?;
+    let n = rest.chars().take_while(|&x| x == c).count();
+    (indent <= 3 && n >= 3).then_some((c, n))
+}
+
+/// Whether `text` starts with a list item (`-`, `*`, `+`, or a number and `.` or `)`, then a
+/// space), which would continue a list before it.
+fn starts_list_item(text: &str) -> bool {
+    let digits = text.chars().take_while(char::is_ascii_digit).count();
+    let rest = if digits > 0 {
+        match text[digits..].chars().next() {
+            Some('.' | ')') => &text[digits + 1..],
+            _ => return false,
+        }
+    } else {
+        match text.chars().next() {
+            Some('-' | '*' | '+') => &text[1..],
+            _ => return false,
+        }
+    };
+    rest.is_empty() || rest.starts_with([' ', '\t', '\n'])
 }
 
 /// The frame of a code block: its language and a copy button (the page wires the button).
@@ -159,7 +240,7 @@ mod tests {
             "highlighted: {html}"
         );
         let streaming = render("```python\n# half-written\nprint('<b>')");
-        assert!(streaming.ends_with("</code></pre></div>"), "{streaming}");
+        assert!(streaming.ends_with("</code></pre></div>\n"), "{streaming}");
         assert!(!streaming.contains("<b>"), "{streaming}");
         let sneaky = render("```rust\"><script>alert(1)</script>\nx\n```");
         assert!(!sneaky.contains("<script>"), "{sneaky}");
@@ -208,7 +289,89 @@ mod tests {
         let html = rendered
             .recv_timeout(std::time::Duration::from_secs(20))
             .expect("rendered within 20 s");
-        assert!(html.ends_with("</code></pre></div>"), "the block is closed");
+        assert!(
+            html.ends_with("</code></pre></div>\n"),
+            "the block is closed"
+        );
+    }
+
+    /// An answer streamed a few characters at a time, as tokens come.
+    fn streamed(text: &str, token: usize) -> Vec<&str> {
+        let mut prefixes = Vec::new();
+        let mut end = 0;
+        while end < text.len() {
+            end = (end + token).min(text.len());
+            while !text.is_char_boundary(end) {
+                end += 1;
+            }
+            prefixes.push(&text[..end]);
+        }
+        prefixes
+    }
+
+    #[test]
+    fn a_streaming_answer_rendered_a_part_at_a_time_shows_what_the_whole_text_does() {
+        let text = "# Plan\n\nFirst, *this*.\n\n```rust\nfn a() {}\n\n\nfn b() {}\n```\n\n1. one\n\n2. two\n\n- x\n  - y\n\n    indented code\n\n> quoted\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n~~~~\nno ``` end\n\n~~~~\n\nDone, ok? ünï\n";
+        let mut live = LiveMarkdown::default();
+        let mut shown = String::new();
+        for prefix in streamed(text, 3) {
+            let (completed, tail) = live.advance(prefix);
+            shown.push_str(&completed.unwrap_or_default());
+            assert_eq!(format!("{shown}{tail}"), render(prefix), "at {prefix:?}");
+        }
+        assert!(shown.contains("<h1>Plan</h1>"), "parts completed: {shown}");
+        assert!(
+            shown.contains("</span> b() {}"),
+            "the fence with blank lines is one part: {shown}"
+        );
+    }
+
+    #[test]
+    fn a_long_streaming_answer_costs_per_token_what_a_short_one_does() {
+        // Paragraphs of about 400 characters, and a code block now and then.
+        let paragraph = format!(
+            "{}\n\n",
+            "Some words of the answer, with **bold**. ".repeat(10)
+        );
+        let code = "```python\nprint('x')\n\nprint('y')\n```\n\n";
+        let answer = |chars: usize| {
+            let mut text = String::new();
+            while text.len() < chars {
+                text.push_str(&paragraph);
+                text.push_str(code);
+            }
+            text
+        };
+        // The characters rendered per token, in all.
+        let cost = |text: &str| {
+            let mut live = LiveMarkdown::default();
+            let tokens = streamed(text, 4);
+            let mut rendered = 0;
+            for prefix in &tokens {
+                let before = live.done;
+                live.advance(prefix);
+                rendered += (live.done - before) + (prefix.len() - live.done);
+            }
+            rendered as f64 / tokens.len() as f64
+        };
+        let (short, long) = (cost(&answer(2_000)), cost(&answer(20_000)));
+        assert!(
+            long < short * 1.2,
+            "per token: {short:.0} characters rendered for a short answer, {long:.0} for a long one"
+        );
+        // Rendered whole on every token, the long answer would cost about ten times as much.
+        let whole = answer(20_000).len() as f64 / 2.0;
+        assert!(long * 10.0 < whole, "{long:.0} against {whole:.0}");
+    }
+
+    #[test]
+    fn a_new_answer_starts_the_parts_again() {
+        let mut live = LiveMarkdown::default();
+        let (completed, _) = live.advance("First paragraph.\n\nSecond");
+        assert!(completed.is_some());
+        let (completed, tail) = live.advance("Other");
+        assert_eq!(completed, None);
+        assert_eq!(tail, render("Other"));
     }
 
     #[test]
