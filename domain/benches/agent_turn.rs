@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use domain::Database;
-use domain::agent::store::{self, Thread};
+use domain::agent::store::{self, Paused, Thread};
 use domain::agent::{
     Completion, Decider, Decision, Deps, End, Model, Policies, RunState, ToolResult, ToolSpec,
     Tools,
@@ -76,6 +76,7 @@ fn specs() -> Vec<ToolSpec> {
 
 async fn advance(
     db: &Database,
+    remembered: &Paused,
     thread_id: Uuid,
     state: RunState,
     seq: i32,
@@ -90,7 +91,8 @@ async fn advance(
         policies: &policies,
     };
     let last = (seq >= 0).then(|| state.clone());
-    let mut thread = Thread::for_answer(db.clone(), thread_id, seq, answer, last);
+    let mut thread =
+        Thread::for_answer(db.clone(), remembered.clone(), thread_id, seq, answer, last);
     let (_stop, mut stopped) = watch::channel(false);
     domain::agent::run(state, &deps, &mut stopped, &mut thread)
         .await
@@ -130,6 +132,8 @@ async fn question(db: &Database, user: Uuid) -> (Uuid, store::Answer) {
 
 /// One whole turn on a question from [`question`].
 async fn turn(db: &Database, (thread_id, answer): (Uuid, store::Answer)) -> Took {
+    // This instance's memory of the runs it paused, as a chat's runs keep it.
+    let remembered = Paused::default();
     let user = answer.user_id;
     let started = Instant::now();
     let start = RunState::new(
@@ -138,11 +142,13 @@ async fn turn(db: &Database, (thread_id, answer): (Uuid, store::Answer)) -> Took
         }],
         10,
     );
-    let paused = advance(db, thread_id, start, -1, answer).await;
+    let paused = advance(db, &remembered, thread_id, start, -1, answer).await;
     assert!(paused.undecided().next().is_some());
     let pause = started.elapsed();
     // As a chat's decision is made (`Runs::decide`): what the chat waits for, then the decision.
-    let store::Pending::Waiting(waiting) = store::pending(db, user, answer.chat_id).await.unwrap()
+    let store::Pending::Waiting(waiting) = store::pending(db, &remembered, user, answer.chat_id)
+        .await
+        .unwrap()
     else {
         panic!("the answer waits for a decision");
     };
@@ -153,6 +159,7 @@ async fn turn(db: &Database, (thread_id, answer): (Uuid, store::Answer)) -> Took
     let call_id = paused.calls[0].id.clone();
     let decided = store::decide_waiting(
         db,
+        &remembered,
         user,
         answer.chat_id,
         waiting,
@@ -166,6 +173,7 @@ async fn turn(db: &Database, (thread_id, answer): (Uuid, store::Answer)) -> Took
     let decision = started.elapsed();
     let done = advance(
         db,
+        &remembered,
         thread_id,
         decided.thread.state,
         decided.thread.seq,

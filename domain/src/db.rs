@@ -10,20 +10,17 @@ use sqlx::{ConnectOptions, Connection};
 use uuid::Uuid;
 
 use crate::Error;
-use crate::agent::store::Paused;
 use crate::tokens::TokenCache;
 
 /// The migrations in `migrations/`, embedded in the binary at compile time.
 pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
 
 /// A handle to the database, cheap to clone (it wraps the connection pool, the API tokens this
-/// instance has checked lately, see [`crate::tokens::watch`], and the runs it paused for approval
-/// lately, see [`Paused`]).
+/// instance has checked lately, see [`crate::tokens::watch`]).
 #[derive(Clone, Debug)]
 pub struct Database {
     pool: PgPool,
     tokens: Arc<TokenCache>,
-    paused: Arc<Paused>,
 }
 
 /// What `/readyz` reports about the database.
@@ -107,7 +104,6 @@ impl Database {
         Self {
             pool,
             tokens: Arc::default(),
-            paused: Arc::default(),
         }
     }
 
@@ -117,10 +113,6 @@ impl Database {
 
     pub(crate) fn token_cache(&self) -> &TokenCache {
         &self.tokens
-    }
-
-    pub(crate) fn paused(&self) -> &Paused {
-        &self.paused
     }
 
     /// Whether [`crate::tokens::watch`] is hearing of revoked tokens, so that checked ones are kept.

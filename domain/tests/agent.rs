@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use domain::Database;
-use domain::agent::store::{self, Thread};
+use domain::agent::store::{self, Paused, Thread};
 use domain::agent::{
     CallState, Completion, Decider, Decision, Deps, End, Model, Policies, RunState, Step,
     ToolResult, ToolSpec, Tools,
@@ -180,6 +180,8 @@ async fn bob(db: &Database) -> Uuid {
 
 struct Fixture {
     db: Database,
+    /// The pauses this test's one instance remembers.
+    paused: Paused,
     user: Uuid,
     thread: Uuid,
 }
@@ -199,6 +201,7 @@ async fn fixture(pool: PgPool) -> Fixture {
     let chat = chats::create(&db, user, None).await.unwrap();
     Fixture {
         db,
+        paused: Paused::default(),
         user,
         thread: chat.thread_id,
     }
@@ -770,7 +773,7 @@ async fn a_deleted_chat_takes_its_checkpoints_with_it_and_takes_no_more(pool: Pg
 
 /// A question asked in `chat` and answered through instance `db` until it pauses for approval of
 /// one `calc__add` call (`c1`), as a chat's run does.
-async fn pause_in_chat(db: &Database, user: Uuid, chat: Uuid) -> store::Answer {
+async fn pause_in_chat(db: &Database, paused: &Paused, user: Uuid, chat: Uuid) -> store::Answer {
     let conversation = chats::conversation(db, user, chat, None)
         .await
         .unwrap()
@@ -800,7 +803,14 @@ async fn pause_in_chat(db: &Database, user: Uuid, chat: Uuid) -> store::Answer {
     let seq = store::last_seq(db, user, conversation.chat.thread_id)
         .await
         .unwrap();
-    let mut thread = Thread::for_answer(db.clone(), conversation.chat.thread_id, seq, answer, None);
+    let mut thread = Thread::for_answer(
+        db.clone(),
+        paused.clone(),
+        conversation.chat.thread_id,
+        seq,
+        answer,
+        None,
+    );
     let (_stop, mut stopped) = watch::channel(false);
     let state = domain::agent::run(question("2+40?"), &deps, &mut stopped, &mut thread)
         .await
@@ -809,8 +819,8 @@ async fn pause_in_chat(db: &Database, user: Uuid, chat: Uuid) -> store::Answer {
     answer
 }
 
-async fn waiting(db: &Database, user: Uuid, chat: Uuid) -> store::Waiting {
-    match store::pending(db, user, chat).await.unwrap() {
+async fn waiting(db: &Database, paused: &Paused, user: Uuid, chat: Uuid) -> store::Waiting {
+    match store::pending(db, paused, user, chat).await.unwrap() {
         store::Pending::Waiting(waiting) => waiting,
         other => panic!("the chat waits for nothing: {other:?}"),
     }
@@ -825,14 +835,17 @@ fn on_its_call(waiting: &store::Waiting, decision: Decision) -> Vec<(String, Dec
 async fn a_pause_remembered_by_one_instance_never_decides_on_what_has_changed_since(pool: PgPool) {
     // Two instances on one database, each with its own memory of the runs it paused.
     let (one, two) = (
-        Database::from_pool(pool.clone()),
-        Database::from_pool(pool.clone()),
+        (Database::from_pool(pool.clone()), Paused::default()),
+        (Database::from_pool(pool.clone()), Paused::default()),
     );
     let f = fixture(pool).await;
     let chat = chats::create(&f.db, f.user, None).await.unwrap();
-    pause_in_chat(&one, f.user, chat.id).await;
-    assert!(waiting(&one, f.user, chat.id).await.remembered, "no read");
-    let read = waiting(&two, f.user, chat.id).await;
+    pause_in_chat(&one.0, &one.1, f.user, chat.id).await;
+    assert!(
+        waiting(&one.0, &one.1, f.user, chat.id).await.remembered,
+        "no read"
+    );
+    let read = waiting(&two.0, &two.1, f.user, chat.id).await;
     assert!(!read.remembered);
     // What it remembers is what the other reads.
     assert_eq!(
@@ -840,17 +853,18 @@ async fn a_pause_remembered_by_one_instance_never_decides_on_what_has_changed_si
             remembered: true,
             ..read.clone()
         },
-        waiting(&one, f.user, chat.id).await
+        waiting(&one.0, &one.1, f.user, chat.id).await
     );
 
     // The other instance rejects the call; this one, remembering the pause, is asked to approve
     // it: refused, on the thread as it is now.
     let reject_it = on_its_call(&read, reject("no"));
-    let decided = store::decide_waiting(&two, f.user, chat.id, read, 1, reject_it);
+    let decided = store::decide_waiting(&two.0, &two.1, f.user, chat.id, read, 1, reject_it);
     assert!(decided.await.unwrap().unwrap().complete);
-    let stale = waiting(&one, f.user, chat.id).await;
+    let stale = waiting(&one.0, &one.1, f.user, chat.id).await;
     let approve_it = on_its_call(&stale, approve());
-    let refused = store::decide_waiting(&one, f.user, chat.id, stale, 1, approve_it).await;
+    let refused =
+        store::decide_waiting(&one.0, &one.1, f.user, chat.id, stale, 1, approve_it).await;
     assert!(refused.unwrap_err().to_string().contains("not waiting"));
     let latest = store::latest(&f.db, f.user, chat.thread_id)
         .await
@@ -862,15 +876,17 @@ async fn a_pause_remembered_by_one_instance_never_decides_on_what_has_changed_si
     ));
     // ... and it no longer remembers the pause.
     assert_eq!(
-        store::pending(&one, f.user, chat.id).await.unwrap(),
+        store::pending(&one.0, &one.1, f.user, chat.id)
+            .await
+            .unwrap(),
         store::Pending::Nothing
     );
 
     // A remembered pause whose answer was replaced without a checkpoint (as an edit replaces the
     // messages after it) decides nothing.
     let other = chats::create(&f.db, f.user, None).await.unwrap();
-    let answer = pause_in_chat(&one, f.user, other.id).await;
-    let remembered = waiting(&one, f.user, other.id).await;
+    let answer = pause_in_chat(&one.0, &one.1, f.user, other.id).await;
+    let remembered = waiting(&one.0, &one.1, f.user, other.id).await;
     assert!(remembered.remembered);
     sqlx::query("DELETE FROM messages WHERE id = $1")
         .bind(answer.message_id)
@@ -878,7 +894,8 @@ async fn a_pause_remembered_by_one_instance_never_decides_on_what_has_changed_si
         .await
         .unwrap();
     let approve_it = on_its_call(&remembered, approve());
-    let refused = store::decide_waiting(&one, f.user, other.id, remembered, 1, approve_it).await;
+    let refused =
+        store::decide_waiting(&one.0, &one.1, f.user, other.id, remembered, 1, approve_it).await;
     assert!(refused.unwrap_err().to_string().contains("not waiting"));
     let latest = store::latest(&f.db, f.user, other.thread_id)
         .await
@@ -892,18 +909,18 @@ async fn a_pause_remembered_by_one_instance_never_decides_on_what_has_changed_si
 
     // Someone else's chat: nothing to see, remembered or not.
     let third = chats::create(&f.db, f.user, None).await.unwrap();
-    pause_in_chat(&one, f.user, third.id).await;
+    pause_in_chat(&one.0, &one.1, f.user, third.id).await;
     let bob = bob(&f.db).await;
-    for db in [&one, &two] {
+    for (db, paused) in [&one, &two] {
         assert_eq!(
-            store::pending(db, bob, third.id).await.unwrap(),
+            store::pending(db, paused, bob, third.id).await.unwrap(),
             store::Pending::NoChat
         );
     }
     // The owner's decision on a pause remembered and still current is written as it is.
-    let mine = waiting(&one, f.user, third.id).await;
+    let mine = waiting(&one.0, &one.1, f.user, third.id).await;
     let approve_it = on_its_call(&mine, approve());
-    let done = store::decide_waiting(&one, f.user, third.id, mine, 1, approve_it).await;
+    let done = store::decide_waiting(&one.0, &one.1, f.user, third.id, mine, 1, approve_it).await;
     let done = done.unwrap().unwrap();
     assert!(done.complete);
     assert_eq!(done.thread.state.calls[0].state, CallState::Running);
@@ -913,16 +930,19 @@ async fn a_pause_remembered_by_one_instance_never_decides_on_what_has_changed_si
 async fn a_run_cut_off_while_its_tools_ran_is_settled_as_interrupted_and_audited(pool: PgPool) {
     let f = fixture(pool).await;
     let chat = chats::create(&f.db, f.user, None).await.unwrap();
-    let answer = pause_in_chat(&f.db, f.user, chat.id).await;
-    let approved = waiting(&f.db, f.user, chat.id).await;
+    let answer = pause_in_chat(&f.db, &f.paused, f.user, chat.id).await;
+    let approved = waiting(&f.db, &f.paused, f.user, chat.id).await;
     let approve_it = on_its_call(&approved, approve());
     let call_id = approve_it[0].0.clone();
-    let decided = store::decide_waiting(&f.db, f.user, chat.id, approved, 1, approve_it);
+    let decided = store::decide_waiting(&f.db, &f.paused, f.user, chat.id, approved, 1, approve_it);
     // The call is marked running, on disk; then its server dies before running it.
     let decided = decided.await.unwrap().unwrap();
     assert_eq!(decided.thread.state.calls[0].state, CallState::Running);
     assert_eq!(
-        store::settle_abandoned(&f.db).await.unwrap().len(),
+        store::settle_abandoned(&f.db, &f.paused)
+            .await
+            .unwrap()
+            .len(),
         0,
         "an answer that has shown life lately is left alone"
     );
@@ -932,7 +952,13 @@ async fn a_run_cut_off_while_its_tools_ran_is_settled_as_interrupted_and_audited
         .execute(f.db.pool())
         .await
         .unwrap();
-    assert_eq!(store::settle_abandoned(&f.db).await.unwrap().len(), 1);
+    assert_eq!(
+        store::settle_abandoned(&f.db, &f.paused)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
     let latest = store::latest(&f.db, f.user, chat.thread_id)
         .await
         .unwrap()
@@ -953,7 +979,10 @@ async fn a_run_cut_off_while_its_tools_ran_is_settled_as_interrupted_and_audited
         ("interrupted", "interrupted", Some("approved"))
     );
     assert_eq!(
-        store::settle_abandoned(&f.db).await.unwrap().len(),
+        store::settle_abandoned(&f.db, &f.paused)
+            .await
+            .unwrap()
+            .len(),
         0,
         "settled once"
     );
@@ -1033,7 +1062,7 @@ async fn call_ids_are_switchboards_own_unique_and_paired_in_what_the_model_is_gi
 /// A question answered in `chat` (through [`Thread::for_answer`], as a chat's run is), from the
 /// thread's latest checkpoint when `start` is None, until it pauses or ends.
 async fn in_chat<M: Model>(
-    db: &Database,
+    f: &Fixture,
     answer: store::Answer,
     start: Option<RunState>,
     model: &M,
@@ -1041,6 +1070,7 @@ async fn in_chat<M: Model>(
     specs: &[ToolSpec],
     policies: &Policies,
 ) -> RunState {
+    let (db, paused) = (&f.db, &f.paused);
     let thread_id: Uuid = sqlx::query_scalar("SELECT thread_id FROM chats WHERE id = $1")
         .bind(answer.chat_id)
         .fetch_one(db.pool())
@@ -1053,7 +1083,7 @@ async fn in_chat<M: Model>(
                 .unwrap();
             (
                 state,
-                Thread::for_answer(db.clone(), thread_id, seq, answer, None),
+                Thread::for_answer(db.clone(), paused.clone(), thread_id, seq, answer, None),
             )
         }
         None => {
@@ -1062,7 +1092,14 @@ async fn in_chat<M: Model>(
                 .unwrap()
                 .unwrap();
             let last = Some(latest.state.clone());
-            let thread = Thread::for_answer(db.clone(), thread_id, latest.seq, answer, last);
+            let thread = Thread::for_answer(
+                db.clone(),
+                paused.clone(),
+                thread_id,
+                latest.seq,
+                answer,
+                last,
+            );
             (latest.state, thread)
         }
     };
@@ -1108,7 +1145,7 @@ async fn a_decision_for_a_turn_that_no_longer_waits_is_refused_and_runs_nothing(
     ]);
     let (tools, specs, none) = (Local::default(), specs(), Policies::default());
     let first = in_chat(
-        &f.db,
+        &f,
         answer,
         Some(question("slow twice")),
         &model,
@@ -1118,25 +1155,37 @@ async fn a_decision_for_a_turn_that_no_longer_waits_is_refused_and_runs_nothing(
     );
     let first = first.await;
     assert_eq!(first.turn(), Some(1));
-    let waits = waiting(&f.db, f.user, answer.chat_id).await;
+    let waits = waiting(&f.db, &f.paused, f.user, answer.chat_id).await;
     let approve_first = on_its_call(&waits, approve());
-    let decided = store::decide_waiting(&f.db, f.user, answer.chat_id, waits, 1, approve_first);
+    let decided = store::decide_waiting(
+        &f.db,
+        &f.paused,
+        f.user,
+        answer.chat_id,
+        waits,
+        1,
+        approve_first,
+    );
     assert!(decided.await.unwrap().unwrap().complete);
-    let second = in_chat(&f.db, answer, None, &model, &tools, &specs, &none).await;
+    let second = in_chat(&f, answer, None, &model, &tools, &specs, &none).await;
     assert_eq!(second.turn(), Some(2));
     assert_eq!(tools.ran().len(), 1);
     assert_ne!(second.calls[0].id, first.calls[0].id);
 
     // The first turn's approval, sent again (a late second click, a stale tab): refused, whether
     // it names the first turn's call or the one that waits now.
-    let now = waiting(&f.db, f.user, answer.chat_id).await;
+    let now = waiting(&f.db, &f.paused, f.user, answer.chat_id).await;
     let seq = now.latest.seq;
     for replay in [
-        on_its_call(&waiting(&f.db, f.user, answer.chat_id).await, approve()),
+        on_its_call(
+            &waiting(&f.db, &f.paused, f.user, answer.chat_id).await,
+            approve(),
+        ),
         vec![(first.calls[0].id.clone(), approve())],
     ] {
-        let stale = waiting(&f.db, f.user, answer.chat_id).await;
-        let refused = store::decide_waiting(&f.db, f.user, answer.chat_id, stale, 1, replay).await;
+        let stale = waiting(&f.db, &f.paused, f.user, answer.chat_id).await;
+        let refused =
+            store::decide_waiting(&f.db, &f.paused, f.user, answer.chat_id, stale, 1, replay).await;
         let message = refused.unwrap_err().to_string();
         assert!(message.contains("out of date"), "{message}");
         assert!(message.contains("Reload"), "{message}");
@@ -1151,9 +1200,17 @@ async fn a_decision_for_a_turn_that_no_longer_waits_is_refused_and_runs_nothing(
 
     // The decision for the turn that waits lands.
     let approve_second = on_its_call(&now, approve());
-    let decided = store::decide_waiting(&f.db, f.user, answer.chat_id, now, 2, approve_second);
+    let decided = store::decide_waiting(
+        &f.db,
+        &f.paused,
+        f.user,
+        answer.chat_id,
+        now,
+        2,
+        approve_second,
+    );
     assert!(decided.await.unwrap().unwrap().complete);
-    let done = in_chat(&f.db, answer, None, &model, &tools, &specs, &none).await;
+    let done = in_chat(&f, answer, None, &model, &tools, &specs, &none).await;
     assert_eq!(done.end, Some(End::Answered));
     assert_eq!(tools.ran().len(), 2);
 }
@@ -1212,6 +1269,7 @@ async fn an_answer_whose_calls_a_policy_allows_is_never_shown_waiting(pool: PgPo
     let mut watched = Watched {
         thread: Thread::for_answer(
             f.db.clone(),
+            f.paused.clone(),
             waits_thread(&f, answer).await,
             -1,
             answer,
@@ -1236,6 +1294,7 @@ async fn an_answer_whose_calls_a_policy_allows_is_never_shown_waiting(pool: PgPo
         steps_checkpointed(&Fixture {
             thread: waits_thread(&f, answer).await,
             db: f.db.clone(),
+            paused: f.paused.clone(),
             user: f.user,
         })
         .await,
@@ -1341,10 +1400,10 @@ async fn a_settled_answers_events_reach_pages_on_every_instance(pool: PgPool) {
     // A run whose call was approved and marked running, then its server died (the answer shows no
     // life for a minute).
     let chat = chats::create(&f.db, f.user, None).await.unwrap();
-    let answer = pause_in_chat(&f.db, f.user, chat.id).await;
-    let approved = waiting(&f.db, f.user, chat.id).await;
+    let answer = pause_in_chat(&f.db, &f.paused, f.user, chat.id).await;
+    let approved = waiting(&f.db, &f.paused, f.user, chat.id).await;
     let approve_it = on_its_call(&approved, approve());
-    let decided = store::decide_waiting(&f.db, f.user, chat.id, approved, 1, approve_it);
+    let decided = store::decide_waiting(&f.db, &f.paused, f.user, chat.id, approved, 1, approve_it);
     decided.await.unwrap().unwrap();
     sqlx::query("UPDATE messages SET updated_at = now() - interval '1 minute' WHERE id = $1")
         .bind(answer.message_id)

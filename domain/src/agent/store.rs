@@ -7,7 +7,7 @@
 //! status in `messages`, and an audit row for every call that step settled.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sqlx::types::Json;
@@ -39,6 +39,8 @@ pub struct Answer {
 #[derive(Clone, Debug)]
 pub struct Thread {
     db: Database,
+    /// Where this instance remembers the pause a checkpoint makes (see [`Paused`]).
+    paused: Paused,
     thread_id: Uuid,
     /// The sequence number of the last checkpoint written (or read).
     seq: i32,
@@ -92,11 +94,15 @@ pub enum Pending {
 /// number of the thread, which fails when another writer (on any instance) came first, and only
 /// when the chat's answer is still the one waiting; either failure sends it to read the thread.
 /// So a remembered pause that is out of date costs a read, never a wrong decision. Bounded in
-/// size and age: a decision made later reads the thread, as it would on another instance.
-#[derive(Debug, Default)]
+/// size and age: a decision made later reads the thread, as it would on another instance. The
+/// runs of an instance hold one (cheap to clone: clones share it).
+#[derive(Clone, Debug, Default)]
 pub struct Paused {
-    runs: Mutex<HashMap<(Uuid, Uuid), (Instant, Waiting)>>,
+    runs: Arc<Mutex<Remembered>>,
 }
+
+/// Each (user, chat)'s paused run, and when it was remembered.
+type Remembered = HashMap<(Uuid, Uuid), (Instant, Waiting)>;
 
 impl Paused {
     /// Pauses remembered at most.
@@ -146,6 +152,7 @@ impl Thread {
     pub fn new(db: Database, thread_id: Uuid, seq: i32) -> Self {
         Self {
             db,
+            paused: Paused::default(),
             thread_id,
             seq,
             answer: None,
@@ -156,6 +163,7 @@ impl Thread {
     /// Checkpoints after `seq` of a run answering in a chat, which was at `last` (None: a new run).
     pub fn for_answer(
         db: Database,
+        paused: Paused,
         thread_id: Uuid,
         seq: i32,
         answer: Answer,
@@ -163,6 +171,7 @@ impl Thread {
     ) -> Self {
         Self {
             db,
+            paused,
             thread_id,
             seq,
             answer: Some(answer),
@@ -195,7 +204,7 @@ impl super::Checkpoints for Thread {
         self.seq = seq;
         self.last = Some(state.clone());
         if let Some(answer) = self.answer {
-            let paused = self.db.paused();
+            let paused = &self.paused;
             if state.next == Step::AwaitApproval {
                 let latest = Latest {
                     seq,
@@ -484,8 +493,13 @@ async fn record_decisions(
 
 /// What the user's chat waits for: its answer waiting for decisions, with the thread's latest
 /// checkpoint. Remembered when this instance paused that answer (no query), otherwise one read.
-pub async fn pending(db: &Database, user_id: Uuid, chat_id: Uuid) -> Result<Pending> {
-    match db.paused().recall(user_id, chat_id) {
+pub async fn pending(
+    db: &Database,
+    paused: &Paused,
+    user_id: Uuid,
+    chat_id: Uuid,
+) -> Result<Pending> {
+    match paused.recall(user_id, chat_id) {
         Some(waiting) => Ok(Pending::Waiting(waiting)),
         None => read_pending(db, user_id, chat_id).await,
     }
@@ -537,7 +551,7 @@ pub struct Settled {
 /// checkpoint has calls running): each ends as interrupted in a checkpoint of its own, with its
 /// calls interrupted (never run again) and audited, and its answer marked interrupted. A run
 /// another instance settles (or goes on with) first is left to it. Returns the runs it settled.
-pub async fn settle_abandoned(db: &Database) -> Result<Vec<Settled>> {
+pub async fn settle_abandoned(db: &Database, paused: &Paused) -> Result<Vec<Settled>> {
     // The answer is its chat's last message, and its run's running checkpoint came after it (not
     // an earlier run's left behind).
     let cut_off = sqlx::query!(
@@ -569,8 +583,14 @@ pub async fn settle_abandoned(db: &Database) -> Result<Vec<Settled>> {
             chat_id: run.chat_id,
             message_id: run.message_id,
         };
-        let mut thread =
-            Thread::for_answer(db.clone(), run.thread_id, seq, answer, Some(state.clone()));
+        let mut thread = Thread::for_answer(
+            db.clone(),
+            paused.clone(),
+            run.thread_id,
+            seq,
+            answer,
+            Some(state.clone()),
+        );
         match super::Checkpoints::save(&mut thread, &ended).await {
             Ok(()) => settled.push(Settled {
                 answer,
@@ -661,13 +681,13 @@ pub async fn decide_all(
 /// the chat is not the user's (any more).
 pub async fn decide_waiting(
     db: &Database,
+    paused: &Paused,
     user_id: Uuid,
     chat_id: Uuid,
     waiting: Waiting,
     turn: u32,
     decisions: Vec<(String, Decision)>,
 ) -> Result<Option<Decided>> {
-    let paused = db.paused();
     let answer = Answer {
         user_id,
         chat_id,

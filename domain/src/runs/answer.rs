@@ -299,7 +299,14 @@ impl Runs {
             chat_id: chat.id,
             message_id: answer_id,
         };
-        let thread = store::Thread::for_answer(db.clone(), chat.thread_id, seq, answer, None);
+        let thread = store::Thread::for_answer(
+            db.clone(),
+            self.inner.paused.clone(),
+            chat.thread_id,
+            seq,
+            answer,
+            None,
+        );
         self.drive(answer, plan, state, thread, stopped).await;
     }
 
@@ -448,6 +455,7 @@ impl Runs {
         };
         let mut thread = store::Thread::for_answer(
             db.clone(),
+            self.inner.paused.clone(),
             waiting.thread_id,
             latest.seq,
             answer,
@@ -491,7 +499,7 @@ impl Runs {
     /// and tells each one's chat, on every instance, that its calls were interrupted and its
     /// answer ended: a page open on it stops showing its tools running. Returns how many.
     pub async fn settle_abandoned(&self) -> Result<usize> {
-        let settled = store::settle_abandoned(&self.inner.db).await?;
+        let settled = store::settle_abandoned(&self.inner.db, &self.inner.paused).await?;
         for run in &settled {
             let (chat_id, answer_id) = (run.answer.chat_id, run.answer.message_id);
             for event in call_events(answer_id, &run.before, &run.after) {

@@ -38,7 +38,7 @@ impl Runs {
         } else {
             Vec::new()
         };
-        let mut pending = store::pending(db, user_id, chat_id).await?;
+        let mut pending = store::pending(db, &self.inner.paused, user_id, chat_id).await?;
         let (waiting, Judged { decisions, always }) = loop {
             let waiting = match pending {
                 store::Pending::NoChat => return Ok(None),
@@ -61,7 +61,15 @@ impl Runs {
                 Err(e) => return Err(e),
             }
         };
-        let decided = store::decide_waiting(db, user_id, chat_id, waiting, turn, decisions);
+        let decided = store::decide_waiting(
+            db,
+            &self.inner.paused,
+            user_id,
+            chat_id,
+            waiting,
+            turn,
+            decisions,
+        );
         let Some(decided) = decided.await? else {
             return Ok(None);
         };
@@ -129,6 +137,7 @@ impl Runs {
         };
         let thread = store::Thread::for_answer(
             db.clone(),
+            self.inner.paused.clone(),
             chat.thread_id,
             latest.seq,
             answer,

@@ -69,6 +69,8 @@ struct Inner {
     instances: Instances,
     /// True once the server is shutting down: event streams end, runs are interrupted.
     closing: watch::Sender<bool>,
+    /// The runs this instance paused for approval lately (decisions on them need no read first).
+    paused: crate::agent::store::Paused,
 }
 
 impl Runs {
@@ -91,6 +93,7 @@ impl Runs {
                 forgotten_seq: Default::default(),
                 instances: Instances::new(),
                 closing: watch::channel(false).0,
+                paused: Default::default(),
             }),
         }
     }
