@@ -299,15 +299,21 @@ impl Runs {
             chat_id: chat.id,
             message_id: answer_id,
         };
-        let thread = store::Thread::for_answer(
-            db.clone(),
-            self.inner.paused.clone(),
-            chat.thread_id,
-            seq,
-            answer,
-            None,
-        );
+        let thread = self.thread(chat.thread_id, seq, answer, None);
         self.drive(answer, plan, state, thread, stopped).await;
+    }
+
+    /// The checkpoints of `answer`'s run on `thread_id` after `seq` (its state then `last`; None:
+    /// a new run), with this instance's memory of the runs it pauses.
+    pub(super) fn thread(
+        &self,
+        thread_id: Uuid,
+        seq: i32,
+        answer: store::Answer,
+        last: Option<RunState>,
+    ) -> store::Thread {
+        let (db, paused) = (self.inner.db.clone(), self.inner.paused.clone());
+        store::Thread::for_answer(db, paused, thread_id, seq, answer, last)
     }
 
     /// Runs the graph from `state` until it pauses for approval or ends, then tells the chat.
@@ -453,14 +459,7 @@ impl Runs {
             chat_id,
             message_id: answer_id,
         };
-        let mut thread = store::Thread::for_answer(
-            db.clone(),
-            self.inner.paused.clone(),
-            waiting.thread_id,
-            latest.seq,
-            answer,
-            Some(latest.state),
-        );
+        let mut thread = self.thread(waiting.thread_id, latest.seq, answer, Some(latest.state));
         // A decision that landed first wins; this stop then finds its checkpoint taken.
         match thread.save(&state).await {
             Ok(()) => {}

@@ -135,9 +135,7 @@ impl Runs {
             chat_id: chat.id,
             message_id: answer_id,
         };
-        let thread = store::Thread::for_answer(
-            db.clone(),
-            self.inner.paused.clone(),
+        let thread = self.thread(
             chat.thread_id,
             latest.seq,
             answer,

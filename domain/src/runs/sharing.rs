@@ -35,33 +35,18 @@ impl Runs {
         {
             return Ok(here);
         }
-        let mut events = {
-            let mut channels = self.inner.channels.lock().expect("not poisoned");
-            let channel = channels.entry(chat_id).or_insert_with(|| self.channel());
-            channel.touched = Instant::now();
-            channel.sender.subscribe()
+        let snapshot_or_end = |kind: &EventKind| {
+            matches!(
+                kind,
+                EventKind::Snapshot { .. }
+                    | EventKind::RunStarted { .. }
+                    | EventKind::RunFinished { .. }
+                    | EventKind::ApprovalNeeded { .. }
+            )
         };
-        self.inner.instances.share(Note::WantSnapshot { chat_id });
-        let told = async {
-            loop {
-                match events.recv().await {
-                    Ok(event)
-                        if matches!(
-                            event.kind,
-                            EventKind::Snapshot { .. }
-                                | EventKind::RunStarted { .. }
-                                | EventKind::RunFinished { .. }
-                                | EventKind::ApprovalNeeded { .. }
-                        ) =>
-                    {
-                        return;
-                    }
-                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-                    Err(broadcast::error::RecvError::Closed) => return,
-                }
-            }
-        };
-        let _ = tokio::time::timeout(SNAPSHOT_WITHIN, told).await;
+        let want = Note::WantSnapshot { chat_id };
+        self.ask_others(chat_id, want, SNAPSHOT_WITHIN, snapshot_or_end)
+            .await;
         Ok(self.position_here(chat_id))
     }
 
@@ -73,27 +58,39 @@ impl Runs {
         {
             return Ok(false);
         }
+        let ended = |kind: &EventKind| matches!(kind, EventKind::RunFinished { .. });
+        let stop = Note::Stop { chat_id };
+        Ok(self
+            .ask_others(chat_id, stop, STOP_ELSEWHERE_WITHIN, ended)
+            .await)
+    }
+
+    /// Tells the other instances `note` about the chat, and waits (up to `within`) for an event of
+    /// the chat's that `answered` accepts (heard from them, or from a run here). Whether one came.
+    async fn ask_others(
+        &self,
+        chat_id: Uuid,
+        note: Note,
+        within: Duration,
+        answered: impl Fn(&EventKind) -> bool,
+    ) -> bool {
         let mut events = {
             let mut channels = self.inner.channels.lock().expect("not poisoned");
             let channel = channels.entry(chat_id).or_insert_with(|| self.channel());
             channel.touched = Instant::now();
             channel.sender.subscribe()
         };
-        self.inner.instances.tell(Note::Stop { chat_id });
-        let ended = async {
+        self.inner.instances.tell(note);
+        let heard = async {
             loop {
                 match events.recv().await {
-                    Ok(event) if matches!(event.kind, EventKind::RunFinished { .. }) => {
-                        return true;
-                    }
+                    Ok(event) if answered(&event.kind) => return true,
                     Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
                     Err(broadcast::error::RecvError::Closed) => return false,
                 }
             }
         };
-        Ok(tokio::time::timeout(STOP_ELSEWHERE_WITHIN, ended)
-            .await
-            .unwrap_or(false))
+        tokio::time::timeout(within, heard).await.unwrap_or(false)
     }
 
     /// An event of a run on another instance (`origin`), for this instance's subscribers to the
