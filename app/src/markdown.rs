@@ -365,6 +365,32 @@ mod tests {
     }
 
     #[test]
+    fn nothing_in_a_streaming_answer_can_run_either() {
+        // The attacks split across parts and tokens: every part goes through the same renderer,
+        // and no part can open a tag another closes.
+        let attacks = [
+            "<script>\n\nalert(1)\n\n</script>",
+            "<img src=x\n\nonerror=alert(1)>",
+            "[click](javascript:alert(1))\n\n![img](https://evil.example/?d=1)",
+            "```\n</code></pre><script>alert(1)</script>\n\n```\n\n<svg onload=alert(1)>",
+            "<!--\n\n--><iframe src=https://evil.example></iframe>",
+        ];
+        for attack in attacks {
+            let text = format!("Intro.\n\n{attack}\n\nOutro.\n");
+            let mut live = LiveMarkdown::default();
+            let mut shown = String::new();
+            for prefix in streamed(&text, 2) {
+                let (completed, tail) = live.advance(prefix);
+                shown.push_str(&completed.unwrap_or_default());
+                let lower = format!("{shown}{tail}").to_lowercase();
+                for bad in ["<script", "<img", "<svg", "<iframe", "href=\"javascript"] {
+                    assert!(!lower.contains(bad), "{attack:?} at {prefix:?}: {lower}");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn a_new_answer_starts_the_parts_again() {
         let mut live = LiveMarkdown::default();
         let (completed, _) = live.advance("First paragraph.\n\nSecond");

@@ -137,6 +137,14 @@ async fn a_read_on_either_instance_mid_answer_has_the_text_so_far_and_where_to_g
     // A script following docs/api.md: read the chat, then follow its events from the read's id.
     // On the instance that does not write the answer (it has not heard of it yet) as on the one
     // that does.
+    // Someone else, on either instance, learns nothing of it (and asks the others nothing).
+    let (_, bob) = person(&a, "bob", "bob").await;
+    for app in [&a, &b] {
+        let (status, page) = api(app, &bob, "chats/get", &[("id", &chat)]).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{page}");
+        assert!(page.get("live").is_none(), "{page}");
+    }
+
     let mut followed = Vec::new();
     for (name, app) in [("other", &a), ("writer", &b)] {
         let (status, page) = api(app, &alice, "chats/get", &[("id", &chat)]).await;
