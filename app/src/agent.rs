@@ -1,7 +1,7 @@
 //! The agent's server functions: deciding on the tool calls an answer waits for
 //! (`/api/chats/decide`), the person's approval settings (`/api/agent/...`) and their tool-call
-//! audit, with the types the pages show. The types mirror `domain::agent`'s on purpose: this crate
-//! is also built for the browser, where `domain` can never go.
+//! audit, with the types the pages show. A tool call's own shape is the wire's
+//! ([`protocol::CallView`]), the same for the server and the browser.
 
 use leptos::prelude::*;
 use leptos::server_fn::codec::Json;
@@ -9,32 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::AppError;
 
-/// A tool call of an answer, as its card shows it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CallView {
-    pub id: String,
-    /// The turn of the answer that asked for it: a decision names it (with the answer).
-    pub turn: u32,
-    pub server: String,
-    pub tool: String,
-    /// The arguments it runs (ran) with, pretty-printed JSON: the person's edit, or the model's.
-    pub arguments: String,
-    /// The person changed the model's arguments.
-    pub edited: bool,
-    pub read_only: bool,
-    pub destructive: bool,
-    pub open_world: bool,
-    /// `waiting` (for the person), `approved` (about to run), `running`, `ok`, `error`,
-    /// `rejected`, `interrupted` or `not_run`.
-    pub state: String,
-    /// Who decided: `you`, or the policy (`always allowed tool`, ...).
-    pub decided_by: Option<String>,
-    /// Why it was rejected.
-    pub reason: Option<String>,
-    /// What it returned (or the error).
-    pub result: Option<String>,
-    pub duration_ms: Option<u64>,
-}
+pub use protocol::{CallStatus, CallView, policy_words};
 
 /// One decision, as `chats/decide` takes it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -225,147 +200,4 @@ pub async fn audit(before: Option<i64>) -> Result<Vec<AuditView>, AppError> {
             created_at: e.created_at.to_rfc3339(),
         })
         .collect())
-}
-
-/// The person's policy that decided a call, in words (`tool`, `server` or `read_only`).
-pub fn policy_words(policy: &str) -> String {
-    match policy {
-        "tool" => "your policy: always allow this tool".into(),
-        "server" => "your policy: always allow this server".into(),
-        "read_only" => "your policy: read-only tools run without asking".into(),
-        other => format!("policy {other}"),
-    }
-}
-
-#[cfg(feature = "ssr")]
-pub mod ssr {
-    use domain::agent::{Call, CallState, Decider, Decision};
-    use domain::chats::Status;
-
-    use super::CallView;
-
-    /// A call as its card shows it, in an answer that is `status`: a call left running or
-    /// approved in an answer that is no longer being written was interrupted, or never ran.
-    pub fn call(c: Call, status: Status) -> CallView {
-        let writing = status == Status::Streaming;
-        let state = match (&c.state, &c.decision) {
-            (CallState::Finished { result }, _) if result.is_error => "error",
-            (CallState::Finished { .. }, _) => "ok",
-            (CallState::Interrupted, _) => "interrupted",
-            (CallState::Running, _) if writing => "running",
-            (CallState::Running, _) => "interrupted",
-            (CallState::Waiting, Some(Decision::Reject { .. })) => "rejected",
-            // Approved while the turn's other calls wait, or about to run.
-            (CallState::Waiting, Some(Decision::Approve { .. }))
-                if writing || status == Status::Waiting =>
-            {
-                "approved"
-            }
-            (CallState::Waiting, None) if status == Status::Waiting => "waiting",
-            (CallState::Waiting, _) => "not_run",
-        };
-        let (decided_by, reason) = match &c.decision {
-            Some(Decision::Approve { by, .. }) => (Some(who(by)), None),
-            Some(Decision::Reject { by, reason }) => (Some(who(by)), reason.clone()),
-            None => (None, None),
-        };
-        let (result, duration_ms) = match &c.state {
-            CallState::Finished { result } => (Some(result.text.clone()), Some(result.duration_ms)),
-            _ => (None, None),
-        };
-        CallView {
-            edited: matches!(
-                &c.decision,
-                Some(Decision::Approve {
-                    arguments: Some(_),
-                    ..
-                })
-            ),
-            arguments: serde_json::to_string_pretty(c.effective_arguments()).unwrap_or_default(),
-            id: c.id,
-            turn: c.turn,
-            server: c.server,
-            tool: c.tool,
-            read_only: c.annotations.read_only,
-            destructive: c.annotations.destructive,
-            open_world: c.annotations.open_world,
-            state: state.into(),
-            decided_by,
-            reason,
-            result,
-            duration_ms,
-        }
-    }
-
-    fn who(by: &Decider) -> String {
-        match by {
-            Decider::Person => "you".into(),
-            Decider::Policy { policy } => super::policy_words(policy),
-        }
-    }
-
-    #[cfg(test)]
-    mod tests {
-        use domain::agent::{Call, CallState, Decider, Decision, ToolResult};
-        use domain::chats::Status;
-
-        fn call(decision: Option<Decision>, state: CallState) -> Call {
-            Call {
-                id: "c1".into(),
-                turn: 1,
-                server: "calc".into(),
-                server_key: "k".into(),
-                tool: "add".into(),
-                arguments: serde_json::json!({"a": 1}),
-                annotations: Default::default(),
-                decision,
-                state,
-            }
-        }
-
-        fn approve() -> Option<Decision> {
-            Some(Decision::Approve {
-                by: Decider::Person,
-                arguments: None,
-            })
-        }
-
-        fn shown(c: Call, status: Status) -> String {
-            super::call(c, status).state
-        }
-
-        #[test]
-        fn a_card_says_where_its_call_stands_in_its_answer() {
-            use CallState::*;
-            // An answer waiting for the person: the undecided call waits; one decided already
-            // says so while the others wait.
-            assert_eq!(shown(call(None, Waiting), Status::Waiting), "waiting");
-            assert_eq!(shown(call(approve(), Waiting), Status::Waiting), "approved");
-            let rejected = Some(Decision::Reject {
-                by: Decider::Person,
-                reason: None,
-            });
-            assert_eq!(shown(call(rejected, Waiting), Status::Waiting), "rejected");
-            // Being written: running, or done.
-            assert_eq!(
-                shown(call(approve(), Running), Status::Streaming),
-                "running"
-            );
-            let result = ToolResult {
-                is_error: false,
-                text: "2".into(),
-                duration_ms: 3,
-            };
-            let done = call(approve(), Finished { result });
-            assert_eq!(shown(done, Status::Complete), "ok");
-            // An answer that is no longer written: a call it left running was cut off, one it
-            // never reached did not run.
-            assert_eq!(
-                shown(call(approve(), Running), Status::Interrupted),
-                "interrupted"
-            );
-            assert_eq!(shown(call(approve(), Waiting), Status::Stopped), "not_run");
-            assert_eq!(shown(call(None, Waiting), Status::Stopped), "not_run");
-        }
-    }
 }

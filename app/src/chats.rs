@@ -17,21 +17,7 @@ pub struct ChatSummary {
     pub group: String,
 }
 
-/// A message as the chat page shows it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MessageView {
-    pub id: String,
-    pub position: i32,
-    /// `user` or `assistant`.
-    pub role: String,
-    pub content: String,
-    /// `complete`, `streaming`, `waiting` (for decisions on its tool calls), `stopped`,
-    /// `failed` or `interrupted`.
-    pub status: String,
-    pub error: Option<String>,
-    /// An answer's tool calls, in order.
-    pub tool_calls: Vec<crate::agent::CallView>,
-}
+pub use protocol::{LiveText, MessageView, Role, Status};
 
 /// Everything the chat page needs at first render.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,13 +32,6 @@ pub struct ChatData {
     /// happens after this read is missed.
     pub last_event_id: Option<String>,
     pub models: Models,
-}
-
-/// An answer being written, as far as it has come.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LiveText {
-    pub answer_id: String,
-    pub text: String,
 }
 
 /// The models on offer.
@@ -127,11 +106,8 @@ pub async fn get_chat(id: String) -> Result<ChatData, AppError> {
     Ok(ChatData {
         model: chat.model.clone(),
         chat: ssr::summary(chat),
-        messages: conversation.history.into_iter().map(ssr::message).collect(),
-        live: live.map(|(answer_id, text)| LiveText {
-            answer_id: answer_id.to_string(),
-            text,
-        }),
+        messages: conversation.history.into_iter().map(|m| m.view()).collect(),
+        live,
         last_event_id: last_event_id.map(|id| id.to_string()),
         models: ssr::models(&runs),
     })
@@ -188,7 +164,7 @@ pub async fn send_message(
         .await?
         .ok_or_else(ssr::no_chat)?;
     Ok(Sent {
-        question: ssr::message(started.question),
+        question: started.question.view(),
         answer_id: started.answer_id.to_string(),
         model: started.model,
     })
@@ -210,7 +186,7 @@ pub mod ssr {
     use domain::runs::Runs;
     use uuid::Uuid;
 
-    use super::{ChatSummary, MessageView, Models};
+    use super::{ChatSummary, Models};
     use crate::error::AppError;
 
     pub fn no_chat() -> AppError {
@@ -257,23 +233,6 @@ pub mod ssr {
             title: chat.title,
             updated_at: chat.updated_at.to_rfc3339(),
             group: group.into(),
-        }
-    }
-
-    pub fn message(m: domain::chats::Message) -> MessageView {
-        let status = m.status;
-        MessageView {
-            id: m.id.to_string(),
-            position: m.position,
-            role: m.role.as_str().into(),
-            content: m.content,
-            status: status.as_str().into(),
-            error: m.error,
-            tool_calls: m
-                .tool_calls
-                .into_iter()
-                .map(|c| crate::agent::ssr::call(c, status))
-                .collect(),
         }
     }
 }

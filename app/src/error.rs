@@ -6,25 +6,7 @@ use leptos::server_fn::codec::JsonEncoding;
 use leptos::server_fn::error::{FromServerFnError, ServerFnErrorErr};
 use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorKind {
-    Unauthenticated,
-    NotFound,
-    /// Only an administrator may do this.
-    Forbidden,
-    /// The request breaks a rule.
-    Invalid,
-    /// The request clashes with the state it meets (a chat already answering, a name taken).
-    Conflict,
-    /// Something Switchboard depends on cannot serve now (a tool server, no model set up).
-    Unavailable,
-    /// Something took longer than it may and was given up.
-    Timeout,
-    Internal,
-    /// The request could not reach the server function, or its answer was unreadable.
-    Transport,
-}
+pub use protocol::ErrorKind;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[error("{message}")]
@@ -86,16 +68,7 @@ impl AppError {
     /// The HTTP status that answers this error: it follows from the kind alone (the server answers
     /// every server function's error with it, see the server's `api_errors`; an error page with it).
     pub fn status(&self) -> u16 {
-        match self.error {
-            ErrorKind::Unauthenticated => 401,
-            ErrorKind::NotFound => 404,
-            ErrorKind::Forbidden => 403,
-            ErrorKind::Invalid => 422,
-            ErrorKind::Conflict => 409,
-            ErrorKind::Unavailable => 503,
-            ErrorKind::Timeout => 504,
-            ErrorKind::Internal | ErrorKind::Transport => 500,
-        }
+        self.error.status()
     }
 }
 

@@ -11,7 +11,6 @@ pub mod chats;
 pub mod components;
 pub mod error;
 pub mod highlight;
-pub mod live;
 pub mod markdown;
 pub mod mcp;
 pub mod pages;

@@ -28,52 +28,7 @@ pub struct Chat {
     pub updated_at: DateTime<Utc>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
-#[sqlx(type_name = "text", rename_all = "lowercase")]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    User,
-    Assistant,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
-#[sqlx(type_name = "text", rename_all = "lowercase")]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    Complete,
-    /// Being written by a run right now.
-    Streaming,
-    /// Waiting for the person to decide on the tool calls it asked for.
-    Waiting,
-    /// The person pressed Stop.
-    Stopped,
-    /// The model provider failed; `error` says how.
-    Failed,
-    /// The server stopped mid-answer; what had streamed is kept.
-    Interrupted,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::User => "user",
-            Role::Assistant => "assistant",
-        }
-    }
-}
-
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Complete => "complete",
-            Status::Streaming => "streaming",
-            Status::Waiting => "waiting",
-            Status::Stopped => "stopped",
-            Status::Failed => "failed",
-            Status::Interrupted => "interrupted",
-        }
-    }
-}
+pub use protocol::{Role, Status};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Message {
@@ -87,6 +42,22 @@ pub struct Message {
     /// The tool calls an answer made, with their decisions and results.
     pub tool_calls: Vec<Call>,
     pub created_at: DateTime<Utc>,
+}
+
+impl Message {
+    /// The message as clients see it.
+    pub fn view(self) -> protocol::MessageView {
+        let status = self.status;
+        protocol::MessageView {
+            id: self.id.to_string(),
+            position: self.position,
+            role: self.role,
+            content: self.content,
+            status,
+            error: self.error,
+            tool_calls: self.tool_calls.iter().map(|c| c.view(status)).collect(),
+        }
+    }
 }
 
 /// A message must say something.
@@ -262,6 +233,28 @@ pub async fn conversation(
     chat_id: Uuid,
     from_position: Option<i32>,
 ) -> Result<Option<Conversation>> {
+    read_conversation(db, user_id, chat_id, from_position, None).await
+}
+
+/// The user's chat and the messages before its message `message_id` (none when it has no such
+/// message): the conversation an answer answers, for its run to go on. None when the user has no
+/// such chat.
+pub async fn conversation_before(
+    db: &Database,
+    user_id: Uuid,
+    chat_id: Uuid,
+    message_id: Uuid,
+) -> Result<Option<Conversation>> {
+    read_conversation(db, user_id, chat_id, None, Some(message_id)).await
+}
+
+async fn read_conversation(
+    db: &Database,
+    user_id: Uuid,
+    chat_id: Uuid,
+    from_position: Option<i32>,
+    before_message: Option<Uuid>,
+) -> Result<Option<Conversation>> {
     let rows = sqlx::query!(
         r#"SELECT c.id AS chat_id, c.thread_id, c.title, c.model AS chat_model,
                   c.created_at AS chat_created_at, c.updated_at AS chat_updated_at,
@@ -278,12 +271,16 @@ pub async fn conversation(
                       AS "being_written!"
            FROM chats c
            LEFT JOIN messages m ON m.chat_id = c.id AND ($3::int IS NULL OR m.position < $3)
+                AND ($5::uuid IS NULL
+                     OR m.position < (SELECT b.position FROM messages b
+                                      WHERE b.id = $5 AND b.chat_id = $1))
            WHERE c.id = $1 AND c.user_id = $2
            ORDER BY m.position"#,
         chat_id,
         user_id,
         from_position,
-        STALE_STREAM_SECS as f64
+        STALE_STREAM_SECS as f64,
+        before_message
     )
     .fetch_all(db.pool())
     .await?;
@@ -318,7 +315,7 @@ pub async fn conversation(
     Ok(Some(Conversation {
         chat,
         history,
-        replacing: from_position.is_some(),
+        replacing: from_position.is_some() || before_message.is_some(),
         tool_servers,
         being_written,
     }))

@@ -207,8 +207,16 @@ async fn fixture(pool: PgPool) -> Fixture {
     }
 }
 
-fn question(q: &str) -> RunState {
-    RunState::new(vec![Message::User { content: q.into() }], 10)
+/// The conversation every run here answers (the chat's, given to the graph as its history).
+fn history() -> Vec<Message> {
+    vec![Message::User {
+        content: "Please use your tools.".into(),
+    }]
+}
+
+/// A new run, of at most 10 model calls.
+fn question() -> RunState {
+    RunState::new(10)
 }
 
 /// Runs from the thread's latest checkpoint (or `start`) until it pauses or ends, checkpointing.
@@ -219,13 +227,13 @@ async fn advance<M: Model, T: Tools>(
     tools: &T,
     policies: &Policies,
 ) -> RunState {
-    let (_stop, mut stopped) = watch::channel(false);
+    let (_stop, mut stopped) = watch::channel(None);
     advance_until(f, start, model, tools, policies, &mut stopped).await
 }
 
 /// [`advance`] from a new question, with no policy.
-async fn ask<M: Model, T: Tools>(f: &Fixture, q: &str, model: &M, tools: &T) -> RunState {
-    advance(f, Some(question(q)), model, tools, &Policies::default()).await
+async fn ask<M: Model, T: Tools>(f: &Fixture, model: &M, tools: &T) -> RunState {
+    advance(f, Some(question()), model, tools, &Policies::default()).await
 }
 
 /// [`advance`] from the latest checkpoint, with no policy.
@@ -240,10 +248,12 @@ async fn advance_until<M: Model, T: Tools>(
     model: &M,
     tools: &T,
     policies: &Policies,
-    stopped: &mut watch::Receiver<bool>,
+    stopped: &mut watch::Receiver<Option<End>>,
 ) -> RunState {
     let specs = specs();
+    let history = history();
     let deps = Deps {
+        history: &history,
         model,
         tools,
         specs: &specs,
@@ -300,7 +310,7 @@ async fn steps_checkpointed(f: &Fixture) -> Vec<String> {
 async fn no_tool_calls_is_an_answer(pool: PgPool) {
     let f = fixture(pool).await;
     let model = Scripted::new(vec![text("Hello!")]);
-    let state = ask(&f, "hi", &model, &Local::default()).await;
+    let state = ask(&f, &model, &Local::default()).await;
     assert_eq!(state.end, Some(End::Answered));
     assert_eq!(state.next, Step::Done);
     assert!(
@@ -322,7 +332,7 @@ async fn an_approved_call_runs_and_the_model_answers_with_its_result(pool: PgPoo
         text("It is 42."),
     ]);
     let tools = Local::default();
-    let paused = ask(&f, "2+40?", &model, &tools).await;
+    let paused = ask(&f, &model, &tools).await;
     assert_eq!(paused.next, Step::AwaitApproval);
     assert_eq!(paused.calls[0].server, "calc");
     assert_eq!(paused.calls[0].tool, "add");
@@ -356,6 +366,23 @@ async fn an_approved_call_runs_and_the_model_answers_with_its_result(pool: PgPoo
         tool_call_id: c1,
         content: "42".into()
     }));
+    // It was given the conversation first, then the run's own turn; the checkpoints keep only
+    // the run's own (the conversation is the chat's).
+    assert_eq!(messages[..1], history()[..]);
+    assert_eq!(messages.len(), 3, "{messages:#?}");
+    let stored: Vec<serde_json::Value> =
+        sqlx::query_scalar("SELECT state FROM checkpoints WHERE thread_id = $1")
+            .bind(f.thread)
+            .fetch_all(f.db.pool())
+            .await
+            .unwrap();
+    assert_eq!(stored.len(), 4);
+    for state in stored {
+        assert!(
+            !state.to_string().contains("Please use your tools."),
+            "{state}"
+        );
+    }
     assert_eq!(
         steps_checkpointed(&f).await,
         vec!["await_approval", "run_tools", "call_model", "done"]
@@ -370,7 +397,7 @@ async fn a_rejection_is_answered_humanely_and_nothing_runs(pool: PgPool) {
         text("Understood, I will not wait. Here is what I can say instead…"),
     ]);
     let tools = Local::default();
-    let paused = ask(&f, "wait a bit", &model, &tools).await;
+    let paused = ask(&f, &model, &tools).await;
     let c1 = paused.calls[0].id.clone();
     let decided = decide(&f, &c1, reject("not now, I am in a hurry")).await;
     assert!(decided.complete);
@@ -407,7 +434,7 @@ async fn parallel_calls_wait_for_every_decision_then_the_approved_run_together(p
         text("done"),
     ]);
     let tools = Local::default();
-    let paused = ask(&f, "three things", &model, &tools).await;
+    let paused = ask(&f, &model, &tools).await;
     assert_eq!(paused.undecided().count(), 3);
     let ids: Vec<String> = paused.calls.iter().map(|c| c.id.clone()).collect();
     let [m1, m2, s1] = [&ids[0], &ids[1], &ids[2]];
@@ -446,7 +473,7 @@ async fn edited_arguments_are_what_the_tool_gets(pool: PgPool) {
         text("ok"),
     ]);
     let tools = Local::default();
-    let paused = ask(&f, "add", &model, &tools).await;
+    let paused = ask(&f, &model, &tools).await;
     decide(
         &f,
         &paused.calls[0].id,
@@ -479,7 +506,7 @@ async fn a_run_stops_at_its_step_limit(pool: PgPool) {
         read_only: true,
         ..Policies::default()
     };
-    let mut start = question("loop");
+    let mut start = question();
     start.max_steps = 3;
     let done = advance(&f, Some(start), &model, &tools, &policies).await;
     assert_eq!(done.end, Some(End::StepLimit));
@@ -513,7 +540,7 @@ async fn policies_approve_by_tool_and_by_server_and_nothing_else(pool: PgPool) {
         ..Policies::default()
     };
     let tools = Local::default();
-    let paused = advance(&f, Some(question("two")), &two(), &tools, &by_tool).await;
+    let paused = advance(&f, Some(question()), &two(), &tools, &by_tool).await;
     assert_eq!(paused.next, Step::AwaitApproval);
     let undecided: Vec<&str> = paused.undecided().map(|c| c.id.as_str()).collect();
     assert_eq!(
@@ -535,7 +562,7 @@ async fn policies_approve_by_tool_and_by_server_and_nothing_else(pool: PgPool) {
         ..by_tool
     };
     let tools = Local::default();
-    let done = advance(&other, Some(question("two")), &two(), &tools, &by_both).await;
+    let done = advance(&other, Some(question()), &two(), &tools, &by_both).await;
     assert_eq!(done.end, Some(End::Answered), "no pause");
     assert_eq!(tools.ran().len(), 2);
     let policies: Vec<String> = done
@@ -557,13 +584,13 @@ async fn stop_ends_the_run_in_any_step(pool: PgPool) {
     let f = fixture(pool).await;
     let model = Scripted::new(vec![calls(&[("c1", "clock__slow", json!({"ms": 60_000}))])]);
     let tools = Local::default();
-    let paused = ask(&f, "slow", &model, &tools).await;
+    let paused = ask(&f, &model, &tools).await;
     decide(&f, &paused.calls[0].id, approve()).await;
 
-    let (stop, mut stopped) = watch::channel(false);
+    let (stop, mut stopped) = watch::channel(None);
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let _ = stop.send(true);
+        let _ = stop.send(Some(End::Stopped));
         // Keep the sender until the run has seen it.
         tokio::time::sleep(Duration::from_secs(5)).await;
     });
@@ -594,7 +621,7 @@ async fn a_call_running_when_the_server_died_is_interrupted_not_run_again(pool: 
         text("Sorry, that was interrupted."),
     ]);
     let tools = Local::default();
-    let paused = ask(&f, "slow", &model, &tools).await;
+    let paused = ask(&f, &model, &tools).await;
     decide(&f, &paused.calls[0].id, approve()).await;
     // The run starts the tool; then its server dies (the run is dropped mid-call).
     let policies = Policies::default();
@@ -612,13 +639,15 @@ async fn a_call_running_when_the_server_died_is_interrupted_not_run_again(pool: 
     assert_eq!(latest.state.calls[0].state, CallState::Running);
     latest.state.interrupt_running();
     let specs = specs();
+    let history = history();
     let deps = Deps {
+        history: &history,
         model: &model,
         tools: &tools,
         specs: &specs,
         policies: &policies,
     };
-    let (_stop, mut stopped) = watch::channel(false);
+    let (_stop, mut stopped) = watch::channel(None);
     let mut thread = Thread::new(f.db.clone(), f.thread, latest.seq);
     let done = domain::agent::run(latest.state, &deps, &mut stopped, &mut thread)
         .await
@@ -644,7 +673,7 @@ async fn decisions_are_refused_twice_for_unknown_calls_and_for_other_people(pool
         ]),
         text("ok"),
     ]);
-    let paused = ask(&f, "add", &model, &Local::default()).await;
+    let paused = ask(&f, &model, &Local::default()).await;
     let (c1, c2) = (paused.calls[0].id.as_str(), paused.calls[1].id.as_str());
 
     let bob = bob(&f.db).await;
@@ -697,7 +726,7 @@ async fn a_call_for_a_tool_not_offered_or_with_bad_json_is_answered_with_an_erro
         text("I could not do that."),
     ]);
     let tools = Local::default();
-    let done = ask(&f, "break it", &model, &tools).await;
+    let done = ask(&f, &model, &tools).await;
     assert_eq!(done.end, Some(End::Answered), "no pause: nothing could run");
     assert!(tools.ran().is_empty());
     let (messages, _) = &model.asked()[1];
@@ -716,7 +745,7 @@ async fn a_call_for_a_tool_not_offered_or_with_bad_json_is_answered_with_an_erro
 async fn a_failing_model_ends_the_run_with_its_message(pool: PgPool) {
     let f = fixture(pool).await;
     let model = Scripted::new(vec![Err("The model provider is down.".into())]);
-    let done = ask(&f, "hi", &model, &Local::default()).await;
+    let done = ask(&f, &model, &Local::default()).await;
     assert_eq!(
         done.end,
         Some(End::Failed {
@@ -730,7 +759,7 @@ async fn a_deleted_chat_takes_its_checkpoints_with_it_and_takes_no_more(pool: Pg
     use domain::agent::Checkpoints;
     let f = fixture(pool).await;
     let model = Scripted::new(vec![calls(&[("c1", "calc__add", json!({"a": 1}))])]);
-    let paused = ask(&f, "add", &model, &Local::default()).await;
+    let paused = ask(&f, &model, &Local::default()).await;
     let count = |db: Database, thread: Uuid| async move {
         sqlx::query_scalar::<_, i64>("SELECT count(*) FROM checkpoints WHERE thread_id = $1")
             .bind(thread)
@@ -794,7 +823,9 @@ async fn pause_in_chat(db: &Database, paused: &Paused, user: Uuid, chat: Uuid) -
     )])]);
     let specs = specs();
     let policies = Policies::default();
+    let history = history();
     let deps = Deps {
+        history: &history,
         model: &model,
         tools: &Local::default(),
         specs: &specs,
@@ -811,8 +842,8 @@ async fn pause_in_chat(db: &Database, paused: &Paused, user: Uuid, chat: Uuid) -
         answer,
         None,
     );
-    let (_stop, mut stopped) = watch::channel(false);
-    let state = domain::agent::run(question("2+40?"), &deps, &mut stopped, &mut thread)
+    let (_stop, mut stopped) = watch::channel(None);
+    let state = domain::agent::run(question(), &deps, &mut stopped, &mut thread)
         .await
         .unwrap();
     assert_eq!(state.next, Step::AwaitApproval);
@@ -1009,14 +1040,7 @@ async fn call_ids_are_switchboards_own_unique_and_paired_in_what_the_model_is_gi
         read_only: true,
         ..Policies::default()
     };
-    let done = advance(
-        &f,
-        Some(question("add")),
-        &model,
-        &Local::default(),
-        &policies,
-    )
-    .await;
+    let done = advance(&f, Some(question()), &model, &Local::default(), &policies).await;
     assert_eq!(done.end, Some(End::Answered));
     let ids: Vec<&str> = done.all_calls().map(|c| c.id.as_str()).collect();
     assert_eq!(ids.len(), 3);
@@ -1103,13 +1127,15 @@ async fn in_chat<M: Model>(
             (latest.state, thread)
         }
     };
+    let history = history();
     let deps = Deps {
+        history: &history,
         model,
         tools,
         specs,
         policies,
     };
-    let (_stop, mut stopped) = watch::channel(false);
+    let (_stop, mut stopped) = watch::channel(None);
     domain::agent::run(state, &deps, &mut stopped, &mut thread)
         .await
         .unwrap()
@@ -1144,15 +1170,7 @@ async fn a_decision_for_a_turn_that_no_longer_waits_is_refused_and_runs_nothing(
         text("done"),
     ]);
     let (tools, specs, none) = (Local::default(), specs(), Policies::default());
-    let first = in_chat(
-        &f,
-        answer,
-        Some(question("slow twice")),
-        &model,
-        &tools,
-        &specs,
-        &none,
-    );
+    let first = in_chat(&f, answer, Some(question()), &model, &tools, &specs, &none);
     let first = first.await;
     assert_eq!(first.turn(), Some(1));
     let waits = waiting(&f.db, &f.paused, f.user, answer.chat_id).await;
@@ -1260,7 +1278,9 @@ async fn an_answer_whose_calls_a_policy_allows_is_never_shown_waiting(pool: PgPo
         ..Policies::default()
     };
     let (specs, tools) = (specs(), Local::default());
+    let history = history();
     let deps = Deps {
+        history: &history,
         model: &model,
         tools: &tools,
         specs: &specs,
@@ -1279,8 +1299,8 @@ async fn an_answer_whose_calls_a_policy_allows_is_never_shown_waiting(pool: PgPo
         answer: answer.message_id,
         statuses: Vec::new(),
     };
-    let (_stop, mut stopped) = watch::channel(false);
-    let done = domain::agent::run(question("2+40?"), &deps, &mut stopped, &mut watched)
+    let (_stop, mut stopped) = watch::channel(None);
+    let done = domain::agent::run(question(), &deps, &mut stopped, &mut watched)
         .await
         .unwrap();
     assert_eq!(done.end, Some(End::Answered));
@@ -1325,7 +1345,7 @@ async fn policies_and_approvals_hold_only_for_the_server_definition_they_were_gi
         ..Policies::default()
     };
     let tools = Local::default();
-    let paused = advance(&f, Some(question("add")), &add(), &tools, &for_the_old_calc).await;
+    let paused = advance(&f, Some(question()), &add(), &tools, &for_the_old_calc).await;
     assert_eq!(paused.next, Step::AwaitApproval, "the call waits");
     assert_eq!(paused.calls[0].decision, None);
     assert_eq!(paused.calls[0].server_key, key("calc"));
@@ -1344,13 +1364,15 @@ async fn policies_and_approvals_hold_only_for_the_server_definition_they_were_gi
         .await
         .unwrap()
         .unwrap();
+    let history = history();
     let deps = Deps {
+        history: &history,
         model: &model,
         tools: &tools,
         specs: &redefined,
         policies: &Policies::default(),
     };
-    let (_stop, mut stopped) = watch::channel(false);
+    let (_stop, mut stopped) = watch::channel(None);
     let mut thread = Thread::new(f.db.clone(), f.thread, latest.seq);
     let done = domain::agent::run(latest.state, &deps, &mut stopped, &mut thread)
         .await
@@ -1434,7 +1456,7 @@ async fn a_settled_answers_events_reach_pages_on_every_instance(pool: PgPool) {
         assert!(
             seen.iter()
                 .any(|e| matches!(e, EventKind::ToolResult { call, .. }
-                if call.state == CallState::Interrupted)),
+                if call.state == protocol::CallStatus::Interrupted)),
             "page {i} sees its call interrupted: {seen:?}"
         );
     }

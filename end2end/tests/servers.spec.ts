@@ -163,10 +163,17 @@ test("a tool call waits for approval: the card survives a reload, an edit is che
 test("several calls of one turn are shown together and approved at once", async ({ page, isMobile }) => {
   test.skip(isMobile, "one user's connections: desktop only");
   await connectEverything(page);
+  // The page follows the turn from its events alone: it reads the chat once, when it loads.
+  const reads: string[] = [];
+  page.on("request", (request) => {
+    if (request.url().includes("/api/chats/get")) reads.push(request.url());
+  });
   await startChat(page, 'tool:everything__echo {"message": "first"} tool:everything__get-sum {"a": 2, "b": 40}');
 
   const cards = page.getByTestId("approval-card");
   await expect(cards).toHaveCount(2);
+  const loaded = reads.length;
+  expect(loaded).toBeLessThanOrEqual(1);
   await expect(page.getByTestId("decide-all")).toContainText("2 tool calls wait for you");
   await page.getByTestId("approve-all").click();
 
@@ -176,6 +183,8 @@ test("several calls of one turn are shown together and approved at once", async 
   await expect(answer).toContainText("The tool said: Echo: first |");
   await expect(answer).toContainText("42");
   await expect(cards).toHaveCount(0);
+  await expect(page.getByTestId("regenerate")).toBeVisible();
+  expect(reads.length - loaded, `chats/get after the first load: ${reads.join(", ")}`).toBe(0);
 });
 
 test("several calls of one turn decided one by one: the run waits for the last decision", async ({ page, isMobile }) => {

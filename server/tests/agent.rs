@@ -47,7 +47,17 @@ impl World {
             user_id: self.user,
         };
         let policies = Policies::default();
+        // The conversation is the chat's, as a chat's run reads it: here, its questions.
+        let history: Vec<Message> = domain::chats::messages(&self.db, self.user, chat)
+            .await
+            .unwrap()
+            .unwrap()
+            .into_iter()
+            .filter(|m| m.role == domain::chats::Role::User)
+            .map(|m| Message::User { content: m.content })
+            .collect();
         let deps = Deps {
+            history: &history,
             model: &model,
             tools: &tools,
             specs: &specs,
@@ -64,7 +74,7 @@ impl World {
             }
         };
         let mut saver = Thread::new(self.db.clone(), thread, seq);
-        let (_stop, mut stopped) = watch::channel(false);
+        let (_stop, mut stopped) = watch::channel(None);
         domain::agent::run(state, &deps, &mut stopped, &mut saver)
             .await
             .unwrap()
@@ -75,12 +85,21 @@ impl World {
         let chat = domain::chats::create(&self.db, self.user, None)
             .await
             .unwrap();
-        let state = RunState::new(
-            vec![Message::User {
-                content: question.into(),
-            }],
-            10,
-        );
+        let conversation = domain::chats::conversation(&self.db, self.user, chat.id, None)
+            .await
+            .unwrap()
+            .unwrap();
+        domain::chats::ask(
+            &self.db,
+            self.user,
+            &conversation,
+            question,
+            "fake/scripted",
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        let state = RunState::new(10);
         let paused = self.run(chat.id, chat.thread_id, Some(state)).await;
         (chat.id, chat.thread_id, paused)
     }
@@ -289,12 +308,7 @@ async fn an_approved_call_does_not_run_on_a_server_redefined_before_it_runs(pool
     let keys = domain::agent::server_key::server_keys(&db, &mcp, alice)
         .await
         .unwrap();
-    let mut state = RunState::new(
-        vec![Message::User {
-            content: "hi".into(),
-        }],
-        10,
-    );
+    let mut state = RunState::new(10);
     state.steps = 1;
     state.next = Step::RunTools;
     state.calls = vec![Call {
@@ -336,6 +350,7 @@ async fn an_approved_call_does_not_run_on_a_server_redefined_before_it_runs(pool
     };
     let policies = Policies::default();
     let deps = Deps {
+        history: &[],
         model: &model,
         tools: &tools,
         specs: &[],

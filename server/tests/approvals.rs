@@ -240,6 +240,79 @@ fn names(events: &[SseEvent]) -> Vec<&str> {
 
 const ECHO: &str = r#"Please tool:everything__echo {"message": "hello"}"#;
 
+/// A page that read the chat, then applied every event after its read (as Switchboard's page does,
+/// with `protocol::chat::apply`), holds what a fresh read gives: at the pause, and at the end.
+#[sqlx::test(migrator = "domain::db::MIGRATOR")]
+async fn the_events_applied_to_a_read_give_what_a_new_read_gives(pool: PgPool) {
+    use protocol::chat::{Applied, ChatState};
+    let w = world(pool).await;
+    let chat = w.new_chat().await;
+    // An earlier answer, so the page's read has messages already.
+    let mut events = w.events(&w.alice, &chat).await;
+    let (status, _) = w
+        .api(
+            &w.alice,
+            "chats/send",
+            &[("id", chat.as_str()), ("text", "Hi")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    until(&mut events, &["run_finished"]).await;
+
+    // The page's read, and the events after it.
+    let (_, read) = w.chat(&w.alice, &chat).await;
+    let mut page = ChatState {
+        messages: serde_json::from_value(read["messages"].clone()).unwrap(),
+        live: serde_json::from_value(read["live"].clone()).unwrap(),
+    };
+    let after = read["last_event_id"].as_str().unwrap();
+    let response = reqwest::Client::new()
+        .get(format!(
+            "{}/api/chats/{chat}/events?last_event_id={after}",
+            w.app.base
+        ))
+        .bearer_auth(&w.alice)
+        .send()
+        .await
+        .unwrap();
+    let mut events = SseReader::new(response);
+    let apply = |page: &mut ChatState, seen: Vec<SseEvent>| {
+        for event in seen {
+            let event = serde_json::from_value(event.data.clone())
+                .unwrap_or_else(|e| panic!("an event the page reads ({e}): {event:?}"));
+            assert_eq!(page.apply(event), Applied::Done);
+        }
+    };
+    let fresh = async |w: &World| -> ChatState {
+        let (_, read) = w.chat(&w.alice, &chat).await;
+        ChatState {
+            messages: serde_json::from_value(read["messages"].clone()).unwrap(),
+            live: serde_json::from_value(read["live"].clone()).unwrap(),
+        }
+    };
+    let (status, _) = w
+        .api(
+            &w.alice,
+            "chats/send",
+            &[("id", chat.as_str()), ("text", ECHO)],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let seen = until(&mut events, &["approval_needed"]).await;
+    let at = waits(&seen);
+    apply(&mut page, seen);
+    assert_eq!(page, fresh(&w).await, "at the pause");
+    assert_eq!(page.messages.len(), 4);
+
+    let call_id = page.messages[3].tool_calls[0].id.clone();
+    let approve = json!([{"call_id": call_id, "approve": true}]);
+    let (status, _) = w.decide(&w.alice, &chat, &at, approve).await;
+    assert_eq!(status, StatusCode::OK);
+    apply(&mut page, until(&mut events, &["run_finished"]).await);
+    assert_eq!(page, fresh(&w).await, "at the end");
+    assert_eq!(page.messages[3].content, "The tool said: Echo: hello.");
+}
+
 #[sqlx::test(migrator = "domain::db::MIGRATOR")]
 async fn a_tool_runs_only_after_the_persons_approval(pool: PgPool) {
     let w = world(pool).await;
@@ -310,9 +383,9 @@ async fn a_tool_runs_only_after_the_persons_approval(pool: PgPool) {
         ["decision", "snapshot", "tool_result", "token"],
         "{rest:?}"
     );
-    let result = &rest[2].data["call"]["state"];
-    assert_eq!(result["state"], "finished", "{result}");
-    assert_eq!(result["result"]["text"], "Echo: hello");
+    let result = &rest[2].data["call"];
+    assert_eq!(result["state"], "ok", "{result}");
+    assert_eq!(result["result"], "Echo: hello");
     assert_eq!(rest.last().unwrap().data["status"], "complete");
 
     let (_, data) = w.chat(&w.alice, &chat).await;
@@ -363,10 +436,7 @@ async fn a_decision_landing_on_another_instance_is_followed_live_where_the_page_
         ["decision", "snapshot", "tool_result", "token"],
         "{rest:?}"
     );
-    assert_eq!(
-        rest[2].data["call"]["state"]["result"]["text"],
-        "Echo: hello"
-    );
+    assert_eq!(rest[2].data["call"]["result"], "Echo: hello");
     assert_eq!(rest.last().unwrap().data["status"], "complete");
     let text: String = rest
         .iter()
@@ -466,8 +536,10 @@ async fn always_allow_runs_the_next_call_at_once_and_stop_ends_a_waiting_answer(
     let (_, seen) = w.ask(&chat, ECHO).await;
     assert!(!names(&seen).contains(&"approval_needed"), "{seen:?}");
     let decision = seen.iter().find(|e| e.event == "decision").unwrap();
-    assert_eq!(decision.data["decision"]["by"], "policy");
-    assert_eq!(decision.data["decision"]["policy"], "tool");
+    assert_eq!(
+        decision.data["call"]["decided_by"],
+        "your policy: always allow this tool"
+    );
     assert_eq!(seen.last().unwrap().data["status"], "complete");
     assert_eq!(w.audit().await[0]["decided_by"], "policy:tool");
 
@@ -505,7 +577,10 @@ async fn always_allow_runs_the_next_call_at_once_and_stop_ends_a_waiting_answer(
     let chat = w.new_chat().await;
     let (_, seen) = w.ask(&chat, ECHO).await;
     let decision = seen.iter().find(|e| e.event == "decision").unwrap();
-    assert_eq!(decision.data["decision"]["policy"], "read_only", "{seen:?}");
+    assert_eq!(
+        decision.data["call"]["decided_by"], "your policy: read-only tools run without asking",
+        "{seen:?}"
+    );
 
     // The step limit: with one model call allowed, the tool's result cannot go back to the model,
     // and the answer ends saying so (the tool's result is kept).

@@ -30,6 +30,15 @@ pub struct LlmModel<'a> {
 }
 
 impl LlmModel<'_> {
+    /// What the model is asked: `messages`, offered `tools`.
+    pub fn request(&self, messages: &[Message], tools: &[llm::Tool]) -> llm::Request {
+        llm::Request {
+            model: self.model.to_owned(),
+            messages: messages.to_vec(),
+            tools: tools.to_vec(),
+        }
+    }
+
     /// Asks the model and gathers its answer, giving `sink` each piece of text as it comes.
     pub async fn complete_into(
         &self,
@@ -37,31 +46,32 @@ impl LlmModel<'_> {
         tools: &[llm::Tool],
         sink: &mut impl TokenSink,
     ) -> std::result::Result<Completion, String> {
-        let request = llm::Request {
-            model: self.model.to_owned(),
-            messages: messages.to_vec(),
-            tools: tools.to_vec(),
-        };
-        let mut stream = self
-            .client
-            .stream(self.provider, &request)
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut completion = Completion::default();
-        while let Some(event) = stream.next().await {
-            match event.map_err(|e| e.to_string())? {
-                StreamEvent::Token(text) => {
-                    sink.token(&text).await;
-                    completion.text.push_str(&text);
-                }
-                StreamEvent::Finished { tool_calls, .. } => {
-                    completion.calls = tool_calls;
-                    break;
-                }
+        let request = self.request(messages, tools);
+        read_into(self.client.stream(self.provider, &request).await, sink).await
+    }
+}
+
+/// Gathers the answer of a completion opened with [`LlmClient::stream`], giving `sink` each piece
+/// of text as it comes: the one token loop of every answer.
+pub async fn read_into(
+    opened: std::result::Result<llm::EventStream, llm::LlmError>,
+    sink: &mut impl TokenSink,
+) -> std::result::Result<Completion, String> {
+    let mut stream = opened.map_err(|e| e.to_string())?;
+    let mut completion = Completion::default();
+    while let Some(event) = stream.next().await {
+        match event.map_err(|e| e.to_string())? {
+            StreamEvent::Token(text) => {
+                sink.token(&text).await;
+                completion.text.push_str(&text);
+            }
+            StreamEvent::Finished { tool_calls, .. } => {
+                completion.calls = tool_calls;
+                break;
             }
         }
-        Ok(completion)
     }
+    Ok(completion)
 }
 
 impl Model for LlmModel<'_> {

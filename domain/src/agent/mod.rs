@@ -11,17 +11,21 @@
 //! humanize (the model is told what was declined and why) ──► done
 //! ```
 //!
-//! [`RunState`] is the whole state (messages, the calls of the last model turn with their
-//! decisions and results, the step count) and serialises to JSON; node functions act on it alone,
-//! given a [`Model`] and [`Tools`]. [`run`] advances a state until it pauses for approval or ends,
+//! [`RunState`] is the run's own state (its model turns and tool results, the calls of the last
+//! turn with their decisions and results, the step count) and serialises to JSON; the conversation
+//! it answers is the chat's, read from its messages and given in [`Deps::history`], so a
+//! checkpoint's size follows the run, not the chat. Node functions act on the state alone, given a
+//! [`Model`] and [`Tools`]. A chat without tools runs the same graph with none. [`run`] advances a state until it pauses for approval or ends,
 //! saving a checkpoint after every step ([`store`]). Tool calls are marked running in a checkpoint
 //! that is on disk *before* they run (the decision's own), so a call cut off by a crash is
 //! reported interrupted, never run a second time.
 
+pub mod history;
 pub mod live;
 pub mod policy;
 pub mod server_key;
 pub mod store;
+pub mod views;
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -196,21 +200,53 @@ pub enum End {
 
 /// Everything a run is, as checkpointed.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(from = "Stored")]
 pub struct RunState {
     pub next: Step,
+    /// This run's own messages: its model turns and what its tools answered, in order. The
+    /// conversation before them (the person's question last) is not kept here: see [`Deps::history`].
     pub messages: Vec<Message>,
     /// The calls of the model's last turn that asked for tools.
     pub calls: Vec<Call>,
     /// The calls of this run's earlier turns, finished, in order.
     #[serde(default)]
     pub earlier: Vec<Call>,
-    /// Where this run's own messages begin in `messages` (those before are the conversation).
-    #[serde(default)]
-    pub answer_from: usize,
     /// Model calls made so far.
     pub steps: u32,
     pub max_steps: u32,
     pub end: Option<End>,
+}
+
+/// A checkpoint as stored, of this version or an earlier one: before 2026-12-05 a checkpoint kept
+/// the whole conversation in `messages`, this run's own from `answer_from` on.
+#[derive(Deserialize)]
+struct Stored {
+    next: Step,
+    messages: Vec<Message>,
+    calls: Vec<Call>,
+    #[serde(default)]
+    earlier: Vec<Call>,
+    #[serde(default)]
+    answer_from: usize,
+    steps: u32,
+    max_steps: u32,
+    end: Option<End>,
+}
+
+impl From<Stored> for RunState {
+    fn from(mut stored: Stored) -> Self {
+        let from = stored.answer_from.min(stored.messages.len());
+        stored.messages.drain(..from);
+        Self {
+            next: stored.next,
+            messages: stored.messages,
+            calls: stored.calls,
+            earlier: stored.earlier,
+            steps: stored.steps,
+            max_steps: stored.max_steps,
+            end: stored.end,
+        }
+    }
 }
 
 /// What a decision is told when the answer, or the turn of it, that it was made for no longer
@@ -221,12 +257,11 @@ pub const OUT_OF_DATE: &str = "This approval is out of date: the answer it was m
 pub const DEFAULT_MAX_STEPS: u32 = 10;
 
 impl RunState {
-    /// A run that answers `messages` (the conversation so far, the person's question last).
-    pub fn new(messages: Vec<Message>, max_steps: u32) -> Self {
+    /// A new run, which makes at most `max_steps` model calls.
+    pub fn new(max_steps: u32) -> Self {
         Self {
             next: Step::CallModel,
-            answer_from: messages.len(),
-            messages,
+            messages: Vec::new(),
             calls: Vec::new(),
             earlier: Vec::new(),
             steps: 0,
@@ -289,7 +324,6 @@ impl RunState {
         let texts: Vec<&str> = self
             .messages
             .iter()
-            .skip(self.answer_from)
             .filter_map(|m| match m {
                 Message::Assistant {
                     content: Some(text),
@@ -328,13 +362,19 @@ impl RunState {
 
     /// Ends a run whose server died while its calls ran: they are interrupted, never run again.
     pub fn abandon(&mut self) {
-        self.interrupt_running();
-        self.finish(End::Interrupted);
+        self.halt(End::Interrupted);
     }
 
     /// Ends the run (the person pressed Stop); calls not yet run are not run.
     pub fn stop(&mut self) {
-        self.finish(End::Stopped);
+        self.halt(End::Stopped);
+    }
+
+    /// Ends the run as `end` (stopped by the person, or interrupted by a shutdown): calls running
+    /// are interrupted, calls not yet run are not run.
+    pub fn halt(&mut self, end: End) {
+        self.interrupt_running();
+        self.finish(end);
     }
 
     fn finish(&mut self, end: End) {
@@ -465,6 +505,8 @@ impl Policies {
 
 /// What a run has to work with.
 pub struct Deps<'a, M, T> {
+    /// The conversation the run answers, as the model is given it, the person's question last.
+    pub history: &'a [Message],
     pub model: &'a M,
     pub tools: &'a T,
     /// The tools this run may use (the chat's enabled tools of the person's connected servers).
@@ -498,16 +540,12 @@ async fn call_model<M: Model, T: Tools>(state: &mut RunState, deps: &Deps<'_, M,
         return Outcome::Continue;
     }
     state.steps += 1;
-    let offered: Vec<llm::Tool> = deps
-        .specs
-        .iter()
-        .map(|s| llm::Tool {
-            name: s.model_name(),
-            description: s.description.clone(),
-            parameters: s.input_schema.clone(),
-        })
-        .collect();
-    let completion = match deps.model.complete(&state.messages, &offered).await {
+    let offered = offered(deps.specs);
+    let completion = match deps
+        .model
+        .complete(&conversation(state, deps), &offered)
+        .await
+    {
         Ok(completion) => completion,
         Err(message) => {
             state.finish(End::Failed { message });
@@ -543,6 +581,27 @@ async fn call_model<M: Model, T: Tools>(state: &mut RunState, deps: &Deps<'_, M,
         return await_approval(state);
     }
     Outcome::Continue
+}
+
+/// The tools as the model is offered them.
+pub fn offered(specs: &[ToolSpec]) -> Vec<llm::Tool> {
+    specs
+        .iter()
+        .map(|s| llm::Tool {
+            name: s.model_name(),
+            description: s.description.clone(),
+            parameters: s.input_schema.clone(),
+        })
+        .collect()
+}
+
+/// What the model is given: the conversation, then this run's own messages.
+fn conversation<M, T>(state: &RunState, deps: &Deps<'_, M, T>) -> Vec<Message> {
+    deps.history
+        .iter()
+        .chain(&state.messages)
+        .cloned()
+        .collect()
 }
 
 /// A new call id: `call_` and 32 hex digits (37 characters, within what providers take:
@@ -752,7 +811,7 @@ async fn humanize<M: Model, T: Tools>(state: &mut RunState, deps: &Deps<'_, M, T
         note.push_str(&list.join("; "));
         note.push('.');
     }
-    let mut messages = state.messages.clone();
+    let mut messages = conversation(state, deps);
     messages.push(Message::System { content: note });
     state.steps += 1;
     match deps.model.complete(&messages, &[]).await {
@@ -775,8 +834,9 @@ pub trait Checkpoints: Send {
 }
 
 /// Advances `state` until it pauses for approval or ends, with a checkpoint after each step.
-/// `stop` turning true stops it at once, in whatever step (a model answer being written or tools
-/// running are abandoned; running calls are marked interrupted). Returns the state it stopped at.
+/// `stop` turning to an end (the person's Stop, a shutdown) ends it so at once, in whatever step
+/// (a model answer being written keeps what it wrote; tools running are abandoned and their calls
+/// marked interrupted). Returns the state it stopped at.
 ///
 /// `state` is a checkpoint this run may go on from: a new run's, or the one its decision has just
 /// written, whose calls marked running are this run's to run. A checkpoint read back after its
@@ -785,14 +845,15 @@ pub trait Checkpoints: Send {
 pub async fn run<M: Model, T: Tools, C: Checkpoints>(
     mut state: RunState,
     deps: &Deps<'_, M, T>,
-    stop: &mut tokio::sync::watch::Receiver<bool>,
+    stop: &mut tokio::sync::watch::Receiver<Option<End>>,
     checkpoints: &mut C,
 ) -> crate::Result<RunState> {
     loop {
         if state.next == Step::Done {
             return Ok(state);
         }
-        if *stop.borrow() {
+        let halt = stop.borrow().clone();
+        if let Some(end) = halt {
             // Stopped while the model wrote: what it wrote so far stays the answer's.
             let cut_off = deps.model.cut_off_text();
             if state.next == Step::CallModel && !cut_off.trim().is_empty() {
@@ -801,14 +862,13 @@ pub async fn run<M: Model, T: Tools, C: Checkpoints>(
                     tool_calls: Vec::new(),
                 });
             }
-            state.interrupt_running();
-            state.stop();
+            state.halt(end);
             checkpoints.save(&state).await?;
             return Ok(state);
         }
         let stopped = async {
             // A stop sender gone means nobody can stop this run any more.
-            if stop.wait_for(|stop| *stop).await.is_err() {
+            if stop.wait_for(Option::is_some).await.is_err() {
                 std::future::pending::<()>().await;
             }
         };
@@ -838,6 +898,39 @@ mod tests {
             input_schema: Value::Null,
             annotations: Annotations::default(),
         }
+    }
+
+    #[test]
+    fn a_checkpoint_of_before_keeps_only_its_runs_own_messages_when_read() {
+        // Before 2026-12-05 a checkpoint held the whole conversation, its run's own from
+        // `answer_from` on: read now, the conversation (the chat's) is left out.
+        let stored = serde_json::json!({
+            "next": "await_approval",
+            "messages": [
+                {"role": "user", "content": "earlier"},
+                {"role": "assistant", "content": "an earlier answer"},
+                {"role": "user", "content": "the question"},
+                {"role": "assistant", "content": "Let me look.", "tool_calls": []}
+            ],
+            "calls": [],
+            "answer_from": 3,
+            "steps": 1,
+            "max_steps": 10,
+            "end": null
+        });
+        let state: RunState = serde_json::from_value(stored).unwrap();
+        assert_eq!(
+            state.messages,
+            vec![Message::Assistant {
+                content: Some("Let me look.".into()),
+                tool_calls: vec![],
+            }]
+        );
+        assert_eq!(state.answer_text(), "Let me look.");
+        // Written again, it is in the new shape, and reads back the same.
+        let again: RunState =
+            serde_json::from_value(serde_json::to_value(&state).unwrap()).unwrap();
+        assert_eq!(again, state);
     }
 
     #[test]

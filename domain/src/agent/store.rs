@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use super::{Call, CallState, Decider, Decision, End, RunState, Step};
 use crate::chats::Status;
+use crate::llm::Message;
 use crate::{Database, Error, Result};
 
 fn step_name(step: Step) -> &'static str {
@@ -47,7 +48,12 @@ pub struct Thread {
     answer: Option<Answer>,
     /// The state last written (or read), to tell which calls a new checkpoint settles.
     last: Option<RunState>,
+    /// The conversation the run answers, remembered with its pause (see [`Thread::remembering`]).
+    history: Option<History>,
 }
+
+/// The conversation a run answers, as its model is given it (shared, not copied).
+pub type History = Arc<[Message]>;
 
 /// The latest checkpoint of a thread.
 #[derive(Clone, Debug, PartialEq)]
@@ -64,6 +70,9 @@ pub struct Decided {
     pub before: RunState,
     /// Every call of the turn is decided: the run goes on (whoever decided last resumes it).
     pub complete: bool,
+    /// The conversation the run answers, when this instance remembered it with the pause (the
+    /// resume then needs no read of it).
+    pub history: Option<History>,
     /// The chat message of the answer that waited (None for a thread with no chat answer).
     pub message_id: Option<Uuid>,
 }
@@ -77,6 +86,8 @@ pub struct Waiting {
     /// Taken from this instance's memory of the pause (see [`Paused`]), not read just now: the
     /// thread may have moved on since, which the decision's write finds out.
     pub remembered: bool,
+    /// The conversation the run answers, remembered with the pause.
+    pub history: Option<History>,
 }
 
 /// What a chat of the user's waits for.
@@ -110,13 +121,14 @@ impl Paused {
     /// How long a pause is remembered.
     const KEPT_FOR: Duration = Duration::from_secs(15 * 60);
 
-    /// Remembers that `answer`'s run, on `thread_id`, waits at `latest`.
-    fn remember(&self, answer: Answer, thread_id: Uuid, latest: Latest) {
+    /// Remembers that `answer`'s run, on `thread_id`, waits at `latest`, answering `history`.
+    fn remember(&self, answer: Answer, thread_id: Uuid, latest: Latest, history: Option<History>) {
         let waiting = Waiting {
             thread_id,
             answer_id: answer.message_id,
             latest,
             remembered: true,
+            history,
         };
         let mut runs = self.runs.lock().expect("not poisoned");
         if runs.len() >= Self::CAPACITY {
@@ -157,6 +169,7 @@ impl Thread {
             seq,
             answer: None,
             last: None,
+            history: None,
         }
     }
 
@@ -176,7 +189,15 @@ impl Thread {
             seq,
             answer: Some(answer),
             last,
+            history: None,
         }
+    }
+
+    /// A pause of the run is remembered with the conversation it answers, `history`, so that the
+    /// decision that resumes it on this instance needs no read of it.
+    pub fn remembering(mut self, history: History) -> Self {
+        self.history = Some(history);
+        self
     }
 
     pub fn seq(&self) -> i32 {
@@ -210,7 +231,7 @@ impl super::Checkpoints for Thread {
                     seq,
                     state: state.clone(),
                 };
-                paused.remember(answer, self.thread_id, latest);
+                paused.remember(answer, self.thread_id, latest, self.history.clone());
             } else {
                 paused.forget(answer.user_id, answer.chat_id);
             }
@@ -533,6 +554,7 @@ pub async fn read_pending(db: &Database, user_id: Uuid, chat_id: Uuid) -> Result
                 answer_id,
                 latest: Latest { seq, state },
                 remembered: false,
+                history: None,
             })
         }
         _ => Pending::Nothing,
@@ -693,7 +715,7 @@ pub async fn decide_waiting(
         chat_id,
         message_id: waiting.answer_id,
     };
-    let known = Some(waiting.latest);
+    let (known, history) = (Some(waiting.latest), waiting.history);
     let decided = decide_on(
         db,
         user_id,
@@ -703,10 +725,14 @@ pub async fn decide_waiting(
         known,
         decisions,
     )
-    .await;
+    .await
+    .map(|d| d.map(|d| Decided { history, ..d }));
     match &decided {
         // Partly decided: the run still waits, at the decision's checkpoint.
-        Ok(Some(d)) if !d.complete => paused.remember(answer, waiting.thread_id, d.thread.clone()),
+        Ok(Some(d)) if !d.complete => {
+            let latest = d.thread.clone();
+            paused.remember(answer, waiting.thread_id, latest, d.history.clone());
+        }
         _ => paused.forget(user_id, chat_id),
     }
     decided
@@ -755,6 +781,7 @@ async fn decide_on(
                     before,
                     complete,
                     message_id: waiting,
+                    history: None,
                 }));
             }
             // Just read, and yet refused: the chat is gone, or its answer was replaced (an edit,

@@ -1,11 +1,13 @@
-//! An answer's life: the send that stores the question and starts it ([`Runs::start`]), the model's
-//! tokens on their way to the chat ([`LiveAnswer`]), the agent graph driven until it pauses for
-//! approval or ends ([`Runs::drive`]), Stop, and the answer's end.
+//! An answer's life: the send that stores the question and starts it ([`Runs::start`]), the agent
+//! graph driven until it pauses for approval or ends ([`Runs::drive`]; a chat without tools runs it
+//! with none), the model's tokens on their way to the chat ([`LiveAnswer`]), Stop, and the
+//! answer's end.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{oneshot, watch};
 use uuid::Uuid;
@@ -14,11 +16,9 @@ use super::Runs;
 use super::channels::{Live, Reservation, live_text};
 use super::events::{EventKind, call_events};
 use crate::agent::live::TokenSink;
-use crate::agent::{
-    self, Call, Checkpoints, Completion, Policies, RunState, Step, ToolSpec, store,
-};
-use crate::chats::{self, Role, Status};
-use crate::llm::{self, StreamEvent};
+use crate::agent::{self, Checkpoints, Completion, End, Policies, RunState, Step, ToolSpec, store};
+use crate::chats::{self, Status};
+use crate::llm;
 use crate::{Error, Result};
 
 /// How often the text of a streaming answer is written to the database.
@@ -52,22 +52,23 @@ struct Outgoing {
     slot: Reservation,
 }
 
-/// What an agent run works with.
+/// What an answer's run works with.
 pub(super) struct Plan {
     pub(super) provider: llm::Provider,
     pub(super) model: String,
+    /// The conversation it answers, as the model is given it (see [`agent::Deps::history`]).
+    pub(super) history: store::History,
     pub(super) specs: Vec<ToolSpec>,
     pub(super) policies: Policies,
 }
 
+/// The model's first completion of a new answer, asked while its question is being stored.
+type Opening = Pin<Box<dyn Future<Output = Result<llm::EventStream, llm::LlmError>> + Send>>;
+
 impl Runs {
     /// Sends `text` in the user's chat (replacing everything from `from_position` when editing or
-    /// regenerating) and starts the answer. None when the user has no such chat.
-    ///
-    /// Without tools, the model is asked while the question is being stored, so that the store's
-    /// commit is not on the way to the first token; no token goes out before the question is
-    /// stored, and if storing fails the model's answer is dropped unread. With tools, the answer is
-    /// a run of the agent graph, checkpointed from its first step.
+    /// regenerating) and starts the answer: a run of the agent graph, with the chat's tools (none
+    /// when the person has no tool server). None when the user has no such chat.
     pub async fn start(
         &self,
         user_id: Uuid,
@@ -94,31 +95,34 @@ impl Runs {
         }
         // Only a person connected to a tool server can have tools here: the others' sends go
         // straight to the model.
-        let (specs, person) = if conversation.tool_servers {
+        let (specs, policies, max_steps) = if conversation.tool_servers {
             let (tools, person) = tokio::join!(
                 agent::live::chat_tools(db, &self.inner.mcp, user_id, chat_id),
                 agent::policy::for_run(db, user_id),
             );
-            (tools?.unwrap_or_default(), Some(person?))
+            let (policies, settings) = person?;
+            let steps = settings.max_steps.max(1) as u32;
+            (tools?.unwrap_or_default(), policies, steps)
         } else {
-            (Vec::new(), None)
+            (Vec::new(), Policies::default(), agent::DEFAULT_MAX_STEPS)
         };
         let (provider, model) = self
             .inner
             .models
             .for_chat(conversation.chat.model.as_deref())?;
-        let provider = provider.clone();
-        // With tools, the answer is an agent's run; without, one model call.
-        let agent = match (specs.is_empty(), person) {
-            (false, Some(person)) => Some((specs, person)),
-            _ => None,
-        };
         // Earlier answers' tool calls go to a model that is offered tools: some providers refuse
         // them in a request without any.
-        let mut messages = llm_history(&conversation.history, agent.is_some());
-        messages.push(llm::Message::User {
+        let mut history = agent::history::for_model(&conversation.history, !specs.is_empty());
+        history.push(llm::Message::User {
             content: text.to_owned(),
         });
+        let plan = Plan {
+            provider: provider.clone(),
+            model: model.to_owned(),
+            history: history.into(),
+            specs,
+            policies,
+        };
         let send = Outgoing {
             user_id,
             model: llm::qualified(&provider.id, model),
@@ -129,23 +133,8 @@ impl Runs {
         };
         let (stored, started) = oneshot::channel();
         let runs = self.clone();
-        if let Some((specs, (policies, settings))) = agent {
-            let plan = Plan {
-                provider,
-                model: model.to_owned(),
-                specs,
-                policies,
-            };
-            let state = RunState::new(messages, settings.max_steps.max(1) as u32);
-            tokio::spawn(async move { runs.agent(send, plan, state, stored).await });
-        } else {
-            let request = llm::Request {
-                model: model.to_owned(),
-                messages,
-                tools: vec![],
-            };
-            tokio::spawn(async move { runs.run(send, provider, request, stored).await });
-        }
+        let state = RunState::new(max_steps);
+        tokio::spawn(async move { runs.answer(send, plan, state, stored).await });
         started.await.unwrap_or_else(|_| {
             Err(Error::Unavailable(
                 "The answer could not be started.".into(),
@@ -153,100 +142,11 @@ impl Runs {
         })
     }
 
-    /// Stores the question while the model is asked, tells the sender (`stored`), then streams
-    /// the answer into the chat's events until it ends.
-    async fn run(
-        &self,
-        send: Outgoing,
-        provider: llm::Provider,
-        request: llm::Request,
-        stored: oneshot::Sender<Result<Option<Started>>>,
-    ) {
-        let db = &self.inner.db;
-        let chat_id = send.conversation.chat.id;
-        let mut asking = std::pin::pin!(chats::ask(
-            db,
-            send.user_id,
-            &send.conversation,
-            &send.text,
-            &send.model
-        ));
-        let mut opening = std::pin::pin!(self.inner.llm.stream(&provider, &request));
-        let mut opened = None;
-        let asked = loop {
-            tokio::select! {
-                asked = &mut asking => break asked,
-                result = &mut opening, if opened.is_none() => opened = Some(result),
-            }
-        };
-        let (answer_id, mut stopped) = match asked {
-            Ok(Some(asked)) => {
-                let (stop, stopped) = watch::channel(None);
-                send.slot.begin(Live {
-                    answer_id: asked.answer.id,
-                    text: String::new(),
-                    stop,
-                });
-                let started = Started {
-                    question: asked.question.clone(),
-                    answer_id: asked.answer.id,
-                    model: send.model.clone(),
-                };
-                self.emit(
-                    chat_id,
-                    EventKind::RunStarted {
-                        question: asked.question,
-                        answer_id: asked.answer.id,
-                        model: send.model.clone(),
-                    },
-                );
-                let _ = stored.send(Ok(Some(started)));
-                (asked.answer.id, stopped)
-            }
-            // Nothing was stored: the slot is given back and the model's answer dropped unread.
-            failed => {
-                let _ = stored.send(failed.map(|_| None));
-                return;
-            }
-        };
-
-        let mut text = String::new();
-        let outcome: (Status, Option<String>) = 'run: {
-            let opened = match opened {
-                Some(opened) => opened,
-                None => tokio::select! {
-                    opened = &mut opening => opened,
-                    how = stopped.wait_for(Option::is_some) => break 'run (ended(how.ok().and_then(|s| *s)), None),
-                },
-            };
-            let mut stream = match opened {
-                Ok(stream) => stream,
-                Err(error) => break 'run (Status::Failed, Some(error.to_string())),
-            };
-            let mut sink = LiveAnswer::new(self, chat_id, answer_id);
-            loop {
-                let item = tokio::select! {
-                    item = stream.next() => item,
-                    how = stopped.wait_for(Option::is_some) => break 'run (ended(how.ok().and_then(|s| *s)), None),
-                };
-                match item {
-                    Some(Ok(StreamEvent::Token(token))) => {
-                        text.push_str(&token);
-                        sink.token(&token).await;
-                    }
-                    Some(Ok(StreamEvent::Finished { .. })) | None => {
-                        break 'run (Status::Complete, None);
-                    }
-                    Some(Err(error)) => break 'run (Status::Failed, Some(error.to_string())),
-                }
-            }
-        };
-        let (status, error) = outcome;
-        self.end(chat_id, answer_id, &text, status, error).await;
-    }
-
-    /// Stores the question, then runs the agent graph for its answer.
-    async fn agent(
+    /// Stores the question while the model is asked for its first completion, so that the
+    /// store's commit is not on the way to the first token; tells the sender (`stored`), then
+    /// runs the graph for the answer. No token goes out before the question is stored, and if
+    /// storing fails the model's answer is dropped unread.
+    async fn answer(
         &self,
         send: Outgoing,
         plan: Plan,
@@ -255,20 +155,50 @@ impl Runs {
     ) {
         let db = &self.inner.db;
         let chat = send.conversation.chat.clone();
-        let asked = async {
-            let asked = chats::ask(
-                db,
-                send.user_id,
-                &send.conversation,
-                &send.text,
-                &send.model,
-            )
-            .await?;
-            let seq = store::last_seq(db, send.user_id, chat.thread_id).await?;
-            Ok::<_, Error>(asked.map(|a| (a, seq)))
+        // Exactly what the graph's first model call asks (see `StreamingModel::first`).
+        let request = plan
+            .llm(self)
+            .request(&plan.history, &agent::offered(&plan.specs));
+        let (client, provider) = (self.inner.llm.clone(), plan.provider.clone());
+        let mut opening: Opening =
+            Box::pin(async move { client.stream(&provider, &request).await });
+        let mut opened = None;
+        let asked = {
+            let asking = async {
+                let (asked, seq) = tokio::join!(
+                    chats::ask(
+                        db,
+                        send.user_id,
+                        &send.conversation,
+                        &send.text,
+                        &send.model
+                    ),
+                    store::last_seq(db, send.user_id, chat.thread_id),
+                );
+                Ok::<_, Error>(asked?.map(|a| (a, seq)))
+            };
+            let mut asking = std::pin::pin!(asking);
+            loop {
+                tokio::select! {
+                    asked = &mut asking => break asked,
+                    result = &mut opening, if opened.is_none() => opened = Some(result),
+                }
+            }
         };
-        let (asked, seq) = match asked.await {
-            Ok(Some(asked)) => asked,
+        let (asked, seq) = match asked {
+            Ok(Some((asked, Ok(seq)))) => (asked, seq),
+            Ok(Some((asked, Err(e)))) => {
+                // The question is stored, but its run could not begin: the answer says so.
+                tracing::error!(chat_id = %chat.id, "could not read a chat's checkpoints: {e}");
+                let error = "Switchboard could not start this answer (its database did not answer). Try again in a moment.";
+                let ended = chats::finish(db, asked.answer.id, "", Status::Failed, Some(error));
+                if let Err(e) = ended.await {
+                    tracing::error!(chat_id = %chat.id, "could not save the end of an answer: {e}");
+                }
+                let _ = stored.send(Err(e));
+                return;
+            }
+            // Nothing was stored: the slot is given back and the model's answer dropped unread.
             failed => {
                 let _ = stored.send(failed.map(|_| None));
                 return;
@@ -284,8 +214,8 @@ impl Runs {
         self.emit(
             chat.id,
             EventKind::RunStarted {
-                question: asked.question.clone(),
-                answer_id,
+                question: asked.question.clone().view(),
+                answer_id: answer_id.to_string(),
                 model: send.model.clone(),
             },
         );
@@ -299,8 +229,15 @@ impl Runs {
             chat_id: chat.id,
             message_id: answer_id,
         };
+        let first = match opened {
+            Some(opened) => Box::pin(std::future::ready(opened)),
+            None => opening,
+        };
+        // Its pause, if it makes one, is remembered with the conversation, for the decision.
         let thread = self.thread(chat.thread_id, seq, answer, None);
-        self.drive(answer, plan, state, thread, stopped).await;
+        let thread = thread.remembering(plan.history.clone());
+        self.drive(answer, plan, state, thread, stopped, Some(first))
+            .await;
     }
 
     /// The checkpoints of `answer`'s run on `thread_id` after `seq` (its state then `last`; None:
@@ -317,6 +254,7 @@ impl Runs {
     }
 
     /// Runs the graph from `state` until it pauses for approval or ends, then tells the chat.
+    /// `first`: the model's first completion, already asked (a new answer's).
     pub(super) async fn drive(
         &self,
         answer: store::Answer,
@@ -324,17 +262,15 @@ impl Runs {
         state: RunState,
         thread: store::Thread,
         mut stopped: watch::Receiver<Option<Status>>,
+        first: Option<Opening>,
     ) {
         let (chat_id, answer_id) = (answer.chat_id, answer.message_id);
         let model = StreamingModel {
             runs: self,
             chat_id,
             answer_id,
-            llm: agent::live::LlmModel {
-                client: &self.inner.llm,
-                provider: &plan.provider,
-                model: &plan.model,
-            },
+            llm: plan.llm(self),
+            first: Mutex::new(first),
             writing: Mutex::default(),
         };
         let tools = agent::live::McpTools {
@@ -343,6 +279,7 @@ impl Runs {
             user_id: answer.user_id,
         };
         let deps = agent::Deps {
+            history: &plan.history,
             model: &model,
             tools: &tools,
             specs: &plan.specs,
@@ -355,10 +292,14 @@ impl Runs {
             thread,
             last: state.clone(),
         };
-        let (stop_graph, mut stop_rx) = watch::channel(false);
+        let (stop_graph, mut stop_rx) = watch::channel(None);
         let forward = async {
-            if stopped.wait_for(Option::is_some).await.is_ok() {
-                let _ = stop_graph.send(true);
+            if let Ok(how) = stopped.wait_for(Option::is_some).await {
+                let end = match *how {
+                    Some(Status::Interrupted) => End::Interrupted,
+                    _ => End::Stopped,
+                };
+                let _ = stop_graph.send(Some(end));
             }
             std::future::pending::<()>().await;
         };
@@ -388,8 +329,12 @@ impl Runs {
                 self.finished(chat_id, answer_id, status, error);
             }
             Err(e) => {
-                tracing::error!(%chat_id, "an agent run could not save its checkpoint: {e}");
-                let text = recorder.last.answer_text();
+                tracing::error!(%chat_id, "an answer could not save its checkpoint: {e}");
+                // What the person saw streaming, which the last checkpoint may not hold yet.
+                let mut text = live_text(self, chat_id);
+                if text.is_empty() {
+                    text = recorder.last.answer_text();
+                }
                 let error = "Switchboard could not save this answer's progress (its database is unreachable). Try again in a moment.";
                 self.end(
                     chat_id,
@@ -430,7 +375,7 @@ impl Runs {
         self.emit(
             chat_id,
             EventKind::RunFinished {
-                answer_id,
+                answer_id: answer_id.to_string(),
                 status,
                 error,
             },
@@ -511,38 +456,6 @@ impl Runs {
     }
 }
 
-/// The conversation so far, as the model is given it. `with_calls`: an earlier answer's tool
-/// calls come before its text, each with what the tool returned (or why it did not run), so that
-/// the model knows what its tools said in earlier answers; without, answers are their text.
-fn llm_history(history: &[chats::Message], with_calls: bool) -> Vec<llm::Message> {
-    let mut messages = Vec::with_capacity(history.len());
-    for m in history {
-        match m.role {
-            Role::User => messages.push(llm::Message::User {
-                content: m.content.clone(),
-            }),
-            Role::Assistant => {
-                if with_calls && !m.tool_calls.is_empty() {
-                    let (asked, answers): (Vec<_>, Vec<_>) =
-                        m.tool_calls.iter().map(Call::in_history).unzip();
-                    messages.push(llm::Message::Assistant {
-                        content: None,
-                        tool_calls: asked,
-                    });
-                    messages.extend(answers);
-                }
-                if !m.content.is_empty() {
-                    messages.push(llm::Message::Assistant {
-                        content: Some(m.content.clone()),
-                        tool_calls: vec![],
-                    });
-                }
-            }
-        }
-    }
-    messages
-}
-
 /// A run's checkpoints, which also tell the chat's subscribers what each step did.
 struct Recorder<'a> {
     runs: &'a Runs,
@@ -563,12 +476,26 @@ impl Checkpoints for Recorder<'_> {
     }
 }
 
-/// The model of an agent run: the streaming client, its tokens sent to the chat as they come.
+impl Plan {
+    /// The model it asks, through the runs' client.
+    fn llm<'a>(&'a self, runs: &'a Runs) -> agent::live::LlmModel<'a> {
+        agent::live::LlmModel {
+            client: &runs.inner.llm,
+            provider: &self.provider,
+            model: &self.model,
+        }
+    }
+}
+
+/// The model of an answer's run: the streaming client, its tokens sent to the chat as they come.
 struct StreamingModel<'a> {
     runs: &'a Runs,
     chat_id: Uuid,
     answer_id: Uuid,
     llm: agent::live::LlmModel<'a>,
+    /// The first completion, asked before the run began (a new answer's, while its question was
+    /// stored): what the graph's first model call would ask.
+    first: Mutex<Option<Opening>>,
     /// The text of the completion under way (emptied when it returns): what a Stop keeps.
     writing: Mutex<String>,
 }
@@ -580,9 +507,16 @@ impl agent::Model for StreamingModel<'_> {
         tools: &[llm::Tool],
     ) -> std::result::Result<Completion, String> {
         self.writing.lock().expect("not poisoned").clear();
-        let mut sink =
-            LiveAnswer::new(self.runs, self.chat_id, self.answer_id).keeping(&self.writing);
-        let completion = self.llm.complete_into(messages, tools, &mut sink).await;
+        let mut sink = LiveAnswer::new(self.runs, self.chat_id, self.answer_id, &self.writing);
+        let first = self.first.lock().expect("not poisoned").take();
+        let opened = match first {
+            Some(first) => first.await,
+            None => {
+                let request = self.llm.request(messages, tools);
+                self.llm.client.stream(self.llm.provider, &request).await
+            }
+        };
+        let completion = agent::live::read_into(opened, &mut sink).await;
         self.writing.lock().expect("not poisoned").clear();
         completion
     }
@@ -592,8 +526,8 @@ impl agent::Model for StreamingModel<'_> {
     }
 }
 
-/// One model turn's text on its way to the chat (a plain answer, or a turn of an agent run): an
-/// event per token, and the answer so far saved every [`FLUSH_EVERY`].
+/// One model turn's text on its way to the chat: an event per token, the text kept for a Stop,
+/// and the answer so far saved every [`FLUSH_EVERY`].
 struct LiveAnswer<'a> {
     runs: &'a Runs,
     chat_id: Uuid,
@@ -601,34 +535,26 @@ struct LiveAnswer<'a> {
     /// No text of this turn has come yet.
     first: bool,
     flushed: Instant,
-    /// Also keeps the turn's text here (an agent run's model, for a Stop mid-turn).
-    keep: Option<&'a Mutex<String>>,
+    /// The turn's text so far (what a Stop mid-turn keeps).
+    keep: &'a Mutex<String>,
 }
 
 impl<'a> LiveAnswer<'a> {
-    fn new(runs: &'a Runs, chat_id: Uuid, answer_id: Uuid) -> Self {
+    fn new(runs: &'a Runs, chat_id: Uuid, answer_id: Uuid, keep: &'a Mutex<String>) -> Self {
         Self {
             runs,
             chat_id,
             answer_id,
             first: true,
             flushed: Instant::now(),
-            keep: None,
+            keep,
         }
-    }
-
-    /// The turn's text is also kept in `text`, as it comes.
-    fn keeping(mut self, text: &'a Mutex<String>) -> Self {
-        self.keep = Some(text);
-        self
     }
 }
 
 impl TokenSink for LiveAnswer<'_> {
     async fn token(&mut self, text: &str) {
-        if let Some(keep) = self.keep {
-            keep.lock().expect("not poisoned").push_str(text);
-        }
+        self.keep.lock().expect("not poisoned").push_str(text);
         let (runs, chat_id, answer_id) = (self.runs, self.chat_id, self.answer_id);
         // A later turn's text follows the earlier turns' after a blank line, as the stored answer
         // joins them.
@@ -637,7 +563,11 @@ impl TokenSink for LiveAnswer<'_> {
         } else {
             text.to_owned()
         };
-        runs.emit(chat_id, EventKind::Token { answer_id, text });
+        let token = EventKind::Token {
+            answer_id: answer_id.to_string(),
+            text,
+        };
+        runs.emit(chat_id, token);
         if self.flushed.elapsed() >= FLUSH_EVERY {
             let text = live_text(runs, chat_id);
             if let Err(e) = chats::flush(&runs.inner.db, answer_id, &text).await {
@@ -645,171 +575,5 @@ impl TokenSink for LiveAnswer<'_> {
             }
             self.flushed = Instant::now();
         }
-    }
-}
-
-/// How a run that was told to end ends.
-fn ended(how: Option<Status>) -> Status {
-    how.unwrap_or(Status::Stopped)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::agent::{CallState, Decider, Decision};
-
-    fn message(role: Role, content: &str, tool_calls: Vec<Call>) -> chats::Message {
-        chats::Message {
-            id: Uuid::new_v4(),
-            position: 0,
-            role,
-            content: content.into(),
-            status: Status::Complete,
-            error: None,
-            model: None,
-            tool_calls,
-            created_at: chrono::Utc::now(),
-        }
-    }
-
-    fn call(id: &str, tool: &str, decision: Option<Decision>, state: CallState) -> Call {
-        Call {
-            id: id.into(),
-            turn: 1,
-            server: "everything".into(),
-            server_key: "k".into(),
-            tool: tool.into(),
-            arguments: serde_json::json!({"message": "hi"}),
-            annotations: Default::default(),
-            decision,
-            state,
-        }
-    }
-
-    #[test]
-    fn an_earlier_answers_tool_calls_and_results_are_given_back_to_the_model() {
-        let ran = call(
-            "c1",
-            "echo",
-            Some(Decision::Approve {
-                by: Decider::Person,
-                arguments: Some(serde_json::json!({"message": "edited"})),
-            }),
-            CallState::Finished {
-                result: agent::ToolResult {
-                    is_error: false,
-                    text: "Echo: edited".into(),
-                    duration_ms: 3,
-                },
-            },
-        );
-        let long = "x".repeat(Call::MAX_EARLIER_RESULT + 10);
-        let failed = call(
-            "c2",
-            "get-env",
-            Some(Decision::Approve {
-                by: Decider::Policy {
-                    policy: "tool".into(),
-                },
-                arguments: None,
-            }),
-            CallState::Finished {
-                result: agent::ToolResult {
-                    is_error: true,
-                    text: long,
-                    duration_ms: 1,
-                },
-            },
-        );
-        let declined = call(
-            "c3",
-            "add",
-            Some(Decision::Reject {
-                by: Decider::Person,
-                reason: Some("not now".into()),
-            }),
-            CallState::Waiting,
-        );
-        let history = vec![
-            message(Role::User, "echo hi", vec![]),
-            message(
-                Role::Assistant,
-                "It said: edited.",
-                vec![ran, failed, declined],
-            ),
-            message(Role::User, "what did it say?", vec![]),
-            // An answer stopped before it wrote anything, with no calls: nothing of it is given.
-            message(Role::Assistant, "", vec![]),
-        ];
-        let text_only = llm_history(&history, false);
-        assert_eq!(text_only.len(), 3, "{text_only:#?}");
-        assert_eq!(
-            text_only[1],
-            llm::Message::Assistant {
-                content: Some("It said: edited.".into()),
-                tool_calls: vec![],
-            }
-        );
-        let messages = llm_history(&history, true);
-        assert_eq!(messages.len(), 7, "{messages:#?}");
-        assert_eq!(
-            messages[0],
-            llm::Message::User {
-                content: "echo hi".into()
-            }
-        );
-        let llm::Message::Assistant {
-            content: None,
-            tool_calls,
-        } = &messages[1]
-        else {
-            panic!("the calls come first: {:?}", messages[1]);
-        };
-        let names: Vec<(&str, &str)> = tool_calls
-            .iter()
-            .map(|c| (c.id.as_str(), c.name.as_str()))
-            .collect();
-        assert_eq!(
-            names,
-            [
-                ("c1", "everything__echo"),
-                ("c2", "everything__get-env"),
-                ("c3", "everything__add")
-            ]
-        );
-        // The arguments the tool ran with: the person's edit.
-        assert_eq!(tool_calls[0].arguments, r#"{"message":"edited"}"#);
-        let tool = |i: usize| match &messages[i] {
-            llm::Message::Tool {
-                tool_call_id,
-                content,
-            } => (tool_call_id.as_str(), content.as_str()),
-            other => panic!("a tool message: {other:?}"),
-        };
-        assert_eq!(tool(2), ("c1", "Echo: edited"));
-        let (id, content) = tool(3);
-        assert_eq!(id, "c2");
-        assert!(content.starts_with("Error: xxx"), "{content}");
-        assert!(
-            content.ends_with("(17 more characters, cut from this earlier result)"),
-            "{content}"
-        );
-        assert_eq!(
-            tool(4),
-            ("c3", "The person declined this tool call: not now")
-        );
-        assert_eq!(
-            messages[5],
-            llm::Message::Assistant {
-                content: Some("It said: edited.".into()),
-                tool_calls: vec![],
-            }
-        );
-        assert_eq!(
-            messages[6],
-            llm::Message::User {
-                content: "what did it say?".into()
-            }
-        );
     }
 }

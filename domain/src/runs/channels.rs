@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use protocol::LiveText;
 use tokio::sync::{broadcast, watch};
 use uuid::Uuid;
 
@@ -38,7 +39,7 @@ pub(super) struct Live {
 pub(super) struct Remote {
     /// The instance it runs on.
     pub(super) origin: Uuid,
-    pub(super) answer_id: Uuid,
+    pub(super) answer_id: String,
     pub(super) text: String,
 }
 
@@ -103,14 +104,20 @@ impl Channel {
     }
 
     /// The live answer and its text so far: this instance's run, or one heard of on `instances`.
-    pub(super) fn current(&self, instances: &Instances) -> Option<(Uuid, String)> {
+    pub(super) fn current(&self, instances: &Instances) -> Option<LiveText> {
         if let Some(live) = &self.live {
-            return Some((live.answer_id, live.text.clone()));
+            return Some(LiveText {
+                answer_id: live.answer_id.to_string(),
+                text: live.text.clone(),
+            });
         }
         self.remote
             .as_ref()
             .filter(|r| instances.is_alive(r.origin))
-            .map(|r| (r.answer_id, r.text.clone()))
+            .map(|r| LiveText {
+                answer_id: r.answer_id.clone(),
+                text: r.text.clone(),
+            })
     }
 }
 
@@ -148,7 +155,7 @@ impl Drop for Reservation {
 }
 
 /// Where a chat stands: the id of its last event here, and its live answer and text so far.
-pub type Position = (Option<EventId>, Option<(Uuid, String)>);
+pub type Position = (Option<EventId>, Option<LiveText>);
 
 /// What a subscriber gets: the events it missed, then live ones from `receiver`.
 pub struct Subscription {
@@ -231,7 +238,7 @@ impl Runs {
             });
         }
         match channel.current(&self.inner.instances) {
-            Some((answer_id, text)) => missed.push(ChatEvent {
+            Some(LiveText { answer_id, text }) => missed.push(ChatEvent {
                 id,
                 kind: EventKind::Snapshot { answer_id, text },
             }),

@@ -87,27 +87,43 @@ impl Runs {
         }
         let state = decided.thread.state.clone();
         if decided.complete {
-            self.resume(user_id, chat_id, answer_id, decided.thread)
+            self.resume(user_id, chat_id, answer_id, decided.thread, decided.history)
                 .await?;
         }
         Ok(Some(state))
     }
 
-    /// Goes on with a run whose every call is decided, from its checkpoint.
+    /// Goes on with a run whose every call is decided, from its checkpoint. The conversation it
+    /// answers is `history` when this instance remembered it with the pause; otherwise it is read
+    /// from the chat (the checkpoint holds only the run's own turn).
     async fn resume(
         &self,
         user_id: Uuid,
         chat_id: Uuid,
         answer_id: Uuid,
         latest: store::Latest,
+        history: Option<store::History>,
     ) -> Result<()> {
         let db = &self.inner.db;
-        let (tools, person, chat) = tokio::join!(
+        let conversation = async {
+            Ok::<_, Error>(match history {
+                Some(history) => chats::get(db, user_id, chat_id)
+                    .await?
+                    .map(|c| (c, history)),
+                None => chats::conversation_before(db, user_id, chat_id, answer_id)
+                    .await?
+                    .map(|c| {
+                        let history = agent::history::for_model(&c.history, true);
+                        (c.chat, history.into())
+                    }),
+            })
+        };
+        let (tools, person, conversation) = tokio::join!(
             agent::live::chat_tools(db, &self.inner.mcp, user_id, chat_id),
             agent::policy::for_run(db, user_id),
-            chats::get(db, user_id, chat_id),
+            conversation,
         );
-        let Some(chat) = chat? else {
+        let Some((chat, history)) = conversation? else {
             // Deleted since the decision: nothing to answer in.
             return Ok(());
         };
@@ -117,6 +133,7 @@ impl Runs {
         let plan = Plan {
             provider: provider.clone(),
             model: model.to_owned(),
+            history,
             specs,
             policies,
         };
@@ -129,7 +146,11 @@ impl Runs {
             stop,
         });
         // The page's live copy starts from the answer so far.
-        self.emit(chat.id, EventKind::Snapshot { answer_id, text });
+        let snapshot = EventKind::Snapshot {
+            answer_id: answer_id.to_string(),
+            text,
+        };
+        self.emit(chat.id, snapshot);
         let answer = store::Answer {
             user_id,
             chat_id: chat.id,
@@ -141,9 +162,10 @@ impl Runs {
             answer,
             Some(latest.state.clone()),
         );
+        let thread = thread.remembering(plan.history.clone());
         let runs = self.clone();
         tokio::spawn(async move {
-            runs.drive(answer, plan, latest.state, thread, stopped)
+            runs.drive(answer, plan, latest.state, thread, stopped, None)
                 .await
         });
         Ok(())

@@ -4,8 +4,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::agent::{Call, CallState, Decision, RunState, Step};
-use crate::chats::{self, Status};
+use crate::agent::{Call, CallState, RunState, Step, store};
 
 /// One event on a chat's stream. `id` orders them; see [`EventId`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -15,67 +14,9 @@ pub struct ChatEvent {
     pub kind: EventKind,
 }
 
-/// What happened.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum EventKind {
-    /// A run began: the person's message is stored, and the answer `answer_id` is on its way.
-    RunStarted {
-        question: chats::Message,
-        answer_id: Uuid,
-        model: String,
-    },
-    /// More of the answer.
-    Token { answer_id: Uuid, text: String },
-    /// The answer so far, for a subscriber that arrives (or returns) mid-answer and cannot be
-    /// given the exact events it missed.
-    Snapshot { answer_id: Uuid, text: String },
-    /// The model asked for a tool call (decided already when one of the person's policies allows
-    /// it; answered with an error at once when it cannot run).
-    ToolCall { answer_id: Uuid, call: Call },
-    /// The run waits for the person's decisions on these calls (by id) of `turn`; it holds no
-    /// task now.
-    ApprovalNeeded {
-        answer_id: Uuid,
-        turn: u32,
-        call_ids: Vec<String>,
-    },
-    /// A call was decided (by the person or a policy).
-    Decision {
-        answer_id: Uuid,
-        call_id: String,
-        decision: Decision,
-    },
-    /// A call ran, failed, or was interrupted: `call.state` says which, with its result.
-    ToolResult { answer_id: Uuid, call: Call },
-    /// The run ended: complete, stopped, or failed with a message for the person.
-    RunFinished {
-        answer_id: Uuid,
-        status: Status,
-        error: Option<String>,
-    },
-    /// The events after the id the subscriber gave cannot be replayed (this instance restarted
-    /// since, never served them, or has forgotten them): read the chat again. A `snapshot`
-    /// follows when an answer is live.
-    Resync,
-}
-
-impl EventKind {
-    /// The event's name on the event stream.
-    pub fn name(&self) -> &'static str {
-        match self {
-            EventKind::RunStarted { .. } => "run_started",
-            EventKind::Token { .. } => "token",
-            EventKind::Snapshot { .. } => "snapshot",
-            EventKind::ToolCall { .. } => "tool_call",
-            EventKind::ApprovalNeeded { .. } => "approval_needed",
-            EventKind::Decision { .. } => "decision",
-            EventKind::ToolResult { .. } => "tool_result",
-            EventKind::RunFinished { .. } => "run_finished",
-            EventKind::Resync => "resync",
-        }
-    }
-}
+/// What happened: the wire's own event (see [`protocol::Event`]), which every instance relays as
+/// it is.
+pub use protocol::Event as EventKind;
 
 /// An event's id: this process's start (so ids from before a restart, or from another instance,
 /// are recognised as unknown) and a sequence number. Written `<epoch>-<seq>` in the event stream.
@@ -102,42 +43,33 @@ impl std::str::FromStr for EventId {
     }
 }
 
-/// A call as the chat's events show it: without its server's key, which a person could hold
-/// against guesses of how a servers-file server is defined.
-fn shown(call: &Call) -> Call {
-    Call {
-        server_key: String::new(),
-        ..call.clone()
-    }
-}
-
 /// The events that a run's state moving from `before` to `after` makes.
 pub(super) fn call_events(answer_id: Uuid, before: &RunState, after: &RunState) -> Vec<EventKind> {
+    let (status, _) = store::answer_status(after);
+    let answer_id = answer_id.to_string();
     let was: Vec<&Call> = before.all_calls().collect();
     let mut events = Vec::new();
     for (i, call) in after.all_calls().enumerate() {
         let prev = was.get(i).copied().filter(|p| p.id == call.id);
+        let view = || call.view(status);
         if prev.is_none() {
             events.push(EventKind::ToolCall {
-                answer_id,
-                call: shown(call),
+                answer_id: answer_id.clone(),
+                call: view(),
             });
         }
-        if let Some(decision) = &call.decision
-            && prev.is_none_or(|p| p.decision.is_none())
-        {
+        if call.decision.is_some() && prev.is_none_or(|p| p.decision.is_none()) {
             events.push(EventKind::Decision {
-                answer_id,
-                call_id: call.id.clone(),
-                decision: decision.clone(),
+                answer_id: answer_id.clone(),
+                call: view(),
             });
         }
         let ended =
             |c: &Call| matches!(c.state, CallState::Finished { .. } | CallState::Interrupted);
         if ended(call) && !prev.is_some_and(ended) {
             events.push(EventKind::ToolResult {
-                answer_id,
-                call: shown(call),
+                answer_id: answer_id.clone(),
+                call: view(),
             });
         }
     }

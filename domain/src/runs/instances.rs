@@ -280,7 +280,7 @@ mod tests {
         Note::Event {
             chat_id: Uuid::nil(),
             event: Box::new(EventKind::Token {
-                answer_id: Uuid::nil(),
+                answer_id: Uuid::nil().to_string(),
                 text: text.to_owned(),
             }),
         }

@@ -106,14 +106,14 @@ impl Runs {
                 channel.log.clear();
                 channel.remote = Some(Remote {
                     origin,
-                    answer_id: *answer_id,
+                    answer_id: answer_id.clone(),
                     text: String::new(),
                 });
             }
             EventKind::Snapshot { answer_id, text } => {
                 channel.remote = Some(Remote {
                     origin,
-                    answer_id: *answer_id,
+                    answer_id: answer_id.clone(),
                     text: text.clone(),
                 });
             }
@@ -123,7 +123,7 @@ impl Runs {
                 _ => {
                     channel.remote = Some(Remote {
                         origin,
-                        answer_id: *answer_id,
+                        answer_id: answer_id.clone(),
                         text: text.clone(),
                     })
                 }
@@ -162,6 +162,7 @@ impl Runs {
                         .map(|l| (l.answer_id, l.text.clone()))
                 };
                 if let Some((answer_id, text)) = live {
+                    let answer_id = answer_id.to_string();
                     self.emit(chat_id, EventKind::Snapshot { answer_id, text });
                 }
             }

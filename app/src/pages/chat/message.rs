@@ -5,7 +5,7 @@ use leptos::prelude::*;
 
 use super::stream::StreamingAnswer;
 use super::tool_calls::ToolCalls;
-use crate::chats::{LiveText, MessageView};
+use crate::chats::{LiveText, MessageView, Role, Status};
 use crate::components::icons;
 use crate::markdown;
 
@@ -15,29 +15,28 @@ pub(super) fn Message(
     live: RwSignal<Option<LiveText>>,
     edit: Callback<(i32, String)>,
     chat_id: String,
-    refresh: Callback<()>,
 ) -> impl IntoView {
     let editing = RwSignal::new(false);
     let draft = RwSignal::new(m.content.clone());
-    let is_user = m.role == "user";
+    let is_user = m.role == Role::User;
     let id = m.id.clone();
     // While this answer is being written, the live copy of its text is shown.
     let writing = Memo::new({
         let id = id.clone();
         move |_| live.with(|l| l.as_ref().is_some_and(|l| l.answer_id == id))
     });
-    let notice = match m.status.as_str() {
-        "stopped" => Some(("Stopped.".to_owned(), false)),
-        "failed" => Some((m.error.clone().unwrap_or_else(|| "The answer failed.".into()), true)),
-        "interrupted" => Some(("Interrupted: the server stopped while writing this answer. What it had written is kept; regenerate to try again.".to_owned(), true)),
-        "waiting" => Some(("Waiting for your decision on the tool calls above.".to_owned(), false)),
-        _ => None,
+    let notice = match m.status {
+        Status::Stopped => Some(("Stopped.".to_owned(), false)),
+        Status::Failed => Some((m.error.clone().unwrap_or_else(|| "The answer failed.".into()), true)),
+        Status::Interrupted => Some(("Interrupted: the server stopped while writing this answer. What it had written is kept; regenerate to try again.".to_owned(), true)),
+        Status::Waiting => Some(("Waiting for your decision on the tool calls above.".to_owned(), false)),
+        Status::Complete | Status::Streaming => None,
     };
     let position = m.position;
     let content = m.content.clone();
     view! {
         <article
-            data-role=m.role.clone()
+            data-role=m.role.as_str()
             data-testid="message"
             class=if is_user { "group flex flex-col items-end" } else { "group" }
         >
@@ -89,7 +88,7 @@ pub(super) fn Message(
                     let calls = m.tool_calls.clone();
                     let answer_id = m.id.clone();
                     view! {
-                        {(!calls.is_empty()).then(|| view! { <ToolCalls chat_id answer_id calls refresh /> })}
+                        {(!calls.is_empty()).then(|| view! { <ToolCalls chat_id answer_id calls /> })}
                         {move || if writing.get() {
                             view! {
                                 <StreamingAnswer live answer_id=id.clone() testid=Some("live-answer") />

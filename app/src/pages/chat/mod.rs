@@ -14,9 +14,9 @@ use leptos::task::spawn_local;
 use leptos_meta::Title;
 use leptos_router::hooks::use_params_map;
 
-use crate::chats::{
-    ChatData, ChatListVersion, LiveText, MessageView, get_chat, send_message, stop_answer,
-};
+use crate::chats::{ChatData, ChatListVersion, Role, Status, get_chat, send_message, stop_answer};
+#[cfg(feature = "hydrate")]
+use crate::chats::{LiveText, MessageView};
 use crate::components::composer::Composer;
 use crate::components::error_page::ErrorPage;
 use crate::components::icons;
@@ -65,6 +65,7 @@ fn ChatView(data: ChatData) -> impl IntoView {
     let live = RwSignal::new(data.live.clone());
     let error = RwSignal::new(None::<String>);
     let messages = RwSignal::new(data.messages.clone());
+    #[cfg(feature = "hydrate")]
     let refresh = refresher(chat_id.clone(), messages, live, error);
 
     #[cfg(feature = "hydrate")]
@@ -79,7 +80,8 @@ fn ChatView(data: ChatData) -> impl IntoView {
 
     // An answer waiting for decisions can be stopped too.
     let is_live = Signal::derive(move || {
-        live.with(Option::is_some) || messages.with(|all| all.iter().any(|m| m.status == "waiting"))
+        live.with(Option::is_some)
+            || messages.with(|all| all.iter().any(|m| m.status == Status::Waiting))
     });
     let blocked = Signal::derive({
         let unavailable = data.models.unavailable.clone();
@@ -97,11 +99,7 @@ fn ChatView(data: ChatData) -> impl IntoView {
                 match send_message(chat_id, text.clone(), from_position).await {
                     Ok(sent) => {
                         // Show the question at once; the stream brings the answer.
-                        messages.update(|all| {
-                            all.retain(|m| m.position < sent.question.position);
-                            all.push(sent.question);
-                        });
-                        start_live(live, sent.answer_id);
+                        start_live(messages, live, sent.question, sent.answer_id);
                         list_version.bump();
                     }
                     Err(e) => {
@@ -147,7 +145,7 @@ fn ChatView(data: ChatData) -> impl IntoView {
                 .get_untracked()
                 .into_iter()
                 .rev()
-                .find(|m| m.role == "user");
+                .find(|m| m.role == Role::User);
             if let Some(q) = last_question {
                 send(q.content, Some(q.position), false);
             }
@@ -173,10 +171,10 @@ fn ChatView(data: ChatData) -> impl IntoView {
                 <div class="mx-auto flex max-w-3xl flex-col gap-6 px-4 py-6">
                     <For
                         each=move || messages.get()
-                        key=|m| (m.id.clone(), m.content.len(), m.status.clone(), calls_key(&m.tool_calls))
+                        key=|m| (m.id.clone(), m.content.len(), m.status, calls_key(&m.tool_calls))
                         children={
                             let chat_id = chat_id.clone();
-                            move |m| view! { <Message m live edit chat_id=chat_id.clone() refresh /> }
+                            move |m| view! { <Message m live edit chat_id=chat_id.clone() /> }
                         }
                     />
                     // A new answer not read with the chat yet.
@@ -187,7 +185,7 @@ fn ChatView(data: ChatData) -> impl IntoView {
                         </article>
                     })}
                     {move || {
-                        let last_is_answer = messages.with(|all| all.last().is_some_and(|m| m.role == "assistant"));
+                        let last_is_answer = messages.with(|all| all.last().is_some_and(|m| m.role == Role::Assistant));
                         (last_is_answer && !is_live.get()).then(|| {
                             let regenerate = regenerate.clone();
                             view! {
@@ -214,8 +212,10 @@ fn ChatView(data: ChatData) -> impl IntoView {
     }
 }
 
-/// Reads the chat's messages again, in place (the rest of the page stays as it is). An answer
-/// that is no longer being written replaces its live copy; only the latest read counts.
+#[cfg(feature = "hydrate")]
+/// Reads the chat's messages again, in place (the rest of the page stays as it is), when its
+/// events cannot be followed (`resync`). An answer that is no longer being written replaces its
+/// live copy; only the latest read counts.
 fn refresher(
     chat_id: String,
     messages: RwSignal<Vec<MessageView>>,
@@ -239,7 +239,7 @@ fn refresher(
                             fresh
                                 .messages
                                 .iter()
-                                .any(|m| m.id == l.answer_id && m.status != "streaming")
+                                .any(|m| m.id == l.answer_id && m.status != Status::Streaming)
                         });
                         if ended {
                             *l = None;

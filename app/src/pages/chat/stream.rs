@@ -1,15 +1,19 @@
-//! The chat's event stream on the page, and the answer while it is written: its Markdown rendered
-//! a part at a time, the newest text kept in view.
+//! The chat's event stream on the page (`GET /api/chats/{id}/events`, through an `EventSource`,
+//! which reconnects by itself and sends `Last-Event-ID`, so missed events are replayed), each event
+//! applied to the page's state, and the answer while it is written: its Markdown rendered a part at
+//! a time, the newest text kept in view.
 
 use leptos::prelude::*;
 
-use crate::chats::LiveText;
 #[cfg(feature = "hydrate")]
-use crate::chats::{ChatListVersion, MessageView};
+use crate::chats::ChatListVersion;
+use crate::chats::{LiveText, MessageView};
 use crate::markdown;
 
-/// Follows the chat's event stream from `last_event_id` (where the page's read of the chat stood):
-/// tokens go to the live answer; the other events read the chat again.
+/// Follows the chat's event stream from `last_event_id` (where the page's read of the chat stood),
+/// applying each event to the page's state as the protocol says ([`protocol::chat::apply`]): a
+/// token changes only the live answer, the others the messages too. The chat is read again only
+/// when the server cannot replay what the page missed (`resync`).
 #[cfg(feature = "hydrate")]
 pub(super) fn follow(
     chat_id: &str,
@@ -19,45 +23,74 @@ pub(super) fn follow(
     refresh: Callback<()>,
     list_version: ChatListVersion,
 ) {
-    use crate::live::LiveEvent;
-    crate::live::subscribe(chat_id, last_event_id, move |event| match event {
-        LiveEvent::RunStarted { answer_id } => start_live(live, answer_id),
-        LiveEvent::Token { answer_id, text } => live.update(|l| match l {
-            Some(l) if l.answer_id == answer_id => l.text.push_str(&text),
-            other => {
-                *other = Some(LiveText { answer_id, text });
-            }
-        }),
-        LiveEvent::Snapshot { answer_id, text } => live.set(Some(LiveText { answer_id, text })),
-        LiveEvent::ToolCall { .. }
-        | LiveEvent::Decision { .. }
-        | LiveEvent::ToolResult { .. }
-        | LiveEvent::Resync => refresh.run(()),
-        LiveEvent::ApprovalNeeded { .. } => {
-            live.set(None);
+    use protocol::Event;
+    use protocol::chat::{Applied, apply, token};
+    subscribe(chat_id, last_event_id, move |event| {
+        if let Event::Token { answer_id, text } = event {
+            live.update(|l| token(l, answer_id, &text));
+            return;
+        }
+        let ended = matches!(event, Event::RunFinished { .. } | Event::RunStarted { .. });
+        let mut now = live.get_untracked();
+        let mut applied = Applied::Done;
+        messages.update(|all| applied = apply(all, &mut now, event));
+        live.set(now);
+        if applied == Applied::Resync {
             refresh.run(());
         }
-        LiveEvent::RunFinished { .. } => {
-            // The stored answer replaces the live one when the chat has been read again (the
-            // live copy stays until then, so nothing blinks).
-            refresh.run(());
+        if ended {
+            // A new chat's title, and the order of the chat list.
             list_version.bump();
         }
     });
     follow_the_stream(live, messages);
 }
 
-/// Shows that `answer_id` is being written, unless it already is (its first tokens may have come
-/// on the event stream before the answer to the send that started it).
-pub(super) fn start_live(live: RwSignal<Option<LiveText>>, answer_id: String) {
-    live.update(|l| {
-        if l.as_ref().is_none_or(|l| l.answer_id != answer_id) {
-            *l = Some(LiveText {
-                answer_id,
-                text: String::new(),
-            });
+/// Listens to the chat's events after `after` (the id the page's data was read at) until the
+/// reactive owner (the page) is cleaned up.
+#[cfg(feature = "hydrate")]
+fn subscribe(chat_id: &str, after: Option<&str>, on_event: impl Fn(protocol::Event) + 'static) {
+    use protocol::Event;
+    use send_wrapper::SendWrapper;
+    use wasm_bindgen::JsCast;
+    use wasm_bindgen::closure::Closure;
+    use web_sys::{EventSource, MessageEvent};
+
+    let url = match after {
+        Some(id) => format!("/api/chats/{chat_id}/events?last_event_id={id}"),
+        None => format!("/api/chats/{chat_id}/events"),
+    };
+    let Ok(source) = EventSource::new(&url) else {
+        return;
+    };
+    let handler = Closure::<dyn FnMut(MessageEvent)>::new(move |message: MessageEvent| {
+        if let Some(data) = message.data().as_string()
+            && let Ok(event) = serde_json::from_str::<Event>(&data)
+        {
+            on_event(event);
         }
     });
+    for name in Event::NAMES {
+        let _ = source.add_event_listener_with_callback(name, handler.as_ref().unchecked_ref());
+    }
+    let held = SendWrapper::new((source, handler));
+    on_cleanup(move || {
+        let (source, _handler) = held.take();
+        source.close();
+    });
+}
+
+/// Shows that the send of `question` started the answer `answer_id` (see
+/// [`protocol::chat::started`]: its event may come first, or second).
+pub(super) fn start_live(
+    messages: RwSignal<Vec<MessageView>>,
+    live: RwSignal<Option<LiveText>>,
+    question: MessageView,
+    answer_id: String,
+) {
+    let mut now = live.get_untracked();
+    messages.update(|all| protocol::chat::started(all, &mut now, question, answer_id));
+    live.set(now);
 }
 
 /// The answer `answer_id` while it is written, as Markdown rendered a part at a time (see

@@ -3,33 +3,28 @@
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
-use crate::agent::{CallView, DecisionInput, decide};
+use crate::agent::{CallStatus, CallView, DecisionInput, decide};
 
 /// What changes when a message's tool calls do (for the list's keys).
 pub(super) fn calls_key(calls: &[CallView]) -> String {
     calls
         .iter()
-        .map(|c| format!("{}:{}", c.id, c.state))
+        .map(|c| format!("{}:{}", c.id, c.state.as_str()))
         .collect::<Vec<_>>()
         .join(",")
 }
 
 /// An answer's tool calls: a card per call. Calls waiting for the person have their decisions
 /// (approve, reject with a reason, edit the arguments, always allow), sent for this answer and the
-/// turn its cards show (the server refuses them once that turn no longer waits); the others show
-/// what came of them, folded.
+/// turn its cards show (the server refuses them once that turn no longer waits); the chat's events
+/// then bring the decisions and what follows. The other calls show what came of them, folded.
 #[component]
-pub(super) fn ToolCalls(
-    chat_id: String,
-    answer_id: String,
-    calls: Vec<CallView>,
-    refresh: Callback<()>,
-) -> impl IntoView {
+pub(super) fn ToolCalls(chat_id: String, answer_id: String, calls: Vec<CallView>) -> impl IntoView {
     let error = RwSignal::new(None::<String>);
     let busy = RwSignal::new(false);
     let turn = calls
         .iter()
-        .filter(|c| c.state == "waiting")
+        .filter(|c| c.is_waiting())
         .map(|c| c.turn)
         .max()
         .unwrap_or_default();
@@ -41,19 +36,21 @@ pub(super) fn ToolCalls(
         busy.set(true);
         spawn_local(async move {
             let (chat_id, answer_id) = target.get_value();
-            let decided = decide(chat_id, Some(answer_id), Some(turn), decisions).await;
-            busy.set(false);
-            match decided {
-                // The chat is read again: the cards show the decisions.
-                Ok(()) => refresh.run(()),
+            match decide(chat_id, Some(answer_id), Some(turn), decisions).await {
+                // The chat's events bring the decisions (these cards are then drawn again); until
+                // then the buttons stay disabled.
+                Ok(()) => {}
                 // Nothing changed: the card keeps what the person typed.
-                Err(e) => error.set(Some(e.to_string())),
+                Err(e) => {
+                    busy.set(false);
+                    error.set(Some(e.to_string()));
+                }
             }
         });
     };
     let waiting: Vec<String> = calls
         .iter()
-        .filter(|c| c.state == "waiting")
+        .filter(|c| c.is_waiting())
         .map(|c| c.id.clone())
         .collect();
     let all = (waiting.len() > 1).then(|| {
@@ -127,14 +124,14 @@ fn ToolCallCard(
         <span class="text-zinc-500 dark:text-zinc-400">"on " {call.server.clone()}</span>
         {badges}
     };
-    if call.state != "waiting" {
-        let (label, tone) = match call.state.as_str() {
-            "ok" => ("Ran", "text-emerald-700 dark:text-emerald-400"),
-            "error" => ("Failed", "text-red-700 dark:text-red-400"),
-            "rejected" => ("Rejected", "text-zinc-600 dark:text-zinc-400"),
-            "running" => ("Running…", "animate-pulse text-zinc-600 dark:text-zinc-400"),
-            "approved" => ("Approved", "text-zinc-600 dark:text-zinc-400"),
-            "interrupted" => (
+    if !call.is_waiting() {
+        let (label, tone) = match call.state {
+            CallStatus::Ok => ("Ran", "text-emerald-700 dark:text-emerald-400"),
+            CallStatus::Error => ("Failed", "text-red-700 dark:text-red-400"),
+            CallStatus::Rejected => ("Rejected", "text-zinc-600 dark:text-zinc-400"),
+            CallStatus::Running => ("Running…", "animate-pulse text-zinc-600 dark:text-zinc-400"),
+            CallStatus::Approved => ("Approved", "text-zinc-600 dark:text-zinc-400"),
+            CallStatus::Interrupted => (
                 "Interrupted: the server stopped while it ran; it was not run again",
                 "text-amber-700 dark:text-amber-400",
             ),
@@ -144,7 +141,7 @@ fn ToolCallCard(
             .decided_by
             .clone()
             .map(|by| format!(" · approved by {by}"));
-        let decided = if call.state == "rejected" {
+        let decided = if call.state == CallStatus::Rejected {
             Some(format!(
                 " · rejected{}",
                 call.reason
@@ -156,7 +153,7 @@ fn ToolCallCard(
             decided
         };
         return view! {
-            <details class="rounded-xl border border-zinc-200 px-3 py-2 text-sm dark:border-zinc-800" data-testid="tool-call" data-state=call.state.clone() data-call-id=call.id.clone()>
+            <details class="rounded-xl border border-zinc-200 px-3 py-2 text-sm dark:border-zinc-800" data-testid="tool-call" data-state=call.state.as_str() data-call-id=call.id.clone()>
                 <summary class="flex cursor-pointer flex-wrap items-center gap-2">
                     {header}
                     <span class=format!("text-xs {tone}") data-testid="tool-call-state">{label}</span>
@@ -165,7 +162,7 @@ fn ToolCallCard(
                 <p class="mt-2 text-xs font-medium text-zinc-500">"Arguments"</p>
                 <pre class="mt-1 overflow-x-auto rounded bg-zinc-50 p-2 text-xs dark:bg-zinc-900">{call.arguments.clone()}</pre>
                 {call.result.clone().map(|r| view! {
-                    <p class="mt-2 text-xs font-medium text-zinc-500">{if call.state == "error" { "Error" } else { "Result" }}</p>
+                    <p class="mt-2 text-xs font-medium text-zinc-500">{if call.state == CallStatus::Error { "Error" } else { "Result" }}</p>
                     <pre class="mt-1 max-h-64 overflow-auto whitespace-pre-wrap rounded bg-zinc-50 p-2 text-xs dark:bg-zinc-900" data-testid="tool-result">{r}</pre>
                 })}
             </details>
