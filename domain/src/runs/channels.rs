@@ -20,8 +20,10 @@ use crate::{Error, Result};
 const LOG_LIMIT: usize = 20_000;
 
 /// Events a subscriber may fall behind by before it is cut off (it reconnects with the last id it
-/// saw and gets the rest from the log).
-const SUBSCRIBER_BACKLOG: usize = 256;
+/// saw and gets the rest from the log). Every chat followed holds this many slots, idle or not:
+/// 64 is about 2.5 KB, and 640 ms of tokens at 100 a second (docs/benchmarks.md, "Event streams at
+/// scale").
+const SUBSCRIBER_BACKLOG: usize = 64;
 
 /// A chat's channel with no run and no subscriber is forgotten after this long (its events with
 /// it: a subscriber that comes back later is told to read the chat again).
