@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use domain::Database;
+use domain::agent::decisions;
 use domain::agent::store::{self, History, Paused, Thread};
 use domain::agent::{
     Completion, Decider, Decision, Deps, End, Model, Policies, RunState, ToolResult, ToolSpec,
@@ -220,7 +221,7 @@ async fn turn_deciding(
         arguments: None,
     };
     let call_id = paused.calls[0].id.clone();
-    let decided = store::decide_waiting(
+    let decided = decisions::decide_waiting(
         db,
         &remembered,
         user,

@@ -7,6 +7,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use domain::Database;
+use domain::agent::decisions;
 use domain::agent::store::{self, Paused, Thread};
 use domain::agent::{
     CallState, Completion, Decider, Decision, Deps, End, Model, Policies, RunState, Step,
@@ -290,7 +291,7 @@ fn reject(reason: &str) -> Decision {
 }
 
 async fn decide(f: &Fixture, call: &str, decision: Decision) -> store::Decided {
-    store::decide(&f.db, f.user, f.thread, call, decision)
+    decisions::decide(&f.db, f.user, f.thread, call, decision)
         .await
         .unwrap()
         .unwrap()
@@ -678,7 +679,7 @@ async fn decisions_are_refused_twice_for_unknown_calls_and_for_other_people(pool
 
     let bob = bob(&f.db).await;
     assert_eq!(
-        store::decide(&f.db, bob, f.thread, c1, approve())
+        decisions::decide(&f.db, bob, f.thread, c1, approve())
             .await
             .unwrap(),
         None
@@ -686,9 +687,9 @@ async fn decisions_are_refused_twice_for_unknown_calls_and_for_other_people(pool
     assert_eq!(store::latest(&f.db, bob, f.thread).await.unwrap(), None);
 
     decide(&f, c1, approve()).await;
-    let twice = store::decide(&f.db, f.user, f.thread, c1, reject("changed my mind")).await;
+    let twice = decisions::decide(&f.db, f.user, f.thread, c1, reject("changed my mind")).await;
     assert!(twice.unwrap_err().to_string().contains("decided already"));
-    let unknown = store::decide(&f.db, f.user, f.thread, "nope", approve()).await;
+    let unknown = decisions::decide(&f.db, f.user, f.thread, "nope", approve()).await;
     assert!(
         unknown
             .unwrap_err()
@@ -698,8 +699,8 @@ async fn decisions_are_refused_twice_for_unknown_calls_and_for_other_people(pool
 
     // Two decisions at once on the same call: exactly one is recorded.
     let (a, b) = tokio::join!(
-        store::decide(&f.db, f.user, f.thread, c2, approve()),
-        store::decide(&f.db, f.user, f.thread, c2, reject("no")),
+        decisions::decide(&f.db, f.user, f.thread, c2, approve()),
+        decisions::decide(&f.db, f.user, f.thread, c2, reject("no")),
     );
     assert!(a.is_ok() != b.is_ok(), "{a:?} / {b:?}");
 }
@@ -890,12 +891,12 @@ async fn a_pause_remembered_by_one_instance_never_decides_on_what_has_changed_si
     // The other instance rejects the call; this one, remembering the pause, is asked to approve
     // it: refused, on the thread as it is now.
     let reject_it = on_its_call(&read, reject("no"));
-    let decided = store::decide_waiting(&two.0, &two.1, f.user, chat.id, read, 1, reject_it);
+    let decided = decisions::decide_waiting(&two.0, &two.1, f.user, chat.id, read, 1, reject_it);
     assert!(decided.await.unwrap().unwrap().complete);
     let stale = waiting(&one.0, &one.1, f.user, chat.id).await;
     let approve_it = on_its_call(&stale, approve());
     let refused =
-        store::decide_waiting(&one.0, &one.1, f.user, chat.id, stale, 1, approve_it).await;
+        decisions::decide_waiting(&one.0, &one.1, f.user, chat.id, stale, 1, approve_it).await;
     assert!(refused.unwrap_err().to_string().contains("not waiting"));
     let latest = store::latest(&f.db, f.user, chat.thread_id)
         .await
@@ -926,7 +927,8 @@ async fn a_pause_remembered_by_one_instance_never_decides_on_what_has_changed_si
         .unwrap();
     let approve_it = on_its_call(&remembered, approve());
     let refused =
-        store::decide_waiting(&one.0, &one.1, f.user, other.id, remembered, 1, approve_it).await;
+        decisions::decide_waiting(&one.0, &one.1, f.user, other.id, remembered, 1, approve_it)
+            .await;
     assert!(refused.unwrap_err().to_string().contains("not waiting"));
     let latest = store::latest(&f.db, f.user, other.thread_id)
         .await
@@ -951,7 +953,8 @@ async fn a_pause_remembered_by_one_instance_never_decides_on_what_has_changed_si
     // The owner's decision on a pause remembered and still current is written as it is.
     let mine = waiting(&one.0, &one.1, f.user, third.id).await;
     let approve_it = on_its_call(&mine, approve());
-    let done = store::decide_waiting(&one.0, &one.1, f.user, third.id, mine, 1, approve_it).await;
+    let done =
+        decisions::decide_waiting(&one.0, &one.1, f.user, third.id, mine, 1, approve_it).await;
     let done = done.unwrap().unwrap();
     assert!(done.complete);
     assert_eq!(done.thread.state.calls[0].state, CallState::Running);
@@ -965,7 +968,8 @@ async fn a_run_cut_off_while_its_tools_ran_is_settled_as_interrupted_and_audited
     let approved = waiting(&f.db, &f.paused, f.user, chat.id).await;
     let approve_it = on_its_call(&approved, approve());
     let call_id = approve_it[0].0.clone();
-    let decided = store::decide_waiting(&f.db, &f.paused, f.user, chat.id, approved, 1, approve_it);
+    let decided =
+        decisions::decide_waiting(&f.db, &f.paused, f.user, chat.id, approved, 1, approve_it);
     // The call is marked running, on disk; then its server dies before running it.
     let decided = decided.await.unwrap().unwrap();
     assert_eq!(decided.thread.state.calls[0].state, CallState::Running);
@@ -1175,7 +1179,7 @@ async fn a_decision_for_a_turn_that_no_longer_waits_is_refused_and_runs_nothing(
     assert_eq!(first.turn(), Some(1));
     let waits = waiting(&f.db, &f.paused, f.user, answer.chat_id).await;
     let approve_first = on_its_call(&waits, approve());
-    let decided = store::decide_waiting(
+    let decided = decisions::decide_waiting(
         &f.db,
         &f.paused,
         f.user,
@@ -1203,7 +1207,8 @@ async fn a_decision_for_a_turn_that_no_longer_waits_is_refused_and_runs_nothing(
     ] {
         let stale = waiting(&f.db, &f.paused, f.user, answer.chat_id).await;
         let refused =
-            store::decide_waiting(&f.db, &f.paused, f.user, answer.chat_id, stale, 1, replay).await;
+            decisions::decide_waiting(&f.db, &f.paused, f.user, answer.chat_id, stale, 1, replay)
+                .await;
         let message = refused.unwrap_err().to_string();
         assert!(message.contains("out of date"), "{message}");
         assert!(message.contains("Reload"), "{message}");
@@ -1218,7 +1223,7 @@ async fn a_decision_for_a_turn_that_no_longer_waits_is_refused_and_runs_nothing(
 
     // The decision for the turn that waits lands.
     let approve_second = on_its_call(&now, approve());
-    let decided = store::decide_waiting(
+    let decided = decisions::decide_waiting(
         &f.db,
         &f.paused,
         f.user,
@@ -1425,7 +1430,8 @@ async fn a_settled_answers_events_reach_pages_on_every_instance(pool: PgPool) {
     let answer = pause_in_chat(&f.db, &f.paused, f.user, chat.id).await;
     let approved = waiting(&f.db, &f.paused, f.user, chat.id).await;
     let approve_it = on_its_call(&approved, approve());
-    let decided = store::decide_waiting(&f.db, &f.paused, f.user, chat.id, approved, 1, approve_it);
+    let decided =
+        decisions::decide_waiting(&f.db, &f.paused, f.user, chat.id, approved, 1, approve_it);
     decided.await.unwrap().unwrap();
     sqlx::query("UPDATE messages SET updated_at = now() - interval '1 minute' WHERE id = $1")
         .bind(answer.message_id)

@@ -9,6 +9,7 @@ mod support;
 use std::time::Duration;
 
 use domain::Database;
+use domain::agent::decisions;
 use domain::agent::live::{LlmModel, McpTools, chat_tools};
 use domain::agent::store::{self, Thread};
 use domain::agent::{CallState, Decider, Decision, Deps, End, Policies, RunState, Step};
@@ -107,7 +108,7 @@ impl World {
     async fn decide_and_finish(&self, chat: Uuid, thread: Uuid, decision: Decision) -> RunState {
         let latest = store::latest(&self.db, self.user, thread).await.unwrap();
         let call_id = latest.unwrap().state.calls[0].id.clone();
-        let decided = store::decide(&self.db, self.user, thread, &call_id, decision)
+        let decided = decisions::decide(&self.db, self.user, thread, &call_id, decision)
             .await
             .unwrap()
             .unwrap();

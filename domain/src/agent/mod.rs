@@ -15,11 +15,22 @@
 //! turn with their decisions and results, the step count) and serialises to JSON; the conversation
 //! it answers is the chat's, read from its messages and given in [`Deps::history`], so a
 //! checkpoint's size follows the run, not the chat. Node functions act on the state alone, given a
-//! [`Model`] and [`Tools`]. A chat without tools runs the same graph with none. [`run`] advances a state until it pauses for approval or ends,
-//! saving a checkpoint after every step ([`store`]). Tool calls are marked running in a checkpoint
-//! that is on disk *before* they run (the decision's own), so a call cut off by a crash is
-//! reported interrupted, never run a second time.
+//! [`Model`] and [`Tools`]. A chat without tools runs the same graph with none. [`run`] advances a
+//! state until it pauses for approval or ends, saving a checkpoint after every step ([`store`]);
+//! the person's decisions move a paused run on ([`decisions`]). Tool calls are marked running in a
+//! checkpoint that is on disk *before* they run (the decision's own), so a call cut off by a crash
+//! is reported interrupted, never run a second time.
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`store`] | checkpoints in PostgreSQL, and this instance's memory of the runs it paused |
+//! | [`decisions`] | the person's decisions applied to a paused run, all or none |
+//! | [`history`] | the conversation a run answers, as its model is given it |
+//! | [`live`] | the graph's model and tools in production (the LLM client, MCP connections) |
+//! | [`policy`], [`server_key`] | standing approvals, bound to the server they were given for |
+//! | [`views`] | a call as clients see it |
 
+pub mod decisions;
 pub mod history;
 pub mod live;
 pub mod policy;

@@ -10,13 +10,13 @@ use super::Runs;
 use super::answer::Plan;
 use super::channels::Live;
 use super::events::{EventKind, call_events};
-use crate::agent::{self, Call, Decider, Decision, RunState, ToolSpec, store};
+use crate::agent::{self, Call, Decider, Decision, RunState, ToolSpec, decisions, store};
 use crate::chats;
 use crate::{Error, Result};
 
 impl Runs {
     /// Records the person's decisions on the tool calls of `turn` that their chat's answer
-    /// `answer_id` waits for, all or none (see [`store::decide_waiting`]); with the last one, the
+    /// `answer_id` waits for, all or none (see [`decisions::decide_waiting`]); with the last one, the
     /// run resumes here. Decisions for an answer or a turn that no longer waits (a second click,
     /// a stale tab) are refused, and nothing runs. An edit of a call's arguments is checked
     /// against the tool's input schema first; "always allow" adds the policy as well, bound to
@@ -61,7 +61,7 @@ impl Runs {
                 Err(e) => return Err(e),
             }
         };
-        let decided = store::decide_waiting(
+        let decided = decisions::decide_waiting(
             db,
             &self.inner.paused,
             user_id,

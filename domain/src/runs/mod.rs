@@ -6,11 +6,10 @@
 //! the database every [`FLUSH_EVERY`], not token by token, so a crash keeps all but the last moment
 //! of an answer. Closing a tab does not stop a run; [`Runs::stop`] does.
 //!
-//! In a chat with tools, the answer is a run of the agent graph ([`crate::agent`]): it pauses
-//! when the model asks for tools (the answer is then `waiting`, and the run holds no task), and
-//! [`Runs::decide`] records the person's decisions and, with the last one, resumes it, on
-//! whichever instance the decision lands. A chat with no tools has nothing to approve: its answer
-//! is one model call, streamed as above.
+//! Every answer is a run of the agent graph ([`crate::agent`]; with no tools when the person has
+//! none): it pauses when the model asks for tools (the answer is then `waiting`, and the run holds
+//! no task), and [`Runs::decide`] records the person's decisions and, with the last one, resumes
+//! it, on whichever instance the decision lands.
 //!
 //! Instances on one database tell each other their runs' events ([`instances`]), so a page follows
 //! a run whichever instance its event stream is on, and Stop reaches a run on another instance.
