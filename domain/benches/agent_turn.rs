@@ -163,7 +163,7 @@ async fn ask_in(db: &Database, user: Uuid, chat: &Chat) -> Asked {
         chat_id: chat.id,
         message_id: asked.answer.id,
     };
-    let seq = store::last_seq(db, user, chat.thread_id).await.unwrap();
+    let seq = asked.last_checkpoint;
     (chat.thread_id, seq, answer, history.into())
 }
 

@@ -326,6 +326,9 @@ async fn read_conversation(
 pub struct Asked {
     pub question: Message,
     pub answer: Message,
+    /// The sequence number of the chat thread's last checkpoint (-1: none), read in the same
+    /// statement: where the answer's run writes its first.
+    pub last_checkpoint: i32,
 }
 
 /// Adds the person's message and an empty, streaming answer after the `conversation` as it was
@@ -369,10 +372,16 @@ pub async fn ask(
            )
            SELECT id AS "id!", position AS "position!", role AS "role!: Role",
                   content AS "content!", status AS "status!: Status", error, model,
-                  created_at AS "created_at!"
+                  created_at AS "created_at!",
+                  (SELECT coalesce(max(k.seq), -1) FROM checkpoints k JOIN chats c
+                     ON c.thread_id = k.thread_id WHERE c.id = $1 AND c.user_id = $2)
+                      AS "last_checkpoint!"
            FROM question
            UNION ALL
-           SELECT id, position, role, content, status, error, model, created_at FROM answer"#,
+           SELECT id, position, role, content, status, error, model, created_at,
+                  (SELECT coalesce(max(k.seq), -1) FROM checkpoints k JOIN chats c
+                     ON c.thread_id = k.thread_id WHERE c.id = $1 AND c.user_id = $2)
+           FROM answer"#,
         conversation.chat.id,
         user_id,
         position,
@@ -387,6 +396,7 @@ pub async fn ask(
         sqlx::Error::Database(d) if d.is_unique_violation() => Error::Conflict(BUSY.into()),
         _ => e.into(),
     })?;
+    let last_checkpoint = stored.first().map_or(-1, |r| r.last_checkpoint);
     let mut messages = stored.into_iter().map(|r| Message {
         id: r.id,
         position: r.position,
@@ -406,7 +416,11 @@ pub async fn ask(
     } else {
         (second, first)
     };
-    Ok(Some(Asked { question, answer }))
+    Ok(Some(Asked {
+        question,
+        answer,
+        last_checkpoint,
+    }))
 }
 
 // `flush` and `finish` commit without waiting for the disk (`synchronous_commit` off for their

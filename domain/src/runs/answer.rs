@@ -164,19 +164,13 @@ impl Runs {
             Box::pin(async move { client.stream(&provider, &request).await });
         let mut opened = None;
         let asked = {
-            let asking = async {
-                let (asked, seq) = tokio::join!(
-                    chats::ask(
-                        db,
-                        send.user_id,
-                        &send.conversation,
-                        &send.text,
-                        &send.model
-                    ),
-                    store::last_seq(db, send.user_id, chat.thread_id),
-                );
-                Ok::<_, Error>(asked?.map(|a| (a, seq)))
-            };
+            let asking = chats::ask(
+                db,
+                send.user_id,
+                &send.conversation,
+                &send.text,
+                &send.model,
+            );
             let mut asking = std::pin::pin!(asking);
             loop {
                 tokio::select! {
@@ -186,17 +180,9 @@ impl Runs {
             }
         };
         let (asked, seq) = match asked {
-            Ok(Some((asked, Ok(seq)))) => (asked, seq),
-            Ok(Some((asked, Err(e)))) => {
-                // The question is stored, but its run could not begin: the answer says so.
-                tracing::error!(chat_id = %chat.id, "could not read a chat's checkpoints: {e}");
-                let error = "Switchboard could not start this answer (its database did not answer). Try again in a moment.";
-                let ended = chats::finish(db, asked.answer.id, "", Status::Failed, Some(error));
-                if let Err(e) = ended.await {
-                    tracing::error!(chat_id = %chat.id, "could not save the end of an answer: {e}");
-                }
-                let _ = stored.send(Err(e));
-                return;
+            Ok(Some(asked)) => {
+                let seq = asked.last_checkpoint;
+                (asked, seq)
             }
             // Nothing was stored: the slot is given back and the model's answer dropped unread.
             failed => {
