@@ -365,6 +365,9 @@ pub async fn ask(
                SELECT id, $3 + 1, 'assistant', 'streaming', $6 FROM chat
                WHERE (SELECT count(*) FROM gone) >= 0
                RETURNING id, position, role, content, status, error, model, created_at
+           ), k AS (
+               SELECT coalesce(max(k.seq), -1) AS seq FROM checkpoints k JOIN chats c
+                   ON c.thread_id = k.thread_id WHERE c.id = $1 AND c.user_id = $2
            ), renamed AS (
                UPDATE chats SET updated_at = now(),
                    title = CASE WHEN $3 = 0 AND title = 'New chat' THEN $7 ELSE title END
@@ -372,16 +375,11 @@ pub async fn ask(
            )
            SELECT id AS "id!", position AS "position!", role AS "role!: Role",
                   content AS "content!", status AS "status!: Status", error, model,
-                  created_at AS "created_at!",
-                  (SELECT coalesce(max(k.seq), -1) FROM checkpoints k JOIN chats c
-                     ON c.thread_id = k.thread_id WHERE c.id = $1 AND c.user_id = $2)
-                      AS "last_checkpoint!"
-           FROM question
+                  created_at AS "created_at!", k.seq AS "last_checkpoint!"
+           FROM question, k
            UNION ALL
-           SELECT id, position, role, content, status, error, model, created_at,
-                  (SELECT coalesce(max(k.seq), -1) FROM checkpoints k JOIN chats c
-                     ON c.thread_id = k.thread_id WHERE c.id = $1 AND c.user_id = $2)
-           FROM answer"#,
+           SELECT id, position, role, content, status, error, model, created_at, k.seq
+           FROM answer, k"#,
         conversation.chat.id,
         user_id,
         position,

@@ -78,6 +78,13 @@ pub struct CallView {
     pub duration_ms: Option<u64>,
 }
 
+impl CallView {
+    /// Whether the call waits for the person's decision.
+    pub fn is_waiting(&self) -> bool {
+        self.state == CallStatus::Waiting
+    }
+}
+
 /// A policy that decides calls (`tool`, `server`, `read_only`), in the person's words: what a
 /// call's `decided_by` and the activity log say.
 pub fn policy_words(policy: &str) -> String {

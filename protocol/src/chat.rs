@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{CallStatus, CallView, Event};
+use crate::{CallView, Event};
 
 /// Who wrote a message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -216,11 +216,4 @@ fn settle(
 
 fn find<'a>(messages: &'a mut [MessageView], id: &str) -> Option<&'a mut MessageView> {
     messages.iter_mut().rev().find(|m| m.id == id)
-}
-
-impl CallView {
-    /// Whether the call waits for the person's decision.
-    pub fn is_waiting(&self) -> bool {
-        self.state == CallStatus::Waiting
-    }
 }
