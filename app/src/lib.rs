@@ -25,11 +25,8 @@ use leptos_router::components::{Outlet, ParentRoute, Route, Router, Routes};
 use leptos_router::path;
 
 use components::layout::Layout;
-use pages::{
-    activity::ActivityPage, admin::AdminServersPage, chat::ChatPage, home::HomePage,
-    login::LoginPage, not_found::NotFound, people::PeoplePage, servers::ServersPage,
-    settings::SettingsPage,
-};
+use leptos_router::Lazy;
+use pages::{chat::ChatPage, home::HomePage, lazy, login::LoginPage, not_found::NotFound};
 
 /// The name cargo-leptos gives the site's CSS, JS and wasm files (`[[workspace.metadata.leptos]] name`).
 pub const SITE_NAME: &str = "switchboard";
@@ -80,11 +77,12 @@ pub fn App() -> impl IntoView {
                 <ParentRoute path=path!("") view=|| view! { <Layout><Outlet /></Layout> }>
                     <Route path=path!("") view=HomePage />
                     <Route path=path!("/c/:id") view=ChatPage />
-                    <Route path=path!("/settings") view=SettingsPage />
-                    <Route path=path!("/servers") view=ServersPage />
-                    <Route path=path!("/activity") view=ActivityPage />
-                    <Route path=path!("/admin/servers") view=AdminServersPage />
-                    <Route path=path!("/admin/people") view=PeoplePage />
+                    // Pages a chat does not need: their code is downloaded when one is opened.
+                    <Route path=path!("/settings") view={Lazy::<lazy::Settings>::new()} />
+                    <Route path=path!("/servers") view={Lazy::<lazy::Servers>::new()} />
+                    <Route path=path!("/activity") view={Lazy::<lazy::Activity>::new()} />
+                    <Route path=path!("/admin/servers") view={Lazy::<lazy::AdminServers>::new()} />
+                    <Route path=path!("/admin/people") view={Lazy::<lazy::People>::new()} />
                 </ParentRoute>
             </Routes>
         </Router>

@@ -136,3 +136,35 @@ test("pages hydrate, stream and navigate under their Content-Security-Policy", a
   expect(await page.evaluate(() => (window as any).__violations)).toEqual([]);
   expect(errors).toEqual([]);
 });
+
+test("a chat downloads no other page's code; Settings fetches its own, by link and by address", async ({ page }) => {
+  const errors = collectPageErrors(page);
+  const wasm: string[] = [];
+  page.on("request", (r) => {
+    const path = new URL(r.url()).pathname;
+    if (path.startsWith("/pkg/") && path.endsWith(".wasm")) wasm.push(path);
+  });
+  await page.goto("/");
+  await hydrated(page);
+  await page.getByTestId("composer").fill("Hello there");
+  await page.getByTestId("composer").press("Enter");
+  await expect(page).toHaveURL(/\/c\/[0-9a-f-]{36}$/);
+  await expect(page.getByTestId("send")).toBeVisible({ timeout: 15_000 });
+  // The page and a whole answer needed the main file only (app/src/pages/lazy.rs).
+  expect(wasm).toEqual(["/pkg/switchboard.wasm"]);
+
+  // Opened from the menu: its part is fetched, then the page works (it loads its tokens).
+  await page.getByTestId("user-menu").click();
+  await page.getByTestId("settings-link").click();
+  await expect(page).toHaveURL(/\/settings$/);
+  await expect(page.getByRole("heading", { name: "API tokens" })).toBeVisible();
+  expect(wasm.some((p) => p.includes("settings_view"))).toBe(true);
+
+  // Opened by its address: rendered by the server, then hydrated with its part.
+  wasm.length = 0;
+  await page.goto("/activity");
+  await hydrated(page);
+  expect(wasm.some((p) => p.includes("activity_view"))).toBe(true);
+  expect(wasm.some((p) => p.includes("settings_view"))).toBe(false);
+  expect(errors).toEqual([]);
+});

@@ -6,5 +6,6 @@
 #[wasm_bindgen::prelude::wasm_bindgen]
 pub fn hydrate() {
     console_error_panic_hook::set_once();
-    leptos::mount::hydrate_body(app::App);
+    // Hydrates asynchronously: a lazily loaded page (app/src/pages/lazy.rs) is fetched first.
+    leptos::mount::hydrate_lazy(app::App);
 }

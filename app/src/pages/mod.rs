@@ -4,6 +4,7 @@ pub mod activity;
 pub mod admin;
 pub mod chat;
 pub mod home;
+pub mod lazy;
 pub mod login;
 pub mod not_found;
 pub mod people;
