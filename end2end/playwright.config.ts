@@ -58,6 +58,8 @@ const switchboardEnv = (listenPort: number) => ({
   SWITCHBOARD_RATE_LIMIT_BURST: "240",
   SWITCHBOARD_DATA_DIR: mkdtempSync(join(tmpdir(), "switchboard-e2e-")),
   SWITCHBOARD_SITE_ROOT: resolve(root, "target/site"),
+  // An instance without providers must not pick up a model server that happens to run here.
+  SWITCHBOARD_LOCAL_MODEL_URLS: "off",
   RUST_LOG: process.env.RUST_LOG ?? "warn",
 });
 

@@ -42,6 +42,8 @@ pub struct Models {
     pub default: Option<String>,
     /// Why nothing can answer (no model is configured), for the composer to say.
     pub unavailable: Option<String>,
+    /// Which model server on this machine answers, when none was configured.
+    pub found: Option<String>,
 }
 
 /// What sending a message started.
@@ -217,6 +219,7 @@ pub mod ssr {
                 .resolve(None)
                 .map(|(p, m)| domain::llm::qualified(&p.id, m)),
             unavailable: catalog.is_empty().then(|| domain::llm::NO_MODEL.to_owned()),
+            found: catalog.found.clone(),
         }
     }
 

@@ -11,6 +11,7 @@ pub mod chats;
 pub mod db;
 pub mod error;
 pub mod llm;
+pub mod local_models;
 pub mod mcp;
 pub mod runs;
 pub mod secrets;

@@ -737,10 +737,13 @@ pub struct Catalog {
     pub aliases: Vec<(String, String)>,
     /// `<provider>/<model>` or an alias; the first model when unset.
     pub default: Option<String>,
+    /// When nothing was configured and a model server on this machine was found instead, a
+    /// sentence saying which (`local_models`), for the UI to show.
+    pub found: Option<String>,
 }
 
 /// Why nothing can answer when no model is configured, and what to do.
-pub const NO_MODEL: &str = "No model is configured yet, so nothing can answer. An administrator adds one with SWITCHBOARD_LLM_PROVIDERS (see docs/models.md).";
+pub const NO_MODEL: &str = "No model is configured yet, and none was found running on this machine, so nothing can answer. An administrator adds one with SWITCHBOARD_LLM_PROVIDERS, or starts a local model server such as Ollama and restarts Switchboard (see docs/models.md).";
 
 /// A model's full name, `<provider>/<model>`.
 pub fn qualified(provider: &str, model: &str) -> String {
@@ -844,6 +847,7 @@ mod catalog_tests {
             ],
             aliases: vec![("fast".into(), "ollama/llama3.2".into())],
             default: None,
+            found: None,
         }
     }
 

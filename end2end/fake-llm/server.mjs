@@ -17,7 +17,10 @@
 // Like OpenAI, it refuses (HTTP 400) a conversation where a tool message answers no call of the
 // assistant message before it, or a call is left unanswered.
 //
-//   node server.mjs --port 0 [--delay 20]     prints {"url":"http://127.0.0.1:PORT/v1"} when ready
+//   node server.mjs --port 0 [--delay 20] [--key K]   prints {"url":"http://127.0.0.1:PORT/v1"} when ready
+//
+// Its API key is `test-key` unless --key says otherwise; `--key none` asks for none, as a local
+// Ollama or llama.cpp server does.
 import * as http from 'node:http';
 import { parseArgs } from 'node:util';
 
@@ -77,7 +80,7 @@ const server = http.createServer(async (req, res) => {
     res.writeHead(404, { 'content-type': 'application/json' });
     return res.end(JSON.stringify({ error: { message: 'not found' } }));
   }
-  if (req.headers.authorization !== `Bearer ${KEY}`) {
+  if (KEY !== 'none' && req.headers.authorization !== `Bearer ${KEY}`) {
     res.writeHead(401, { 'content-type': 'application/json' });
     return res.end(JSON.stringify({ error: { message: 'Incorrect API key provided' } }));
   }

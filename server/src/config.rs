@@ -117,6 +117,12 @@ pub struct Config {
     #[arg(long, env = "SWITCHBOARD_LLM_PROVIDERS")]
     pub llm_providers: Option<String>,
 
+    /// Where to look for a model server on this machine when no provider is configured: its API
+    /// bases, comma-separated (`http://127.0.0.1:11434/v1`), or `off`. Unset: Ollama, llama.cpp's
+    /// server and LM Studio at their usual addresses.
+    #[arg(long, env = "SWITCHBOARD_LOCAL_MODEL_URLS")]
+    pub local_model_urls: Option<String>,
+
     /// Short names for models, comma-separated: `fast=ollama/llama3.2,smart=openai/gpt-4o`.
     #[arg(long, env = "SWITCHBOARD_LLM_ALIASES")]
     pub llm_aliases: Option<String>,

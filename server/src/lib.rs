@@ -385,9 +385,10 @@ pub async fn run(config: Config) -> Result<(), StartupError> {
     let database = config.database()?;
     let env = |name: &str| std::env::var(name).ok();
     let auth = AuthSettings::from_config(&config, &env)?;
-    let models = llm_settings::catalog(&config, &env)?;
+    let mut models = llm_settings::catalog(&config, &env)?;
     if matches!(command, Command::Serve) {
         config.validate_serve()?;
+        models = llm_settings::or_local(models, &config).await?;
     }
     let databases = Databases::open(database, config.database_max_connections).await?;
     let result = async {

@@ -6,6 +6,7 @@
 //! and `SWITCHBOARD_LLM_DEFAULT_MODEL` picks the default.
 
 use domain::llm::{Catalog, Provider};
+use domain::local_models::{self, Candidate};
 use url::Url;
 
 use crate::config::{Config, ConfigError, ProviderVars, list, provider_ids};
@@ -62,6 +63,31 @@ pub fn catalog(
         ))
     })?;
     Ok(catalog)
+}
+
+/// `catalog`, or, when it offers nothing, the models of a server found on this machine (where
+/// `SWITCHBOARD_LOCAL_MODEL_URLS` says, or the usual addresses; `off`: nowhere).
+pub async fn or_local(catalog: Catalog, config: &Config) -> Result<Catalog, ConfigError> {
+    if !catalog.is_empty() {
+        return Ok(catalog);
+    }
+    let candidates = match config.local_model_urls.as_deref().map(str::trim) {
+        Some("off") => return Ok(catalog),
+        None | Some("") => Candidate::usual(),
+        Some(urls) => {
+            let urls = list(Some(urls))
+                .into_iter()
+                .map(|u| {
+                    Url::parse(&u)
+                        .ok()
+                        .filter(|url| matches!(url.scheme(), "http" | "https"))
+                        .ok_or_else(|| ConfigError::Llm(format!("SWITCHBOARD_LOCAL_MODEL_URLS: '{u}' is not an http(s) URL (http://127.0.0.1:11434/v1), nor `off`.")))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Candidate::given(&urls)
+        }
+    };
+    Ok(local_models::find(&candidates).await)
 }
 
 #[cfg(test)]

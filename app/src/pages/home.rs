@@ -55,6 +55,8 @@ pub fn HomePage() -> impl IntoView {
             .and_then(|m| m.unavailable)
     });
 
+    let found = move || models.get().and_then(Result::ok).and_then(|m| m.found);
+
     view! {
         <section class="flex h-full flex-col">
             <div class="mx-auto flex max-w-2xl flex-1 flex-col items-center justify-center px-6 py-16 text-center">
@@ -65,6 +67,11 @@ pub fn HomePage() -> impl IntoView {
                 <p class="mt-3 text-zinc-600 dark:text-zinc-400">
                     "Switchboard is your team's AI chat, with tools from MCP servers that run only with your approval."
                 </p>
+                <Suspense fallback=|| ()>
+                    {move || found().map(|f| view! {
+                        <p data-testid="found-models" class="mt-4 text-sm text-zinc-500 dark:text-zinc-400">{f}</p>
+                    })}
+                </Suspense>
                 {move || error.get().map(|e| view! {
                     <p role="alert" class="mt-6 rounded-lg border border-red-200 bg-red-50 px-3 py-2 text-sm text-red-800 dark:border-red-900 dark:bg-red-950 dark:text-red-200">{e}</p>
                 })}

@@ -88,7 +88,17 @@ pub struct FakeLlm {
 
 impl FakeLlm {
     pub fn start() -> Self {
-        let (child, ready) = start_script("end2end/fake-llm/server.mjs", &["--port", "0"]);
+        Self::start_with(&[])
+    }
+
+    /// Asking for no API key, as a local Ollama or llama.cpp server does.
+    pub fn start_keyless() -> Self {
+        Self::start_with(&["--key", "none"])
+    }
+
+    fn start_with(args: &[&str]) -> Self {
+        let args: Vec<&str> = ["--port", "0"].iter().chain(args).copied().collect();
+        let (child, ready) = start_script("end2end/fake-llm/server.mjs", &args);
         Self {
             child,
             url: ready["url"].as_str().unwrap().to_owned(),
@@ -272,6 +282,13 @@ pub async fn start_app(
     } else {
         &["--rate-limit-per-second", "0"]
     };
+    // No looking for a model server on this machine unless a test asks: what runs here must not
+    // change what a test sees.
+    let nowhere: &[&str] = if args.contains(&"--local-model-urls") {
+        &[]
+    } else {
+        &["--local-model-urls", "off"]
+    };
     let config = Config::try_parse_from(
         [
             "switchboard",
@@ -284,6 +301,7 @@ pub async fn start_app(
         ]
         .into_iter()
         .chain(unlimited.iter().copied())
+        .chain(nowhere.iter().copied())
         .chain(args.iter().copied()),
     )
     .unwrap();
@@ -293,6 +311,9 @@ pub async fn start_app(
         .collect();
     let settings = AuthSettings::from_config(&config, &|name| vars.get(name).cloned()).unwrap();
     let models = server::llm_settings::catalog(&config, &|name| vars.get(name).cloned()).unwrap();
+    let models = server::llm_settings::or_local(models, &config)
+        .await
+        .unwrap();
     let db = Database::from_pool(pool);
     let state = AppState::new(&config, settings, models, db.clone())
         .await

@@ -1,0 +1,236 @@
+//! A model server on this machine, found when no provider is configured: Ollama, llama.cpp's
+//! server and LM Studio each answer OpenAI's `GET /models` on an address of their own, so a fresh
+//! Switchboard beside one of them answers from the first run.
+//!
+//! What such a server says is not trusted further than its model names: the answer is read only up
+//! to [`MOST_BYTES`], at most [`MOST_MODELS`] names are kept, and a name that is not printable text
+//! of a reasonable length is left out.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde::Deserialize;
+use url::Url;
+
+use crate::llm::{Catalog, Provider};
+
+/// The usual addresses, in the order they are tried: (provider id, what it is, its API's base).
+pub const USUAL: [(&str, &str, &str); 3] = [
+    ("ollama", "Ollama", "http://127.0.0.1:11434/v1"),
+    ("llamacpp", "llama.cpp's server", "http://127.0.0.1:8080/v1"),
+    ("lmstudio", "LM Studio", "http://127.0.0.1:1234/v1"),
+];
+
+/// How long one address may take to answer: nothing listening is refused at once, and a local
+/// server lists its models in milliseconds.
+const PATIENCE: Duration = Duration::from_millis(1500);
+/// The most of a model list that is read.
+const MOST_BYTES: usize = 256 * 1024;
+/// The most models taken from one server.
+const MOST_MODELS: usize = 200;
+
+/// A place to look for a model server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Candidate {
+    /// The provider id its models get (`ollama/llama3.2`).
+    pub id: String,
+    /// What it is, for people (`Ollama`).
+    pub label: String,
+    /// Its API's base, up to `/v1`.
+    pub base_url: Url,
+}
+
+impl Candidate {
+    /// The usual addresses of Ollama, llama.cpp's server and LM Studio.
+    pub fn usual() -> Vec<Candidate> {
+        USUAL
+            .iter()
+            .map(|(id, label, url)| Candidate {
+                id: (*id).to_owned(),
+                label: (*label).to_owned(),
+                base_url: Url::parse(url).expect("the usual addresses are URLs"),
+            })
+            .collect()
+    }
+
+    /// Addresses an administrator gives instead (`local`, `local2`, … as provider ids).
+    pub fn given(urls: &[Url]) -> Vec<Candidate> {
+        urls.iter()
+            .enumerate()
+            .map(|(i, url)| Candidate {
+                id: if i == 0 {
+                    "local".to_owned()
+                } else {
+                    format!("local{}", i + 1)
+                },
+                label: format!("the model server at {url}"),
+                base_url: url.clone(),
+            })
+            .collect()
+    }
+}
+
+/// The first candidate that lists models, as a catalog offering them (its first model the
+/// default), with a sentence saying what was found; an empty catalog when none does.
+pub async fn find(candidates: &[Candidate]) -> Catalog {
+    let http = reqwest::Client::builder()
+        .timeout(PATIENCE)
+        .connect_timeout(PATIENCE)
+        // A model server on this machine answers itself; it does not send us elsewhere.
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("a client with timeouts builds");
+    let lists =
+        futures_util::future::join_all(candidates.iter().map(|c| models_of(&http, c))).await;
+    for (candidate, models) in candidates.iter().zip(lists) {
+        match models {
+            Ok(models) if !models.is_empty() => {
+                tracing::info!(
+                    server = %shown(&candidate.base_url),
+                    models = models.len(),
+                    "no model provider is configured: using {}, found on this machine",
+                    candidate.label
+                );
+                return Catalog {
+                    providers: vec![Provider {
+                        id: candidate.id.clone(),
+                        base_url: candidate.base_url.clone(),
+                        api_key: None,
+                    }],
+                    models: models
+                        .into_iter()
+                        .map(|m| (candidate.id.clone(), m))
+                        .collect(),
+                    aliases: Vec::new(),
+                    default: None,
+                    found: Some(format!(
+                        "No model provider is configured, so Switchboard answers with {}, found at {}.",
+                        candidate.label,
+                        shown(&candidate.base_url)
+                    )),
+                };
+            }
+            Ok(_) => {
+                tracing::info!(server = %candidate.base_url, "a model server here lists no models")
+            }
+            Err(why) => {
+                tracing::debug!(server = %candidate.base_url, "no model server here: {why}")
+            }
+        }
+    }
+    Catalog::default()
+}
+
+/// `url` as everyone may see it: without a user name or password it may carry.
+fn shown(url: &Url) -> String {
+    let mut url = url.clone();
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    url.to_string()
+}
+
+#[derive(Deserialize)]
+struct ModelList {
+    data: Vec<ModelEntry>,
+}
+
+#[derive(Deserialize)]
+struct ModelEntry {
+    id: String,
+}
+
+/// The model names `candidate` lists, or why it lists none.
+async fn models_of(http: &reqwest::Client, candidate: &Candidate) -> Result<Vec<String>, String> {
+    let url = format!(
+        "{}/models",
+        candidate.base_url.as_str().trim_end_matches('/')
+    );
+    let response = http.get(&url).send().await.map_err(|e| e.to_string())?;
+    if !response.status().is_success() {
+        return Err(format!("HTTP {}", response.status()));
+    }
+    let mut body = Vec::new();
+    let mut chunks = response.bytes_stream();
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(|e| e.to_string())?;
+        if body.len() + chunk.len() > MOST_BYTES {
+            return Err(format!("its model list is over {MOST_BYTES} bytes"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    parse(&body)
+}
+
+/// The usable model names of an OpenAI `GET /models` answer.
+fn parse(body: &[u8]) -> Result<Vec<String>, String> {
+    let list: ModelList =
+        serde_json::from_slice(body).map_err(|e| format!("not an OpenAI-style model list: {e}"))?;
+    let mut models: Vec<String> = Vec::new();
+    for entry in list.data {
+        let fits = !entry.id.is_empty()
+            && entry.id.len() <= 200
+            && entry.id.chars().all(|c| c.is_ascii_graphic());
+        if fits && !models.contains(&entry.id) {
+            models.push(entry.id);
+        }
+        if models.len() == MOST_MODELS {
+            break;
+        }
+    }
+    Ok(models)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_model_list_gives_its_usable_names_once_each() {
+        let body = br#"{"object":"list","data":[
+            {"id":"llama3.2:latest","object":"model"},
+            {"id":"qwen2.5-coder:7b"},
+            {"id":"llama3.2:latest"},
+            {"id":"with space"},
+            {"id":"<script>"},
+            {"id":""}
+        ]}"#;
+        assert_eq!(
+            parse(body).unwrap(),
+            ["llama3.2:latest", "qwen2.5-coder:7b", "<script>"],
+            "printable names are kept as names (they are shown as text, never as HTML)"
+        );
+    }
+
+    #[test]
+    fn anything_else_is_no_model_list() {
+        assert!(parse(b"<html>Not found</html>").is_err());
+        assert!(parse(br#"{"models":["a"]}"#).is_err());
+        assert_eq!(parse(br#"{"data":[]}"#).unwrap(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_server_listing_thousands_gives_the_first_two_hundred() {
+        let entries: Vec<String> = (0..5000).map(|i| format!(r#"{{"id":"m{i}"}}"#)).collect();
+        let body = format!(r#"{{"data":[{}]}}"#, entries.join(","));
+        let models = parse(body.as_bytes()).unwrap();
+        assert_eq!(models.len(), MOST_MODELS);
+        assert_eq!(models[0], "m0");
+    }
+
+    #[test]
+    fn an_address_is_shown_without_its_credentials() {
+        let url = Url::parse("http://me:secret@127.0.0.1:9000/v1").unwrap();
+        assert_eq!(shown(&url), "http://127.0.0.1:9000/v1");
+    }
+
+    #[test]
+    fn given_addresses_get_ids_of_their_own() {
+        let urls = [
+            Url::parse("http://127.0.0.1:9000/v1").unwrap(),
+            Url::parse("http://127.0.0.1:9001/v1").unwrap(),
+        ];
+        let ids: Vec<String> = Candidate::given(&urls).into_iter().map(|c| c.id).collect();
+        assert_eq!(ids, ["local", "local2"]);
+        assert_eq!(Candidate::usual()[0].base_url.port(), Some(11434));
+    }
+}

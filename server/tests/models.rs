@@ -1,0 +1,120 @@
+//! With no model provider configured, a model server on this machine is found and answers: the
+//! scripted OpenAI-compatible server, asking for no key, stands in for a local Ollama. Also what
+//! is not taken for one (nothing listening, a page that is no model list, a list too large).
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use sqlx::PgPool;
+use support::{
+    FakeLlm, TestApp, api, browser, listener, page, person, start_app, subscribe, until_finished,
+};
+
+/// The app with no provider, looking for a model server at `urls` only.
+async fn start_looking_at(pool: PgPool, urls: &str) -> TestApp {
+    let (listener, _) = listener().await;
+    start_app(pool, listener, &["--local-model-urls", urls], &[]).await
+}
+
+/// An address nothing listens on.
+fn closed_address() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    format!("http://127.0.0.1:{port}/v1")
+}
+
+/// A server answering `GET /v1/models` with `body`.
+async fn serving(body: String) -> String {
+    let (listener, base) = listener().await;
+    let app = axum::Router::new().route(
+        "/v1/models",
+        axum::routing::get(move || async move { body.clone() }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("{base}/v1")
+}
+
+#[sqlx::test(migrator = "domain::db::MIGRATOR")]
+async fn with_nothing_configured_a_model_server_on_this_machine_answers(pool: PgPool) {
+    let local = FakeLlm::start_keyless();
+    // The first address has nothing; the second is the model server.
+    let app = start_looking_at(pool, &format!("{},{}", closed_address(), local.url)).await;
+
+    let (_, alice) = person(&app, "alice", "alice").await;
+    let (status, models) = api(&app, &alice, "models/list", &[]).await;
+    assert_eq!(status, StatusCode::OK, "{models}");
+    assert_eq!(models["choices"], serde_json::json!(["local2/scripted"]));
+    assert_eq!(models["default"], "local2/scripted");
+    assert_eq!(models["unavailable"], serde_json::Value::Null);
+    let found = models["found"].as_str().unwrap();
+    assert!(found.contains(&local.url), "{found}");
+
+    // The home page says which server answers.
+    let home = page(&browser(), &app.base).await;
+    assert!(
+        home.contains("found-models") && home.contains(&local.url),
+        "{home}"
+    );
+
+    // And it answers, with no key.
+    let (status, chat) = api(&app, &alice, "chats/create", &[]).await;
+    assert_eq!(status, StatusCode::OK, "{chat}");
+    let chat = chat["id"].as_str().unwrap().to_owned();
+    let mut events = subscribe(&app, &alice, &chat, None).await;
+    let (status, sent) = api(
+        &app,
+        &alice,
+        "chats/send",
+        &[("id", &chat), ("text", "hello")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{sent}");
+    assert_eq!(sent["model"], "local2/scripted");
+    let events = until_finished(&mut events).await;
+    let last = events.last().unwrap();
+    assert_eq!(last.data["status"], "complete", "{:?}", last.data);
+    let (_, read) = api(&app, &alice, "chats/get", &[("id", &chat)]).await;
+    let answer = read["messages"][1]["content"].as_str().unwrap();
+    assert!(answer.starts_with("You said: hello."), "{answer}");
+}
+
+#[sqlx::test(migrator = "domain::db::MIGRATOR")]
+async fn with_nothing_found_the_app_starts_at_once_and_says_how_to_add_a_model(pool: PgPool) {
+    let started = Instant::now();
+    let app = start_looking_at(pool, &closed_address()).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "looking took {:?}",
+        started.elapsed()
+    );
+    let (_, alice) = person(&app, "alice", "alice").await;
+    let (_, models) = api(&app, &alice, "models/list", &[]).await;
+    assert_eq!(models["choices"], serde_json::json!([]));
+    assert_eq!(models["found"], serde_json::Value::Null);
+    assert!(
+        models["unavailable"]
+            .as_str()
+            .unwrap()
+            .contains("SWITCHBOARD_LLM_PROVIDERS")
+    );
+}
+
+#[sqlx::test(migrator = "domain::db::MIGRATOR")]
+async fn what_is_not_a_model_list_is_not_taken_for_one(pool: PgPool) {
+    let html = serving("<html><body>Welcome to nginx!</body></html>".into()).await;
+    // 300 KB of model names: over what is read of a model list.
+    let names: Vec<String> = (0..10_000)
+        .map(|i| format!(r#"{{"id":"model-number-{i:08}"}}"#))
+        .collect();
+    let huge = serving(format!(r#"{{"data":[{}]}}"#, names.join(","))).await;
+    let app = start_looking_at(pool, &format!("{html},{huge}")).await;
+    let (_, alice) = person(&app, "alice", "alice").await;
+    let (_, models) = api(&app, &alice, "models/list", &[]).await;
+    assert_eq!(models["choices"], serde_json::json!([]), "{models}");
+    assert_eq!(models["found"], serde_json::Value::Null);
+}
