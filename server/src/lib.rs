@@ -442,7 +442,7 @@ async fn serve(
     let public_url = auth.public_url.clone();
     if models.is_empty() {
         tracing::warn!(
-            "no LLM provider is configured (SWITCHBOARD_LLM_PROVIDERS): chats cannot be answered until one is"
+            "no LLM provider is configured (SWITCHBOARD_LLM_PROVIDERS) and no model server was found on this machine (Ollama, llama.cpp, LM Studio; SWITCHBOARD_LOCAL_MODEL_URLS): chats cannot be answered until one is"
         );
     } else {
         tracing::info!(models = ?models.choices(), "models on offer");
