@@ -77,7 +77,7 @@ pub async fn list_chats(search: Option<String>) -> Result<Vec<ChatSummary>, AppE
 #[server(endpoint = "models/list")]
 pub async fn list_models() -> Result<Models, AppError> {
     crate::ssr::current_user()?;
-    Ok(ssr::models(&crate::ssr::runs()?))
+    Ok(ssr::models(&crate::ssr::runs()?).await)
 }
 
 /// `POST /api/chats/create` with optional `model`: a new, empty chat.
@@ -111,7 +111,7 @@ pub async fn get_chat(id: String) -> Result<ChatData, AppError> {
         messages: conversation.history.into_iter().map(|m| m.view()).collect(),
         live,
         last_event_id: last_event_id.map(|id| id.to_string()),
-        models: ssr::models(&runs),
+        models: ssr::models(&runs).await,
     })
 }
 
@@ -211,8 +211,9 @@ pub mod ssr {
         }
     }
 
-    pub fn models(runs: &Runs) -> Models {
-        let catalog = runs.models();
+    /// The models on offer (this machine searched again for a model server while there are none).
+    pub async fn models(runs: &Runs) -> Models {
+        let catalog = runs.offered().await;
         Models {
             choices: catalog.choices(),
             default: catalog

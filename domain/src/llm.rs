@@ -743,7 +743,7 @@ pub struct Catalog {
 }
 
 /// Why nothing can answer when no model is configured, and what to do.
-pub const NO_MODEL: &str = "No model is configured yet, and none was found running on this machine, so nothing can answer. An administrator adds one with SWITCHBOARD_LLM_PROVIDERS, or starts a local model server such as Ollama and restarts Switchboard (see docs/models.md).";
+pub const NO_MODEL: &str = "No model is configured yet, and none was found running on this machine, so nothing can answer. An administrator adds one with SWITCHBOARD_LLM_PROVIDERS, or starts a model server such as Ollama on this machine, which is then found by itself (see docs/models.md).";
 
 /// A model's full name, `<provider>/<model>`.
 pub fn qualified(provider: &str, model: &str) -> String {

@@ -4,9 +4,12 @@
 //!
 //! What such a server says is not trusted further than its model names: the answer is read only up
 //! to [`MOST_BYTES`], at most [`MOST_MODELS`] names are kept, and a name that is not printable text
-//! of a reasonable length is left out.
+//! of a reasonable length is left out. While nothing is on offer, the search is made again when
+//! models are asked for (at most every [`LOOK_AGAIN_AFTER`]), so a server started after Switchboard
+//! answers without a restart.
 
-use std::time::Duration;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use serde::Deserialize;
@@ -28,6 +31,80 @@ const PATIENCE: Duration = Duration::from_millis(1500);
 const MOST_BYTES: usize = 256 * 1024;
 /// The most models taken from one server.
 const MOST_MODELS: usize = 200;
+
+/// While nothing is on offer, how long after a search the next may be made.
+const LOOK_AGAIN_AFTER: Duration = Duration::from_secs(5);
+
+/// The models on offer, and, when they came from a search of this machine, where to search again
+/// while none was found.
+pub struct Offer {
+    catalog: RwLock<Arc<Catalog>>,
+    search: Option<Search>,
+}
+
+struct Search {
+    candidates: Vec<Candidate>,
+    /// When the last search ended; held while one is made, so that requests arriving together
+    /// make one search.
+    last: tokio::sync::Mutex<Instant>,
+}
+
+impl From<Catalog> for Offer {
+    /// A catalog that stays as it is (configured, or nothing to search).
+    fn from(catalog: Catalog) -> Self {
+        Self {
+            catalog: RwLock::new(Arc::new(catalog)),
+            search: None,
+        }
+    }
+}
+
+impl Offer {
+    /// What a search of `candidates` just found (perhaps nothing: then searched again later).
+    pub fn searched(found: Catalog, candidates: Vec<Candidate>) -> Self {
+        Self {
+            catalog: RwLock::new(Arc::new(found)),
+            search: Some(Search {
+                candidates,
+                last: tokio::sync::Mutex::new(Instant::now()),
+            }),
+        }
+    }
+
+    /// The models on offer now.
+    pub fn now(&self) -> Arc<Catalog> {
+        self.catalog
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The models on offer; while there are none and this machine may be searched, searched again
+    /// first (unless it was searched less than [`LOOK_AGAIN_AFTER`] ago).
+    pub async fn current(&self) -> Arc<Catalog> {
+        let now = self.now();
+        let Some(search) = self.search.as_ref().filter(|_| now.is_empty()) else {
+            return now;
+        };
+        let mut last = search.last.lock().await;
+        // Another request may have found one while this one waited.
+        let now = self.now();
+        if !now.is_empty() || last.elapsed() < LOOK_AGAIN_AFTER {
+            return now;
+        }
+        let found = find(&search.candidates).await;
+        *last = Instant::now();
+        if found.is_empty() {
+            return now;
+        }
+        let found = Arc::new(found);
+        *self
+            .catalog
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = found.clone();
+        found
+    }
+}
 
 /// A place to look for a model server.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1404,7 +1404,7 @@ fn instance(db: &Database) -> domain::runs::Runs {
     let runs = domain::runs::Runs::new(
         db.clone(),
         llm::LlmClient::new(llm::ClientOptions::default()),
-        std::sync::Arc::new(llm::Catalog::default()),
+        llm::Catalog::default(),
         mcp,
     );
     tokio::spawn(runs.clone().share_with_other_instances());

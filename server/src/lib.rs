@@ -27,7 +27,8 @@ use axum::body::Body;
 use axum::extract::FromRef;
 use axum::routing::get;
 use domain::Database;
-use domain::llm::{Catalog, ClientOptions, LlmClient};
+use domain::llm::{ClientOptions, LlmClient};
+use domain::local_models::Offer;
 use domain::mcp::{self, Mcp};
 use domain::runs::Runs;
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode, header};
@@ -70,7 +71,7 @@ impl AppState {
     pub async fn new(
         config: &Config,
         auth: AuthSettings,
-        models: Catalog,
+        models: impl Into<Offer>,
         db: Database,
     ) -> Result<Self, StartupError> {
         let boundary = guard::Boundary::new(
@@ -106,7 +107,7 @@ impl AppState {
         let runs = Runs::new(
             db.clone(),
             LlmClient::new(ClientOptions::default()),
-            Arc::new(models),
+            models,
             mcp.clone(),
         );
         // Until the pool closes: pages here follow runs on the other instances on this database,
@@ -385,11 +386,13 @@ pub async fn run(config: Config) -> Result<(), StartupError> {
     let database = config.database()?;
     let env = |name: &str| std::env::var(name).ok();
     let auth = AuthSettings::from_config(&config, &env)?;
-    let mut models = llm_settings::catalog(&config, &env)?;
-    if matches!(command, Command::Serve) {
+    let models = llm_settings::catalog(&config, &env)?;
+    let models = if matches!(command, Command::Serve) {
         config.validate_serve()?;
-        models = llm_settings::or_local(models, &config).await?;
-    }
+        llm_settings::or_local(models, &config).await?
+    } else {
+        Offer::from(models)
+    };
     let databases = Databases::open(database, config.database_max_connections).await?;
     let result = async {
         migrate(&databases.db).await?;
@@ -414,7 +417,7 @@ async fn migrate(db: &Database) -> Result<(), StartupError> {
 async fn serve(
     config: &Config,
     auth: AuthSettings,
-    models: Catalog,
+    models: Offer,
     db: Database,
 ) -> Result<(), StartupError> {
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -440,12 +443,13 @@ async fn serve(
         }
     }
     let public_url = auth.public_url.clone();
-    if models.is_empty() {
+    let offered = models.now();
+    if offered.is_empty() {
         tracing::warn!(
             "no LLM provider is configured (SWITCHBOARD_LLM_PROVIDERS) and no model server was found on this machine (Ollama, llama.cpp, LM Studio; SWITCHBOARD_LOCAL_MODEL_URLS): chats cannot be answered until one is"
         );
     } else {
-        tracing::info!(models = ?models.choices(), "models on offer");
+        tracing::info!(models = ?offered.choices(), "models on offer");
     }
     let state = AppState::new(config, auth, models, db.clone()).await?;
     let cleanup =

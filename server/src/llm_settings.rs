@@ -6,7 +6,7 @@
 //! and `SWITCHBOARD_LLM_DEFAULT_MODEL` picks the default.
 
 use domain::llm::{Catalog, Provider};
-use domain::local_models::{self, Candidate};
+use domain::local_models::{self, Candidate, Offer};
 use url::Url;
 
 use crate::config::{Config, ConfigError, ProviderVars, list, provider_ids};
@@ -66,13 +66,14 @@ pub fn catalog(
 }
 
 /// `catalog`, or, when it offers nothing, the models of a server found on this machine (where
-/// `SWITCHBOARD_LOCAL_MODEL_URLS` says, or the usual addresses; `off`: nowhere).
-pub async fn or_local(catalog: Catalog, config: &Config) -> Result<Catalog, ConfigError> {
+/// `SWITCHBOARD_LOCAL_MODEL_URLS` says, or the usual addresses; `off`: nowhere), searched for now
+/// and again later while none is found.
+pub async fn or_local(catalog: Catalog, config: &Config) -> Result<Offer, ConfigError> {
     if !catalog.is_empty() {
-        return Ok(catalog);
+        return Ok(catalog.into());
     }
     let candidates = match config.local_model_urls.as_deref().map(str::trim) {
-        Some("off") => return Ok(catalog),
+        Some("off") => return Ok(catalog.into()),
         None | Some("") => Candidate::usual(),
         Some(urls) => {
             let urls = list(Some(urls))
@@ -87,7 +88,8 @@ pub async fn or_local(catalog: Catalog, config: &Config) -> Result<Catalog, Conf
             Candidate::given(&urls)
         }
     };
-    Ok(local_models::find(&candidates).await)
+    let found = local_models::find(&candidates).await;
+    Ok(Offer::searched(found, candidates))
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
-//! With no model provider configured, a model server on this machine is found and answers: the
-//! scripted OpenAI-compatible server, asking for no key, stands in for a local Ollama. Also what
-//! is not taken for one (nothing listening, a page that is no model list, a list too large).
+//! With no model provider configured, a model server on this machine is found and answers, whether
+//! it was running before Switchboard started or after: the scripted OpenAI-compatible server,
+//! asking for no key, stands in for a local Ollama. Also what is not taken for one (nothing
+//! listening, a page that is no model list, a list too large).
 
 mod support;
 
@@ -18,14 +19,37 @@ async fn start_looking_at(pool: PgPool, urls: &str) -> TestApp {
     start_app(pool, listener, &["--local-model-urls", urls], &[]).await
 }
 
-/// An address nothing listens on.
-fn closed_address() -> String {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
+/// A port nothing listens on.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
-        .port();
-    format!("http://127.0.0.1:{port}/v1")
+        .port()
+}
+
+/// An address nothing listens on.
+fn closed_address() -> String {
+    format!("http://127.0.0.1:{}/v1", free_port())
+}
+
+/// Creates a chat of `token`'s, sends `text` and waits for the answer; returns the model the send
+/// named and the stored answer.
+async fn ask(app: &TestApp, token: &str, text: &str) -> (String, serde_json::Value) {
+    let (status, chat) = api(app, token, "chats/create", &[]).await;
+    assert_eq!(status, StatusCode::OK, "{chat}");
+    let chat = chat["id"].as_str().unwrap().to_owned();
+    let mut events = subscribe(app, token, &chat, None).await;
+    let (status, sent) = api(app, token, "chats/send", &[("id", &chat), ("text", text)]).await;
+    assert_eq!(status, StatusCode::OK, "{sent}");
+    let events = until_finished(&mut events).await;
+    let last = events.last().unwrap();
+    assert_eq!(last.data["status"], "complete", "{:?}", last.data);
+    let (_, read) = api(app, token, "chats/get", &[("id", &chat)]).await;
+    (
+        sent["model"].as_str().unwrap().to_owned(),
+        read["messages"][1].clone(),
+    )
 }
 
 /// A server answering `GET /v1/models` with `body`.
@@ -62,25 +86,41 @@ async fn with_nothing_configured_a_model_server_on_this_machine_answers(pool: Pg
     );
 
     // And it answers, with no key.
-    let (status, chat) = api(&app, &alice, "chats/create", &[]).await;
-    assert_eq!(status, StatusCode::OK, "{chat}");
-    let chat = chat["id"].as_str().unwrap().to_owned();
-    let mut events = subscribe(&app, &alice, &chat, None).await;
-    let (status, sent) = api(
-        &app,
-        &alice,
-        "chats/send",
-        &[("id", &chat), ("text", "hello")],
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK, "{sent}");
-    assert_eq!(sent["model"], "local2/scripted");
-    let events = until_finished(&mut events).await;
-    let last = events.last().unwrap();
-    assert_eq!(last.data["status"], "complete", "{:?}", last.data);
-    let (_, read) = api(&app, &alice, "chats/get", &[("id", &chat)]).await;
-    let answer = read["messages"][1]["content"].as_str().unwrap();
-    assert!(answer.starts_with("You said: hello."), "{answer}");
+    let (model, answer) = ask(&app, &alice, "hello").await;
+    assert_eq!(model, "local2/scripted");
+    let text = answer["content"].as_str().unwrap();
+    assert!(text.starts_with("You said: hello."), "{text}");
+}
+
+#[sqlx::test(migrator = "domain::db::MIGRATOR")]
+async fn a_model_server_started_after_switchboard_answers_without_a_restart(pool: PgPool) {
+    let port = free_port();
+    let app = start_looking_at(pool, &format!("http://127.0.0.1:{port}/v1")).await;
+    let (_, alice) = person(&app, "alice", "alice").await;
+    let (_, models) = api(&app, &alice, "models/list", &[]).await;
+    assert_eq!(models["choices"], serde_json::json!([]));
+
+    let _local = FakeLlm::start_keyless_on(port);
+    // Searched again when models are asked for (at most every few seconds).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (_, models) = api(&app, &alice, "models/list", &[]).await;
+        if models["choices"] == serde_json::json!(["local/scripted"]) {
+            assert!(
+                models["found"]
+                    .as_str()
+                    .unwrap()
+                    .contains(&port.to_string())
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "never found: {models}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let (model, answer) = ask(&app, &alice, "hello again").await;
+    assert_eq!(model, "local/scripted");
+    let text = answer["content"].as_str().unwrap();
+    assert!(text.starts_with("You said: hello again."), "{text}");
 }
 
 #[sqlx::test(migrator = "domain::db::MIGRATOR")]

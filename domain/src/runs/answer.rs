@@ -106,10 +106,8 @@ impl Runs {
         } else {
             (Vec::new(), Policies::default(), agent::DEFAULT_MAX_STEPS)
         };
-        let (provider, model) = self
-            .inner
-            .models
-            .for_chat(conversation.chat.model.as_deref())?;
+        let models = self.offered().await;
+        let (provider, model) = models.for_chat(conversation.chat.model.as_deref())?;
         // Earlier answers' tool calls go to a model that is offered tools: some providers refuse
         // them in a request without any.
         let mut history = agent::history::for_model(&conversation.history, !specs.is_empty());

@@ -129,7 +129,8 @@ impl Runs {
         };
         let specs = tools?.unwrap_or_default();
         let (policies, _) = person?;
-        let (provider, model) = self.inner.models.for_chat(chat.model.as_deref())?;
+        let models = self.models();
+        let (provider, model) = models.for_chat(chat.model.as_deref())?;
         let plan = Plan {
             provider: provider.clone(),
             model: model.to_owned(),

@@ -32,6 +32,7 @@ use uuid::Uuid;
 use crate::Database;
 use crate::chats::Status;
 use crate::llm::{Catalog, LlmClient};
+use crate::local_models::Offer;
 use crate::mcp::Mcp;
 
 mod answer;
@@ -58,7 +59,7 @@ pub struct Runs {
 struct Inner {
     db: Database,
     llm: LlmClient,
-    models: Arc<Catalog>,
+    models: Offer,
     mcp: Mcp,
     epoch: u64,
     channels: Mutex<HashMap<Uuid, Channel>>,
@@ -73,7 +74,7 @@ struct Inner {
 }
 
 impl Runs {
-    pub fn new(db: Database, llm: LlmClient, models: Arc<Catalog>, mcp: Mcp) -> Self {
+    pub fn new(db: Database, llm: LlmClient, models: impl Into<Offer>, mcp: Mcp) -> Self {
         // Milliseconds, and three random digits: instances started in the same millisecond differ.
         let epoch = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -85,7 +86,7 @@ impl Runs {
             inner: Arc::new(Inner {
                 db,
                 llm,
-                models,
+                models: models.into(),
                 mcp,
                 epoch,
                 channels: Mutex::new(HashMap::new()),
@@ -97,8 +98,15 @@ impl Runs {
         }
     }
 
-    pub fn models(&self) -> &Catalog {
-        &self.inner.models
+    /// The models on offer now.
+    pub fn models(&self) -> Arc<Catalog> {
+        self.inner.models.now()
+    }
+
+    /// The models on offer, after searching this machine again for a model server if none is
+    /// (see [`Offer::current`]).
+    pub async fn offered(&self) -> Arc<Catalog> {
+        self.inner.models.current().await
     }
 
     /// Shutting down: every live run ends as interrupted, keeping its text, and every event

@@ -96,8 +96,18 @@ impl FakeLlm {
         Self::start_with(&["--key", "none"])
     }
 
+    /// Keyless, on `port`.
+    pub fn start_keyless_on(port: u16) -> Self {
+        Self::start_with(&["--key", "none", "--port", &port.to_string()])
+    }
+
     fn start_with(args: &[&str]) -> Self {
-        let args: Vec<&str> = ["--port", "0"].iter().chain(args).copied().collect();
+        let any_port: &[&str] = if args.contains(&"--port") {
+            &[]
+        } else {
+            &["--port", "0"]
+        };
+        let args: Vec<&str> = any_port.iter().chain(args).copied().collect();
         let (child, ready) = start_script("end2end/fake-llm/server.mjs", &args);
         Self {
             child,
