@@ -28,9 +28,7 @@ pub fn catalog(
         let base = var("BASE_URL").ok_or_else(|| {
             bad(format!("LLM provider '{id}' needs {prefix}BASE_URL, the API's address up to /v1 (https://api.openai.com/v1, http://127.0.0.1:11434/v1 for Ollama)."))
         })?;
-        let base_url = Url::parse(&base)
-            .ok()
-            .filter(|u| matches!(u.scheme(), "http" | "https"))
+        let base_url = http_url(&base)
             .ok_or_else(|| bad(format!("{prefix}BASE_URL is not an http(s) URL: '{base}'.")))?;
         let models = list(var("MODELS").as_deref());
         if models.is_empty() {
@@ -65,6 +63,13 @@ pub fn catalog(
     Ok(catalog)
 }
 
+/// `text` as an http(s) URL, the only kind a model's API may have.
+fn http_url(text: &str) -> Option<Url> {
+    Url::parse(text)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https"))
+}
+
 /// `catalog`, or, when it offers nothing, the models of a server found on this machine (where
 /// `SWITCHBOARD_LOCAL_MODEL_URLS` says, or the usual addresses; `off`: nowhere), searched for now
 /// and again later while none is found.
@@ -79,10 +84,7 @@ pub async fn or_local(catalog: Catalog, config: &Config) -> Result<Offer, Config
             let urls = list(Some(urls))
                 .into_iter()
                 .map(|u| {
-                    Url::parse(&u)
-                        .ok()
-                        .filter(|url| matches!(url.scheme(), "http" | "https"))
-                        .ok_or_else(|| ConfigError::Llm(format!("SWITCHBOARD_LOCAL_MODEL_URLS: '{u}' is not an http(s) URL (http://127.0.0.1:11434/v1), nor `off`.")))
+                    http_url(&u).ok_or_else(|| ConfigError::Llm(format!("SWITCHBOARD_LOCAL_MODEL_URLS: '{u}' is not an http(s) URL (http://127.0.0.1:11434/v1), nor `off`.")))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             Candidate::given(&urls)

@@ -10,22 +10,14 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use sqlx::PgPool;
 use support::{
-    FakeLlm, TestApp, api, browser, listener, page, person, start_app, subscribe, until_finished,
+    FakeLlm, TestApp, api, browser, free_port, listener, page, person, start_app, subscribe,
+    until_finished,
 };
 
 /// The app with no provider, looking for a model server at `urls` only.
 async fn start_looking_at(pool: PgPool, urls: &str) -> TestApp {
     let (listener, _) = listener().await;
     start_app(pool, listener, &["--local-model-urls", urls], &[]).await
-}
-
-/// A port nothing listens on.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// An address nothing listens on.

@@ -7,6 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+mod support;
+
+use support::free_port;
+
 const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
 
 /// A temporary directory that the `postgres` user can traverse (the embedded cluster runs as that
@@ -18,14 +22,6 @@ fn workspace() -> (tempfile::TempDir, PathBuf) {
     fs::create_dir_all(site.join("pkg")).unwrap();
     fs::write(site.join("pkg/switchboard.css"), "").unwrap();
     (dir, site)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn switchboard(site: &Path) -> Command {

@@ -18,6 +18,15 @@ use server::config::Config;
 use server::{AppState, router};
 use sqlx::PgPool;
 
+/// A port nothing listens on (free when asked; a test binds it, or tells a server to, next).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// The workspace root (where `node_modules/` and `.tools/` are).
 pub fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
