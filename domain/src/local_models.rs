@@ -140,7 +140,7 @@ impl Candidate {
                 } else {
                     format!("local{}", i + 1)
                 },
-                label: format!("the model server at {url}"),
+                label: "a model server".to_owned(),
                 base_url: url.clone(),
             })
             .collect()
