@@ -43,6 +43,7 @@ impl Model for Instant0 {
             Ok(Completion {
                 text: "It is 42.".into(),
                 calls: vec![],
+                ..Default::default()
             })
         } else {
             Ok(Completion {
@@ -52,6 +53,7 @@ impl Model for Instant0 {
                     name: "calc__add".into(),
                     arguments: r#"{"a":2,"b":40}"#.into(),
                 }],
+                ..Default::default()
             })
         }
     }

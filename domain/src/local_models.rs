@@ -169,11 +169,11 @@ pub async fn find(candidates: &[Candidate]) -> Catalog {
                     candidate.label
                 );
                 return Catalog {
-                    providers: vec![Provider {
-                        id: candidate.id.clone(),
-                        base_url: candidate.base_url.clone(),
-                        api_key: None,
-                    }],
+                    providers: vec![Provider::new(
+                        candidate.id.clone(),
+                        candidate.base_url.clone(),
+                        None,
+                    )],
                     models: models
                         .into_iter()
                         .map(|m| (candidate.id.clone(), m))

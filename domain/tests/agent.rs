@@ -51,6 +51,7 @@ fn text(t: &str) -> Result<Completion, String> {
     Ok(Completion {
         text: t.into(),
         calls: vec![],
+        ..Default::default()
     })
 }
 
@@ -65,6 +66,7 @@ fn calls(list: &[(&str, &str, Value)]) -> Result<Completion, String> {
                 arguments: args.to_string(),
             })
             .collect(),
+        ..Default::default()
     })
 }
 
@@ -723,6 +725,7 @@ async fn a_call_for_a_tool_not_offered_or_with_bad_json_is_answered_with_an_erro
                     arguments: "{not json".into(),
                 },
             ],
+            ..Default::default()
         }),
         text("I could not do that."),
     ]);

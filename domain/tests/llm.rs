@@ -116,6 +116,17 @@ async fn completions(
         "stall" => sse(vec![text_chunk("Hello")], Tail::Hang),
         "cut-off" => sse(vec![text_chunk("Hello")], Tail::Close),
         "garbled" => sse(vec![text_chunk("Hello"), "{not json".into()], Tail::Done),
+        // A stream without end: 64 KB tokens, forever.
+        "endless" => {
+            let token = text_chunk(&"x".repeat(64 << 10));
+            let body = stream::repeat(token)
+                .map(|c| Ok::<_, Infallible>(Bytes::from(format!("data: {c}\n\n"))));
+            (
+                [("content-type", "text/event-stream")],
+                Body::from_stream(body),
+            )
+                .into_response()
+        }
         _ => (
             StatusCode::NOT_FOUND,
             Json(json!({"error": {"message": "The model does not exist"}})),
@@ -145,11 +156,7 @@ fn client() -> LlmClient {
 }
 
 fn provider(base_url: Url, key: &str) -> Provider {
-    Provider {
-        id: "fake".into(),
-        base_url,
-        api_key: Some(key.into()),
-    }
+    Provider::new("fake", base_url, Some(key.into()))
 }
 
 fn ask(model: &str) -> Request {
@@ -195,7 +202,9 @@ async fn text_streams_token_by_token() {
             StreamEvent::Token(", world".into()),
             StreamEvent::Finished {
                 reason: FinishReason::Stop,
-                tool_calls: vec![]
+                tool_calls: vec![],
+                usage: None,
+                signature: None,
             },
         ]
     );
@@ -223,6 +232,8 @@ async fn tool_call_deltas_are_assembled() {
                 name: "get_time".into(),
                 arguments: r#"{"timezone": "Europe/Paris"}"#.into(),
             }],
+            usage: None,
+            signature: None,
         }
     );
 }
@@ -319,4 +330,24 @@ async fn a_provider_that_is_down_is_reported_after_retries() {
         .unwrap_err();
     assert!(matches!(error, LlmError::Unreachable { .. }), "{error:?}");
     assert!(error.to_string().contains("Cannot reach"), "{error}");
+}
+
+#[tokio::test]
+async fn a_stream_without_end_is_cut_off_at_the_limit() {
+    let (url, _) = server().await;
+    let (events, error) = collect(&client(), &provider(url, "test-key"), &ask("endless"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, LlmError::TooLarge { megabytes: 8, .. }),
+        "{error:?}"
+    );
+    let received: usize = events
+        .iter()
+        .map(|e| match e {
+            StreamEvent::Token(t) => t.len(),
+            _ => 0,
+        })
+        .sum();
+    assert!((7 << 20..=8 << 20).contains(&received), "{received}");
 }

@@ -1,11 +1,12 @@
 //! Which LLM providers and models are on offer, from configuration.
 //!
 //! Providers are listed by id in `SWITCHBOARD_LLM_PROVIDERS` (`openai,ollama`); each has its own
-//! `SWITCHBOARD_LLM_<ID>_BASE_URL`, `_API_KEY` and `_MODELS`. Models are then named
+//! `SWITCHBOARD_LLM_<ID>_BASE_URL`, `_API_KEY` and `_MODELS`, and may have `_KIND` (`openai`, the
+//! default, or `anthropic`) and, for Anthropic, `_THINKING_BUDGET`. Models are then named
 //! `<id>/<model>`; `SWITCHBOARD_LLM_ALIASES` gives some of them short names (`fast=ollama/llama3.2`)
 //! and `SWITCHBOARD_LLM_DEFAULT_MODEL` picks the default.
 
-use domain::llm::{Catalog, Provider};
+use domain::llm::{Catalog, Provider, ProviderKind};
 use domain::local_models::{self, Candidate, Offer};
 use url::Url;
 
@@ -39,11 +40,26 @@ pub fn catalog(
         catalog
             .models
             .extend(models.into_iter().map(|m| (id.clone(), m)));
-        catalog.providers.push(Provider {
-            id,
-            base_url,
-            api_key: var("API_KEY"),
-        });
+        let kind = match var("KIND") {
+            None => ProviderKind::OpenAi,
+            Some(kind) => ProviderKind::parse(&kind).ok_or_else(|| {
+                bad(format!("{prefix}KIND is '{kind}': it is `openai` (Chat Completions, which most servers speak) or `anthropic` (Anthropic's Messages API)."))
+            })?,
+        };
+        let thinking_budget = match var("THINKING_BUDGET") {
+            None => None,
+            Some(budget) => Some(budget.parse::<u32>().ok().filter(|b| (1024..=128_000).contains(b)).ok_or_else(|| {
+                bad(format!("{prefix}THINKING_BUDGET is '{budget}': it is the tokens an Anthropic model may think for, from 1024 to 128000."))
+            })?),
+        };
+        if thinking_budget.is_some() && kind != ProviderKind::Anthropic {
+            return Err(bad(format!(
+                "{prefix}THINKING_BUDGET is for Anthropic providers ({prefix}KIND=anthropic); OpenAI-compatible reasoning models think by themselves."
+            )));
+        }
+        let mut provider = Provider::new(id, base_url, var("API_KEY")).with_kind(kind);
+        provider.thinking_budget = thinking_budget;
+        catalog.providers.push(provider);
     }
     for pair in list(config.llm_aliases.as_deref()) {
         let (alias, target) = pair.split_once('=').ok_or_else(|| {
@@ -182,5 +198,52 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(message.contains("openai/gpt-9"), "{message}");
+    }
+
+    #[test]
+    fn a_provider_may_speak_anthropic_and_think() {
+        let anthropic = |extra: &[(&'static str, &'static str)]| {
+            let mut vars = vec![
+                (
+                    "SWITCHBOARD_LLM_CLAUDE_BASE_URL",
+                    "https://api.anthropic.com/v1",
+                ),
+                ("SWITCHBOARD_LLM_CLAUDE_MODELS", "claude-sonnet-4-5"),
+            ];
+            vars.extend_from_slice(extra);
+            read(&["--llm-providers", "claude"], &vars)
+        };
+        let c = anthropic(&[
+            ("SWITCHBOARD_LLM_CLAUDE_KIND", "anthropic"),
+            ("SWITCHBOARD_LLM_CLAUDE_THINKING_BUDGET", "2048"),
+        ])
+        .unwrap();
+        assert_eq!(c.providers[0].kind, ProviderKind::Anthropic);
+        assert_eq!(c.providers[0].thinking_budget, Some(2048));
+        // Unset, a provider speaks Chat Completions.
+        assert_eq!(
+            anthropic(&[]).unwrap().providers[0].kind,
+            ProviderKind::OpenAi
+        );
+        for (vars, says) in [
+            (
+                vec![("SWITCHBOARD_LLM_CLAUDE_KIND", "google")],
+                "SWITCHBOARD_LLM_CLAUDE_KIND is 'google'",
+            ),
+            (
+                vec![
+                    ("SWITCHBOARD_LLM_CLAUDE_KIND", "anthropic"),
+                    ("SWITCHBOARD_LLM_CLAUDE_THINKING_BUDGET", "10"),
+                ],
+                "from 1024 to 128000",
+            ),
+            (
+                vec![("SWITCHBOARD_LLM_CLAUDE_THINKING_BUDGET", "2048")],
+                "for Anthropic providers",
+            ),
+        ] {
+            let message = anthropic(&vars).unwrap_err().to_string();
+            assert!(message.contains(says), "{message}");
+        }
     }
 }

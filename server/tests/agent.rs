@@ -179,11 +179,7 @@ async fn approve_edit_and_reject_with_the_real_client_and_the_reference_servers(
         user: alice,
         mcp,
         client: LlmClient::new(ClientOptions::default()),
-        provider: Provider {
-            id: "fake".into(),
-            base_url: llm.url.parse().unwrap(),
-            api_key: Some("test-key".into()),
-        },
+        provider: Provider::new("fake", llm.url.parse().unwrap(), Some("test-key".into())),
     };
 
     // Approve: the tool runs on the server, the model answers with its result.
@@ -333,11 +329,7 @@ async fn an_approved_call_does_not_run_on_a_server_redefined_before_it_runs(pool
             .await
             .unwrap()
     );
-    let unreachable = Provider {
-        id: "none".into(),
-        base_url: "http://127.0.0.1:9/v1".parse().unwrap(),
-        api_key: None,
-    };
+    let unreachable = Provider::new("none", "http://127.0.0.1:9/v1".parse().unwrap(), None);
     let client = LlmClient::new(ClientOptions::default());
     let model = LlmModel {
         client: &client,

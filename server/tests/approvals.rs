@@ -11,11 +11,13 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::PgPool;
-use support::{FakeLlm, SseEvent, SseReader, TestApp, call, listener, person, start_app};
+use support::{FakeLlm, SseEvent, SseReader, TestApp, Wire, call, listener, person, start_app};
 use uuid::Uuid;
 
 struct World {
     llm: FakeLlm,
+    /// The format the model speaks.
+    wire: Wire,
     everything: Child,
     /// The reference server's Streamable HTTP address.
     everything_url: String,
@@ -35,6 +37,11 @@ impl Drop for World {
 }
 
 async fn world(pool: PgPool) -> World {
+    world_speaking(pool, Wire::OpenAi).await
+}
+
+/// [`world`] with a model provider speaking `wire`.
+async fn world_speaking(pool: PgPool, wire: Wire) -> World {
     let llm = FakeLlm::start();
     let (everything, ready) =
         support::start_script_with_env("end2end/mcp/everything-http.mjs", &[], &[("PORT", "0")]);
@@ -48,7 +55,7 @@ async fn world(pool: PgPool) -> World {
     )
     .unwrap();
     let (listener, _) = listener().await;
-    let (mut args, vars) = llm.settings();
+    let (mut args, vars) = llm.settings_speaking(wire);
     let file_arg = file.display().to_string();
     args.extend(["--mcp-servers-file", file_arg.as_str()]);
     let app = start_app(pool, listener, &args, &vars).await;
@@ -56,6 +63,7 @@ async fn world(pool: PgPool) -> World {
     let (_, bob) = person(&app, "bob", "Bob").await;
     let world = World {
         llm,
+        wire,
         everything,
         everything_url: ready["url"].as_str().unwrap().to_owned(),
         app,
@@ -101,7 +109,7 @@ impl World {
     /// [`World::another_instance`], with the servers file `file`.
     async fn another_instance_with(&self, pool: PgPool, file: &std::path::Path) -> TestApp {
         let (listener, _) = listener().await;
-        let (mut args, vars) = self.llm.settings();
+        let (mut args, vars) = self.llm.settings_speaking(self.wire);
         let file_arg = file.display().to_string();
         args.extend(["--mcp-servers-file", file_arg.as_str()]);
         let other = start_app(pool, listener, &args, &vars).await;
@@ -452,8 +460,19 @@ async fn a_decision_landing_on_another_instance_is_followed_live_where_the_page_
 
 #[sqlx::test(migrator = "domain::db::MIGRATOR")]
 async fn an_edit_is_what_the_tool_gets_and_a_rejection_gets_a_humane_answer(pool: PgPool) {
-    let w = world(pool).await;
+    edit_and_reject(world(pool).await).await;
+}
 
+/// The same through Anthropic's Messages API, its model thinking before each turn: the calls are
+/// its `tool_use` blocks, the results `tool_result` blocks, its signed thinking goes back to it
+/// within the exchange (the scripted server refuses the turn otherwise, as Anthropic does), and
+/// the note on the rejection reaches it in the person's turn.
+#[sqlx::test(migrator = "domain::db::MIGRATOR")]
+async fn approvals_work_the_same_through_anthropics_messages_api(pool: PgPool) {
+    edit_and_reject(world_speaking(pool, Wire::Anthropic).await).await;
+}
+
+async fn edit_and_reject(w: World) {
     let chat = w.new_chat().await;
     let (mut events, seen) = w.ask(&chat, ECHO).await;
     let call_id = seen[1].data["call"]["id"].as_str().unwrap().to_owned();

@@ -1,7 +1,8 @@
 //! With no model provider configured, a model server on this machine is found and answers, whether
 //! it was running before Switchboard started or after: the scripted OpenAI-compatible server,
 //! asking for no key, stands in for a local Ollama. Also what is not taken for one (nothing
-//! listening, a page that is no model list, a list too large).
+//! listening, a page that is no model list, a list too large). And a provider speaking Anthropic's
+//! Messages API, answering and failing in its own format.
 
 mod support;
 
@@ -10,7 +11,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use sqlx::PgPool;
 use support::{
-    FakeLlm, TestApp, api, browser, free_port, listener, page, person, start_app, subscribe,
+    FakeLlm, TestApp, Wire, api, browser, free_port, listener, page, person, start_app, subscribe,
     until_finished,
 };
 
@@ -28,15 +29,20 @@ fn closed_address() -> String {
 /// Creates a chat of `token`'s, sends `text` and waits for the answer; returns the model the send
 /// named and the stored answer.
 async fn ask(app: &TestApp, token: &str, text: &str) -> (String, serde_json::Value) {
+    let (model, answer) = ask_ending(app, token, text).await;
+    assert_eq!(answer["status"], "complete", "{answer}");
+    (model, answer)
+}
+
+/// [`ask`], however the answer ends.
+async fn ask_ending(app: &TestApp, token: &str, text: &str) -> (String, serde_json::Value) {
     let (status, chat) = api(app, token, "chats/create", &[]).await;
     assert_eq!(status, StatusCode::OK, "{chat}");
     let chat = chat["id"].as_str().unwrap().to_owned();
     let mut events = subscribe(app, token, &chat, None).await;
     let (status, sent) = api(app, token, "chats/send", &[("id", &chat), ("text", text)]).await;
     assert_eq!(status, StatusCode::OK, "{sent}");
-    let events = until_finished(&mut events).await;
-    let last = events.last().unwrap();
-    assert_eq!(last.data["status"], "complete", "{:?}", last.data);
+    until_finished(&mut events).await;
     let (_, read) = api(app, token, "chats/get", &[("id", &chat)]).await;
     (
         sent["model"].as_str().unwrap().to_owned(),
@@ -149,4 +155,30 @@ async fn what_is_not_a_model_list_is_not_taken_for_one(pool: PgPool) {
     let (_, models) = api(&app, &alice, "models/list", &[]).await;
     assert_eq!(models["choices"], serde_json::json!([]), "{models}");
     assert_eq!(models["found"], serde_json::Value::Null);
+}
+
+#[sqlx::test(migrator = "domain::db::MIGRATOR")]
+async fn a_provider_speaking_anthropics_api_answers_and_its_overload_is_explained(pool: PgPool) {
+    let llm = FakeLlm::start();
+    let (args, vars) = llm.settings_speaking(Wire::Anthropic);
+    let (listener, _) = listener().await;
+    let app = start_app(pool, listener, &args, &vars).await;
+    let (_, alice) = person(&app, "alice", "alice").await;
+
+    let (model, answer) = ask(&app, &alice, "hello").await;
+    assert_eq!(model, "fake/scripted");
+    let text = answer["content"].as_str().unwrap();
+    assert!(text.starts_with("You said: hello."), "{text}");
+    // Its thinking came first, and is no part of the answer.
+    assert!(!text.contains("The person asked"), "{text}");
+
+    // Overloaded (HTTP 529, `overloaded_error`) on every try: the answer says so, and what to do.
+    let (_, answer) = ask_ending(&app, &alice, "are you overloaded?").await;
+    assert_eq!(answer["status"], "failed", "{answer}");
+    let error = answer["error"].as_str().unwrap();
+    assert!(
+        error.contains("'fake' is overloaded (Overloaded)")
+            && error.contains("choose another model"),
+        "{error}"
+    );
 }

@@ -22,6 +22,7 @@ pub fn for_model(history: &[chats::Message], with_calls: bool) -> Vec<Message> {
                     messages.push(Message::Assistant {
                         content: None,
                         tool_calls: asked,
+                        reasoning: None,
                     });
                     messages.extend(answers);
                 }
@@ -29,6 +30,7 @@ pub fn for_model(history: &[chats::Message], with_calls: bool) -> Vec<Message> {
                     messages.push(Message::Assistant {
                         content: Some(m.content.clone()),
                         tool_calls: vec![],
+                        reasoning: None,
                     });
                 }
             }
@@ -135,6 +137,7 @@ mod tests {
             llm::Message::Assistant {
                 content: Some("It said: edited.".into()),
                 tool_calls: vec![],
+                reasoning: None,
             }
         );
         let messages = for_model(&history, true);
@@ -148,6 +151,7 @@ mod tests {
         let llm::Message::Assistant {
             content: None,
             tool_calls,
+            reasoning: None,
         } = &messages[1]
         else {
             panic!("the calls come first: {:?}", messages[1]);
@@ -190,6 +194,7 @@ mod tests {
             llm::Message::Assistant {
                 content: Some("It said: edited.".into()),
                 tool_calls: vec![],
+                reasoning: None,
             }
         );
         assert_eq!(

@@ -65,8 +65,14 @@ pub async fn read_into(
                 sink.token(&text).await;
                 completion.text.push_str(&text);
             }
-            StreamEvent::Finished { tool_calls, .. } => {
+            StreamEvent::Thinking(text) => completion.thinking.push_str(&text),
+            StreamEvent::Finished {
+                tool_calls,
+                signature,
+                ..
+            } => {
                 completion.calls = tool_calls;
+                completion.signature = signature;
                 break;
             }
         }

@@ -445,11 +445,25 @@ fn model_name(server: &str, tool: &str) -> String {
     format!("{clean}_{hash}")
 }
 
-/// What the model answered: its text, and the tools it asked for.
+/// What the model answered: its text, the tools it asked for, and what it thought first.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Completion {
     pub text: String,
     pub calls: Vec<llm::ToolCall>,
+    /// The model's thinking (reasoning models), never part of the answer's text.
+    pub thinking: String,
+    /// The provider's signature on the thinking (Anthropic's), given back with it.
+    pub signature: Option<String>,
+}
+
+impl Completion {
+    /// The thinking, as the model's turn keeps it.
+    fn reasoning(&self) -> Option<llm::Reasoning> {
+        (!self.thinking.is_empty() || self.signature.is_some()).then(|| llm::Reasoning {
+            text: self.thinking.clone(),
+            signature: self.signature.clone(),
+        })
+    }
 }
 
 /// The model a run talks to.
@@ -563,6 +577,7 @@ async fn call_model<M: Model, T: Tools>(state: &mut RunState, deps: &Deps<'_, M,
             return Outcome::Continue;
         }
     };
+    let reasoning = completion.reasoning();
     let mut asked = completion.calls;
     // The provider's ids may repeat from turn to turn (or be missing): Switchboard's own replace
     // them, in the history the model is given too, so that each id names one call only.
@@ -570,6 +585,7 @@ async fn call_model<M: Model, T: Tools>(state: &mut RunState, deps: &Deps<'_, M,
         call.id = new_call_id();
     }
     state.messages.push(Message::Assistant {
+        reasoning,
         content: (!completion.text.is_empty()).then_some(completion.text),
         tool_calls: asked.clone(),
     });
@@ -828,6 +844,7 @@ async fn humanize<M: Model, T: Tools>(state: &mut RunState, deps: &Deps<'_, M, T
     match deps.model.complete(&messages, &[]).await {
         Ok(completion) => {
             state.messages.push(Message::Assistant {
+                reasoning: completion.reasoning(),
                 content: Some(completion.text),
                 tool_calls: Vec::new(),
             });
@@ -871,6 +888,7 @@ pub async fn run<M: Model, T: Tools, C: Checkpoints>(
                 state.messages.push(Message::Assistant {
                     content: Some(cut_off),
                     tool_calls: Vec::new(),
+                    reasoning: None,
                 });
             }
             state.halt(end);
@@ -935,6 +953,7 @@ mod tests {
             vec![Message::Assistant {
                 content: Some("Let me look.".into()),
                 tool_calls: vec![],
+                reasoning: None,
             }]
         );
         assert_eq!(state.answer_text(), "Let me look.");

@@ -89,7 +89,8 @@ pub fn start_script_with_env(
     (child, ready)
 }
 
-/// The scripted OpenAI-compatible server (end2end/fake-llm/server.mjs); its API key is `test-key`.
+/// The scripted model server (end2end/fake-llm/server.mjs), speaking OpenAI's Chat Completions
+/// and Anthropic's Messages API; its API key is `test-key`.
 pub struct FakeLlm {
     child: Child,
     pub url: String,
@@ -124,17 +125,36 @@ impl FakeLlm {
         }
     }
 
-    /// The settings that offer its model as `fake/scripted`.
+    /// The settings that offer its model as `fake/scripted`, in OpenAI's format.
     pub fn settings(&self) -> (Vec<&'static str>, Vec<(&'static str, String)>) {
-        (
-            vec!["--llm-providers", "fake"],
-            vec![
-                ("SWITCHBOARD_LLM_FAKE_BASE_URL", self.url.clone()),
-                ("SWITCHBOARD_LLM_FAKE_API_KEY", "test-key".to_owned()),
-                ("SWITCHBOARD_LLM_FAKE_MODELS", "scripted".to_owned()),
-            ],
-        )
+        self.settings_speaking(Wire::OpenAi)
     }
+
+    /// The settings that offer its model as `fake/scripted`, in the format `wire`.
+    pub fn settings_speaking(
+        &self,
+        wire: Wire,
+    ) -> (Vec<&'static str>, Vec<(&'static str, String)>) {
+        let mut vars = vec![
+            ("SWITCHBOARD_LLM_FAKE_BASE_URL", self.url.clone()),
+            ("SWITCHBOARD_LLM_FAKE_API_KEY", "test-key".to_owned()),
+            ("SWITCHBOARD_LLM_FAKE_MODELS", "scripted".to_owned()),
+        ];
+        if wire == Wire::Anthropic {
+            vars.push(("SWITCHBOARD_LLM_FAKE_KIND", "anthropic".to_owned()));
+            // Its model then thinks before each turn, in signed blocks that must come back.
+            vars.push(("SWITCHBOARD_LLM_FAKE_THINKING_BUDGET", "1024".to_owned()));
+        }
+        (vec!["--llm-providers", "fake"], vars)
+    }
+}
+
+/// The wire format a test's model provider speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wire {
+    OpenAi,
+    /// Anthropic's Messages API, with extended thinking.
+    Anthropic,
 }
 
 impl Drop for FakeLlm {

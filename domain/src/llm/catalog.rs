@@ -1,0 +1,163 @@
+//! The models on offer and how a chat's choice resolves to a provider and a model.
+
+use super::Provider;
+
+/// The models on offer: every configured provider's models, aliases such as `fast` or `smart`, and
+/// the default. A model is named `<provider>/<model>` (`ollama/llama3.2`); an alias stands for one.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Catalog {
+    pub providers: Vec<Provider>,
+    /// `(provider id, model name)`, in the order given.
+    pub models: Vec<(String, String)>,
+    /// Alias → `<provider>/<model>`.
+    pub aliases: Vec<(String, String)>,
+    /// `<provider>/<model>` or an alias; the first model when unset.
+    pub default: Option<String>,
+    /// When nothing was configured and a model server on this machine was found instead, a
+    /// sentence saying which (`local_models`), for the UI to show.
+    pub found: Option<String>,
+}
+
+/// Why nothing can answer when no model is configured, and what to do.
+pub const NO_MODEL: &str = "No model is configured yet, and none was found running on this machine, so nothing can answer. An administrator adds one with SWITCHBOARD_LLM_PROVIDERS, or starts a model server such as Ollama on this machine, which is then found by itself (see docs/models.md).";
+
+/// A model's full name, `<provider>/<model>`.
+pub fn qualified(provider: &str, model: &str) -> String {
+    format!("{provider}/{model}")
+}
+
+impl Catalog {
+    pub fn is_empty(&self) -> bool {
+        self.models.is_empty()
+    }
+
+    /// The names people choose from: aliases first, then every `<provider>/<model>`.
+    pub fn choices(&self) -> Vec<String> {
+        self.aliases
+            .iter()
+            .map(|(alias, _)| alias.clone())
+            .chain(self.models.iter().map(|(p, m)| qualified(p, m)))
+            .collect()
+    }
+
+    /// The provider and model a chat's choice stands for, or why it cannot be answered.
+    pub fn for_chat(&self, chosen: Option<&str>) -> crate::Result<(&Provider, &str)> {
+        self.resolve(chosen).ok_or_else(|| {
+            crate::Error::Unavailable(if self.is_empty() {
+                NO_MODEL.into()
+            } else {
+                format!(
+                    "The model '{}' chosen for this chat is no longer offered. Choose another one.",
+                    chosen.unwrap_or_default()
+                )
+            })
+        })
+    }
+
+    /// The provider and model a name stands for (an alias, `<provider>/<model>`, or nothing for
+    /// the default).
+    pub fn resolve(&self, name: Option<&str>) -> Option<(&Provider, &str)> {
+        let name = match name.filter(|n| !n.is_empty()) {
+            Some(name) => name,
+            None => match &self.default {
+                Some(default) => default.as_str(),
+                None => {
+                    let (provider, model) = self.models.first()?;
+                    return Some((self.provider(provider)?, model.as_str()));
+                }
+            },
+        };
+        let target = self
+            .aliases
+            .iter()
+            .find(|(alias, _)| alias == name)
+            .map(|(_, target)| target.as_str())
+            .unwrap_or(name);
+        let (provider, model) = target.split_once('/')?;
+        let (_, model) = self
+            .models
+            .iter()
+            .find(|(p, m)| p == provider && m == model)?;
+        Some((self.provider(provider)?, model.as_str()))
+    }
+
+    fn provider(&self, id: &str) -> Option<&Provider> {
+        self.providers.iter().find(|p| p.id == id)
+    }
+
+    /// Checks that every alias and the default name a configured model.
+    pub fn validate(&self) -> Result<(), String> {
+        for (alias, target) in &self.aliases {
+            if self.resolve(Some(target)).is_none() || target.split_once('/').is_none() {
+                return Err(format!(
+                    "the alias '{alias}' stands for '{target}', which is not a configured model (models are named <provider>/<model>, from the providers' model lists)"
+                ));
+            }
+        }
+        if let Some(default) = &self.default
+            && self.resolve(Some(default)).is_none()
+        {
+            return Err(format!(
+                "the default model '{default}' is not a configured model or alias"
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use url::Url;
+
+    use super::*;
+
+    fn catalog() -> Catalog {
+        let provider = |id: &str| Provider::new(id, Url::parse("http://h/v1").unwrap(), None);
+        Catalog {
+            providers: vec![provider("openai"), provider("ollama")],
+            models: vec![
+                ("openai".into(), "gpt-4o".into()),
+                ("ollama".into(), "llama3.2".into()),
+            ],
+            aliases: vec![("fast".into(), "ollama/llama3.2".into())],
+            default: None,
+            found: None,
+        }
+    }
+
+    #[test]
+    fn names_aliases_and_the_default_resolve() {
+        let mut c = catalog();
+        assert_eq!(c.choices(), ["fast", "openai/gpt-4o", "ollama/llama3.2"]);
+        let resolved =
+            |c: &Catalog, name| c.resolve(name).map(|(p, m)| (p.id.clone(), m.to_owned()));
+        assert_eq!(
+            resolved(&c, Some("fast")),
+            Some(("ollama".into(), "llama3.2".into()))
+        );
+        assert_eq!(
+            resolved(&c, Some("openai/gpt-4o")),
+            Some(("openai".into(), "gpt-4o".into()))
+        );
+        assert_eq!(
+            resolved(&c, None),
+            Some(("openai".into(), "gpt-4o".into())),
+            "the first model"
+        );
+        assert_eq!(resolved(&c, Some("openai/gpt-5")), None, "not offered");
+        c.default = Some("fast".into());
+        assert_eq!(
+            resolved(&c, None),
+            Some(("ollama".into(), "llama3.2".into()))
+        );
+        assert!(c.validate().is_ok());
+        c.aliases.push(("smart".into(), "openai/o9".into()));
+        assert!(c.validate().unwrap_err().contains("'smart'"));
+    }
+
+    #[test]
+    fn an_empty_catalog_resolves_nothing() {
+        assert!(Catalog::default().resolve(None).is_none());
+        assert!(Catalog::default().is_empty());
+    }
+}
