@@ -28,7 +28,7 @@ pub struct Chat {
     pub updated_at: DateTime<Utc>,
 }
 
-pub use protocol::{Role, Status};
+pub use protocol::{Role, Status, Usage};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Message {
@@ -41,6 +41,10 @@ pub struct Message {
     pub model: Option<String>,
     /// The tool calls an answer made, with their decisions and results.
     pub tool_calls: Vec<Call>,
+    /// What an answer's model thought first (reasoning models).
+    pub thinking: String,
+    /// What an answer used, once its model was asked.
+    pub usage: Option<Usage>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -56,8 +60,29 @@ impl Message {
             status,
             error: self.error,
             tool_calls: self.tool_calls.iter().map(|c| c.view(status)).collect(),
+            model: self.model,
+            thinking: self.thinking,
+            usage: self.usage,
         }
     }
+}
+
+/// An answer's usage as stored (none before its model was asked).
+fn usage_of(
+    input_tokens: Option<i32>,
+    output_tokens: Option<i32>,
+    estimated: Option<bool>,
+    first_token_ms: Option<i32>,
+    duration_ms: Option<i32>,
+) -> Option<Usage> {
+    let count = |n: i32| n.max(0) as u32;
+    Some(Usage {
+        input_tokens: count(input_tokens?),
+        output_tokens: output_tokens.map_or(0, count),
+        estimated: estimated.unwrap_or(false),
+        first_token_ms: first_token_ms.map(count),
+        duration_ms: duration_ms.map_or(0, count),
+    })
 }
 
 /// A message must say something.
@@ -263,6 +288,8 @@ async fn read_conversation(
                   (CASE WHEN m.status = 'streaming' AND m.updated_at < now() - make_interval(secs => $4)
                         THEN 'interrupted' ELSE m.status END) AS "status?: Status",
                   m.error, m.model, m.tool_calls AS "tool_calls?: Json<Vec<Call>>",
+                  m.thinking AS "thinking?", m.input_tokens, m.output_tokens,
+                  m.tokens_estimated AS "tokens_estimated?", m.first_token_ms, m.duration_ms,
                   m.created_at AS "created_at?",
                   EXISTS (SELECT 1 FROM mcp_connections x WHERE x.user_id = $2) AS "tool_servers!",
                   EXISTS (SELECT 1 FROM messages w
@@ -308,6 +335,14 @@ async fn read_conversation(
                 error: row.error,
                 model: row.model,
                 tool_calls: row.tool_calls?.0,
+                thinking: row.thinking.unwrap_or_default(),
+                usage: usage_of(
+                    row.input_tokens,
+                    row.output_tokens,
+                    row.tokens_estimated,
+                    row.first_token_ms,
+                    row.duration_ms,
+                ),
                 created_at: row.created_at?,
             })
         })
@@ -404,6 +439,8 @@ pub async fn ask(
         error: r.error,
         model: r.model,
         tool_calls: Vec::new(),
+        thinking: String::new(),
+        usage: None,
         created_at: r.created_at,
     });
     let (Some(first), Some(second)) = (messages.next(), messages.next()) else {

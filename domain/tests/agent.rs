@@ -309,6 +309,47 @@ async fn steps_checkpointed(f: &Fixture) -> Vec<String> {
     .unwrap()
 }
 
+/// A model whose provider counts nothing: the run's usage is estimated (about four characters a
+/// token) and says so; with counts, the provider's are summed over the run's model calls.
+#[sqlx::test(migrator = "domain::db::MIGRATOR")]
+async fn usage_is_the_providers_counts_or_an_estimate_that_says_so(pool: PgPool) {
+    let f = fixture(pool.clone()).await;
+    let model = Scripted::new(vec![text("Hello there!")]);
+    let state = ask(&f, &model, &Local::default()).await;
+    let usage = state.usage;
+    assert!(usage.estimated);
+    // "Hello there!" is 12 characters: 3 tokens.
+    assert_eq!(usage.output_tokens, 3);
+    assert!(usage.input_tokens > 0, "{usage:?}");
+
+    // Another chat of the same person.
+    let f2 = fixture(pool).await;
+    let counted = |input, output| {
+        Ok(Completion {
+            text: "Counted.".into(),
+            usage: Some(llm::Usage {
+                input_tokens: input,
+                output_tokens: output,
+            }),
+            first_token: Some(std::time::Duration::from_millis(40)),
+            took: std::time::Duration::from_millis(100),
+            ..Default::default()
+        })
+    };
+    let model = Scripted::new(vec![counted(100, 7)]);
+    let state = ask(&f2, &model, &Local::default()).await;
+    assert_eq!(
+        state.usage,
+        domain::chats::Usage {
+            input_tokens: 100,
+            output_tokens: 7,
+            estimated: false,
+            first_token_ms: Some(40),
+            duration_ms: 100,
+        }
+    );
+}
+
 #[sqlx::test(migrator = "domain::db::MIGRATOR")]
 async fn no_tool_calls_is_an_answer(pool: PgPool) {
     let f = fixture(pool).await;

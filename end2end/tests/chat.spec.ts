@@ -127,3 +127,32 @@ test("a message that cannot be sent stays in the box, with the reason", async ({
   await expect(page.getByTestId("chat-error")).toContainText("100001 characters");
   await expect(page.getByTestId("composer")).toHaveValue(long);
 });
+
+test("a reasoning model's thinking streams folded above its answer, is kept, and the answer says what it used", async ({ page }) => {
+  // "think" makes the scripted model stream `reasoning_content` before its answer.
+  await startChat(page, "think about it");
+  const answer = page.locator('[data-testid="message"][data-role="assistant"]').last();
+  await expect(answer).toContainText("You said: think about it.");
+  const thinking = answer.getByTestId("thinking");
+  await expect(thinking).toHaveCount(1);
+  // Folded: only its title shows until it is opened.
+  const thought = thinking.getByText("The person wants me to think. I will answer plainly.");
+  await expect(thought).toBeHidden();
+  await expect(answer.locator(".prose-chat")).not.toContainText("I will answer plainly");
+  await thinking.getByText("Thinking", { exact: true }).click();
+  await expect(thought).toBeVisible();
+
+  // On hover: the model that wrote it, the tokens and the time.
+  const meta = answer.getByTestId("answer-meta");
+  await answer.hover();
+  await expect(meta).toBeVisible();
+  await expect(meta).toContainText("Written by fake/scripted");
+  await expect(meta).toHaveText(/\d+ tokens in, \d+ out · first token \d+ ms · [\d.]+ (ms|s) writing/);
+
+  // Stored with the answer.
+  await page.reload();
+  const stored = page.locator('[data-testid="message"][data-role="assistant"]').last();
+  await expect(stored.getByTestId("thinking")).toHaveCount(1);
+  await expect(stored.getByTestId("thinking")).not.toHaveAttribute("open");
+  await expect(stored.getByTestId("answer-meta")).toContainText("Written by fake/scripted");
+});

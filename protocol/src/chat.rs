@@ -69,6 +69,33 @@ pub struct MessageView {
     pub error: Option<String>,
     /// An answer's tool calls, in order.
     pub tool_calls: Vec<CallView>,
+    /// The model that wrote an answer (`<provider>/<model>`).
+    #[serde(default)]
+    pub model: Option<String>,
+    /// What the model thought before answering (reasoning models); not part of `content`.
+    #[serde(default)]
+    pub thinking: String,
+    /// What an answer used, once its model was asked.
+    #[serde(default)]
+    pub usage: Option<Usage>,
+}
+
+/// What an answer used: tokens in and out, and how long its model took.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    /// The tokens the model was given, all its calls for the answer together.
+    pub input_tokens: u32,
+    /// The tokens it wrote (thinking included).
+    pub output_tokens: u32,
+    /// Some counts are Switchboard's estimates (about four characters a token): the provider
+    /// reported none.
+    #[serde(default)]
+    pub estimated: bool,
+    /// From asking the model to its first token or thought (the answer's first model call).
+    pub first_token_ms: Option<u32>,
+    /// The model's writing time, all its calls for the answer together (the time the answer
+    /// waited for the person and ran tools is not counted).
+    pub duration_ms: u32,
 }
 
 /// An answer being written, as far as it has come.
@@ -76,6 +103,9 @@ pub struct MessageView {
 pub struct LiveText {
     pub answer_id: String,
     pub text: String,
+    /// Its model's thinking so far.
+    #[serde(default)]
+    pub thinking: String,
 }
 
 /// What a client knows of a chat: its messages, and the answer being written.
@@ -112,14 +142,23 @@ pub fn apply(
         Event::RunStarted {
             question,
             answer_id,
-            ..
-        } => started(messages, live, question, answer_id),
+            model,
+        } => started(messages, live, question, answer_id, model),
         Event::Token { answer_id, text } => token(live, answer_id, &text),
-        Event::Snapshot { answer_id, text } => {
+        Event::Thinking { answer_id, text } => thinking(live, answer_id, &text),
+        Event::Snapshot {
+            answer_id,
+            text,
+            thinking,
+        } => {
             if let Some(answer) = find(messages, &answer_id) {
                 answer.status = Status::Streaming;
             }
-            *live = Some(LiveText { answer_id, text });
+            *live = Some(LiveText {
+                answer_id,
+                text,
+                thinking,
+            });
         }
         Event::ToolCall { answer_id, call }
         | Event::Decision { answer_id, call }
@@ -131,14 +170,17 @@ pub fn apply(
                 }
             }
         }
-        Event::ApprovalNeeded { answer_id, .. } => {
-            settle(messages, live, &answer_id, Status::Waiting, None);
+        Event::ApprovalNeeded {
+            answer_id, usage, ..
+        } => {
+            settle(messages, live, &answer_id, Status::Waiting, None, usage);
         }
         Event::RunFinished {
             answer_id,
             status,
             error,
-        } => settle(messages, live, &answer_id, status, error),
+            usage,
+        } => settle(messages, live, &answer_id, status, error, usage),
         Event::Resync => return Applied::Resync,
     }
     Applied::Done
@@ -152,6 +194,7 @@ pub fn started(
     live: &mut Option<LiveText>,
     question: MessageView,
     answer_id: String,
+    model: String,
 ) {
     if find(messages, &answer_id).is_none() {
         let position = question.position;
@@ -165,28 +208,35 @@ pub fn started(
             status: Status::Streaming,
             error: None,
             tool_calls: Vec::new(),
+            model: Some(model),
+            thinking: String::new(),
+            usage: None,
         });
     }
     // Its first tokens may have come before the reply to the send that started it.
-    if live.as_ref().is_none_or(|l| l.answer_id != answer_id) {
-        *live = Some(LiveText {
-            answer_id,
-            text: String::new(),
-        });
-    }
+    live_of(live, answer_id);
 }
 
 /// More of the answer `answer_id`.
 pub fn token(live: &mut Option<LiveText>, answer_id: String, text: &str) {
-    match live {
-        Some(l) if l.answer_id == answer_id => l.text.push_str(text),
-        other => {
-            *other = Some(LiveText {
-                answer_id,
-                text: text.to_owned(),
-            })
-        }
+    live_of(live, answer_id).text.push_str(text);
+}
+
+/// More of the thinking of the answer `answer_id`.
+pub fn thinking(live: &mut Option<LiveText>, answer_id: String, text: &str) {
+    live_of(live, answer_id).thinking.push_str(text);
+}
+
+/// The live answer `answer_id` (a new, empty one when another was live).
+fn live_of(live: &mut Option<LiveText>, answer_id: String) -> &mut LiveText {
+    if live.as_ref().is_none_or(|l| l.answer_id != answer_id) {
+        *live = Some(LiveText {
+            answer_id,
+            text: String::new(),
+            thinking: String::new(),
+        });
     }
+    live.as_mut().expect("set above")
 }
 
 /// The answer stops being written (it waits, or ended as `status`): its text is the live one, and
@@ -197,14 +247,25 @@ fn settle(
     answer_id: &str,
     status: Status,
     error: Option<String>,
+    usage: Option<Usage>,
 ) {
-    let text = match live {
-        Some(l) if l.answer_id == answer_id => live.take().map(|l| l.text),
+    let written = match live {
+        Some(l) if l.answer_id == answer_id => live.take(),
         _ => None,
     };
     if let Some(answer) = find(messages, answer_id) {
-        if let Some(text) = text {
-            answer.content = text;
+        if let Some(written) = written {
+            answer.content = written.text;
+            // A later turn's thinking follows the earlier turns', as the stored answer joins them.
+            if !written.thinking.is_empty() {
+                if !answer.thinking.is_empty() {
+                    answer.thinking.push_str("\n\n");
+                }
+                answer.thinking.push_str(&written.thinking);
+            }
+        }
+        if usage.is_some() {
+            answer.usage = usage;
         }
         answer.status = status;
         answer.error = error;

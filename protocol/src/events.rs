@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{CallView, MessageView, Status};
+use crate::{CallView, MessageView, Status, Usage};
 
 /// What happened in a chat.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -17,9 +17,17 @@ pub enum Event {
     },
     /// More of the answer.
     Token { answer_id: String, text: String },
+    /// More of the model's thinking before (or between) the answer's text: shown apart, folded.
+    Thinking { answer_id: String, text: String },
     /// The answer so far, for a subscriber that arrives (or returns) mid-answer and cannot be
     /// given the exact events it missed, and when a run goes on after a decision.
-    Snapshot { answer_id: String, text: String },
+    Snapshot {
+        answer_id: String,
+        text: String,
+        /// The thinking of the model's turn under way, so far.
+        #[serde(default)]
+        thinking: String,
+    },
     /// The model asked for a tool call (decided already when one of the person's policies allows
     /// it; answered with an error at once when it cannot run).
     ToolCall { answer_id: String, call: CallView },
@@ -29,6 +37,9 @@ pub enum Event {
         answer_id: String,
         turn: u32,
         call_ids: Vec<String>,
+        /// What the answer used so far.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        usage: Option<Usage>,
     },
     /// A call was decided (by the person or a policy): `call` as it stands now.
     Decision { answer_id: String, call: CallView },
@@ -40,6 +51,9 @@ pub enum Event {
         answer_id: String,
         status: Status,
         error: Option<String>,
+        /// What the answer used, when its model was asked.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        usage: Option<Usage>,
     },
     /// The events after the id the subscriber gave cannot be replayed (the instance restarted
     /// since, never served them, or has forgotten them): read the chat again. A `snapshot`
@@ -49,9 +63,10 @@ pub enum Event {
 
 impl Event {
     /// Every event's name, as [`Event::name`] gives it.
-    pub const NAMES: [&'static str; 9] = [
+    pub const NAMES: [&'static str; 10] = [
         "run_started",
         "token",
+        "thinking",
         "snapshot",
         "tool_call",
         "approval_needed",
@@ -66,6 +81,7 @@ impl Event {
         match self {
             Event::RunStarted { .. } => "run_started",
             Event::Token { .. } => "token",
+            Event::Thinking { .. } => "thinking",
             Event::Snapshot { .. } => "snapshot",
             Event::ToolCall { .. } => "tool_call",
             Event::ApprovalNeeded { .. } => "approval_needed",
@@ -81,6 +97,7 @@ impl Event {
         match self {
             Event::RunStarted { answer_id, .. }
             | Event::Token { answer_id, .. }
+            | Event::Thinking { answer_id, .. }
             | Event::Snapshot { answer_id, .. }
             | Event::ToolCall { answer_id, .. }
             | Event::ApprovalNeeded { answer_id, .. }

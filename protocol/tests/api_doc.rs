@@ -63,6 +63,7 @@ fn every_event_is_documented_as_sent() {
     let chat = json_block("### `POST /api/chats/get`");
     let message = chat["messages"][0].to_string();
     let call = json_block("Each message also has `tool_calls`").to_string();
+    let usage = chat["messages"][1]["usage"].to_string();
     let table = &API[API
         .find("| `event:` | `data` |")
         .expect("the events' table")..];
@@ -73,7 +74,8 @@ fn every_event_is_documented_as_sent() {
         let data_end = data_start + row[data_start..].find("}`").expect("its end") + 1;
         let data = row[data_start..data_end]
             .replace("{message}", &message)
-            .replace("{call}", &call);
+            .replace("{call}", &call)
+            .replace("{usage}", &usage);
         let data: Value = serde_json::from_str(&data)
             .unwrap_or_else(|e| panic!("the `{name}` row's data is JSON ({e}): {data}"));
         let event: Event = same_shape(name, &data);

@@ -215,6 +215,13 @@ fn waits(seen: &[SseEvent]) -> Waits {
     }
 }
 
+/// The id of the call the model asked for (its `tool_call` event).
+fn asked_call(seen: &[SseEvent]) -> String {
+    let asked = seen.iter().find(|e| e.event == "tool_call");
+    let asked = asked.unwrap_or_else(|| panic!("no call: {seen:?}"));
+    asked.data["call"]["id"].as_str().unwrap().to_owned()
+}
+
 /// Events until one named in `last`, inclusive.
 async fn until(events: &mut SseReader, last: &[&str]) -> Vec<SseEvent> {
     let mut seen = Vec::new();
@@ -252,8 +259,32 @@ const ECHO: &str = r#"Please tool:everything__echo {"message": "hello"}"#;
 /// with `protocol::chat::apply`), holds what a fresh read gives: at the pause, and at the end.
 #[sqlx::test(migrator = "domain::db::MIGRATOR")]
 async fn the_events_applied_to_a_read_give_what_a_new_read_gives(pool: PgPool) {
+    events_applied_to_a_read_give_a_new_read(world(pool).await).await;
+}
+
+/// The same with Anthropic's model, which thinks before each turn: the thinking streamed to the
+/// page, turn after turn, is what the stored answer holds, and so is what the answer used.
+#[sqlx::test(migrator = "domain::db::MIGRATOR")]
+async fn the_events_applied_to_a_read_give_a_new_read_with_thinking_too(pool: PgPool) {
+    let page =
+        events_applied_to_a_read_give_a_new_read(world_speaking(pool, Wire::Anthropic).await).await;
+    let answer = &page.messages[3];
+    assert_eq!(
+        answer.thinking,
+        "The person asked something. A tool will tell.\n\nThe person asked something. I can answer."
+    );
+    assert!(
+        answer
+            .usage
+            .is_some_and(|u| u.output_tokens > 0 && !u.estimated)
+    );
+    assert_eq!(answer.model.as_deref(), Some("fake/scripted"));
+}
+
+/// Reads a chat with an answer, then applies every event of an approval turn to that read, and
+/// compares it with a fresh read at the pause and at the end; returns the page at the end.
+async fn events_applied_to_a_read_give_a_new_read(w: World) -> protocol::ChatState {
     use protocol::chat::{Applied, ChatState};
-    let w = world(pool).await;
     let chat = w.new_chat().await;
     // An earlier answer, so the page's read has messages already.
     let mut events = w.events(&w.alice, &chat).await;
@@ -319,6 +350,7 @@ async fn the_events_applied_to_a_read_give_what_a_new_read_gives(pool: PgPool) {
     apply(&mut page, until(&mut events, &["run_finished"]).await);
     assert_eq!(page, fresh(&w).await, "at the end");
     assert_eq!(page.messages[3].content, "The tool said: Echo: hello.");
+    page
 }
 
 #[sqlx::test(migrator = "domain::db::MIGRATOR")]
@@ -475,7 +507,7 @@ async fn approvals_work_the_same_through_anthropics_messages_api(pool: PgPool) {
 async fn edit_and_reject(w: World) {
     let chat = w.new_chat().await;
     let (mut events, seen) = w.ask(&chat, ECHO).await;
-    let call_id = seen[1].data["call"]["id"].as_str().unwrap().to_owned();
+    let call_id = asked_call(&seen);
     let edit = json!([{"call_id": call_id, "approve": true, "arguments": {"message": "edited"}}]);
     let (status, body) = w.decide(&w.alice, &chat, &waits(&seen), edit).await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -490,7 +522,7 @@ async fn edit_and_reject(w: World) {
 
     let chat = w.new_chat().await;
     let (mut events, seen) = w.ask(&chat, ECHO).await;
-    let call_id = seen[1].data["call"]["id"].as_str().unwrap().to_owned();
+    let call_id = asked_call(&seen);
     let reject = json!([{"call_id": call_id, "approve": false, "reason": "not on a Friday"}]);
     let (status, body) = w.decide(&w.alice, &chat, &waits(&seen), reject).await;
     assert_eq!(status, StatusCode::OK, "{body}");

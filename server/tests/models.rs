@@ -34,6 +34,18 @@ async fn ask(app: &TestApp, token: &str, text: &str) -> (String, serde_json::Val
     (model, answer)
 }
 
+/// The answer says which model wrote it, and the provider's counts of what it used.
+fn assert_used(answer: &serde_json::Value, model: &str) {
+    assert_eq!(answer["model"], model, "{answer}");
+    let usage = &answer["usage"];
+    assert!(usage["input_tokens"].as_u64().unwrap() > 0, "{usage}");
+    assert!(usage["output_tokens"].as_u64().unwrap() > 0, "{usage}");
+    assert_eq!(usage["estimated"], false, "the provider counted: {usage}");
+    let first = usage["first_token_ms"].as_u64().unwrap();
+    let duration = usage["duration_ms"].as_u64().unwrap();
+    assert!(first <= duration && duration > 0, "{usage}");
+}
+
 /// [`ask`], however the answer ends.
 async fn ask_ending(app: &TestApp, token: &str, text: &str) -> (String, serde_json::Value) {
     let (status, chat) = api(app, token, "chats/create", &[]).await;
@@ -169,8 +181,13 @@ async fn a_provider_speaking_anthropics_api_answers_and_its_overload_is_explaine
     assert_eq!(model, "fake/scripted");
     let text = answer["content"].as_str().unwrap();
     assert!(text.starts_with("You said: hello."), "{text}");
-    // Its thinking came first, and is no part of the answer.
+    // Its thinking came first, is stored apart, and is no part of the answer.
     assert!(!text.contains("The person asked"), "{text}");
+    assert_eq!(
+        answer["thinking"],
+        "The person asked something. I can answer."
+    );
+    assert_used(&answer, "fake/scripted");
 
     // Overloaded (HTTP 529, `overloaded_error`) on every try: the answer says so, and what to do.
     let (_, answer) = ask_ending(&app, &alice, "are you overloaded?").await;
@@ -181,4 +198,45 @@ async fn a_provider_speaking_anthropics_api_answers_and_its_overload_is_explaine
             && error.contains("choose another model"),
         "{error}"
     );
+}
+
+/// An OpenAI-compatible reasoning model's `reasoning_content` streams as `thinking` events before
+/// the answer's tokens, is stored apart from the answer, and the provider's usage is recorded.
+#[sqlx::test(migrator = "domain::db::MIGRATOR")]
+async fn reasoning_streams_apart_from_the_answer_and_usage_is_recorded(pool: PgPool) {
+    let llm = FakeLlm::start();
+    let (args, vars) = llm.settings();
+    let (listener, _) = listener().await;
+    let app = start_app(pool, listener, &args, &vars).await;
+    let (_, alice) = person(&app, "alice", "alice").await;
+    let (_, chat) = api(&app, &alice, "chats/create", &[]).await;
+    let chat = chat["id"].as_str().unwrap().to_owned();
+    let mut events = subscribe(&app, &alice, &chat, None).await;
+    let (status, _) = api(
+        &app,
+        &alice,
+        "chats/send",
+        &[("id", &chat), ("text", "think first")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let events = until_finished(&mut events).await;
+    let names: Vec<&str> = events.iter().map(|e| e.event.as_str()).collect();
+    let first_thought = names.iter().position(|n| *n == "thinking").unwrap();
+    let first_token = names.iter().position(|n| *n == "token").unwrap();
+    assert!(first_thought < first_token, "{names:?}");
+    let finished = events.last().unwrap();
+    assert!(finished.data["usage"]["output_tokens"].as_u64().unwrap() > 0);
+
+    let (_, read) = api(&app, &alice, "chats/get", &[("id", &chat)]).await;
+    let answer = &read["messages"][1];
+    assert_eq!(
+        answer["thinking"],
+        "The person wants me to think. I will answer plainly."
+    );
+    let text = answer["content"].as_str().unwrap();
+    assert!(text.starts_with("You said: think first."), "{text}");
+    assert!(!text.contains("I will answer plainly"), "{text}");
+    assert_used(answer, "fake/scripted");
+    assert_eq!(answer["usage"], finished.data["usage"]);
 }

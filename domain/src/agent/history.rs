@@ -57,6 +57,8 @@ mod tests {
             error: None,
             model: None,
             tool_calls,
+            thinking: String::new(),
+            usage: None,
             created_at: chrono::Utc::now(),
         }
     }

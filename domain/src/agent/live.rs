@@ -2,6 +2,7 @@
 //! (OpenAI, Ollama, vLLM, ...), and the person's own MCP connections.
 
 use std::future::Future;
+use std::time::Instant;
 
 use futures_util::StreamExt;
 use serde_json::{Map, Value};
@@ -13,9 +14,14 @@ use crate::llm::{self, LlmClient, Message, Provider, StreamEvent};
 use crate::mcp::Mcp;
 use crate::{Database, Result};
 
-/// Takes a model's text as it streams (a chat's live answer); `()` takes nothing.
+/// Takes a model's text and thinking as they stream (a chat's live answer); `()` takes nothing.
 pub trait TokenSink: Send {
     fn token(&mut self, text: &str) -> impl Future<Output = ()> + Send;
+
+    fn thinking(&mut self, text: &str) -> impl Future<Output = ()> + Send {
+        let _ = text;
+        async {}
+    }
 }
 
 impl TokenSink for () {
@@ -47,36 +53,49 @@ impl LlmModel<'_> {
         sink: &mut impl TokenSink,
     ) -> std::result::Result<Completion, String> {
         let request = self.request(messages, tools);
-        read_into(self.client.stream(self.provider, &request).await, sink).await
+        let asked_at = Instant::now();
+        let opened = self.client.stream(self.provider, &request).await;
+        read_into(opened, asked_at, sink).await
     }
 }
 
-/// Gathers the answer of a completion opened with [`LlmClient::stream`], giving `sink` each piece
-/// of text as it comes: the one token loop of every answer.
+/// Gathers the answer of a completion opened with [`LlmClient::stream`] (asked at `asked_at`),
+/// giving `sink` each piece of text and thinking as it comes: the one token loop of every answer.
 pub async fn read_into(
     opened: std::result::Result<llm::EventStream, llm::LlmError>,
+    asked_at: Instant,
     sink: &mut impl TokenSink,
 ) -> std::result::Result<Completion, String> {
     let mut stream = opened.map_err(|e| e.to_string())?;
     let mut completion = Completion::default();
     while let Some(event) = stream.next().await {
-        match event.map_err(|e| e.to_string())? {
+        let event = event.map_err(|e| e.to_string())?;
+        completion
+            .first_token
+            .get_or_insert_with(|| asked_at.elapsed());
+        match event {
             StreamEvent::Token(text) => {
                 sink.token(&text).await;
                 completion.text.push_str(&text);
             }
-            StreamEvent::Thinking(text) => completion.thinking.push_str(&text),
+            StreamEvent::Thinking(text) => {
+                sink.thinking(&text).await;
+                completion.thinking.push_str(&text);
+            }
             StreamEvent::Finished {
                 tool_calls,
                 signature,
+                usage,
                 ..
             } => {
                 completion.calls = tool_calls;
                 completion.signature = signature;
+                completion.usage = usage;
                 break;
             }
         }
     }
+    completion.took = asked_at.elapsed();
     Ok(completion)
 }
 

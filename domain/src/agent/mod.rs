@@ -40,11 +40,12 @@ pub mod views;
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::chats::Usage;
 use crate::llm::{self, Message};
 use crate::mcp::Annotations;
 
@@ -226,6 +227,9 @@ pub struct RunState {
     pub steps: u32,
     pub max_steps: u32,
     pub end: Option<End>,
+    /// What the run's model calls used so far.
+    #[serde(default)]
+    pub usage: Usage,
 }
 
 /// A checkpoint as stored, of this version or an earlier one: before 2026-12-05 a checkpoint kept
@@ -242,6 +246,8 @@ struct Stored {
     steps: u32,
     max_steps: u32,
     end: Option<End>,
+    #[serde(default)]
+    usage: Usage,
 }
 
 impl From<Stored> for RunState {
@@ -256,6 +262,7 @@ impl From<Stored> for RunState {
             steps: stored.steps,
             max_steps: stored.max_steps,
             end: stored.end,
+            usage: stored.usage,
         }
     }
 }
@@ -278,7 +285,53 @@ impl RunState {
             steps: 0,
             max_steps,
             end: None,
+            usage: Usage::default(),
         }
+    }
+
+    /// What the model thought, turn after turn (empty when it did not say).
+    pub fn answer_thinking(&self) -> String {
+        let thoughts: Vec<&str> = self
+            .messages
+            .iter()
+            .filter_map(|m| match m {
+                Message::Assistant {
+                    reasoning: Some(r), ..
+                } if !r.text.trim().is_empty() => Some(r.text.as_str()),
+                _ => None,
+            })
+            .collect();
+        thoughts.join("\n\n")
+    }
+
+    /// Counts what a model call given `asked` used: the provider's counts, or estimates from the
+    /// characters (about four a token) when it gave none; its time to the first token when it is
+    /// the run's first, and its writing time.
+    fn count(&mut self, asked: &[Message], completion: &Completion) {
+        let usage = &mut self.usage;
+        let (input, output) = match completion.usage {
+            Some(u) => (u.input_tokens, u.output_tokens),
+            None => {
+                usage.estimated = true;
+                let written = completion.text.len()
+                    + completion.thinking.len()
+                    + completion
+                        .calls
+                        .iter()
+                        .map(|c| c.name.len() + c.arguments.len())
+                        .sum::<usize>();
+                (
+                    estimate(asked.iter().map(message_chars).sum()),
+                    estimate(written),
+                )
+            }
+        };
+        usage.input_tokens = usage.input_tokens.saturating_add(input);
+        usage.output_tokens = usage.output_tokens.saturating_add(output);
+        if self.steps <= 1 && usage.first_token_ms.is_none() {
+            usage.first_token_ms = completion.first_token.map(millis);
+        }
+        usage.duration_ms = usage.duration_ms.saturating_add(millis(completion.took));
     }
 
     /// The calls still waiting for the person.
@@ -454,6 +507,12 @@ pub struct Completion {
     pub thinking: String,
     /// The provider's signature on the thinking (Anthropic's), given back with it.
     pub signature: Option<String>,
+    /// The tokens it used, when the provider said.
+    pub usage: Option<llm::Usage>,
+    /// From asking to the first text or thought; none when nothing came.
+    pub first_token: Option<Duration>,
+    /// From asking to the end.
+    pub took: Duration,
 }
 
 impl Completion {
@@ -566,12 +625,12 @@ async fn call_model<M: Model, T: Tools>(state: &mut RunState, deps: &Deps<'_, M,
     }
     state.steps += 1;
     let offered = offered(deps.specs);
-    let completion = match deps
-        .model
-        .complete(&conversation(state, deps), &offered)
-        .await
-    {
-        Ok(completion) => completion,
+    let given = conversation(state, deps);
+    let completion = match deps.model.complete(&given, &offered).await {
+        Ok(completion) => {
+            state.count(&given, &completion);
+            completion
+        }
         Err(message) => {
             state.finish(End::Failed { message });
             return Outcome::Continue;
@@ -608,6 +667,34 @@ async fn call_model<M: Model, T: Tools>(state: &mut RunState, deps: &Deps<'_, M,
         return await_approval(state);
     }
     Outcome::Continue
+}
+
+/// Tokens in `chars` characters, as estimated when a provider does not count them.
+fn estimate(chars: usize) -> u32 {
+    u32::try_from(chars.div_ceil(4)).unwrap_or(u32::MAX)
+}
+
+fn millis(duration: Duration) -> u32 {
+    u32::try_from(duration.as_millis()).unwrap_or(u32::MAX)
+}
+
+/// The characters of a message the model is given.
+fn message_chars(message: &Message) -> usize {
+    match message {
+        Message::System { content } | Message::User { content } => content.len(),
+        Message::Tool { content, .. } => content.len(),
+        Message::Assistant {
+            content,
+            tool_calls,
+            ..
+        } => {
+            content.as_ref().map_or(0, String::len)
+                + tool_calls
+                    .iter()
+                    .map(|c| c.name.len() + c.arguments.len())
+                    .sum::<usize>()
+        }
+    }
 }
 
 /// The tools as the model is offered them.
@@ -843,6 +930,7 @@ async fn humanize<M: Model, T: Tools>(state: &mut RunState, deps: &Deps<'_, M, T
     state.steps += 1;
     match deps.model.complete(&messages, &[]).await {
         Ok(completion) => {
+            state.count(&messages, &completion);
             state.messages.push(Message::Assistant {
                 reasoning: completion.reasoning(),
                 content: Some(completion.text),

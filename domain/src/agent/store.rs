@@ -14,7 +14,7 @@ use sqlx::types::Json;
 use uuid::Uuid;
 
 use super::{Call, CallState, Decider, Decision, End, RunState, Step};
-use crate::chats::Status;
+use crate::chats::{Status, Usage};
 use crate::llm::Message;
 use crate::{Database, Error, Result};
 
@@ -279,6 +279,11 @@ pub fn answer_status(state: &RunState) -> (Status, Option<String>) {
     }
 }
 
+/// What the answer of a run at `state` used: none before its model was asked.
+pub fn answer_usage(state: &RunState) -> Option<Usage> {
+    (state.steps > 0).then_some(state.usage)
+}
+
 /// A checkpoint, the answer's text, tool calls and status as the run left them, and the audit rows
 /// of the calls this step settled: one statement, so one round trip and one transaction.
 async fn save_with_answer(
@@ -293,6 +298,8 @@ async fn save_with_answer(
     let json = Json(state);
     let calls = Json(state.all_calls().collect::<Vec<&Call>>());
     let (status, error) = answer_status(state);
+    let usage = answer_usage(state);
+    let tokens = |n: Option<u32>| n.map(|n| i32::try_from(n).unwrap_or(i32::MAX));
     let commit = if durable(state) { "on" } else { "off" };
     // The later parts wait for the checkpoint (`EXISTS (SELECT 1 FROM k)`): when its (thread,
     // sequence) is taken, the statement fails whole.
@@ -305,7 +312,9 @@ async fn save_with_answer(
                RETURNING seq
            ), m AS (
                UPDATE messages SET content = $7, tool_calls = $8, status = $9, error = $10,
-                      updated_at = now()
+                      thinking = $14, input_tokens = $15, output_tokens = $16,
+                      tokens_estimated = coalesce($17, false), first_token_ms = $18,
+                      duration_ms = $19, updated_at = now()
                WHERE id = $6 AND EXISTS (SELECT 1 FROM k)
            ), a AS (
                INSERT INTO tool_audit (user_id, chat_id, call_id, server_id, tool, arguments,
@@ -331,6 +340,12 @@ async fn save_with_answer(
         answer.user_id,
         answer.chat_id,
         audit_rows(before, state),
+        state.answer_thinking(),
+        tokens(usage.map(|u| u.input_tokens)),
+        tokens(usage.map(|u| u.output_tokens)),
+        usage.map(|u| u.estimated),
+        tokens(usage.and_then(|u| u.first_token_ms)),
+        tokens(usage.map(|u| u.duration_ms)),
     )
     .fetch_one(db.pool())
     .await?;

@@ -158,6 +158,7 @@ impl Runs {
             .llm(self)
             .request(&plan.history, &agent::offered(&plan.specs));
         let (client, provider) = (self.inner.llm.clone(), plan.provider.clone());
+        let asked_at = Instant::now();
         let mut opening: Opening =
             Box::pin(async move { client.stream(&provider, &request).await });
         let mut opened = None;
@@ -193,6 +194,7 @@ impl Runs {
         send.slot.begin(Live {
             answer_id,
             text: String::new(),
+            thinking: String::new(),
             stop,
         });
         self.emit(
@@ -220,8 +222,15 @@ impl Runs {
         // Its pause, if it makes one, is remembered with the conversation, for the decision.
         let thread = self.thread(chat.thread_id, seq, answer, None);
         let thread = thread.remembering(plan.history.clone());
-        self.drive(answer, plan, state, thread, stopped, Some(first))
-            .await;
+        self.drive(
+            answer,
+            plan,
+            state,
+            thread,
+            stopped,
+            Some((first, asked_at)),
+        )
+        .await;
     }
 
     /// The checkpoints of `answer`'s run on `thread_id` after `seq` (its state then `last`; None:
@@ -238,7 +247,7 @@ impl Runs {
     }
 
     /// Runs the graph from `state` until it pauses for approval or ends, then tells the chat.
-    /// `first`: the model's first completion, already asked (a new answer's).
+    /// `first`: the model's first completion, already asked (a new answer's), and when.
     pub(super) async fn drive(
         &self,
         answer: store::Answer,
@@ -246,7 +255,7 @@ impl Runs {
         state: RunState,
         thread: store::Thread,
         mut stopped: watch::Receiver<Option<Status>>,
-        first: Option<Opening>,
+        first: Option<(Opening, Instant)>,
     ) {
         let (chat_id, answer_id) = (answer.chat_id, answer.message_id);
         let model = StreamingModel {
@@ -310,7 +319,8 @@ impl Runs {
             Ok(state) => {
                 // The last checkpoint saved the answer's end.
                 let (status, error) = store::answer_status(&state);
-                self.finished(chat_id, answer_id, status, error);
+                let usage = store::answer_usage(&state);
+                self.finished(chat_id, answer_id, status, error, usage);
             }
             Err(e) => {
                 tracing::error!(%chat_id, "an answer could not save its checkpoint: {e}");
@@ -345,16 +355,18 @@ impl Runs {
         if let Err(e) = saved.await {
             tracing::error!(%chat_id, "could not save the end of an answer: {e}");
         }
-        self.finished(chat_id, answer_id, status, error);
+        self.finished(chat_id, answer_id, status, error, None);
     }
 
-    /// Tells the chat its answer has ended (and its live run with it).
+    /// Tells the chat its answer has ended (and its live run with it), with what it used when
+    /// that changed.
     pub(super) fn finished(
         &self,
         chat_id: Uuid,
         answer_id: Uuid,
         status: Status,
         error: Option<String>,
+        usage: Option<chats::Usage>,
     ) {
         self.emit(
             chat_id,
@@ -362,6 +374,7 @@ impl Runs {
                 answer_id: answer_id.to_string(),
                 status,
                 error,
+                usage,
             },
         );
     }
@@ -397,7 +410,7 @@ impl Runs {
             }
             Err(e) => return Err(e),
         }
-        self.finished(chat_id, answer_id, Status::Stopped, None);
+        self.finished(chat_id, answer_id, Status::Stopped, None, None);
         Ok(Some(true))
     }
 }
@@ -434,7 +447,7 @@ impl Runs {
                 self.emit(chat_id, event);
             }
             let (status, error) = store::answer_status(&run.after);
-            self.finished(chat_id, answer_id, status, error);
+            self.finished(chat_id, answer_id, status, error, None);
         }
         Ok(settled.len())
     }
@@ -479,7 +492,7 @@ struct StreamingModel<'a> {
     llm: agent::live::LlmModel<'a>,
     /// The first completion, asked before the run began (a new answer's, while its question was
     /// stored): what the graph's first model call would ask.
-    first: Mutex<Option<Opening>>,
+    first: Mutex<Option<(Opening, Instant)>>,
     /// The text of the completion under way (emptied when it returns): what a Stop keeps.
     writing: Mutex<String>,
 }
@@ -493,14 +506,18 @@ impl agent::Model for StreamingModel<'_> {
         self.writing.lock().expect("not poisoned").clear();
         let mut sink = LiveAnswer::new(self.runs, self.chat_id, self.answer_id, &self.writing);
         let first = self.first.lock().expect("not poisoned").take();
-        let opened = match first {
-            Some(first) => first.await,
+        let (opened, asked_at) = match first {
+            Some((first, asked_at)) => (first.await, asked_at),
             None => {
                 let request = self.llm.request(messages, tools);
-                self.llm.client.stream(self.llm.provider, &request).await
+                let asked_at = Instant::now();
+                (
+                    self.llm.client.stream(self.llm.provider, &request).await,
+                    asked_at,
+                )
             }
         };
-        let completion = agent::live::read_into(opened, &mut sink).await;
+        let completion = agent::live::read_into(opened, asked_at, &mut sink).await;
         self.writing.lock().expect("not poisoned").clear();
         completion
     }
@@ -559,5 +576,13 @@ impl TokenSink for LiveAnswer<'_> {
             }
             self.flushed = Instant::now();
         }
+    }
+
+    async fn thinking(&mut self, text: &str) {
+        let thinking = EventKind::Thinking {
+            answer_id: self.answer_id.to_string(),
+            text: text.to_owned(),
+        };
+        self.runs.emit(self.chat_id, thinking);
     }
 }

@@ -33,6 +33,8 @@ pub(super) const FORGET_AFTER: Duration = Duration::from_secs(600);
 pub(super) struct Live {
     pub(super) answer_id: Uuid,
     pub(super) text: String,
+    /// The thinking of the model's turn under way.
+    pub(super) thinking: String,
     /// Set to how the run should end: `Stopped` (the person) or `Interrupted` (shutdown).
     pub(super) stop: watch::Sender<Option<Status>>,
 }
@@ -43,6 +45,7 @@ pub(super) struct Remote {
     pub(super) origin: Uuid,
     pub(super) answer_id: String,
     pub(super) text: String,
+    pub(super) thinking: String,
 }
 
 /// A chat's channel: its recent events, its live run, and the subscribers' broadcast.
@@ -88,8 +91,14 @@ impl Channel {
             },
             kind,
         };
-        if let (Some(live), EventKind::Token { text, .. }) = (&mut self.live, &event.kind) {
-            live.text.push_str(text);
+        match (&mut self.live, &event.kind) {
+            (Some(live), EventKind::Token { text, .. }) => live.text.push_str(text),
+            (Some(live), EventKind::Thinking { text, .. }) => live.thinking.push_str(text),
+            // A new turn (after a decision) thinks anew.
+            (Some(live), EventKind::Snapshot { thinking, .. }) => {
+                live.thinking.clone_from(thinking)
+            }
+            _ => {}
         }
         if matches!(
             event.kind,
@@ -111,6 +120,7 @@ impl Channel {
             return Some(LiveText {
                 answer_id: live.answer_id.to_string(),
                 text: live.text.clone(),
+                thinking: live.thinking.clone(),
             });
         }
         self.remote
@@ -119,6 +129,7 @@ impl Channel {
             .map(|r| LiveText {
                 answer_id: r.answer_id.clone(),
                 text: r.text.clone(),
+                thinking: r.thinking.clone(),
             })
     }
 }
@@ -240,9 +251,17 @@ impl Runs {
             });
         }
         match channel.current(&self.inner.instances) {
-            Some(LiveText { answer_id, text }) => missed.push(ChatEvent {
+            Some(LiveText {
+                answer_id,
+                text,
+                thinking,
+            }) => missed.push(ChatEvent {
                 id,
-                kind: EventKind::Snapshot { answer_id, text },
+                kind: EventKind::Snapshot {
+                    answer_id,
+                    text,
+                    thinking,
+                },
             }),
             None => self.inner.instances.share(Note::WantSnapshot { chat_id }),
         }

@@ -144,12 +144,14 @@ impl Runs {
         slot.begin(Live {
             answer_id,
             text: text.clone(),
+            thinking: String::new(),
             stop,
         });
-        // The page's live copy starts from the answer so far.
+        // The page's live copy starts from the answer so far (its next turn thinks anew).
         let snapshot = EventKind::Snapshot {
             answer_id: answer_id.to_string(),
             text,
+            thinking: String::new(),
         };
         self.emit(chat.id, snapshot);
         let answer = store::Answer {

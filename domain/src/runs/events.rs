@@ -83,6 +83,7 @@ pub(super) fn call_events(answer_id: Uuid, before: &RunState, after: &RunState) 
             answer_id,
             turn,
             call_ids: undecided,
+            usage: store::answer_usage(after),
         });
     }
     events

@@ -108,26 +108,37 @@ impl Runs {
                     origin,
                     answer_id: answer_id.clone(),
                     text: String::new(),
+                    thinking: String::new(),
                 });
             }
-            EventKind::Snapshot { answer_id, text } => {
+            EventKind::Snapshot {
+                answer_id,
+                text,
+                thinking,
+            } => {
                 channel.remote = Some(Remote {
                     origin,
                     answer_id: answer_id.clone(),
                     text: text.clone(),
+                    thinking: thinking.clone(),
                 });
             }
-            EventKind::Token { answer_id, text } => match &mut channel.remote {
-                Some(remote) if remote.answer_id == *answer_id => remote.text.push_str(text),
-                // Heard of from the middle: the text so far is on its way (a snapshot).
-                _ => {
-                    channel.remote = Some(Remote {
+            EventKind::Token { answer_id, text } | EventKind::Thinking { answer_id, text } => {
+                let remote = match &mut channel.remote {
+                    Some(remote) if remote.answer_id == *answer_id => remote,
+                    // Heard of from the middle: what came before is on its way (a snapshot).
+                    other => other.insert(Remote {
                         origin,
                         answer_id: answer_id.clone(),
-                        text: text.clone(),
-                    })
+                        text: String::new(),
+                        thinking: String::new(),
+                    }),
+                };
+                match &kind {
+                    EventKind::Token { .. } => remote.text.push_str(text),
+                    _ => remote.thinking.push_str(text),
                 }
-            },
+            }
             EventKind::ApprovalNeeded { .. } | EventKind::RunFinished { .. } => {
                 channel.remote = None;
             }
@@ -159,11 +170,16 @@ impl Runs {
                     channels
                         .get(&chat_id)
                         .and_then(|c| c.live.as_ref())
-                        .map(|l| (l.answer_id, l.text.clone()))
+                        .map(|l| (l.answer_id, l.text.clone(), l.thinking.clone()))
                 };
-                if let Some((answer_id, text)) = live {
+                if let Some((answer_id, text, thinking)) = live {
                     let answer_id = answer_id.to_string();
-                    self.emit(chat_id, EventKind::Snapshot { answer_id, text });
+                    let snapshot = EventKind::Snapshot {
+                        answer_id,
+                        text,
+                        thinking,
+                    };
+                    self.emit(chat_id, snapshot);
                 }
             }
         }

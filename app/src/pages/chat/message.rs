@@ -1,11 +1,12 @@
 //! One message of a chat: a question (which can be edited and sent again) or an answer (its tool
-//! calls, its text, and a notice when it was stopped, failed or was cut off).
+//! calls, the model's thinking folded, its text, a notice when it was stopped, failed or was cut
+//! off, and, on hover, the model that wrote it and what it used).
 
 use leptos::prelude::*;
 
 use super::stream::StreamingAnswer;
 use super::tool_calls::ToolCalls;
-use crate::chats::{LiveText, MessageView, Role, Status};
+use crate::chats::{LiveText, MessageView, Role, Status, Usage};
 use crate::components::icons;
 use crate::markdown;
 
@@ -34,6 +35,10 @@ pub(super) fn Message(
     };
     let position = m.position;
     let content = m.content.clone();
+    let thinking = m.thinking.clone();
+    let meta = (!is_user)
+        .then(|| written_by(m.model.as_deref(), m.usage.as_ref()))
+        .flatten();
     view! {
         <article
             data-role=m.role.as_str()
@@ -91,18 +96,96 @@ pub(super) fn Message(
                         {(!calls.is_empty()).then(|| view! { <ToolCalls chat_id answer_id calls /> })}
                         {move || if writing.get() {
                             view! {
+                                <LiveThinking live answer_id=id.clone() />
                                 <StreamingAnswer live answer_id=id.clone() testid=Some("live-answer") />
                                 <p class="mt-1 animate-pulse text-xs text-zinc-500">"Writing…"</p>
                             }.into_any()
                         } else {
-                            view! { <div class="prose-chat" inner_html=markdown::render(&content)></div> }.into_any()
+                            view! {
+                                <Thinking text=thinking.clone() />
+                                <div class="prose-chat" inner_html=markdown::render(&content)></div>
+                            }.into_any()
                         }}
                     }.into_any()
                 }}
                 {notice.map(|(text, bad)| view! {
                     <p data-testid="message-notice" class=if bad { "mt-2 text-xs text-red-700 dark:text-red-400" } else { "mt-2 text-xs text-zinc-500" }>{text}</p>
                 })}
+                {meta.map(|line| {
+                    let title = line.clone();
+                    view! {
+                        <p data-testid="answer-meta" tabindex="0" title=title class="mt-1 text-xs text-zinc-400 opacity-0 group-hover:opacity-100 focus:opacity-100">{line}</p>
+                    }
+                })}
         </article>
+    }
+}
+
+const THINKING: &str = "mb-2 rounded-lg border border-zinc-200 px-3 py-1 dark:border-zinc-800";
+const THINKING_TITLE: &str = "cursor-pointer select-none text-xs font-medium text-zinc-500";
+const THINKING_TEXT: &str = "mt-1 whitespace-pre-wrap text-xs text-zinc-600 dark:text-zinc-400";
+
+/// What the model thought before answering, folded under "Thinking": plain text, never HTML.
+#[component]
+fn Thinking(text: String) -> impl IntoView {
+    (!text.trim().is_empty()).then(|| {
+        view! {
+            <details data-testid="thinking" class=THINKING>
+                <summary class=THINKING_TITLE>"Thinking"</summary>
+                <div class=THINKING_TEXT>{text}</div>
+            </details>
+        }
+    })
+}
+
+/// The live answer's thinking so far, folded as [`Thinking`] is (opening it while the model
+/// thinks shows the thoughts as they come).
+#[component]
+pub(super) fn LiveThinking(live: RwSignal<Option<LiveText>>, answer_id: String) -> impl IntoView {
+    let text = Signal::derive(move || {
+        live.with(|l| {
+            l.as_ref()
+                .filter(|l| l.answer_id == answer_id)
+                .map(|l| l.thinking.clone())
+                .unwrap_or_default()
+        })
+    });
+    view! {
+        <Show when=move || text.with(|t| !t.trim().is_empty())>
+            <details data-testid="thinking" class=THINKING>
+                <summary class=THINKING_TITLE>"Thinking…"</summary>
+                <div class=THINKING_TEXT>{move || text.get()}</div>
+            </details>
+        </Show>
+    }
+}
+
+/// "Written by <model> · 120 tokens in, 45 out · first token 0.4 s · 1.2 s", from what is known.
+fn written_by(model: Option<&str>, usage: Option<&Usage>) -> Option<String> {
+    let mut parts = Vec::new();
+    if let Some(model) = model {
+        parts.push(format!("Written by {model}"));
+    }
+    if let Some(u) = usage {
+        let about = if u.estimated { "about " } else { "" };
+        parts.push(format!(
+            "{about}{} tokens in, {} out",
+            u.input_tokens, u.output_tokens
+        ));
+        if let Some(ms) = u.first_token_ms {
+            parts.push(format!("first token {}", seconds(ms)));
+        }
+        parts.push(format!("{} writing", seconds(u.duration_ms)));
+    }
+    (!parts.is_empty()).then(|| parts.join(" · "))
+}
+
+/// `850 ms`, `1.2 s`.
+fn seconds(ms: u32) -> String {
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else {
+        format!("{:.1} s", f64::from(ms) / 1000.0)
     }
 }
 
@@ -132,4 +215,36 @@ pub(super) fn copy_code(ev: leptos::ev::MouseEvent) {
     }
     #[cfg(not(feature = "hydrate"))]
     let _ = ev;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_an_answer_used_reads_as_a_sentence() {
+        let usage = Usage {
+            input_tokens: 120,
+            output_tokens: 45,
+            estimated: false,
+            first_token_ms: Some(380),
+            duration_ms: 1240,
+        };
+        assert_eq!(
+            written_by(Some("claude/sonnet"), Some(&usage)).as_deref(),
+            Some(
+                "Written by claude/sonnet · 120 tokens in, 45 out · first token 380 ms · 1.2 s writing"
+            )
+        );
+        let estimated = Usage {
+            estimated: true,
+            first_token_ms: None,
+            ..usage
+        };
+        assert_eq!(
+            written_by(None, Some(&estimated)).as_deref(),
+            Some("about 120 tokens in, 45 out · 1.2 s writing")
+        );
+        assert_eq!(written_by(None, None), None);
+    }
 }

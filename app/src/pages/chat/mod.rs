@@ -28,6 +28,7 @@ mod stream;
 mod tool_calls;
 
 use header::{ChatTools, ModelPicker};
+use message::LiveThinking;
 use message::{Message, copy_code};
 use stream::{StreamingAnswer, start_live};
 use tool_calls::calls_key;
@@ -99,7 +100,7 @@ fn ChatView(data: ChatData) -> impl IntoView {
                 match send_message(chat_id, text.clone(), from_position).await {
                     Ok(sent) => {
                         // Show the question at once; the stream brings the answer.
-                        start_live(messages, live, sent.question, sent.answer_id);
+                        start_live(messages, live, sent.question, sent.answer_id, sent.model);
                         list_version.bump();
                     }
                     Err(e) => {
@@ -171,7 +172,7 @@ fn ChatView(data: ChatData) -> impl IntoView {
                 <div class="mx-auto flex max-w-3xl flex-col gap-6 px-4 py-6">
                     <For
                         each=move || messages.get()
-                        key=|m| (m.id.clone(), m.content.len(), m.status, calls_key(&m.tool_calls))
+                        key=|m| (m.id.clone(), m.content.len(), m.status, calls_key(&m.tool_calls), m.thinking.len(), m.usage.map(|u| (u.input_tokens, u.output_tokens, u.duration_ms)))
                         children={
                             let chat_id = chat_id.clone();
                             move |m| view! { <Message m live edit chat_id=chat_id.clone() /> }
@@ -180,6 +181,7 @@ fn ChatView(data: ChatData) -> impl IntoView {
                     // A new answer not read with the chat yet.
                     {move || live.get().filter(|l| !messages.with(|all| all.iter().any(|m| m.id == l.answer_id))).map(|l| view! {
                         <article class="group" data-testid="live-answer" data-role="assistant">
+                            <LiveThinking live answer_id=l.answer_id.clone() />
                             <StreamingAnswer live answer_id=l.answer_id testid=None />
                             <p class="mt-1 animate-pulse text-xs text-zinc-500">"Writing…"</p>
                         </article>

@@ -24,11 +24,19 @@ pub(super) fn follow(
     list_version: ChatListVersion,
 ) {
     use protocol::Event;
-    use protocol::chat::{Applied, apply, token};
+    use protocol::chat::{Applied, apply, thinking, token};
     subscribe(chat_id, last_event_id, move |event| {
-        if let Event::Token { answer_id, text } = event {
-            live.update(|l| token(l, answer_id, &text));
-            return;
+        // What streams changes only the live answer.
+        match event {
+            Event::Token { answer_id, text } => {
+                live.update(|l| token(l, answer_id, &text));
+                return;
+            }
+            Event::Thinking { answer_id, text } => {
+                live.update(|l| thinking(l, answer_id, &text));
+                return;
+            }
+            _ => {}
         }
         let ended = matches!(event, Event::RunFinished { .. } | Event::RunStarted { .. });
         let mut now = live.get_untracked();
@@ -87,9 +95,10 @@ pub(super) fn start_live(
     live: RwSignal<Option<LiveText>>,
     question: MessageView,
     answer_id: String,
+    model: String,
 ) {
     let mut now = live.get_untracked();
-    messages.update(|all| protocol::chat::started(all, &mut now, question, answer_id));
+    messages.update(|all| protocol::chat::started(all, &mut now, question, answer_id, model));
     live.set(now);
 }
 
