@@ -13,6 +13,7 @@ pub mod error;
 pub mod highlight;
 pub mod markdown;
 pub mod mcp;
+pub mod models;
 pub mod pages;
 pub mod people;
 #[cfg(feature = "ssr")]
@@ -82,6 +83,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/servers") view={Lazy::<lazy::Servers>::new()} />
                     <Route path=path!("/activity") view={Lazy::<lazy::Activity>::new()} />
                     <Route path=path!("/admin/servers") view={Lazy::<lazy::AdminServers>::new()} />
+                    <Route path=path!("/admin/models") view={Lazy::<lazy::AdminModels>::new()} />
                     <Route path=path!("/admin/people") view={Lazy::<lazy::People>::new()} />
                 </ParentRoute>
             </Routes>

@@ -35,10 +35,17 @@ const MOST_MODELS: usize = 200;
 /// While nothing is on offer, how long after a search the next may be made.
 const LOOK_AGAIN_AFTER: Duration = Duration::from_secs(5);
 
-/// The models on offer, and, when they came from a search of this machine, where to search again
-/// while none was found.
+/// The models on offer: the environment's and those administrators added in the app, or, while
+/// there are none, those of a model server found on this machine (searched again while none is).
 pub struct Offer {
+    /// What is on offer now, put together from the rest.
     catalog: RwLock<Arc<Catalog>>,
+    /// From the environment.
+    configured: Catalog,
+    /// Added in the app (the database's), as last read.
+    stored: RwLock<Catalog>,
+    /// What the last search of this machine found.
+    found: RwLock<Catalog>,
     search: Option<Search>,
 }
 
@@ -50,20 +57,37 @@ struct Search {
 }
 
 impl From<Catalog> for Offer {
-    /// A catalog that stays as it is (configured, or nothing to search).
+    /// The environment's catalog, and nothing to search.
     fn from(catalog: Catalog) -> Self {
         Self {
-            catalog: RwLock::new(Arc::new(catalog)),
+            catalog: RwLock::new(Arc::new(catalog.clone())),
+            configured: catalog,
+            stored: RwLock::default(),
+            found: RwLock::default(),
             search: None,
         }
     }
 }
 
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 impl Offer {
-    /// What a search of `candidates` just found (perhaps nothing: then searched again later).
+    /// Nothing configured: what a search of `candidates` just found (perhaps nothing: then
+    /// searched again later, while nothing else is on offer).
     pub fn searched(found: Catalog, candidates: Vec<Candidate>) -> Self {
         Self {
-            catalog: RwLock::new(Arc::new(found)),
+            catalog: RwLock::new(Arc::new(found.clone())),
+            configured: Catalog::default(),
+            stored: RwLock::default(),
+            found: RwLock::new(found),
             search: Some(Search {
                 candidates,
                 last: tokio::sync::Mutex::new(Instant::now()),
@@ -73,10 +97,27 @@ impl Offer {
 
     /// The models on offer now.
     pub fn now(&self) -> Arc<Catalog> {
-        self.catalog
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        read(&self.catalog).clone()
+    }
+
+    /// The environment's models.
+    pub fn configured(&self) -> &Catalog {
+        &self.configured
+    }
+
+    /// Offers `stored`, the models added in the app, beside the environment's.
+    pub fn set_stored(&self, stored: Catalog) {
+        *write(&self.stored) = stored;
+        self.compose();
+    }
+
+    /// The environment's and the app's models; while there are none, what a search found.
+    fn compose(&self) {
+        let mut catalog = self.configured.clone().with(read(&self.stored).clone());
+        if catalog.is_empty() {
+            catalog = read(&self.found).clone();
+        }
+        *write(&self.catalog) = Arc::new(catalog);
     }
 
     /// The models on offer; while there are none and this machine may be searched, searched again
@@ -97,12 +138,9 @@ impl Offer {
         if found.is_empty() {
             return now;
         }
-        let found = Arc::new(found);
-        *self
-            .catalog
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = found.clone();
-        found
+        *write(&self.found) = found;
+        self.compose();
+        self.now()
     }
 }
 
@@ -199,7 +237,7 @@ pub async fn find(candidates: &[Candidate]) -> Catalog {
 }
 
 /// `url` as everyone may see it: without a user name or password it may carry.
-fn shown(url: &Url) -> String {
+pub fn shown(url: &Url) -> String {
     let mut url = url.clone();
     let _ = url.set_username("");
     let _ = url.set_password(None);

@@ -307,12 +307,17 @@ async function messages(req, res) {
 }
 
 const server = http.createServer(async (req, res) => {
-  if (req.method === 'GET' && req.url === '/v1/models') {
+  const path = req.url.split('?')[0];
+  if (req.method === 'GET' && path === '/v1/models') {
+    // Anthropic's model list asks for its key; OpenAI's (and Ollama's) is open here.
+    if (req.headers['anthropic-version'] && KEY !== 'none' && req.headers['x-api-key'] !== KEY) {
+      return refuse(res, 401, { type: 'error', error: { type: 'authentication_error', message: 'invalid x-api-key' } });
+    }
     res.writeHead(200, { 'content-type': 'application/json' });
     return res.end(JSON.stringify({ object: 'list', data: [{ id: 'scripted', object: 'model' }] }));
   }
-  if (req.method === 'POST' && req.url === '/v1/chat/completions') return completions(req, res);
-  if (req.method === 'POST' && req.url === '/v1/messages') return messages(req, res);
+  if (req.method === 'POST' && path === '/v1/chat/completions') return completions(req, res);
+  if (req.method === 'POST' && path === '/v1/messages') return messages(req, res);
   refuse(res, 404, { error: { message: 'not found' } });
 });
 

@@ -110,6 +110,10 @@ impl AppState {
             models,
             mcp.clone(),
         );
+        // The models administrators added in the app, beside the environment's.
+        if let Err(e) = runs.reload_models().await {
+            tracing::warn!("the models added in the app are not on offer: {e}");
+        }
         // Until the pool closes: pages here follow runs on the other instances on this database,
         // and theirs follow the runs here.
         tokio::spawn(runs.clone().share_with_other_instances());

@@ -5,5 +5,6 @@ pub mod composer;
 pub mod error_page;
 pub mod icons;
 pub mod layout;
+pub mod styles;
 pub mod theme_toggle;
 pub mod user_menu;

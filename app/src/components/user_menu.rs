@@ -104,6 +104,14 @@ fn Menu(me: Account) -> impl IntoView {
                 </A>
                 {me.is_admin.then(|| view! {
                     <A
+                        href="/admin/models"
+                        attr:role="menuitem"
+                        attr:data-testid="models-link"
+                        attr:class="block rounded-lg px-3 py-2 text-sm hover:bg-zinc-100 dark:hover:bg-zinc-800"
+                    >
+                        "Models"
+                    </A>
+                    <A
                         href="/admin/servers"
                         attr:role="menuitem"
                         attr:data-testid="registry-link"

@@ -5,11 +5,8 @@
 use leptos::prelude::*;
 use leptos_meta::Title;
 
+use crate::components::styles::{BUTTON, INPUT, PAGE_ERROR, PRIMARY};
 use crate::mcp::{AdminServerView, DeleteServer, SaveServer, admin_servers};
-
-const INPUT: &str = "min-w-0 rounded-lg border border-zinc-300 bg-white px-3 py-2 text-sm dark:border-zinc-700 dark:bg-zinc-900";
-const BUTTON: &str = "rounded-lg border border-zinc-300 px-3 py-1 text-xs font-medium hover:bg-zinc-100 dark:border-zinc-700 dark:hover:bg-zinc-800";
-const PRIMARY: &str = "rounded-lg bg-zinc-900 px-4 py-2 text-sm font-medium text-white hover:bg-zinc-700 disabled:opacity-50 dark:bg-zinc-100 dark:text-zinc-900 dark:hover:bg-zinc-300";
 
 #[component]
 pub fn AdminServersPage() -> impl IntoView {
@@ -50,7 +47,7 @@ pub fn AdminServersPage() -> impl IntoView {
                             </section>
                         }.into_any(),
                         Err(e) => view! {
-                            <p role="alert" data-testid="admin-error" class="mt-6 rounded-lg border border-red-200 bg-red-50 px-3 py-2 text-sm text-red-800 dark:border-red-900 dark:bg-red-950 dark:text-red-200">{e.to_string()}</p>
+                            <p role="alert" data-testid="admin-error" class=PAGE_ERROR>{e.to_string()}</p>
                         }.into_any(),
                     }
                 })}

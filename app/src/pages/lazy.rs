@@ -7,8 +7,8 @@ use leptos::prelude::*;
 use leptos_router::{LazyRoute, lazy_route};
 
 use super::{
-    activity::ActivityPage, admin::AdminServersPage, people::PeoplePage, servers::ServersPage,
-    settings::SettingsPage,
+    activity::ActivityPage, admin::AdminServersPage, models::ModelsPage, people::PeoplePage,
+    servers::ServersPage, settings::SettingsPage,
 };
 
 /// A lazily loaded route for a page component that takes no properties: its view is split out,
@@ -46,6 +46,10 @@ lazy_page!(
 lazy_page!(
     /// `/admin/servers`.
     AdminServers => AdminServersPage
+);
+lazy_page!(
+    /// `/admin/models`.
+    AdminModels => ModelsPage
 );
 lazy_page!(
     /// `/admin/people`.

@@ -6,6 +6,7 @@ pub mod chat;
 pub mod home;
 pub mod lazy;
 pub mod login;
+pub mod models;
 pub mod not_found;
 pub mod people;
 pub mod servers;

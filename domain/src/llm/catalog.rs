@@ -31,10 +31,30 @@ impl Catalog {
         self.models.is_empty()
     }
 
-    /// The names people choose from: aliases first, then every `<provider>/<model>`.
+    /// This catalog and `more` (the app's, beside the environment's): their providers and models
+    /// together; `more`'s aliases replace those of the same name, and its default, when it has
+    /// one, is the default.
+    pub fn with(mut self, more: Catalog) -> Catalog {
+        self.providers.extend(more.providers);
+        self.models.extend(more.models);
+        for (alias, target) in more.aliases {
+            match self.aliases.iter_mut().find(|(a, _)| *a == alias) {
+                Some(known) => known.1 = target,
+                None => self.aliases.push((alias, target)),
+            }
+        }
+        if more.default.is_some() {
+            self.default = more.default;
+        }
+        self
+    }
+
+    /// The names people choose from: aliases first (those that name a model on offer: one whose
+    /// provider was removed is not), then every `<provider>/<model>`.
     pub fn choices(&self) -> Vec<String> {
         self.aliases
             .iter()
+            .filter(|(alias, _)| self.resolve(Some(alias)).is_some())
             .map(|(alias, _)| alias.clone())
             .chain(self.models.iter().map(|(p, m)| qualified(p, m)))
             .collect()

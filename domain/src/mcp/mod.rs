@@ -78,6 +78,11 @@ struct Inner {
 impl Mcp {
     /// The connections of everyone, to the servers of `file` and of the database (whose secrets
     /// `key` opens).
+    /// The key that opens the secrets stored in the database.
+    pub(crate) fn key(&self) -> &SecretKey {
+        &self.inner.key
+    }
+
     pub fn new(db: Database, file: Registry, key: SecretKey, settings: Settings) -> Self {
         Self {
             inner: Arc::new(Inner {

@@ -59,6 +59,8 @@ pub enum Note {
     WantSnapshot {
         chat_id: Uuid,
     },
+    /// An administrator changed the models added in the app: read them again.
+    ModelsChanged,
 }
 
 /// One notification: a note, or one part of a note too long for one.

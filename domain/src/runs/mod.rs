@@ -29,11 +29,11 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::Database;
 use crate::chats::Status;
 use crate::llm::{Catalog, LlmClient};
 use crate::local_models::Offer;
 use crate::mcp::Mcp;
+use crate::{Database, Result};
 
 mod answer;
 mod channels;
@@ -107,6 +107,38 @@ impl Runs {
     /// (see [`Offer::current`]).
     pub async fn offered(&self) -> Arc<Catalog> {
         self.inner.models.current().await
+    }
+
+    /// The models of the environment (read-only in the app).
+    pub fn configured_models(&self) -> &Catalog {
+        self.inner.models.configured()
+    }
+
+    /// The key that opens the secrets stored in the database.
+    pub fn secret_key(&self) -> &crate::secrets::SecretKey {
+        self.inner.mcp.key()
+    }
+
+    /// The client that asks the models.
+    pub fn llm(&self) -> &LlmClient {
+        &self.inner.llm
+    }
+
+    /// Reads the models added in the app again and offers them: at start, and when an
+    /// instance says they changed.
+    pub async fn reload_models(&self) -> Result<()> {
+        let key = self.inner.mcp.key();
+        let stored = crate::model_admin::stored_catalog(&self.inner.db, key).await?;
+        self.inner.models.set_stored(stored);
+        Ok(())
+    }
+
+    /// After an administrator changed the models in the app: offered at once here, and on the
+    /// other instances as soon as they hear of it.
+    pub async fn models_changed(&self) -> Result<()> {
+        self.reload_models().await?;
+        self.inner.instances.tell(Note::ModelsChanged);
+        Ok(())
     }
 
     /// Shutting down: every live run ends as interrupted, keeping its text, and every event

@@ -164,6 +164,16 @@ impl Runs {
             Note::Stop { chat_id } => {
                 self.stop(chat_id);
             }
+            Note::ModelsChanged => {
+                let runs = self.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = runs.reload_models().await {
+                        tracing::warn!(
+                            "could not read the models changed on another instance: {e}"
+                        );
+                    }
+                });
+            }
             Note::WantSnapshot { chat_id } => {
                 let live = {
                     let channels = self.inner.channels.lock().expect("not poisoned");

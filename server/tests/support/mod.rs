@@ -328,6 +328,12 @@ pub async fn start_app(
     } else {
         &["--local-model-urls", "off"]
     };
+    // Instances that share stored secrets are given the same key.
+    let own_key: &[&str] = if args.contains(&"--secret-key") {
+        &[]
+    } else {
+        &["--secret-key", &key]
+    };
     let config = Config::try_parse_from(
         [
             "switchboard",
@@ -335,10 +341,9 @@ pub async fn start_app(
             "",
             "--listen",
             &base["http://".len()..],
-            "--secret-key",
-            &key,
         ]
         .into_iter()
+        .chain(own_key.iter().copied())
         .chain(unlimited.iter().copied())
         .chain(nowhere.iter().copied())
         .chain(args.iter().copied()),
