@@ -44,6 +44,9 @@ pub struct Models {
     pub unavailable: Option<String>,
     /// Which model server on this machine answers, when none was configured.
     pub found: Option<String>,
+    /// The providers marked down now, after failing repeatedly (tried again after a cool-off).
+    #[serde(default)]
+    pub down: Vec<String>,
 }
 
 /// What sending a message started.
@@ -221,6 +224,7 @@ pub mod ssr {
                 .map(|(p, m)| domain::llm::qualified(&p.id, m)),
             unavailable: catalog.is_empty().then(|| domain::llm::NO_MODEL.to_owned()),
             found: catalog.found.clone(),
+            down: runs.llm().down(),
         }
     }
 

@@ -228,7 +228,7 @@ async fn turn_deciding(
         &remembered,
         user,
         answer.chat_id,
-        waiting,
+        *waiting,
         1,
         vec![(call_id, approve)],
     )

@@ -28,7 +28,7 @@ pub struct Chat {
     pub updated_at: DateTime<Utc>,
 }
 
-pub use protocol::{Role, Status, Usage};
+pub use protocol::{Fallback, Role, Status, Usage};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Message {
@@ -74,6 +74,7 @@ fn usage_of(
     estimated: Option<bool>,
     first_token_ms: Option<i32>,
     duration_ms: Option<i32>,
+    fallback: Option<Fallback>,
 ) -> Option<Usage> {
     let count = |n: i32| n.max(0) as u32;
     Some(Usage {
@@ -82,6 +83,7 @@ fn usage_of(
         estimated: estimated.unwrap_or(false),
         first_token_ms: first_token_ms.map(count),
         duration_ms: duration_ms.map_or(0, count),
+        fallback,
     })
 }
 
@@ -290,6 +292,7 @@ async fn read_conversation(
                   m.error, m.model, m.tool_calls AS "tool_calls?: Json<Vec<Call>>",
                   m.thinking AS "thinking?", m.input_tokens, m.output_tokens,
                   m.tokens_estimated AS "tokens_estimated?", m.first_token_ms, m.duration_ms,
+                  m.fallback AS "fallback: Json<Fallback>",
                   m.created_at AS "created_at?",
                   EXISTS (SELECT 1 FROM mcp_connections x WHERE x.user_id = $2) AS "tool_servers!",
                   EXISTS (SELECT 1 FROM messages w
@@ -342,6 +345,7 @@ async fn read_conversation(
                     row.tokens_estimated,
                     row.first_token_ms,
                     row.duration_ms,
+                    row.fallback.map(|f| f.0),
                 ),
                 created_at: row.created_at?,
             })

@@ -346,6 +346,7 @@ async fn usage_is_the_providers_counts_or_an_estimate_that_says_so(pool: PgPool)
             estimated: false,
             first_token_ms: Some(40),
             duration_ms: 100,
+            fallback: None,
         }
     );
 }
@@ -897,7 +898,7 @@ async fn pause_in_chat(db: &Database, paused: &Paused, user: Uuid, chat: Uuid) -
 
 async fn waiting(db: &Database, paused: &Paused, user: Uuid, chat: Uuid) -> store::Waiting {
     match store::pending(db, paused, user, chat).await.unwrap() {
-        store::Pending::Waiting(waiting) => waiting,
+        store::Pending::Waiting(waiting) => *waiting,
         other => panic!("the chat waits for nothing: {other:?}"),
     }
 }

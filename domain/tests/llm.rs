@@ -152,6 +152,7 @@ fn client() -> LlmClient {
         idle_timeout: Duration::from_millis(500),
         attempts: 3,
         backoff: Duration::from_millis(20),
+        cool_off: Duration::from_millis(300),
     })
 }
 
@@ -350,4 +351,29 @@ async fn a_stream_without_end_is_cut_off_at_the_limit() {
         })
         .sum();
     assert!((7 << 20..=8 << 20).contains(&received), "{received}");
+}
+
+#[tokio::test]
+async fn a_provider_that_keeps_failing_is_marked_down_then_tried_again() {
+    let (url, script) = server().await;
+    let client = client();
+    let provider = provider(url, "test-key");
+    for _ in 0..3 {
+        let (_, error) = collect(&client, &provider, &ask("broken"))
+            .await
+            .unwrap_err();
+        assert!(matches!(error, LlmError::Server { .. }), "{error:?}");
+    }
+    let asked = script.calls.load(Ordering::SeqCst);
+    assert_eq!(asked, 9, "three tries each");
+    // Down: refused at once, without asking it, saying so.
+    let (_, error) = collect(&client, &provider, &ask("text")).await.unwrap_err();
+    assert!(matches!(error, LlmError::Down { .. }), "{error:?}");
+    assert!(error.to_string().contains("marked down"), "{error}");
+    assert_eq!(script.calls.load(Ordering::SeqCst), asked);
+    assert_eq!(client.down(), ["fake"]);
+    // After its cool-off it is tried again, and an answer closes the circuit.
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    collect(&client, &provider, &ask("text")).await.unwrap();
+    assert!(client.down().is_empty());
 }

@@ -81,7 +81,7 @@ pub struct MessageView {
 }
 
 /// What an answer used: tokens in and out, and how long its model took.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Usage {
     /// The tokens the model was given, all its calls for the answer together.
     pub input_tokens: u32,
@@ -96,6 +96,21 @@ pub struct Usage {
     /// The model's writing time, all its calls for the answer together (the time the answer
     /// waited for the person and ran tools is not counted).
     pub duration_ms: u32,
+    /// Another model than the one chosen wrote (the last part of) the answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<Fallback>,
+}
+
+/// The model chosen could not answer (down, failing, overloaded, marked down), so the next of its
+/// alias's list did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fallback {
+    /// The model that wrote it (`<provider>/<model>`).
+    pub model: String,
+    /// The model asked first.
+    pub instead_of: String,
+    /// Why that one could not answer, in words for a person.
+    pub why: String,
 }
 
 /// An answer being written, as far as it has come.
@@ -264,8 +279,11 @@ fn settle(
                 answer.thinking.push_str(&written.thinking);
             }
         }
-        if usage.is_some() {
-            answer.usage = usage;
+        if let Some(usage) = usage {
+            if let Some(fallback) = &usage.fallback {
+                answer.model = Some(fallback.model.clone());
+            }
+            answer.usage = Some(usage);
         }
         answer.status = status;
         answer.error = error;

@@ -11,6 +11,6 @@ mod errors;
 mod events;
 
 pub use calls::{CallStatus, CallView, policy_words};
-pub use chat::{Applied, ChatState, LiveText, MessageView, Role, Status, Usage};
+pub use chat::{Applied, ChatState, Fallback, LiveText, MessageView, Role, Status, Usage};
 pub use errors::ErrorKind;
 pub use events::Event;

@@ -276,6 +276,7 @@ async fn the_events_applied_to_a_read_give_a_new_read_with_thinking_too(pool: Pg
     assert!(
         answer
             .usage
+            .as_ref()
             .is_some_and(|u| u.output_tokens > 0 && !u.estimated)
     );
     assert_eq!(answer.model.as_deref(), Some("fake/scripted"));

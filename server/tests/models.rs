@@ -240,3 +240,49 @@ async fn reasoning_streams_apart_from_the_answer_and_usage_is_recorded(pool: PgP
     assert_used(answer, "fake/scripted");
     assert_eq!(answer["usage"], finished.data["usage"]);
 }
+
+/// An alias naming a list (`smart=gone/scripted|fake/scripted`): while the first cannot answer, the
+/// next does and the answer says so; after failing three times in a row the first is marked down
+/// (the model list says so), and is not asked while it is.
+#[sqlx::test(migrator = "domain::db::MIGRATOR")]
+async fn an_alias_falls_back_to_its_next_model_and_a_failing_provider_is_marked_down(pool: PgPool) {
+    let llm = FakeLlm::start();
+    let (_, mut vars) = llm.settings();
+    vars.push(("SWITCHBOARD_LLM_GONE_BASE_URL", closed_address()));
+    vars.push(("SWITCHBOARD_LLM_GONE_MODELS", "scripted".to_owned()));
+    let args = [
+        "--llm-providers",
+        "gone,fake",
+        "--llm-aliases",
+        "smart=gone/scripted|fake/scripted",
+        "--llm-default-model",
+        "smart",
+    ];
+    let (listener, _) = listener().await;
+    let app = start_app(pool, listener, &args, &vars).await;
+    let (_, alice) = person(&app, "alice", "alice").await;
+
+    for round in 1..=4 {
+        let (_, answer) = ask(&app, &alice, &format!("round {round}")).await;
+        let text = answer["content"].as_str().unwrap();
+        assert!(
+            text.starts_with(&format!("You said: round {round}.")),
+            "{text}"
+        );
+        assert_eq!(answer["model"], "fake/scripted", "{answer}");
+        let fallback = &answer["usage"]["fallback"];
+        assert_eq!(fallback["model"], "fake/scripted");
+        assert_eq!(fallback["instead_of"], "gone/scripted");
+        let why = fallback["why"].as_str().unwrap();
+        if round <= 3 {
+            assert!(
+                why.contains("Cannot reach the model provider 'gone'"),
+                "{why}"
+            );
+        } else {
+            assert!(why.contains("marked down"), "{why}");
+        }
+    }
+    let (_, models) = api(&app, &alice, "models/list", &[]).await;
+    assert_eq!(models["down"], serde_json::json!(["gone"]));
+}

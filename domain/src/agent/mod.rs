@@ -332,6 +332,7 @@ impl RunState {
             usage.first_token_ms = completion.first_token.map(millis);
         }
         usage.duration_ms = usage.duration_ms.saturating_add(millis(completion.took));
+        usage.fallback.clone_from(&completion.fallback);
     }
 
     /// The calls still waiting for the person.
@@ -513,6 +514,8 @@ pub struct Completion {
     pub first_token: Option<Duration>,
     /// From asking to the end.
     pub took: Duration,
+    /// Another model than the one chosen wrote it (the chosen could not answer).
+    pub fallback: Option<crate::chats::Fallback>,
 }
 
 impl Completion {

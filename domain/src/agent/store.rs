@@ -97,7 +97,7 @@ pub enum Pending {
     NoChat,
     /// Nothing: no answer of the chat waits for a decision.
     Nothing,
-    Waiting(Waiting),
+    Waiting(Box<Waiting>),
 }
 
 /// The runs this instance paused for approval lately (or recorded a partial decision on), so that
@@ -281,7 +281,7 @@ pub fn answer_status(state: &RunState) -> (Status, Option<String>) {
 
 /// What the answer of a run at `state` used: none before its model was asked.
 pub fn answer_usage(state: &RunState) -> Option<Usage> {
-    (state.steps > 0).then_some(state.usage)
+    (state.steps > 0).then(|| state.usage.clone())
 }
 
 /// A checkpoint, the answer's text, tool calls and status as the run left them, and the audit rows
@@ -299,6 +299,7 @@ async fn save_with_answer(
     let calls = Json(state.all_calls().collect::<Vec<&Call>>());
     let (status, error) = answer_status(state);
     let usage = answer_usage(state);
+    let fallback = state.usage.fallback.as_ref();
     let tokens = |n: Option<u32>| n.map(|n| i32::try_from(n).unwrap_or(i32::MAX));
     let commit = if durable(state) { "on" } else { "off" };
     // The later parts wait for the checkpoint (`EXISTS (SELECT 1 FROM k)`): when its (thread,
@@ -314,7 +315,8 @@ async fn save_with_answer(
                UPDATE messages SET content = $7, tool_calls = $8, status = $9, error = $10,
                       thinking = $14, input_tokens = $15, output_tokens = $16,
                       tokens_estimated = coalesce($17, false), first_token_ms = $18,
-                      duration_ms = $19, updated_at = now()
+                      duration_ms = $19, fallback = $20, model = coalesce($21, model),
+                      updated_at = now()
                WHERE id = $6 AND EXISTS (SELECT 1 FROM k)
            ), a AS (
                INSERT INTO tool_audit (user_id, chat_id, call_id, server_id, tool, arguments,
@@ -341,11 +343,13 @@ async fn save_with_answer(
         answer.chat_id,
         audit_rows(before, state),
         state.answer_thinking(),
-        tokens(usage.map(|u| u.input_tokens)),
-        tokens(usage.map(|u| u.output_tokens)),
-        usage.map(|u| u.estimated),
-        tokens(usage.and_then(|u| u.first_token_ms)),
-        tokens(usage.map(|u| u.duration_ms)),
+        tokens(usage.as_ref().map(|u| u.input_tokens)),
+        tokens(usage.as_ref().map(|u| u.output_tokens)),
+        usage.as_ref().map(|u| u.estimated),
+        tokens(usage.as_ref().and_then(|u| u.first_token_ms)),
+        tokens(usage.as_ref().map(|u| u.duration_ms)),
+        fallback.map(Json) as _,
+        fallback.map(|f| f.model.as_str()),
     )
     .fetch_one(db.pool())
     .await?;
@@ -542,7 +546,7 @@ pub async fn pending(
     chat_id: Uuid,
 ) -> Result<Pending> {
     match paused.recall(user_id, chat_id) {
-        Some(waiting) => Ok(Pending::Waiting(waiting)),
+        Some(waiting) => Ok(Pending::Waiting(Box::new(waiting))),
         None => read_pending(db, user_id, chat_id).await,
     }
 }
@@ -570,13 +574,13 @@ pub async fn read_pending(db: &Database, user_id: Uuid, chat_id: Uuid) -> Result
     };
     Ok(match (row.seq, row.state, row.answer_id) {
         (Some(seq), Some(Json(state)), Some(answer_id)) if state.next == Step::AwaitApproval => {
-            Pending::Waiting(Waiting {
+            Pending::Waiting(Box::new(Waiting {
                 thread_id: row.thread_id,
                 answer_id,
                 latest: Latest { seq, state },
                 remembered: false,
                 history: None,
-            })
+            }))
         }
         _ => Pending::Nothing,
     })

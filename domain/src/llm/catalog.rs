@@ -60,9 +60,13 @@ impl Catalog {
             .collect()
     }
 
-    /// The provider and model a chat's choice stands for, or why it cannot be answered.
-    pub fn for_chat(&self, chosen: Option<&str>) -> crate::Result<(&Provider, &str)> {
-        self.resolve(chosen).ok_or_else(|| {
+    /// The providers and models a chat's choice stands for, in the order they are asked (an
+    /// alias may name several: the next answers when one fails before its first token), or why it
+    /// cannot be answered.
+    pub fn for_chat(&self, chosen: Option<&str>) -> crate::Result<Vec<(&Provider, &str)>> {
+        Some(self.candidates(chosen))
+            .filter(|c| !c.is_empty())
+            .ok_or_else(|| {
             crate::Error::Unavailable(if self.is_empty() {
                 NO_MODEL.into()
             } else {
@@ -75,15 +79,27 @@ impl Catalog {
     }
 
     /// The provider and model a name stands for (an alias, `<provider>/<model>`, or nothing for
-    /// the default).
+    /// the default): the first of its [`Catalog::candidates`].
     pub fn resolve(&self, name: Option<&str>) -> Option<(&Provider, &str)> {
+        self.candidates(name).into_iter().next()
+    }
+
+    /// The providers and models a name stands for, in order: one for `<provider>/<model>`; for an
+    /// alias, each model of its list (`claude/sonnet|openai/gpt-4o`) that is on offer.
+    pub fn candidates(&self, name: Option<&str>) -> Vec<(&Provider, &str)> {
         let name = match name.filter(|n| !n.is_empty()) {
             Some(name) => name,
             None => match &self.default {
                 Some(default) => default.as_str(),
                 None => {
-                    let (provider, model) = self.models.first()?;
-                    return Some((self.provider(provider)?, model.as_str()));
+                    return self
+                        .models
+                        .first()
+                        .and_then(|(provider, model)| {
+                            Some((self.provider(provider)?, model.as_str()))
+                        })
+                        .into_iter()
+                        .collect();
                 }
             },
         };
@@ -93,12 +109,17 @@ impl Catalog {
             .find(|(alias, _)| alias == name)
             .map(|(_, target)| target.as_str())
             .unwrap_or(name);
-        let (provider, model) = target.split_once('/')?;
-        let (_, model) = self
-            .models
-            .iter()
-            .find(|(p, m)| p == provider && m == model)?;
-        Some((self.provider(provider)?, model.as_str()))
+        target
+            .split('|')
+            .filter_map(|one| {
+                let (provider, model) = one.trim().split_once('/')?;
+                let (_, model) = self
+                    .models
+                    .iter()
+                    .find(|(p, m)| p == provider && m == model)?;
+                Some((self.provider(provider)?, model.as_str()))
+            })
+            .collect()
     }
 
     fn provider(&self, id: &str) -> Option<&Provider> {
@@ -108,7 +129,8 @@ impl Catalog {
     /// Checks that every alias and the default name a configured model.
     pub fn validate(&self) -> Result<(), String> {
         for (alias, target) in &self.aliases {
-            if self.resolve(Some(target)).is_none() || target.split_once('/').is_none() {
+            let named = target.split('|').count();
+            if self.candidates(Some(alias)).len() != named || target.split_once('/').is_none() {
                 return Err(format!(
                     "the alias '{alias}' stands for '{target}', which is not a configured model (models are named <provider>/<model>, from the providers' model lists)"
                 ));

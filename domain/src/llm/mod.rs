@@ -10,6 +10,7 @@
 //! [`LlmError`] whose `Display` tells a person what happened and what to do.
 
 mod anthropic;
+mod breaker;
 mod catalog;
 mod openai;
 mod sse;
@@ -254,9 +255,19 @@ pub enum LlmError {
         "The model provider '{provider}' sent more than {megabytes} MB for one answer, so it was cut off there. Try again, or ask for a shorter answer."
     )]
     TooLarge { provider: String, megabytes: usize },
+    #[error(
+        "The model provider '{provider}' is marked down after failing repeatedly; it is tried again in {seconds} s. Choose another model, or try again then."
+    )]
+    Down { provider: String, seconds: u64 },
 }
 
 impl LlmError {
+    /// The provider could not answer now (down, failing, overloaded, rate-limited, marked down):
+    /// another model may answer instead.
+    pub fn is_outage(&self) -> bool {
+        self.is_retryable() || matches!(self, LlmError::Down { .. })
+    }
+
     /// Worth another try before anything has been streamed.
     fn is_retryable(&self) -> bool {
         matches!(
@@ -279,6 +290,8 @@ pub struct ClientOptions {
     pub attempts: u32,
     /// The first backoff; it doubles each time.
     pub backoff: Duration,
+    /// How long a provider that kept failing is marked down (see [`breaker`]).
+    pub cool_off: Duration,
 }
 
 impl Default for ClientOptions {
@@ -288,6 +301,7 @@ impl Default for ClientOptions {
             idle_timeout: Duration::from_secs(120),
             attempts: 3,
             backoff: Duration::from_millis(500),
+            cool_off: Duration::from_secs(60),
         }
     }
 }
@@ -299,6 +313,7 @@ pub type EventStream = Pin<Box<dyn Stream<Item = Result<StreamEvent, LlmError>> 
 pub struct LlmClient {
     http: reqwest::Client,
     options: ClientOptions,
+    breaker: breaker::Breaker,
 }
 
 impl LlmClient {
@@ -308,12 +323,43 @@ impl LlmClient {
             .user_agent(concat!("Switchboard/", env!("CARGO_PKG_VERSION")))
             .build()
             .expect("the HTTP client's settings are valid");
-        Self { http, options }
+        let breaker = breaker::Breaker::new(options.cool_off);
+        Self {
+            http,
+            options,
+            breaker,
+        }
+    }
+
+    /// The providers marked down now, after failing repeatedly.
+    pub fn down(&self) -> Vec<String> {
+        self.breaker.down()
     }
 
     /// Starts a streamed completion. Errors before the answer starts come back here (after the
-    /// retries); errors after, as the stream's last item.
+    /// retries); errors after, as the stream's last item. A provider marked down is not asked.
     pub async fn stream(
+        &self,
+        provider: &Provider,
+        request: &Request,
+    ) -> Result<EventStream, LlmError> {
+        if let Some(left) = self.breaker.down_for(&provider.id) {
+            return Err(LlmError::Down {
+                provider: provider.id.clone(),
+                seconds: left.as_secs().max(1),
+            });
+        }
+        let opened = self.open_with_retries(provider, request).await;
+        match &opened {
+            Ok(_) => self.breaker.succeeded(&provider.id),
+            Err(e) if e.is_retryable() => self.breaker.failed(&provider.id),
+            // A refused key or an unknown model is no outage.
+            Err(_) => {}
+        }
+        opened
+    }
+
+    async fn open_with_retries(
         &self,
         provider: &Provider,
         request: &Request,

@@ -56,6 +56,8 @@ struct Outgoing {
 pub(super) struct Plan {
     pub(super) provider: llm::Provider,
     pub(super) model: String,
+    /// The models asked next, in order, when one cannot answer (an alias's list).
+    pub(super) fallbacks: Vec<(llm::Provider, String)>,
     /// The conversation it answers, as the model is given it (see [`agent::Deps::history`]).
     pub(super) history: store::History,
     pub(super) specs: Vec<ToolSpec>,
@@ -107,20 +109,15 @@ impl Runs {
             (Vec::new(), Policies::default(), agent::DEFAULT_MAX_STEPS)
         };
         let models = self.offered().await;
-        let (provider, model) = models.for_chat(conversation.chat.model.as_deref())?;
+        let candidates = models.for_chat(conversation.chat.model.as_deref())?;
+        let (provider, model) = candidates[0];
         // Earlier answers' tool calls go to a model that is offered tools: some providers refuse
         // them in a request without any.
         let mut history = agent::history::for_model(&conversation.history, !specs.is_empty());
         history.push(llm::Message::User {
             content: text.to_owned(),
         });
-        let plan = Plan {
-            provider: provider.clone(),
-            model: model.to_owned(),
-            history: history.into(),
-            specs,
-            policies,
-        };
+        let plan = Plan::new(&candidates, history.into(), specs, policies);
         let send = Outgoing {
             user_id,
             model: llm::qualified(&provider.id, model),
@@ -263,6 +260,7 @@ impl Runs {
             chat_id,
             answer_id,
             llm: plan.llm(self),
+            fallbacks: &plan.fallbacks,
             first: Mutex::new(first),
             writing: Mutex::default(),
         };
@@ -474,6 +472,27 @@ impl Checkpoints for Recorder<'_> {
 }
 
 impl Plan {
+    /// A run asking `candidates` in order (at least one: see [`llm::Catalog::for_chat`]).
+    pub(super) fn new(
+        candidates: &[(&llm::Provider, &str)],
+        history: store::History,
+        specs: Vec<ToolSpec>,
+        policies: Policies,
+    ) -> Self {
+        let mut models = candidates
+            .iter()
+            .map(|(provider, model)| ((*provider).clone(), (*model).to_owned()));
+        let (provider, model) = models.next().expect("for_chat gives one model at least");
+        Self {
+            provider,
+            model,
+            fallbacks: models.collect(),
+            history,
+            specs,
+            policies,
+        }
+    }
+
     /// The model it asks, through the runs' client.
     fn llm<'a>(&'a self, runs: &'a Runs) -> agent::live::LlmModel<'a> {
         agent::live::LlmModel {
@@ -490,6 +509,8 @@ struct StreamingModel<'a> {
     chat_id: Uuid,
     answer_id: Uuid,
     llm: agent::live::LlmModel<'a>,
+    /// Asked in turn when the model cannot answer.
+    fallbacks: &'a [(llm::Provider, String)],
     /// The first completion, asked before the run began (a new answer's, while its question was
     /// stored): what the graph's first model call would ask.
     first: Mutex<Option<(Opening, Instant)>>,
@@ -506,7 +527,7 @@ impl agent::Model for StreamingModel<'_> {
         self.writing.lock().expect("not poisoned").clear();
         let mut sink = LiveAnswer::new(self.runs, self.chat_id, self.answer_id, &self.writing);
         let first = self.first.lock().expect("not poisoned").take();
-        let (opened, asked_at) = match first {
+        let (mut opened, mut asked_at) = match first {
             Some((first, asked_at)) => (first.await, asked_at),
             None => {
                 let request = self.llm.request(messages, tools);
@@ -517,7 +538,42 @@ impl agent::Model for StreamingModel<'_> {
                 )
             }
         };
-        let completion = agent::live::read_into(opened, asked_at, &mut sink).await;
+        // The model cannot answer now: the next of the alias's list is asked, and so on.
+        let mut fallback = None;
+        if let Err(failed) = &opened
+            && failed.is_outage()
+        {
+            let chosen = llm::qualified(&self.llm.provider.id, self.llm.model);
+            for (provider, model) in self.fallbacks {
+                let mut request = self.llm.request(messages, tools);
+                request.model.clone_from(model);
+                let at = Instant::now();
+                match self.llm.client.stream(provider, &request).await {
+                    Ok(stream) => {
+                        fallback = Some(chats::Fallback {
+                            model: llm::qualified(&provider.id, model),
+                            instead_of: chosen,
+                            why: failed.to_string(),
+                        });
+                        (opened, asked_at) = (Ok(stream), at);
+                        break;
+                    }
+                    Err(e) if e.is_outage() => {
+                        tracing::warn!(
+                            provider = provider.id,
+                            "a fallback model cannot answer either: {e}"
+                        );
+                    }
+                    Err(e) => {
+                        tracing::warn!(provider = provider.id, "a fallback model refused: {e}")
+                    }
+                }
+            }
+        }
+        let mut completion = agent::live::read_into(opened, asked_at, &mut sink).await;
+        if let Ok(completion) = &mut completion {
+            completion.fallback = fallback;
+        }
         self.writing.lock().expect("not poisoned").clear();
         completion
     }

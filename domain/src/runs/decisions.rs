@@ -43,7 +43,7 @@ impl Runs {
             let waiting = match pending {
                 store::Pending::NoChat => return Ok(None),
                 store::Pending::Nothing => return Err(Error::Invalid(agent::OUT_OF_DATE.into())),
-                store::Pending::Waiting(waiting) => waiting,
+                store::Pending::Waiting(waiting) => *waiting,
             };
             let current =
                 waiting.answer_id == answer_id && waiting.latest.state.turn() == Some(turn);
@@ -130,14 +130,8 @@ impl Runs {
         let specs = tools?.unwrap_or_default();
         let (policies, _) = person?;
         let models = self.models();
-        let (provider, model) = models.for_chat(chat.model.as_deref())?;
-        let plan = Plan {
-            provider: provider.clone(),
-            model: model.to_owned(),
-            history,
-            specs,
-            policies,
-        };
+        let candidates = models.for_chat(chat.model.as_deref())?;
+        let plan = Plan::new(&candidates, history, specs, policies);
         let slot = self.reserve(chat_id)?;
         let (stop, stopped) = watch::channel(None);
         let text = latest.state.answer_text();

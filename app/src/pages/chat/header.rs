@@ -40,8 +40,12 @@ pub(super) fn ModelPicker(
             }
         >
             <option value="" selected=current.is_empty()>{default_label}</option>
-            {data.models.choices.iter().map(|choice| view! {
-                <option value=choice.clone() selected=*choice == current>{choice.clone()}</option>
+            {data.models.choices.iter().map(|choice| {
+                let down = choice
+                    .split_once('/')
+                    .is_some_and(|(provider, _)| data.models.down.iter().any(|d| d == provider));
+                let label = if down { format!("{choice} (down for now)") } else { choice.clone() };
+                view! { <option value=choice.clone() selected=*choice == current>{label}</option> }
             }).collect_view()}
         </select>
     }

@@ -39,6 +39,12 @@ pub(super) fn Message(
     let meta = (!is_user)
         .then(|| written_by(m.model.as_deref(), m.usage.as_ref()))
         .flatten();
+    let fallback = m.usage.as_ref().and_then(|u| u.fallback.clone()).map(|f| {
+        format!(
+            "{} could not answer ({}), so {} wrote this answer.",
+            f.instead_of, f.why, f.model
+        )
+    });
     view! {
         <article
             data-role=m.role.as_str()
@@ -110,6 +116,9 @@ pub(super) fn Message(
                 }}
                 {notice.map(|(text, bad)| view! {
                     <p data-testid="message-notice" class=if bad { "mt-2 text-xs text-red-700 dark:text-red-400" } else { "mt-2 text-xs text-zinc-500" }>{text}</p>
+                })}
+                {fallback.map(|text| view! {
+                    <p data-testid="fallback-notice" class="mt-2 text-xs text-amber-700 dark:text-amber-400">{text}</p>
                 })}
                 {meta.map(|line| {
                     let title = line.clone();
@@ -229,6 +238,7 @@ mod tests {
             estimated: false,
             first_token_ms: Some(380),
             duration_ms: 1240,
+            fallback: None,
         };
         assert_eq!(
             written_by(Some("claude/sonnet"), Some(&usage)).as_deref(),
@@ -239,7 +249,7 @@ mod tests {
         let estimated = Usage {
             estimated: true,
             first_token_ms: None,
-            ..usage
+            ..usage.clone()
         };
         assert_eq!(
             written_by(None, Some(&estimated)).as_deref(),

@@ -172,7 +172,7 @@ fn ChatView(data: ChatData) -> impl IntoView {
                 <div class="mx-auto flex max-w-3xl flex-col gap-6 px-4 py-6">
                     <For
                         each=move || messages.get()
-                        key=|m| (m.id.clone(), m.content.len(), m.status, calls_key(&m.tool_calls), m.thinking.len(), m.usage.map(|u| (u.input_tokens, u.output_tokens, u.duration_ms)))
+                        key=|m| (m.id.clone(), m.content.len(), m.status, calls_key(&m.tool_calls), m.thinking.len(), m.usage.as_ref().map(|u| (u.input_tokens, u.output_tokens, u.duration_ms)))
                         children={
                             let chat_id = chat_id.clone();
                             move |m| view! { <Message m live edit chat_id=chat_id.clone() /> }
