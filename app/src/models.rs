@@ -18,6 +18,8 @@ pub struct ProviderView {
     pub has_api_key: bool,
     pub models: Vec<String>,
     pub thinking_budget: Option<u32>,
+    /// The tokens its models take in one request, when set.
+    pub context_window: Option<u32>,
     /// From the environment: read-only here.
     pub from_environment: bool,
 }
@@ -53,6 +55,7 @@ pub async fn admin_models() -> Result<ModelsAdmin, AppError> {
                 has_api_key: p.has_api_key,
                 models: p.models,
                 thinking_budget: p.thinking_budget,
+                context_window: p.context_window,
                 from_environment: p.from_environment,
             })
             .collect(),
@@ -77,7 +80,8 @@ mod save {
     /// `POST /api/admin/models/save` (administrators) with `id`, `kind` (`openai` or
     /// `anthropic`), `base_url`, `models` (names separated by commas, spaces or lines), and
     /// optionally `previous` (the id of the provider to change; empty adds one), `api_key` (empty
-    /// keeps the stored one), `remove_api_key` and `thinking_budget` (Anthropic's, in tokens).
+    /// keeps the stored one), `remove_api_key`, `thinking_budget` (Anthropic's, in tokens) and
+    /// `context_window` (the tokens its models take in one request; a longer chat is trimmed).
     #[server(endpoint = "admin/models/save")]
     pub async fn save_provider(
         previous: Option<String>,
@@ -88,6 +92,7 @@ mod save {
         api_key: Option<String>,
         remove_api_key: Option<bool>,
         thinking_budget: Option<String>,
+        context_window: Option<String>,
     ) -> Result<(), AppError> {
         use domain::llm::ProviderKind;
         let user = crate::ssr::current_user()?;
@@ -97,14 +102,16 @@ mod save {
                 "'{kind}' is not a kind of provider: `openai` (Chat Completions) or `anthropic`."
             ))
         })?;
-        let thinking_budget = match thinking_budget.as_deref().map(str::trim) {
-            None | Some("") => None,
-            Some(text) => Some(text.parse::<u32>().map_err(|_| {
-                AppError::invalid(format!(
-                    "The thinking budget '{text}' is not a number of tokens."
-                ))
-            })?),
+        let tokens = |field: Option<String>, what: &str| -> Result<Option<u32>, AppError> {
+            match field.as_deref().map(str::trim) {
+                None | Some("") => Ok(None),
+                Some(text) => text.parse::<u32>().map(Some).map_err(|_| {
+                    AppError::invalid(format!("The {what} '{text}' is not a number of tokens."))
+                }),
+            }
         };
+        let thinking_budget = tokens(thinking_budget, "thinking budget")?;
+        let context_window = tokens(context_window, "context window")?;
         let input = domain::model_admin::ProviderInput {
             id: id.trim().to_owned(),
             kind,
@@ -113,6 +120,7 @@ mod save {
             remove_api_key: remove_api_key.unwrap_or(false),
             models: super::names(&models),
             thinking_budget,
+            context_window,
         };
         let previous = previous.filter(|p| !p.trim().is_empty());
         let db = crate::ssr::db()?;

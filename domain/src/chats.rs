@@ -75,6 +75,7 @@ fn usage_of(
     first_token_ms: Option<i32>,
     duration_ms: Option<i32>,
     fallback: Option<Fallback>,
+    trimmed: Option<i32>,
 ) -> Option<Usage> {
     let count = |n: i32| n.max(0) as u32;
     Some(Usage {
@@ -84,6 +85,7 @@ fn usage_of(
         first_token_ms: first_token_ms.map(count),
         duration_ms: duration_ms.map_or(0, count),
         fallback,
+        trimmed: trimmed.map(count),
     })
 }
 
@@ -292,7 +294,7 @@ async fn read_conversation(
                   m.error, m.model, m.tool_calls AS "tool_calls?: Json<Vec<Call>>",
                   m.thinking AS "thinking?", m.input_tokens, m.output_tokens,
                   m.tokens_estimated AS "tokens_estimated?", m.first_token_ms, m.duration_ms,
-                  m.fallback AS "fallback: Json<Fallback>",
+                  m.fallback AS "fallback: Json<Fallback>", m.trimmed,
                   m.created_at AS "created_at?",
                   EXISTS (SELECT 1 FROM mcp_connections x WHERE x.user_id = $2) AS "tool_servers!",
                   EXISTS (SELECT 1 FROM messages w
@@ -346,6 +348,7 @@ async fn read_conversation(
                     row.first_token_ms,
                     row.duration_ms,
                     row.fallback.map(|f| f.0),
+                    row.trimmed,
                 ),
                 created_at: row.created_at?,
             })

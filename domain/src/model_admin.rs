@@ -41,6 +41,8 @@ pub struct ProviderInput {
     pub remove_api_key: bool,
     pub models: Vec<String>,
     pub thinking_budget: Option<u32>,
+    /// The tokens its models take in one request, when known.
+    pub context_window: Option<u32>,
 }
 
 /// A provider as the admin page shows it: its key is never given back, only whether it has one.
@@ -52,6 +54,7 @@ pub struct AdminProvider {
     pub has_api_key: bool,
     pub models: Vec<String>,
     pub thinking_budget: Option<u32>,
+    pub context_window: Option<u32>,
     /// From the environment (read-only here) rather than the app.
     pub from_environment: bool,
 }
@@ -77,7 +80,7 @@ fn context(id: &str) -> Vec<u8> {
 /// A provider whose key cannot be decrypted (another secret key) is left out, with a warning.
 pub async fn stored_catalog(db: &Database, key: &SecretKey) -> Result<Catalog> {
     let rows = sqlx::query!(
-        r#"SELECT id, kind, base_url, api_key, models, thinking_budget
+        r#"SELECT id, kind, base_url, api_key, models, thinking_budget, context_window
            FROM model_providers ORDER BY created_at, id"#
     )
     .fetch_all(db.pool())
@@ -103,6 +106,7 @@ pub async fn stored_catalog(db: &Database, key: &SecretKey) -> Result<Catalog> {
         };
         let mut provider = Provider::new(row.id.clone(), base_url, api_key).with_kind(kind);
         provider.thinking_budget = row.thinking_budget.map(|b| b.max(0) as u32);
+        provider.context_window = row.context_window.map(|w| w.max(0) as u32);
         catalog
             .models
             .extend(row.models.into_iter().map(|m| (row.id.clone(), m)));
@@ -126,6 +130,7 @@ pub async fn providers(
         has_api_key: p.api_key.is_some(),
         models,
         thinking_budget: p.thinking_budget,
+        context_window: p.context_window,
         from_environment,
     };
     let models_of = |c: &Catalog, id: &str| -> Vec<String> {
@@ -141,7 +146,8 @@ pub async fn providers(
         .map(|p| shown(p, models_of(environment, &p.id), true))
         .collect();
     let rows = sqlx::query!(
-        r#"SELECT id, kind, base_url, api_key IS NOT NULL AS "has_key!", models, thinking_budget
+        r#"SELECT id, kind, base_url, api_key IS NOT NULL AS "has_key!", models, thinking_budget,
+                  context_window
            FROM model_providers ORDER BY created_at, id"#
     )
     .fetch_all(db.pool())
@@ -155,6 +161,7 @@ pub async fn providers(
             has_api_key: r.has_key,
             models: r.models,
             thinking_budget: r.thinking_budget.map(|b| b.max(0) as u32),
+            context_window: r.context_window.map(|w| w.max(0) as u32),
             from_environment: false,
             id: r.id,
         }
@@ -209,6 +216,13 @@ fn check(input: &ProviderInput, environment: &Catalog) -> Result<Url> {
     {
         return invalid(format!(
             "'{bad}' is not a model name (printable characters without spaces, at most 200)."
+        ));
+    }
+    if let Some(w) = input.context_window
+        && !(1024..=10_000_000).contains(&w)
+    {
+        return invalid(format!(
+            "A context window is from 1024 to 10000000 tokens; {w} is not."
         ));
     }
     if input.api_key.as_ref().is_some_and(|k| k.len() > MAX_KEY) {
@@ -266,6 +280,7 @@ pub async fn save(
     };
     let sealed = plain.map(|p| key.seal(&context(id), &p));
     let budget = input.thinking_budget.map(|b| b as i32);
+    let window = input.context_window.map(|w| w as i32);
     let written = match previous {
         None => {
             let count = sqlx::query_scalar!(r#"SELECT count(*) AS "n!" FROM model_providers"#)
@@ -277,14 +292,16 @@ pub async fn save(
                 )));
             }
             sqlx::query!(
-                r#"INSERT INTO model_providers (id, kind, base_url, api_key, models, thinking_budget)
-                   VALUES ($1, $2, $3, $4, $5, $6)"#,
+                r#"INSERT INTO model_providers (id, kind, base_url, api_key, models, thinking_budget,
+                                               context_window)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7)"#,
                 id,
                 input.kind.as_str(),
                 url.as_str(),
                 sealed,
                 &models,
                 budget,
+                window,
             )
             .execute(db.pool())
             .await
@@ -292,7 +309,8 @@ pub async fn save(
         Some(previous) => {
             sqlx::query!(
                 r#"UPDATE model_providers SET id = $2, kind = $3, base_url = $4, api_key = $5,
-                          models = $6, thinking_budget = $7, updated_at = now()
+                          models = $6, thinking_budget = $7, context_window = $8,
+                          updated_at = now()
                    WHERE id = $1"#,
                 previous,
                 id,
@@ -301,6 +319,7 @@ pub async fn save(
                 sealed,
                 &models,
                 budget,
+                window,
             )
             .execute(db.pool())
             .await
@@ -533,6 +552,7 @@ mod tests {
         refused(&|i| i.models = vec!["two words".into()], "not a model name");
         refused(&|i| i.api_key = Some("k".repeat(5000)), "at most 4096");
         refused(&|i| i.thinking_budget = Some(10), "from 1024 to 128000");
+        refused(&|i| i.context_window = Some(100), "from 1024 to 10000000");
         refused(
             &|i| {
                 i.kind = ProviderKind::OpenAi;

@@ -347,6 +347,7 @@ async fn usage_is_the_providers_counts_or_an_estimate_that_says_so(pool: PgPool)
             first_token_ms: Some(40),
             duration_ms: 100,
             fallback: None,
+            trimmed: None,
         }
     );
 }

@@ -116,6 +116,13 @@ async fn completions(
         "stall" => sse(vec![text_chunk("Hello")], Tail::Hang),
         "cut-off" => sse(vec![text_chunk("Hello")], Tail::Close),
         "garbled" => sse(vec![text_chunk("Hello"), "{not json".into()], Tail::Done),
+        // Validates strictly, as Mistral's API does: no field it does not know.
+        "strict" if body.get("stream_options").is_some() => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({"error": {"message": "stream_options: Extra inputs are not permitted"}})),
+        )
+            .into_response(),
+        "strict" => sse(hello(), Tail::Done),
         // A stream without end: 64 KB tokens, forever.
         "endless" => {
             let token = text_chunk(&"x".repeat(64 << 10));
@@ -376,4 +383,14 @@ async fn a_provider_that_keeps_failing_is_marked_down_then_tried_again() {
     tokio::time::sleep(Duration::from_millis(350)).await;
     collect(&client, &provider, &ask("text")).await.unwrap();
     assert!(client.down().is_empty());
+}
+
+#[tokio::test]
+async fn a_server_that_takes_no_stream_options_is_asked_again_without() {
+    let (url, script) = server().await;
+    let events = collect(&client(), &provider(url, "test-key"), &ask("strict"))
+        .await
+        .unwrap();
+    assert_eq!(events[0], StreamEvent::Token("Hello".into()));
+    assert_eq!(script.calls.load(Ordering::SeqCst), 2);
 }

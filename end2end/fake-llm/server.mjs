@@ -17,6 +17,8 @@
 //                    <result> | <result>."; when told the person declined (a system message last, or
 //                    in Anthropic's format a "Note from Switchboard" last), an answer that repeats
 //                    what it was told
+//   model "tiny"     refuses (HTTP 400 context_length_exceeded) messages over 2,000 tokens (8,000
+//                    characters of their JSON), as a model with a small context window does
 //   contains "recall" "Earlier: <tool> said <result> | …." from the tool messages the conversation
 //                    gives it (earlier answers' calls and results)
 //   anything else    "You said: <message>." and a short Markdown answer, word by word
@@ -144,6 +146,10 @@ async function completions(req, res) {
   const body = await readJson(req);
   const unpaired = checkToolMessages(body.messages);
   if (unpaired) return refuse(res, 400, { error: { message: unpaired, type: 'invalid_request_error' } });
+  // The model `tiny` takes 2,000 tokens (about 8,000 characters of messages) at once.
+  if (body.model === 'tiny' && JSON.stringify(body.messages).length / 4 > 2000) {
+    return refuse(res, 400, { error: { message: "This model's maximum context length is 2000 tokens, and your messages are longer.", code: 'context_length_exceeded' } });
+  }
   const plan = answer(body.messages, (body.tools ?? []).map((t) => t.function?.name));
   if (plan.fail === 'server') return refuse(res, 500, { error: { message: 'the scripted failure' } });
   if (plan.fail === 'overloaded') return refuse(res, 503, { error: { message: 'the scripted overload' } });

@@ -99,6 +99,9 @@ pub struct Usage {
     /// Another model than the one chosen wrote (the last part of) the answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fallback: Option<Fallback>,
+    /// The oldest messages of the conversation left out, to fit the model's context window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trimmed: Option<u32>,
 }
 
 /// The model chosen could not answer (down, failing, overloaded, marked down), so the next of its

@@ -57,8 +57,15 @@ pub fn catalog(
                 "{prefix}THINKING_BUDGET is for Anthropic providers ({prefix}KIND=anthropic); OpenAI-compatible reasoning models think by themselves."
             )));
         }
+        let context_window = match var("CONTEXT_WINDOW") {
+            None => None,
+            Some(tokens) => Some(tokens.parse::<u32>().ok().filter(|t| (1024..=10_000_000).contains(t)).ok_or_else(|| {
+                bad(format!("{prefix}CONTEXT_WINDOW is '{tokens}': it is the tokens its models take in one request, from 1024 to 10000000 (128000 for gpt-4o)."))
+            })?),
+        };
         let mut provider = Provider::new(id, base_url, var("API_KEY")).with_kind(kind);
         provider.thinking_budget = thinking_budget;
+        provider.context_window = context_window;
         catalog.providers.push(provider);
     }
     for pair in list(config.llm_aliases.as_deref()) {

@@ -286,3 +286,97 @@ async fn an_alias_falls_back_to_its_next_model_and_a_failing_provider_is_marked_
     let (_, models) = api(&app, &alice, "models/list", &[]).await;
     assert_eq!(models["down"], serde_json::json!(["gone"]));
 }
+
+/// A chat longer than its model's context window (`tiny`, which refuses more than 2,000 tokens) is
+/// trimmed from its oldest turns before it is sent, and the answer says so; the same chat on a
+/// provider whose window is not set gets the provider's refusal. A message too long by itself is
+/// refused before anything is sent, saying why.
+#[sqlx::test(migrator = "domain::db::MIGRATOR")]
+async fn a_chat_longer_than_the_context_window_is_trimmed_from_its_oldest_turns(pool: PgPool) {
+    let llm = FakeLlm::start();
+    let provider = |id: &'static str, window: Option<&'static str>| {
+        let var = |name: &str| -> &'static str {
+            Box::leak(format!("SWITCHBOARD_LLM_{id}_{name}").into_boxed_str())
+        };
+        let mut vars = vec![
+            (var("BASE_URL"), llm.url.clone()),
+            (var("API_KEY"), "test-key".to_owned()),
+            (var("MODELS"), "tiny".to_owned()),
+        ];
+        if let Some(window) = window {
+            vars.push((var("CONTEXT_WINDOW"), window.to_owned()));
+        }
+        vars
+    };
+    let vars = [provider("FIT", Some("2000")), provider("BLIND", None)].concat();
+    let (listener, _) = listener().await;
+    let app = start_app(pool, listener, &["--llm-providers", "fit,blind"], &vars).await;
+    let (_, alice) = person(&app, "alice", "alice").await;
+    // About 2,400 characters each: three of them and two answers are over 2,000 tokens.
+    let long = |n: usize| format!("part {n}: {}", "words ".repeat(400));
+
+    for model in ["fit/tiny", "blind/tiny"] {
+        let (_, chat) = api(&app, &alice, "chats/create", &[]).await;
+        let chat = chat["id"].as_str().unwrap().to_owned();
+        let (status, _) = api(
+            &app,
+            &alice,
+            "chats/model",
+            &[("id", &chat), ("model", model)],
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        let mut answers = Vec::new();
+        for round in 1..=3 {
+            let mut events = subscribe(&app, &alice, &chat, None).await;
+            let text = long(round);
+            let (status, sent) = api(
+                &app,
+                &alice,
+                "chats/send",
+                &[("id", &chat), ("text", &text)],
+            )
+            .await;
+            assert_eq!(status, StatusCode::OK, "{sent}");
+            until_finished(&mut events).await;
+            let (_, read) = api(&app, &alice, "chats/get", &[("id", &chat)]).await;
+            answers.push(read["messages"].as_array().unwrap().last().unwrap().clone());
+        }
+        if model == "fit/tiny" {
+            for (answer, left_out) in answers.iter().zip([None, Some(2), Some(4)]) {
+                assert_eq!(answer["status"], "complete", "{answer}");
+                assert_eq!(answer["usage"]["trimmed"].as_u64(), left_out, "{answer}");
+            }
+            let text = answers[2]["content"].as_str().unwrap();
+            assert!(text.starts_with("You said: part 3:"), "{}", &text[..40]);
+        } else {
+            assert_eq!(answers[2]["status"], "failed", "{}", answers[2]);
+            let error = answers[2]["error"].as_str().unwrap();
+            assert!(error.contains("maximum context length"), "{error}");
+        }
+    }
+
+    let (_, chat) = api(&app, &alice, "chats/create", &[]).await;
+    let chat = chat["id"].as_str().unwrap().to_owned();
+    api(
+        &app,
+        &alice,
+        "chats/model",
+        &[("id", &chat), ("model", "fit/tiny")],
+    )
+    .await;
+    let huge = "words ".repeat(1500);
+    let (status, refused) = api(
+        &app,
+        &alice,
+        "chats/send",
+        &[("id", &chat), ("text", &huge)],
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    let message = refused["message"].as_str().unwrap();
+    assert!(
+        message.contains("too long for fit/tiny") && message.contains("larger context window"),
+        "{message}"
+    );
+}

@@ -260,6 +260,9 @@ fn ProviderForm(
                     <input name="thinking_budget" inputmode="numeric" class=INPUT value=p.thinking_budget.map(|b| b.to_string()).unwrap_or_default() />
                 </label>
             </Show>
+            <label class="flex flex-col gap-1 text-sm">"Context window (tokens; empty: unknown, nothing is trimmed)"
+                <input name="context_window" inputmode="numeric" class=INPUT value=p.context_window.map(|w| w.to_string()).unwrap_or_default() />
+            </label>
             <label class="flex flex-col gap-1 text-sm sm:col-span-2">"Models (separated by commas)"
                 <textarea name="models" rows="2" required class=INPUT prop:value=move || models.get() on:input=move |ev| models.set(event_target_value(&ev))></textarea>
             </label>

@@ -39,6 +39,42 @@ pub fn for_model(history: &[chats::Message], with_calls: bool) -> Vec<Message> {
     messages
 }
 
+/// `messages` cut to fit `budget` tokens (estimated, about four characters a token): the oldest
+/// whole turns (a person's message and everything that answered it, tool calls and results
+/// together) are left out first; leading system messages and the last turn always stay. Returns
+/// the messages and how many were left out, or the tokens the last turn alone needs when even it
+/// does not fit.
+pub fn fit(messages: Vec<Message>, budget: u32) -> Result<(Vec<Message>, usize), u32> {
+    let tokens = |ms: &[Message]| super::estimate(ms.iter().map(super::message_chars).sum());
+    if tokens(&messages) <= budget {
+        return Ok((messages, 0));
+    }
+    let system = messages
+        .iter()
+        .take_while(|m| matches!(m, Message::System { .. }))
+        .count();
+    // Where each turn begins: a person's message.
+    let starts: Vec<usize> = (system..messages.len())
+        .filter(|&i| matches!(messages[i], Message::User { .. }))
+        .collect();
+    let kept = |from: usize| -> Vec<Message> {
+        messages[..system]
+            .iter()
+            .chain(&messages[from..])
+            .cloned()
+            .collect()
+    };
+    for &from in &starts {
+        let candidate = kept(from);
+        if tokens(&candidate) <= budget {
+            let left_out = from - system;
+            return Ok((candidate, left_out));
+        }
+    }
+    let last = starts.last().copied().unwrap_or(system);
+    Err(tokens(&kept(last)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,5 +241,40 @@ mod tests {
                 content: "what did it say?".into()
             }
         );
+    }
+
+    #[test]
+    fn a_long_conversation_loses_its_oldest_whole_turns_first() {
+        let user = |c: &str| llm::Message::User { content: c.into() };
+        let said = |c: &str| llm::Message::assistant(Some(c.into()), vec![]);
+        let call = llm::ToolCall {
+            id: "c1".into(),
+            name: "t".into(),
+            arguments: "{}".into(),
+        };
+        let messages = vec![
+            llm::Message::System {
+                content: "Be brief.".into(),
+            },
+            user(&"a".repeat(400)),
+            llm::Message::assistant(None, vec![call]),
+            llm::Message::Tool {
+                tool_call_id: "c1".into(),
+                content: "b".repeat(400),
+            },
+            said(&"c".repeat(400)),
+            user(&"d".repeat(400)),
+        ];
+        // Everything fits: nothing is left out.
+        assert_eq!(fit(messages.clone(), 10_000).unwrap().1, 0);
+        // The first turn (the question, its call, the result and the answer) goes whole; the
+        // system message stays.
+        let (kept, left_out) = fit(messages.clone(), 150).unwrap();
+        assert_eq!(left_out, 4);
+        assert_eq!(kept.len(), 2);
+        assert!(matches!(kept[0], llm::Message::System { .. }));
+        assert!(matches!(&kept[1], llm::Message::User { content } if content.starts_with('d')));
+        // The last turn alone is too long: how many tokens it needs.
+        assert_eq!(fit(messages, 50), Err(103));
     }
 }

@@ -673,7 +673,7 @@ async fn call_model<M: Model, T: Tools>(state: &mut RunState, deps: &Deps<'_, M,
 }
 
 /// Tokens in `chars` characters, as estimated when a provider does not count them.
-fn estimate(chars: usize) -> u32 {
+pub(crate) fn estimate(chars: usize) -> u32 {
     u32::try_from(chars.div_ceil(4)).unwrap_or(u32::MAX)
 }
 
@@ -682,7 +682,7 @@ fn millis(duration: Duration) -> u32 {
 }
 
 /// The characters of a message the model is given.
-fn message_chars(message: &Message) -> usize {
+pub(crate) fn message_chars(message: &Message) -> usize {
     match message {
         Message::System { content } | Message::User { content } => content.len(),
         Message::Tool { content, .. } => content.len(),

@@ -67,6 +67,9 @@ pub struct Provider {
     /// Tokens an Anthropic model may think for before it answers (extended thinking); None: it
     /// answers without. OpenAI-compatible reasoning models think by themselves.
     pub thinking_budget: Option<u32>,
+    /// The tokens its models take in one request (their context window), when known: a longer
+    /// conversation is trimmed to fit before it is sent.
+    pub context_window: Option<u32>,
 }
 
 impl Provider {
@@ -78,6 +81,7 @@ impl Provider {
             base_url,
             api_key,
             thinking_budget: None,
+            context_window: None,
         }
     }
 
@@ -400,10 +404,34 @@ impl LlmClient {
         provider: &Provider,
         request: &Request,
     ) -> Result<reqwest::Response, LlmError> {
-        let http = match provider.kind {
-            ProviderKind::OpenAi => openai::request(&self.http, provider, request),
-            ProviderKind::Anthropic => anthropic::request(&self.http, provider, request),
-        };
+        match provider.kind {
+            ProviderKind::Anthropic => {
+                let http = anthropic::request(&self.http, provider, request);
+                self.send(provider, request, http).await
+            }
+            ProviderKind::OpenAi => {
+                let http = openai::request(&self.http, provider, request, true);
+                match self.send(provider, request, http).await {
+                    // A server that takes no `stream_options` (strict validation) is asked
+                    // again without: its answer then comes without usage, which is estimated.
+                    Err(LlmError::Rejected { status, detail, .. })
+                        if matches!(status, 400 | 422) && detail.contains("stream_options") =>
+                    {
+                        let http = openai::request(&self.http, provider, request, false);
+                        self.send(provider, request, http).await
+                    }
+                    sent => sent,
+                }
+            }
+        }
+    }
+
+    async fn send(
+        &self,
+        provider: &Provider,
+        request: &Request,
+        http: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, LlmError> {
         let unreachable = |detail: String| LlmError::Unreachable {
             provider: provider.id.clone(),
             detail,

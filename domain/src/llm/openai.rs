@@ -11,18 +11,21 @@ use super::{
     Usage, endpoint,
 };
 
-/// The streamed request for `request`.
+/// The streamed request for `request`, asking for the tokens used when `usage`.
 pub(super) fn request(
     http: &reqwest::Client,
     provider: &Provider,
     request: &Request,
+    usage: bool,
 ) -> reqwest::RequestBuilder {
     let mut body = json!({
         "model": request.model,
         "messages": request.messages.iter().map(message).collect::<Vec<_>>(),
         "stream": true,
-        "stream_options": {"include_usage": true},
     });
+    if usage {
+        body["stream_options"] = json!({"include_usage": true});
+    }
     if !request.tools.is_empty() {
         body["tools"] = request
             .tools

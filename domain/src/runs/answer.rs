@@ -60,6 +60,8 @@ pub(super) struct Plan {
     pub(super) fallbacks: Vec<(llm::Provider, String)>,
     /// The conversation it answers, as the model is given it (see [`agent::Deps::history`]).
     pub(super) history: store::History,
+    /// The messages left out of it, the oldest, to fit the model's context window.
+    pub(super) trimmed: usize,
     pub(super) specs: Vec<ToolSpec>,
     pub(super) policies: Policies,
 }
@@ -117,7 +119,7 @@ impl Runs {
         history.push(llm::Message::User {
             content: text.to_owned(),
         });
-        let plan = Plan::new(&candidates, history.into(), specs, policies);
+        let plan = Plan::new(&candidates, history.into(), specs, policies)?;
         let send = Outgoing {
             user_id,
             model: llm::qualified(&provider.id, model),
@@ -255,6 +257,10 @@ impl Runs {
         first: Option<(Opening, Instant)>,
     ) {
         let (chat_id, answer_id) = (answer.chat_id, answer.message_id);
+        let mut state = state;
+        if plan.trimmed > 0 {
+            state.usage.trimmed = Some(u32::try_from(plan.trimmed).unwrap_or(u32::MAX));
+        }
         let model = StreamingModel {
             runs: self,
             chat_id,
@@ -472,25 +478,51 @@ impl Checkpoints for Recorder<'_> {
 }
 
 impl Plan {
-    /// A run asking `candidates` in order (at least one: see [`llm::Catalog::for_chat`]).
+    /// A run asking `candidates` in order (at least one: see [`llm::Catalog::for_chat`]), given
+    /// `history` trimmed to fit their context window when one is known (the smallest of theirs,
+    /// with a quarter of it, at most 8,192 tokens, left for the answer); refused when even the
+    /// last turn does not fit.
     pub(super) fn new(
         candidates: &[(&llm::Provider, &str)],
         history: store::History,
         specs: Vec<ToolSpec>,
         policies: Policies,
-    ) -> Self {
+    ) -> Result<Self> {
+        let window = candidates
+            .iter()
+            .filter_map(|(p, _)| p.context_window)
+            .min();
         let mut models = candidates
             .iter()
             .map(|(provider, model)| ((*provider).clone(), (*model).to_owned()));
         let (provider, model) = models.next().expect("for_chat gives one model at least");
-        Self {
+        let (history, trimmed) = match window {
+            None => (history, 0),
+            Some(window) => {
+                let tools = serde_json::to_string(&agent::offered(&specs)).unwrap_or_default();
+                let budget = window
+                    .saturating_sub((window / 4).min(8192))
+                    .saturating_sub(agent::estimate(tools.len()));
+                match agent::history::fit(history.to_vec(), budget) {
+                    Ok((messages, trimmed)) => (messages.into(), trimmed),
+                    Err(needs) => {
+                        return Err(Error::Invalid(format!(
+                            "This message is too long for {}: with the tools it is offered it needs about {needs} tokens, and the model takes {window} in all, with room for its answer. Shorten it, or choose a model with a larger context window.",
+                            llm::qualified(&provider.id, &model)
+                        )));
+                    }
+                }
+            }
+        };
+        Ok(Self {
             provider,
             model,
             fallbacks: models.collect(),
             history,
+            trimmed,
             specs,
             policies,
-        }
+        })
     }
 
     /// The model it asks, through the runs' client.

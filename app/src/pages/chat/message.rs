@@ -39,6 +39,13 @@ pub(super) fn Message(
     let meta = (!is_user)
         .then(|| written_by(m.model.as_deref(), m.usage.as_ref()))
         .flatten();
+    let trimmed = m.usage.as_ref().and_then(|u| u.trimmed).map(|n| {
+        format!(
+            "The {n} oldest message{} of this chat {} left out: the conversation is longer than the model takes at once.",
+            if n == 1 { "" } else { "s" },
+            if n == 1 { "was" } else { "were" }
+        )
+    });
     let fallback = m.usage.as_ref().and_then(|u| u.fallback.clone()).map(|f| {
         format!(
             "{} could not answer ({}), so {} wrote this answer.",
@@ -116,6 +123,9 @@ pub(super) fn Message(
                 }}
                 {notice.map(|(text, bad)| view! {
                     <p data-testid="message-notice" class=if bad { "mt-2 text-xs text-red-700 dark:text-red-400" } else { "mt-2 text-xs text-zinc-500" }>{text}</p>
+                })}
+                {trimmed.map(|text| view! {
+                    <p data-testid="trimmed-notice" class="mt-2 text-xs text-zinc-500">{text}</p>
                 })}
                 {fallback.map(|text| view! {
                     <p data-testid="fallback-notice" class="mt-2 text-xs text-amber-700 dark:text-amber-400">{text}</p>
@@ -239,6 +249,7 @@ mod tests {
             first_token_ms: Some(380),
             duration_ms: 1240,
             fallback: None,
+            trimmed: None,
         };
         assert_eq!(
             written_by(Some("claude/sonnet"), Some(&usage)).as_deref(),
