@@ -34,6 +34,8 @@ pub struct ModelsAdmin {
     pub default: Option<String>,
     /// Every model and alias on offer.
     pub choices: Vec<String>,
+    /// The providers marked down now, after failing repeatedly.
+    pub down: Vec<String>,
 }
 
 /// `POST /api/admin/models/list` (administrators): every provider, the app's aliases and default,
@@ -66,6 +68,7 @@ pub async fn admin_models() -> Result<ModelsAdmin, AppError> {
             .join(", "),
         default,
         choices: runs.offered().await.choices(),
+        down: runs.llm().down(),
     })
 }
 

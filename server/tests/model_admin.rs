@@ -13,24 +13,6 @@ use support::{
     FakeLlm, TestApp, api, hear_each_other, listener, person, start_app, subscribe, until_finished,
 };
 
-/// An administrator of `app`, with a personal API token.
-async fn admin(app: &TestApp) -> String {
-    use domain::users::{self, Identity, Role, RoleDecision};
-    let identity = Identity {
-        issuer: "https://id.example.com".into(),
-        subject: "admin".into(),
-        name: "Admin".into(),
-        ..Identity::default()
-    };
-    let admin = users::sign_in(&app.db, &identity, RoleDecision::Fixed(Role::Admin))
-        .await
-        .unwrap();
-    domain::tokens::create(&app.db, admin.id, "script")
-        .await
-        .unwrap()
-        .secret
-}
-
 /// The names `token` may choose on `app`, once they are `expected` (within 5 s).
 async fn offered_becomes(app: &TestApp, token: &str, expected: Value) {
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -69,7 +51,7 @@ async fn a_provider_added_in_the_app_answers_on_every_instance_without_a_restart
     let (second, _) = listener().await;
     let b = start_app(pool.clone(), second, &args, &[]).await;
     hear_each_other(&[&a, &b]).await;
-    let admin = admin(&a).await;
+    let admin = support::admin(&a).await;
     let (_, alice) = person(&a, "alice", "Alice").await;
     offered_becomes(&b, &alice, serde_json::json!([])).await;
 

@@ -285,6 +285,10 @@ async fn an_alias_falls_back_to_its_next_model_and_a_failing_provider_is_marked_
     }
     let (_, models) = api(&app, &alice, "models/list", &[]).await;
     assert_eq!(models["down"], serde_json::json!(["gone"]));
+    // The Models page says so too.
+    let admin = support::admin(&app).await;
+    let (_, listed) = api(&app, &admin, "admin/models/list", &[]).await;
+    assert_eq!(listed["down"], serde_json::json!(["gone"]), "{listed}");
 }
 
 /// A chat longer than its model's context window (`tiny`, which refuses more than 2,000 tokens) is

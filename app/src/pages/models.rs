@@ -98,13 +98,17 @@ fn Loaded(
         aliases,
         default,
         choices,
+        down,
     } = models;
     view! {
         <ul class="mt-6 flex flex-col gap-3" data-testid="providers">
             {providers.is_empty().then(|| view! {
                 <li class="text-sm text-zinc-500">"No provider yet: add one below."</li>
             })}
-            {providers.into_iter().map(|provider| view! { <ProviderRow provider editing remove test /> }).collect_view()}
+            {providers.into_iter().map(|provider| {
+                let down = down.contains(&provider.id);
+                view! { <ProviderRow provider down editing remove test /> }
+            }).collect_view()}
         </ul>
         <section class="mt-10" aria-labelledby="provider-form-heading">
             {move || view! { <ProviderForm initial=editing.get() save editing /> }}
@@ -136,6 +140,8 @@ fn Loaded(
 #[component]
 fn ProviderRow(
     provider: ProviderView,
+    /// Marked down now, after failing repeatedly.
+    down: bool,
     editing: RwSignal<Option<ProviderView>>,
     remove: ServerAction<RemoveProvider>,
     test: ServerAction<TestModel>,
@@ -160,6 +166,7 @@ fn ProviderRow(
                     <p class="flex flex-wrap items-center gap-2 font-medium">
                         <code>{provider.id.clone()}</code>
                         {from_environment.then(|| view! { <span class="rounded-full bg-zinc-100 px-2 py-0.5 text-xs text-zinc-600 dark:bg-zinc-800 dark:text-zinc-400">"From the environment"</span> })}
+                        {down.then(|| view! { <span data-testid="provider-down" class="rounded-full bg-amber-100 px-2 py-0.5 text-xs text-amber-800 dark:bg-amber-950 dark:text-amber-300" title="It failed several times in a row: it is not asked for a minute, then tried again.">"Down for now"</span> })}
                     </p>
                     <p class="mt-0.5 break-all text-xs text-zinc-500 dark:text-zinc-400">{format!("{kind} · {} · {key}", provider.base_url)}</p>
                 </div>

@@ -579,3 +579,21 @@ pub async fn recorder(app: axum::Router, path: &'static str) -> (String, Seen) {
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     (base, seen)
 }
+
+/// An administrator of `app`, with a personal API token.
+pub async fn admin(app: &TestApp) -> String {
+    use domain::users::{self, Identity, Role, RoleDecision};
+    let identity = Identity {
+        issuer: "https://id.example.com".into(),
+        subject: "admin".into(),
+        name: "Admin".into(),
+        ..Identity::default()
+    };
+    let admin = users::sign_in(&app.db, &identity, RoleDecision::Fixed(Role::Admin))
+        .await
+        .unwrap();
+    domain::tokens::create(&app.db, admin.id, "script")
+        .await
+        .unwrap()
+        .secret
+}
