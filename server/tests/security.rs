@@ -107,6 +107,39 @@ fn serde_urlencoded(pairs: &[(&str, &str)]) -> String {
         .finish()
 }
 
+/// In local mode the one person is the administrator: a page on another site must not add a model
+/// provider (which would receive every chat sent to it), nor make Switchboard send requests to an
+/// address it names (discover, test).
+#[sqlx::test(migrator = "domain::db::MIGRATOR")]
+async fn a_page_on_another_site_cannot_add_or_try_a_model_provider(pool: PgPool) {
+    let app = start_local_app(pool).await;
+    let client = plain_client();
+    let provider = [
+        ("id", "evil"),
+        ("kind", "openai"),
+        ("base_url", "https://evil.example/v1"),
+        ("models", "spy"),
+    ];
+    for endpoint in [
+        "admin/models/save",
+        "admin/models/discover",
+        "admin/models/settings",
+    ] {
+        let response = client
+            .post(format!("{}/api/{endpoint}", app.base))
+            .header("origin", "https://evil.example")
+            .form(&provider)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::FORBIDDEN, "{endpoint}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"], "cross_origin", "{endpoint}: {body}");
+    }
+    assert_eq!(count(&app, "model_providers").await, 0);
+    assert_eq!(count(&app, "model_settings").await, 0);
+}
+
 #[sqlx::test(migrator = "domain::db::MIGRATOR")]
 async fn a_name_rebound_to_switchboard_gets_nothing(pool: PgPool) {
     let app = start_local_app(pool).await;
