@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::AppError;
 
-pub use protocol::{CallStatus, CallView, policy_words};
+pub use protocol::{CallStatus, CallView, ResultPart, policy_words};
 
 /// One decision, as `chats/decide` takes it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -17,7 +17,7 @@ pub struct ChatSummary {
     pub group: String,
 }
 
-pub use protocol::{LiveText, MessageView, Role, Status, Usage};
+pub use protocol::{LiveText, MessageView, Offered, Role, Status, Usage};
 
 /// Everything the chat page needs at first render.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

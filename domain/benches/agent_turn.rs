@@ -62,12 +62,13 @@ impl Model for Instant0 {
 struct Add;
 
 impl Tools for Add {
-    async fn call(&self, _: &str, _: &str, arguments: Map<String, Value>) -> ToolResult {
+    async fn call(&self, _: &str, _: &str, _: &str, arguments: Map<String, Value>) -> ToolResult {
         let sum = arguments["a"].as_i64().unwrap_or(0) + arguments["b"].as_i64().unwrap_or(0);
         ToolResult {
             is_error: false,
             text: sum.to_string(),
             duration_ms: 0,
+            parts: Vec::new(),
         }
     }
 }
@@ -100,6 +101,7 @@ async fn advance(
         tools: &Add,
         specs: &specs,
         policies: &policies,
+        search_over: 0,
     };
     let last = (state.steps > 0).then(|| state.clone());
     let thread = Thread::for_answer(db.clone(), remembered.clone(), thread_id, seq, answer, last);

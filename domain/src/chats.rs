@@ -28,7 +28,7 @@ pub struct Chat {
     pub updated_at: DateTime<Utc>,
 }
 
-pub use protocol::{Fallback, Role, Status, Usage};
+pub use protocol::{Fallback, Offered, Role, Status, Usage};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Message {
@@ -86,6 +86,7 @@ fn usage_of(
         duration_ms: duration_ms.map_or(0, count),
         fallback,
         trimmed: trimmed.map(count),
+        offered: Vec::new(),
     })
 }
 
@@ -295,6 +296,7 @@ async fn read_conversation(
                   m.thinking AS "thinking?", m.input_tokens, m.output_tokens,
                   m.tokens_estimated AS "tokens_estimated?", m.first_token_ms, m.duration_ms,
                   m.fallback AS "fallback: Json<Fallback>", m.trimmed,
+                  m.tools_offered AS "tools_offered: Json<Vec<Offered>>",
                   m.created_at AS "created_at?",
                   EXISTS (SELECT 1 FROM mcp_connections x WHERE x.user_id = $2) AS "tool_servers!",
                   EXISTS (SELECT 1 FROM messages w
@@ -349,7 +351,11 @@ async fn read_conversation(
                     row.duration_ms,
                     row.fallback.map(|f| f.0),
                     row.trimmed,
-                ),
+                )
+                .map(|usage| Usage {
+                    offered: row.tools_offered.map(|o| o.0).unwrap_or_default(),
+                    ..usage
+                }),
                 created_at: row.created_at?,
             })
         })

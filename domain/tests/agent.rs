@@ -98,7 +98,13 @@ struct Local {
 }
 
 impl Tools for Local {
-    async fn call(&self, server: &str, tool: &str, arguments: Map<String, Value>) -> ToolResult {
+    async fn call(
+        &self,
+        _call_id: &str,
+        server: &str,
+        tool: &str,
+        arguments: Map<String, Value>,
+    ) -> ToolResult {
         self.calls
             .lock()
             .unwrap()
@@ -107,6 +113,7 @@ impl Tools for Local {
             is_error: false,
             text,
             duration_ms: 0,
+            parts: Vec::new(),
         };
         match tool {
             "add" => {
@@ -132,6 +139,7 @@ impl Tools for Local {
                 is_error: true,
                 text: format!("no tool {tool}"),
                 duration_ms: 0,
+                parts: Vec::new(),
             },
         }
     }
@@ -261,6 +269,7 @@ async fn advance_until<M: Model, T: Tools>(
         tools,
         specs: &specs,
         policies,
+        search_over: 0,
     };
     let (state, seq) = match start {
         Some(state) => (state, -1),
@@ -348,6 +357,7 @@ async fn usage_is_the_providers_counts_or_an_estimate_that_says_so(pool: PgPool)
             duration_ms: 100,
             fallback: None,
             trimmed: None,
+            offered: Vec::new(),
         }
     );
 }
@@ -692,6 +702,7 @@ async fn a_call_running_when_the_server_died_is_interrupted_not_run_again(pool: 
         tools: &tools,
         specs: &specs,
         policies: &policies,
+        search_over: 0,
     };
     let (_stop, mut stopped) = watch::channel(None);
     let mut thread = Thread::new(f.db.clone(), f.thread, latest.seq);
@@ -877,6 +888,7 @@ async fn pause_in_chat(db: &Database, paused: &Paused, user: Uuid, chat: Uuid) -
         tools: &Local::default(),
         specs: &specs,
         policies: &policies,
+        search_over: 0,
     };
     let seq = store::last_seq(db, user, conversation.chat.thread_id)
         .await
@@ -1184,6 +1196,7 @@ async fn in_chat<M: Model>(
         tools,
         specs,
         policies,
+        search_over: 0,
     };
     let (_stop, mut stopped) = watch::channel(None);
     domain::agent::run(state, &deps, &mut stopped, &mut thread)
@@ -1336,6 +1349,7 @@ async fn an_answer_whose_calls_a_policy_allows_is_never_shown_waiting(pool: PgPo
         tools: &tools,
         specs: &specs,
         policies: &by_tool,
+        search_over: 0,
     };
     let mut watched = Watched {
         thread: Thread::for_answer(
@@ -1422,6 +1436,7 @@ async fn policies_and_approvals_hold_only_for_the_server_definition_they_were_gi
         tools: &tools,
         specs: &redefined,
         policies: &Policies::default(),
+        search_over: 0,
     };
     let (_stop, mut stopped) = watch::channel(None);
     let mut thread = Thread::new(f.db.clone(), f.thread, latest.seq);
@@ -1513,4 +1528,94 @@ async fn a_settled_answers_events_reach_pages_on_every_instance(pool: PgPool) {
         );
     }
     assert_eq!(two.settle_abandoned().await.unwrap(), 0, "settled once");
+}
+
+/// A chat with 200 tools (more than the threshold): each model call is offered the search and a
+/// few tools, a search the model asks for runs at once (Switchboard's own, reading names and
+/// descriptions only), what it found is offered from the next call on and runs after approval as
+/// any tool, and the answer records what each call was offered.
+#[sqlx::test(migrator = "domain::db::MIGRATOR")]
+async fn a_chat_with_many_tools_offers_a_search_and_what_it_finds(pool: PgPool) {
+    let f = fixture(pool).await;
+    let mut specs: Vec<ToolSpec> = (0..199)
+        .map(|i| ToolSpec {
+            server: "big".into(),
+            server_key: key("big"),
+            tool: format!("noise_{i}"),
+            description: format!("Files report number {i} in the archive"),
+            input_schema: json!({"type": "object"}),
+            annotations: Annotations::default(),
+        })
+        .collect();
+    specs.push(ToolSpec {
+        server: "calc".into(),
+        server_key: key("calc"),
+        tool: "add".into(),
+        description: "Adds two numbers and gives their sum".into(),
+        input_schema: json!({"type": "object"}),
+        annotations: Annotations::default(),
+    });
+    let model = Scripted::new(vec![
+        calls(&[("s", "search_tools", json!({"query": "sum two numbers"}))]),
+        calls(&[("a", "calc__add", json!({"a": 2, "b": 3}))]),
+        text("It is 5."),
+    ]);
+    let tools = Local::default();
+    let history = vec![Message::User {
+        content: "Help me with this, please.".into(),
+    }];
+    let policies = Policies::default();
+    let deps = Deps {
+        history: &history,
+        model: &model,
+        tools: &tools,
+        specs: &specs,
+        policies: &policies,
+        search_over: 40,
+    };
+    let (_stop, mut stopped) = watch::channel(None);
+    let mut thread = Thread::new(f.db.clone(), f.thread, -1);
+    let paused = domain::agent::run(question(), &deps, &mut stopped, &mut thread)
+        .await
+        .unwrap();
+
+    let asked = model.asked();
+    let first = &asked[0].1;
+    assert_eq!(first[0], "search_tools");
+    assert!(first.len() <= 1 + 8, "a few, not 200: {first:?}");
+    assert!(!first.contains(&"calc__add".to_owned()), "{first:?}");
+    // The search ran without asking; its answer named the tool, now offered.
+    let search = &paused.earlier[0];
+    assert_eq!(search.tool, "search_tools");
+    assert!(search.server.is_empty());
+    let CallState::Finished { result } = &search.state else {
+        panic!("{:?}", search.state)
+    };
+    assert!(
+        result.text.contains("calc__add: Adds two numbers"),
+        "{}",
+        result.text
+    );
+    assert!(
+        asked[1].1.contains(&"calc__add".to_owned()),
+        "{:?}",
+        asked[1].1
+    );
+    assert!(tools.ran().is_empty(), "the search is no tool of a server");
+    // The found tool waits for the person, as any tool.
+    assert_eq!(paused.next, Step::AwaitApproval);
+    assert_eq!(paused.calls[0].tool, "add");
+    let offered: Vec<(u32, u32, bool)> = paused
+        .usage
+        .offered
+        .iter()
+        .map(|o| (o.turn, o.of, o.tools.contains(&"calc__add".to_owned())))
+        .collect();
+    assert_eq!(offered, [(1, 200, false), (2, 200, true)]);
+
+    decide(&f, &paused.calls[0].id, approve()).await;
+    let done = resume(&f, &model, &tools).await;
+    assert_eq!(done.end, Some(End::Answered));
+    assert_eq!(tools.ran().len(), 1);
+    assert_eq!(tools.ran()[0].1, "add");
 }

@@ -1,55 +1,204 @@
-// A small MCP server over stdio for the tests of what the reference servers cannot be made to do on
-// demand: change its tool list while connected (`add-tool` registers a tool, and the SDK sends
-// notifications/tools/list_changed), die mid-session (`crash`), take its time (`wait`), and say
-// which calls reached it: with TOOL_LOG set, `echo` and `wait` append a JSON line per call to that
-// file as they start. Built on the official TypeScript SDK, as the reference servers are.
+// A small MCP server for the tests of what the reference servers cannot be made to do on demand:
+// change its tool list while connected (`add-tool` registers a tool, and the SDK sends
+// notifications/tools/list_changed), die mid-session (`crash`), take its time (`wait`, which says
+// when it was cancelled), report progress (`steps`), return every kind of content (`picture`,
+// `weather` with structuredContent, `references` with a resource link and an embedded resource,
+// `oops` with isError), and offer many tools (`EXTRA_TOOLS=200` adds that many, on varied
+// subjects, for the tool search). With TOOL_LOG set, it appends a JSON line to that file for each
+// call as it starts (`{tool, args}`), each cancellation (`{cancelled: tool}`), and, over HTTP,
+// each request (`{http: METHOD, session}`). Built on the official TypeScript SDK, as the reference
+// servers are.
+//
+//   node test-server.mjs           serves stdio
+//   node test-server.mjs http      serves Streamable HTTP (with sessions) on 127.0.0.1 at a free
+//                                  port, and prints {"url": ".../mcp"} once it listens
 import { appendFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import { randomUUID } from 'node:crypto';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
+import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { z } from 'zod';
 
-const server = new McpServer({ name: 'switchboard-test-server', version: '1.0.0' });
 const text = (t) => ({ content: [{ type: 'text', text: t }] });
-const logCall = (tool, args) => {
-  if (process.env.TOOL_LOG) appendFileSync(process.env.TOOL_LOG, JSON.stringify({ tool, args }) + '\n');
+const log = (entry) => {
+  if (process.env.TOOL_LOG) appendFileSync(process.env.TOOL_LOG, JSON.stringify(entry) + '\n');
 };
+const logCall = (tool, args) => log({ tool, args });
+const sleep = (ms, signal) =>
+  new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    signal?.addEventListener('abort', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
 
-server.registerTool(
-  'echo',
-  { description: 'Echoes the message back', inputSchema: { message: z.string() }, annotations: { readOnlyHint: true } },
-  async ({ message }) => {
-    logCall('echo', { message });
-    return text(`Echo: ${message}`);
-  },
-);
-server.registerTool(
-  'wait',
-  { description: 'Waits this many milliseconds, then says so', inputSchema: { ms: z.number().int().min(0) } },
-  async ({ ms }) => {
-    logCall('wait', { ms });
-    await new Promise((resolve) => setTimeout(resolve, ms));
-    return text(`waited ${ms} ms`);
-  },
-);
-server.registerTool(
-  'add-tool',
-  { description: 'Adds a tool with this name (the tool list changes)', inputSchema: { name: z.string() } },
-  async ({ name }) => {
-    server.registerTool(name, { description: `Added while connected` }, async () => text(`${name} ran`));
-    return text(`added ${name}`);
-  },
-);
-server.registerTool(
-  'crash',
-  { description: 'Exits the server process at once, as a crash would' },
-  async () => {
-    process.exit(3);
-  },
-);
-server.registerTool(
-  'pid',
-  { description: 'The process id of this server', annotations: { readOnlyHint: true } },
-  async () => text(String(process.pid)),
-);
+// A 2×2 PNG, red and blue.
+const PNG =
+  'iVBORw0KGgoAAAANSUhEUgAAAAIAAAACCAIAAAD91JpzAAAAEUlEQVR4nGP4zwAEIOI/kAAAG/ID/VxhF44AAAAASUVORK5CYII=';
 
-await server.connect(new StdioServerTransport());
+// Subjects for the extra tools: each gets a verb and a noun, so that a search can tell them apart.
+const SUBJECTS = [
+  ['invoice', 'billing invoices for customers'],
+  ['calendar', 'calendar events and meetings'],
+  ['ticket', 'support tickets in the help desk'],
+  ['repository', 'source code repositories'],
+  ['spreadsheet', 'rows and cells of spreadsheets'],
+  ['weather', 'weather forecasts for cities'],
+  ['shipment', 'parcels and shipment tracking'],
+  ['employee', 'employee records in human resources'],
+  ['database', 'database tables and queries'],
+  ['playlist', 'music playlists and songs'],
+];
+const VERBS = ['list', 'get', 'create', 'update', 'delete', 'search', 'archive', 'export', 'share', 'count',
+  'merge', 'tag', 'lock', 'copy', 'move', 'restore', 'sync', 'watch', 'print', 'rate'];
+
+function build() {
+  const server = new McpServer({ name: 'switchboard-test-server', version: '1.0.0' });
+  server.registerTool(
+    'echo',
+    { description: 'Echoes the message back', inputSchema: { message: z.string() }, annotations: { readOnlyHint: true } },
+    async ({ message }) => {
+      logCall('echo', { message });
+      return text(`Echo: ${message}`);
+    },
+  );
+  server.registerTool(
+    'wait',
+    { description: 'Waits this many milliseconds, then says so', inputSchema: { ms: z.number().int().min(0) } },
+    async ({ ms }, extra) => {
+      logCall('wait', { ms });
+      extra.signal.addEventListener('abort', () => log({ cancelled: 'wait' }));
+      await sleep(ms, extra.signal);
+      return text(`waited ${ms} ms`);
+    },
+  );
+  server.registerTool(
+    'steps',
+    {
+      description: 'Works through this many steps, 300 ms each, reporting progress after each',
+      inputSchema: { count: z.number().int().min(1).max(20) },
+      annotations: { readOnlyHint: true },
+    },
+    async ({ count }, extra) => {
+      logCall('steps', { count });
+      const token = extra._meta?.progressToken;
+      for (let step = 1; step <= count; step++) {
+        await sleep(300, extra.signal);
+        if (extra.signal.aborted) {
+          log({ cancelled: 'steps' });
+          return text('cancelled');
+        }
+        if (token !== undefined) {
+          await extra.sendNotification({
+            method: 'notifications/progress',
+            params: { progressToken: token, progress: step, total: count, message: `step ${step} of ${count}` },
+          });
+        }
+      }
+      return text(`did ${count} steps`);
+    },
+  );
+  server.registerTool(
+    'picture',
+    { description: 'Returns a small picture', annotations: { readOnlyHint: true } },
+    async () => ({
+      content: [
+        { type: 'text', text: 'Here is the picture.' },
+        { type: 'image', data: PNG, mimeType: 'image/png' },
+      ],
+    }),
+  );
+  server.registerTool(
+    'weather',
+    {
+      description: 'The weather in a city, as structured data',
+      inputSchema: { city: z.string() },
+      outputSchema: { city: z.string(), celsius: z.number(), sky: z.string() },
+      annotations: { readOnlyHint: true },
+    },
+    async ({ city }) => {
+      const data = { city, celsius: 21.5, sky: 'clear' };
+      return { content: [{ type: 'text', text: `${city}: 21.5 °C, clear` }], structuredContent: data };
+    },
+  );
+  server.registerTool(
+    'references',
+    { description: 'Returns a link to a resource and an embedded resource', annotations: { readOnlyHint: true } },
+    async () => ({
+      content: [
+        { type: 'resource_link', uri: 'https://example.com/handbook.pdf', name: 'handbook.pdf', description: 'The handbook', mimeType: 'application/pdf' },
+        { type: 'resource', resource: { uri: 'file:///notes/today.md', mimeType: 'text/markdown', text: 'Buy milk.' } },
+      ],
+    }),
+  );
+  server.registerTool(
+    'oops',
+    { description: 'Always fails, saying why', annotations: { readOnlyHint: true } },
+    async () => ({ content: [{ type: 'text', text: 'The disk is full.' }], isError: true }),
+  );
+  server.registerTool(
+    'add-tool',
+    { description: 'Adds a tool with this name (the tool list changes)', inputSchema: { name: z.string() } },
+    async ({ name }) => {
+      server.registerTool(name, { description: `Added while connected` }, async () => text(`${name} ran`));
+      return text(`added ${name}`);
+    },
+  );
+  server.registerTool(
+    'crash',
+    { description: 'Exits the server process at once, as a crash would' },
+    async () => {
+      process.exit(3);
+    },
+  );
+  server.registerTool(
+    'pid',
+    { description: 'The process id of this server', annotations: { readOnlyHint: true } },
+    async () => text(String(process.pid)),
+  );
+  const extra = Number(process.env.EXTRA_TOOLS ?? 0);
+  for (let i = 0; i < extra; i++) {
+    const [noun, about] = SUBJECTS[i % SUBJECTS.length];
+    const verb = VERBS[Math.floor(i / SUBJECTS.length) % VERBS.length];
+    const name = `${verb}_${noun}_${i}`;
+    server.registerTool(
+      name,
+      { description: `${verb[0].toUpperCase()}${verb.slice(1)} ${about}`, inputSchema: { id: z.string().optional() }, annotations: { readOnlyHint: true } },
+      async (args) => {
+        logCall(name, args);
+        return text(`${name} done`);
+      },
+    );
+  }
+  return server;
+}
+
+if (process.argv[2] === 'http') {
+  const sessions = new Map();
+  const http = createServer(async (req, res) => {
+    const session = req.headers['mcp-session-id'] ?? null;
+    log({ http: req.method, session });
+    let transport = session && sessions.get(session);
+    if (!transport) {
+      if (session || req.method !== 'POST') {
+        res.writeHead(404, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ jsonrpc: '2.0', error: { code: -32001, message: 'Session not found' }, id: null }));
+        return;
+      }
+      transport = new StreamableHTTPServerTransport({
+        sessionIdGenerator: () => randomUUID(),
+        onsessioninitialized: (id) => sessions.set(id, transport),
+      });
+      transport.onclose = () => sessions.delete(transport.sessionId);
+      await build().connect(transport);
+    }
+    await transport.handleRequest(req, res);
+  });
+  http.listen(0, '127.0.0.1', () => {
+    process.stdout.write(JSON.stringify({ url: `http://127.0.0.1:${http.address().port}/mcp` }) + '\n');
+  });
+} else {
+  await build().connect(new StdioServerTransport());
+}

@@ -237,3 +237,35 @@ test("a rejected tool call gets a humane answer that takes the reason into accou
   await hydrated(page);
   await page.locator('[data-testid="server"][data-server="everything"]').getByTestId("disconnect").click();
 });
+
+test("what a tool returns shows as it is: a picture inline and structured content, under the page's policy", async ({ page, isMobile }) => {
+  test.skip(isMobile, "one user's connections: desktop only");
+  await page.addInitScript(() => {
+    (window as any).__violations = [];
+    document.addEventListener("securitypolicyviolation", (e) => {
+      (window as any).__violations.push(`${e.violatedDirective}: ${e.blockedURI}`);
+    });
+  });
+  await connectEverything(page);
+  await startChat(page, 'tool:everything__get-tiny-image {} tool:everything__get-structured-content {"location": "Chicago"}');
+  await expect(page.getByTestId("approval-card")).toHaveCount(2);
+  await page.getByTestId("approve-all").click();
+  const ran = page.locator('[data-testid="tool-call"][data-state="ok"]');
+  await expect(ran).toHaveCount(2);
+
+  // The picture, inline and decoded by the browser.
+  const picture = ran.filter({ hasText: "get-tiny-image" });
+  await picture.locator("summary").click();
+  const image = picture.getByTestId("tool-image");
+  await expect(image).toBeVisible();
+  expect(await image.evaluate((img: HTMLImageElement) => img.complete && img.naturalWidth > 0)).toBe(true);
+
+  // Structured content, pretty-printed.
+  const weather = ran.filter({ hasText: "get-structured-content" });
+  await weather.locator("summary").click();
+  await expect(weather.getByTestId("tool-structured")).toContainText('"temperature":');
+
+  // The model was told of the picture in words.
+  await expect(page.locator('[data-role="assistant"]').last()).toContainText("[The tool returned an image (image/png");
+  expect(await page.evaluate(() => (window as any).__violations)).toEqual([]);
+});

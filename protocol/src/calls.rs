@@ -73,9 +73,82 @@ pub struct CallView {
     pub decided_by: Option<String>,
     /// Why it was rejected.
     pub reason: Option<String>,
-    /// What it returned (or the error).
+    /// What it returned (or the error), as the model was told it.
     pub result: Option<String>,
+    /// What it returned, part by part, as the person is shown it (images inline, structured
+    /// content pretty-printed); empty for a call that did not run, or ran before parts were kept.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<ResultPart>,
+    /// How far it has come while it runs, when its server says (from `tool_progress` events).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<Progress>,
     pub duration_ms: Option<u64>,
+}
+
+/// How far a running call has come, as its server said (MCP progress notifications).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Progress {
+    pub progress: f64,
+    pub total: Option<f64>,
+    /// The server's words, cut to [`Progress::MAX_MESSAGE`] characters.
+    pub message: Option<String>,
+}
+
+// Progress figures are finite: servers' NaNs do not pass serde_json.
+impl Eq for Progress {}
+
+impl Progress {
+    /// The longest message of a server's kept.
+    pub const MAX_MESSAGE: usize = 200;
+
+    /// In words: the server's message, else "3 of 5", else "3".
+    pub fn words(&self) -> String {
+        if let Some(message) = self.message.as_ref().filter(|m| !m.trim().is_empty()) {
+            return message.clone();
+        }
+        match self.total {
+            Some(total) => format!("{} of {}", self.progress, total),
+            None => format!("{}", self.progress),
+        }
+    }
+}
+
+/// One part of what a tool returned, as the person is shown it. Media come checked: an image is
+/// PNG, JPEG, GIF or WebP (never SVG, which can hold scripts) and `data` is base64.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ResultPart {
+    Text {
+        text: String,
+    },
+    Image {
+        mime_type: String,
+        data: String,
+    },
+    Audio {
+        mime_type: String,
+        data: String,
+    },
+    /// A resource the server embedded: its text, or a note of what it is when it is binary.
+    Resource {
+        uri: String,
+        mime_type: Option<String>,
+        text: String,
+    },
+    /// A link to a resource the server has (any scheme: shown, not followed).
+    Link {
+        uri: String,
+        name: String,
+        description: Option<String>,
+    },
+    /// The server's structured content, pretty-printed JSON.
+    Structured {
+        json: String,
+    },
+    /// Something that cannot be shown (an SVG, an unknown kind), in words.
+    Note {
+        text: String,
+    },
 }
 
 impl CallView {

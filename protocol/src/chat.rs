@@ -102,6 +102,21 @@ pub struct Usage {
     /// The oldest messages of the conversation left out, to fit the model's context window.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trimmed: Option<u32>,
+    /// The chat had more tools than are offered at once: which each model call was offered
+    /// (besides the tool search).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub offered: Vec<Offered>,
+}
+
+/// The tools one model call of an answer was offered, out of the chat's.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Offered {
+    /// The model call (1 for the answer's first).
+    pub turn: u32,
+    /// How many tools the chat has.
+    pub of: u32,
+    /// The tools offered (`<server>__<tool>`).
+    pub tools: Vec<String>,
 }
 
 /// The model chosen could not answer (down, failing, overloaded, marked down), so the next of its
@@ -186,6 +201,17 @@ pub fn apply(
                     Some(known) => *known = call,
                     None => answer.tool_calls.push(call),
                 }
+            }
+        }
+        Event::ToolProgress {
+            answer_id,
+            call_id,
+            progress,
+        } => {
+            if let Some(call) = find(messages, &answer_id)
+                .and_then(|answer| answer.tool_calls.iter_mut().find(|c| c.id == call_id))
+            {
+                call.progress = Some(progress);
             }
         }
         Event::ApprovalNeeded {

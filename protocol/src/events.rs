@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{CallView, MessageView, Status, Usage};
+use crate::{CallView, MessageView, Progress, Status, Usage};
 
 /// What happened in a chat.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -43,6 +43,12 @@ pub enum Event {
     },
     /// A call was decided (by the person or a policy): `call` as it stands now.
     Decision { answer_id: String, call: CallView },
+    /// A running call's server said how far it has come (at most a few times a second).
+    ToolProgress {
+        answer_id: String,
+        call_id: String,
+        progress: Progress,
+    },
     /// A call ran, failed, or was interrupted: `call.state` says which, `call.result` what it
     /// returned.
     ToolResult { answer_id: String, call: CallView },
@@ -63,7 +69,7 @@ pub enum Event {
 
 impl Event {
     /// Every event's name, as [`Event::name`] gives it.
-    pub const NAMES: [&'static str; 10] = [
+    pub const NAMES: [&'static str; 11] = [
         "run_started",
         "token",
         "thinking",
@@ -71,6 +77,7 @@ impl Event {
         "tool_call",
         "approval_needed",
         "decision",
+        "tool_progress",
         "tool_result",
         "run_finished",
         "resync",
@@ -86,6 +93,7 @@ impl Event {
             Event::ToolCall { .. } => "tool_call",
             Event::ApprovalNeeded { .. } => "approval_needed",
             Event::Decision { .. } => "decision",
+            Event::ToolProgress { .. } => "tool_progress",
             Event::ToolResult { .. } => "tool_result",
             Event::RunFinished { .. } => "run_finished",
             Event::Resync => "resync",
@@ -102,6 +110,7 @@ impl Event {
             | Event::ToolCall { answer_id, .. }
             | Event::ApprovalNeeded { answer_id, .. }
             | Event::Decision { answer_id, .. }
+            | Event::ToolProgress { answer_id, .. }
             | Event::ToolResult { answer_id, .. }
             | Event::RunFinished { answer_id, .. } => Some(answer_id),
             Event::Resync => None,

@@ -10,7 +10,7 @@ pub mod chat;
 mod errors;
 mod events;
 
-pub use calls::{CallStatus, CallView, policy_words};
-pub use chat::{Applied, ChatState, Fallback, LiveText, MessageView, Role, Status, Usage};
+pub use calls::{CallStatus, CallView, Progress, ResultPart, policy_words};
+pub use chat::{Applied, ChatState, Fallback, LiveText, MessageView, Offered, Role, Status, Usage};
 pub use errors::ErrorKind;
 pub use events::Event;

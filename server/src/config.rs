@@ -145,6 +145,19 @@ pub struct Config {
     #[arg(long, env = "SWITCHBOARD_MCP_IDLE_TIMEOUT", default_value = "30m")]
     pub mcp_idle_timeout: humantime::Duration,
 
+    /// The most tool servers one person may have connected at once.
+    #[arg(long, env = "SWITCHBOARD_MCP_MAX_CONNECTIONS", default_value_t = 20)]
+    pub mcp_max_connections: usize,
+
+    /// Over this many tools in a chat, its model is offered a tool search and the few tools that
+    /// match the question best, rather than all of them (`0`: always all).
+    #[arg(
+        long,
+        env = "SWITCHBOARD_MCP_TOOL_SEARCH_THRESHOLD",
+        default_value_t = 40
+    )]
+    pub mcp_tool_search_threshold: usize,
+
     /// Networks that people's personal tool servers may reach although they are loopback,
     /// private or link-local, comma-separated (`10.0.0.0/8,127.0.0.1`). None: such addresses are
     /// refused.
@@ -292,6 +305,8 @@ impl Config {
         Ok(domain::mcp::Settings {
             call_timeout: *self.mcp_call_timeout,
             idle_timeout: (!idle.is_zero()).then_some(idle),
+            max_connections: self.mcp_max_connections,
+            tool_search_over: self.mcp_tool_search_threshold,
             addresses,
             work_dir: self
                 .mcp_work_dir

@@ -37,7 +37,7 @@ fn policy(nonce: &str, dev_reload: Option<u16>) -> String {
         .unwrap_or_default();
     format!(
         "default-src 'self'; script-src 'self' 'nonce-{nonce}' 'wasm-unsafe-eval'; \
-         style-src 'self'; img-src 'self' data: https:; font-src 'self'; \
+         style-src 'self'; img-src 'self' data: https:; media-src 'self' data:; font-src 'self'; \
          connect-src 'self'{reload}; object-src 'none'; base-uri 'none'; \
          frame-ancestors 'none'"
     )

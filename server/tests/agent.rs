@@ -46,6 +46,7 @@ impl World {
             db: &self.db,
             mcp: &self.mcp,
             user_id: self.user,
+            progress: None,
         };
         let policies = Policies::default();
         // The conversation is the chat's, as a chat's run reads it: here, its questions.
@@ -63,6 +64,7 @@ impl World {
             tools: &tools,
             specs: &specs,
             policies: &policies,
+            search_over: 0,
         };
         let (state, seq) = match start {
             Some(state) => (state, -1),
@@ -340,6 +342,7 @@ async fn an_approved_call_does_not_run_on_a_server_redefined_before_it_runs(pool
         db: &db,
         mcp: &mcp,
         user_id: alice,
+        progress: None,
     };
     let policies = Policies::default();
     let deps = Deps {
@@ -348,6 +351,7 @@ async fn an_approved_call_does_not_run_on_a_server_redefined_before_it_runs(pool
         tools: &tools,
         specs: &[],
         policies: &policies,
+        search_over: 0,
     };
     domain::agent::step(&mut state, &deps).await;
     let CallState::Finished {

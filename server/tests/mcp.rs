@@ -1137,3 +1137,233 @@ async fn tools_can_be_switched_off_per_chat_by_the_chat_owner_alone(pool: PgPool
     assert!(tools.iter().all(|t| t.enabled));
     mcp.shutdown().await;
 }
+
+/// What a tool returns reaches the model and the person as it is: text, an image (inline for the
+/// person, in words for the model), structured content (given to the model too), a resource link
+/// and an embedded resource, and a tool's own failure.
+#[sqlx::test(migrator = "domain::db::MIGRATOR")]
+async fn what_a_tool_returns_is_kept_in_every_kind(pool: PgPool) {
+    use protocol::ResultPart;
+    let db = Database::from_pool(pool.clone());
+    let alice = user(&db, "alice", "Alice").await;
+    let mcp = mcp(&pool, vec![test_server("test")]);
+    mcp.connect(alice, "test").await.unwrap();
+    until(&mcp, alice, "test", connected).await;
+    let call = |tool: &'static str, arguments: Value| {
+        let mcp = mcp.clone();
+        async move {
+            mcp.call(alice, "test", tool, args(arguments))
+                .await
+                .unwrap()
+        }
+    };
+
+    let picture = call("picture", json!({})).await;
+    let parts = picture.parts();
+    assert_eq!(
+        parts[0],
+        ResultPart::Text {
+            text: "Here is the picture.".into()
+        }
+    );
+    let ResultPart::Image { mime_type, data } = &parts[1] else {
+        panic!("{parts:?}")
+    };
+    assert_eq!(mime_type, "image/png");
+    use base64::Engine;
+    let png = base64::engine::general_purpose::STANDARD
+        .decode(data)
+        .unwrap();
+    assert_eq!(&png[1..4], b"PNG");
+    let told = picture.for_model();
+    assert!(
+        told.contains("[The tool returned an image (image/png"),
+        "{told}"
+    );
+    assert!(!told.contains(data.as_str()), "no base64 for the model");
+
+    let weather = call("weather", json!({"city": "Paris"})).await;
+    let told = weather.for_model();
+    assert!(told.starts_with("Paris: 21.5 °C, clear"), "{told}");
+    assert!(told.contains("Structured result:\n{"), "{told}");
+    assert!(told.contains("\"celsius\": 21.5"), "{told}");
+    assert!(weather.parts().iter().any(
+        |p| matches!(p, ResultPart::Structured { json } if json.contains("\"sky\": \"clear\""))
+    ));
+
+    let references = call("references", json!({})).await;
+    let parts = references.parts();
+    assert_eq!(
+        parts[0],
+        ResultPart::Link {
+            uri: "https://example.com/handbook.pdf".into(),
+            name: "handbook.pdf".into(),
+            description: Some("The handbook".into()),
+        }
+    );
+    assert!(
+        matches!(&parts[1], ResultPart::Resource { uri, text, .. } if uri == "file:///notes/today.md" && text == "Buy milk.")
+    );
+    let told = references.for_model();
+    assert!(
+        told.contains("Resource link: handbook.pdf <https://example.com/handbook.pdf>"),
+        "{told}"
+    );
+    assert!(told.contains("Buy milk."), "{told}");
+
+    let oops = call("oops", json!({})).await;
+    assert!(oops.is_error);
+    assert_eq!(oops.for_model(), "The disk is full.");
+    mcp.shutdown().await;
+}
+
+/// One person may have so many servers connected at once: one more is refused with a message
+/// that says what to do; connecting one already connected again is no new connection.
+#[sqlx::test(migrator = "domain::db::MIGRATOR")]
+async fn the_servers_one_person_connects_are_capped(pool: PgPool) {
+    let db = Database::from_pool(pool.clone());
+    let (alice, bob) = (
+        user(&db, "alice", "Alice").await,
+        user(&db, "bob", "Bob").await,
+    );
+    let mcp = mcp_with(
+        &pool,
+        vec![test_server("one"), test_server("two")],
+        Settings {
+            max_connections: 1,
+            ..settings()
+        },
+    );
+    assert!(mcp.connect(alice, "one").await.unwrap());
+    assert!(
+        mcp.connect(alice, "one").await.unwrap(),
+        "again: the same one"
+    );
+    let refused = mcp.connect(alice, "two").await.unwrap_err().to_string();
+    assert!(
+        refused.contains("You have 1 tool servers connected, the most"),
+        "{refused}"
+    );
+    assert!(refused.contains("Disconnect one"), "{refused}");
+    assert!(
+        mcp.settled(alice, "two", Duration::from_millis(10))
+            .await
+            .is_none()
+    );
+    // Bob's count is his own.
+    assert!(mcp.connect(bob, "two").await.unwrap());
+    // Many at once cannot pass the cap together.
+    mcp.disconnect(alice, "one").await.unwrap();
+    let (a, b) = tokio::join!(mcp.connect(alice, "one"), mcp.connect(alice, "two"));
+    assert!(a.is_ok() != b.is_ok(), "{a:?} / {b:?}");
+    mcp.shutdown().await;
+}
+
+/// The requests a Streamable HTTP test server logged (`{http, session}`), in order.
+fn http_log(log: &std::path::Path) -> Vec<(String, Option<String>)> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["http"].is_string())
+        .map(|v| {
+            (
+                v["http"].as_str().unwrap().to_owned(),
+                v["session"].as_str().map(str::to_owned),
+            )
+        })
+        .collect()
+}
+
+async fn until_deleted(log: &std::path::Path, after: usize) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let seen = http_log(log);
+        if let Some((_, Some(session))) = seen[after.min(seen.len())..]
+            .iter()
+            .find(|(method, _)| method == "DELETE")
+        {
+            return session.clone();
+        }
+        assert!(Instant::now() < deadline, "no DELETE: {seen:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A remote session is ended on the server (`DELETE` with its session id) when the person
+/// disconnects and when the connection idles out; the next use opens a new one.
+#[sqlx::test(migrator = "domain::db::MIGRATOR")]
+async fn remote_sessions_are_deleted_on_disconnect_and_idle_close(pool: PgPool) {
+    let db = Database::from_pool(pool.clone());
+    let alice = user(&db, "alice", "Alice").await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("requests.jsonl");
+    let (mut child, ready) = start_script_with_env(
+        "end2end/mcp/test-server.mjs",
+        &["http"],
+        &[("TOOL_LOG", log.to_str().unwrap())],
+    );
+    let url = ready["url"].as_str().unwrap();
+    let mcp = mcp_with(
+        &pool,
+        vec![http("remote", url)],
+        Settings {
+            idle_timeout: Some(Duration::from_millis(1500)),
+            ..settings()
+        },
+    );
+    mcp.connect(alice, "remote").await.unwrap();
+    until(&mcp, alice, "remote", connected).await;
+    let first = http_log(&log)
+        .into_iter()
+        .find_map(|(_, session)| session)
+        .expect("a session");
+
+    // Idle: the session is deleted, and the next call opens another.
+    until(&mcp, alice, "remote", |s| *s == Status::Idle).await;
+    assert_eq!(until_deleted(&log, 0).await, first);
+    let seen = http_log(&log).len();
+    let output = mcp
+        .call(alice, "remote", "echo", args(json!({"message": "again"})))
+        .await
+        .unwrap();
+    assert_eq!(output.text(), "Echo: again");
+
+    // Disconnect: that one is deleted too.
+    mcp.disconnect(alice, "remote").await.unwrap();
+    let second = until_deleted(&log, seen).await;
+    assert_ne!(second, first);
+    mcp.shutdown().await;
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// A call that asks for progress hears what its server reports, as it comes.
+#[sqlx::test(migrator = "domain::db::MIGRATOR")]
+async fn a_calls_progress_is_heard_as_its_server_reports_it(pool: PgPool) {
+    let db = Database::from_pool(pool.clone());
+    let alice = user(&db, "alice", "Alice").await;
+    let mcp = mcp(&pool, vec![test_server("test")]);
+    mcp.connect(alice, "test").await.unwrap();
+    until(&mcp, alice, "test", connected).await;
+    let heard = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let hear = heard.clone();
+    let sink: domain::mcp::ProgressSink =
+        std::sync::Arc::new(move |p: protocol::Progress| hear.lock().unwrap().push(p.words()));
+    let output = mcp
+        .call_reporting(
+            alice,
+            "test",
+            "steps",
+            args(json!({"count": 3})),
+            Some(sink),
+        )
+        .await
+        .unwrap();
+    assert_eq!(output.text(), "did 3 steps");
+    assert_eq!(
+        *heard.lock().unwrap(),
+        ["step 1 of 3", "step 2 of 3", "step 3 of 3"]
+    );
+    mcp.shutdown().await;
+}

@@ -127,6 +127,7 @@ mod tests {
                     is_error: false,
                     text: "Echo: edited".into(),
                     duration_ms: 3,
+                    parts: Vec::new(),
                 },
             },
         );
@@ -145,6 +146,7 @@ mod tests {
                     is_error: true,
                     text: long,
                     duration_ms: 1,
+                    parts: Vec::new(),
                 },
             },
         );

@@ -2,6 +2,7 @@
 //! (OpenAI, Ollama, vLLM, ...), and the person's own MCP connections.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Instant;
 
 use futures_util::StreamExt;
@@ -11,7 +12,7 @@ use uuid::Uuid;
 use super::server_key::server_keys;
 use super::{Completion, Model, ToolResult, ToolSpec, Tools};
 use crate::llm::{self, LlmClient, Message, Provider, StreamEvent};
-use crate::mcp::Mcp;
+use crate::mcp::{Mcp, ProgressSink};
 use crate::{Database, Result};
 
 /// Takes a model's text and thinking as they stream (a chat's live answer); `()` takes nothing.
@@ -114,7 +115,12 @@ pub struct McpTools<'a> {
     pub db: &'a Database,
     pub mcp: &'a Mcp,
     pub user_id: Uuid,
+    /// Hears how far each call has come (by call id), when its server says.
+    pub progress: Option<HearProgress>,
 }
+
+/// Hears a call's progress: its id, and how far it has come.
+pub type HearProgress = Arc<dyn Fn(&str, protocol::Progress) + Send + Sync>;
 
 impl Tools for McpTools<'_> {
     /// Read from the servers' definitions, not from the connections: a server that cannot be
@@ -129,18 +135,35 @@ impl Tools for McpTools<'_> {
         }
     }
 
-    async fn call(&self, server: &str, tool: &str, arguments: Map<String, Value>) -> ToolResult {
-        match self.mcp.call(self.user_id, server, tool, arguments).await {
+    async fn call(
+        &self,
+        call_id: &str,
+        server: &str,
+        tool: &str,
+        arguments: Map<String, Value>,
+    ) -> ToolResult {
+        let progress = self.progress.clone().map(|hear| {
+            let call_id = call_id.to_owned();
+            let sink: ProgressSink = Arc::new(move |progress| hear(&call_id, progress));
+            sink
+        });
+        let called = self
+            .mcp
+            .call_reporting(self.user_id, server, tool, arguments, progress)
+            .await;
+        match called {
             Ok(output) => ToolResult {
                 is_error: output.is_error,
-                text: output.text(),
+                text: output.for_model(),
                 duration_ms: output.duration_ms,
+                parts: output.parts(),
             },
             // Not reaching the tool (a timeout, a server down) is an error result for the model.
             Err(e) => ToolResult {
                 is_error: true,
                 text: e.to_string(),
                 duration_ms: 0,
+                parts: Vec::new(),
             },
         }
     }

@@ -28,6 +28,7 @@
 //! | [`history`] | the conversation a run answers, as its model is given it |
 //! | [`live`] | the graph's model and tools in production (the LLM client, MCP connections) |
 //! | [`policy`], [`server_key`] | standing approvals, bound to the server they were given for |
+//! | [`tool_search`] | which of many tools a model call is offered, and the search it may ask for |
 //! | [`views`] | a call as clients see it |
 
 pub mod decisions;
@@ -36,6 +37,7 @@ pub mod live;
 pub mod policy;
 pub mod server_key;
 pub mod store;
+pub mod tool_search;
 pub mod views;
 
 use std::collections::{BTreeMap, HashMap};
@@ -104,6 +106,9 @@ pub struct ToolResult {
     /// What the model is told.
     pub text: String,
     pub duration_ms: u64,
+    /// What the person is shown, part by part (none when the text says it all).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<protocol::ResultPart>,
 }
 
 /// Where a call stands.
@@ -230,6 +235,9 @@ pub struct RunState {
     /// What the run's model calls used so far.
     #[serde(default)]
     pub usage: Usage,
+    /// The tools the run's tool searches found (model names): offered from then on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub found: Vec<String>,
 }
 
 /// A checkpoint as stored, of this version or an earlier one: before 2026-12-05 a checkpoint kept
@@ -248,6 +256,8 @@ struct Stored {
     end: Option<End>,
     #[serde(default)]
     usage: Usage,
+    #[serde(default)]
+    found: Vec<String>,
 }
 
 impl From<Stored> for RunState {
@@ -263,6 +273,7 @@ impl From<Stored> for RunState {
             max_steps: stored.max_steps,
             end: stored.end,
             usage: stored.usage,
+            found: stored.found,
         }
     }
 }
@@ -286,6 +297,7 @@ impl RunState {
             max_steps,
             end: None,
             usage: Usage::default(),
+            found: Vec::new(),
         }
     }
 
@@ -545,8 +557,10 @@ pub trait Model: Send + Sync {
 
 /// The tools a run may use.
 pub trait Tools: Send + Sync {
+    /// Runs the call `call_id` of `server`'s `tool`.
     fn call(
         &self,
+        call_id: &str,
         server: &str,
         tool: &str,
         arguments: serde_json::Map<String, Value>,
@@ -599,6 +613,9 @@ pub struct Deps<'a, M, T> {
     /// The tools this run may use (the chat's enabled tools of the person's connected servers).
     pub specs: &'a [ToolSpec],
     pub policies: &'a Policies,
+    /// Over this many tools, the model is offered a search and a few of them (see
+    /// [`tool_search`]); 0: all, however many.
+    pub search_over: usize,
 }
 
 /// How a step left the run.
@@ -627,9 +644,17 @@ async fn call_model<M: Model, T: Tools>(state: &mut RunState, deps: &Deps<'_, M,
         return Outcome::Continue;
     }
     state.steps += 1;
-    let offered = offered(deps.specs);
     let given = conversation(state, deps);
-    let completion = match deps.model.complete(&given, &offered).await {
+    let offer = tool_search::offer(deps.specs, &given, &state.found, deps.search_over);
+    let searching = offer.searched.is_some();
+    if let Some(tools) = offer.searched {
+        state.usage.offered.push(protocol::Offered {
+            turn: state.steps,
+            of: u32::try_from(deps.specs.len()).unwrap_or(u32::MAX),
+            tools,
+        });
+    }
+    let completion = match deps.model.complete(&given, &offer.tools).await {
         Ok(completion) => {
             state.count(&given, &completion);
             completion
@@ -659,10 +684,22 @@ async fn call_model<M: Model, T: Tools>(state: &mut RunState, deps: &Deps<'_, M,
     let finished = std::mem::take(&mut state.calls);
     state.earlier.extend(finished);
     let turn = state.steps;
+    let mut found = Vec::new();
     state.calls = asked
         .into_iter()
-        .map(|asked| call_of(asked, turn, deps.specs, deps.policies))
+        .map(|asked| {
+            if searching && asked.name == tool_search::SEARCH_TOOL {
+                search_call(asked, turn, deps.specs, &mut found)
+            } else {
+                call_of(asked, turn, deps.specs, deps.policies)
+            }
+        })
         .collect();
+    for name in found {
+        if !state.found.contains(&name) {
+            state.found.push(name);
+        }
+    }
     state.next = Step::AwaitApproval;
     // Nothing waits for the person when the policies decided every call (or none could run): the
     // run goes on in this same step, so the answer is never shown waiting.
@@ -776,9 +813,46 @@ fn call_of(asked: llm::ToolCall, turn: u32, specs: &[ToolSpec], policies: &Polic
                     is_error: true,
                     text,
                     duration_ms: 0,
+                    parts: Vec::new(),
                 },
             },
             None => CallState::Waiting,
+        },
+    }
+}
+
+/// The model's search of the chat's tools: Switchboard's own, reading only the tools' names and
+/// descriptions, so it runs at once without asking; what it finds is added to `found`.
+fn search_call(
+    asked: llm::ToolCall,
+    turn: u32,
+    specs: &[ToolSpec],
+    found: &mut Vec<String>,
+) -> Call {
+    let arguments = serde_json::from_str::<Value>(&asked.arguments)
+        .unwrap_or_else(|_| Value::Object(Default::default()));
+    let (names, text) = tool_search::search(specs, &arguments);
+    found.extend(names);
+    Call {
+        id: asked.id,
+        turn,
+        server: String::new(),
+        server_key: String::new(),
+        tool: tool_search::SEARCH_TOOL.into(),
+        arguments,
+        annotations: Annotations {
+            read_only: true,
+            open_world: false,
+            ..Annotations::default()
+        },
+        decision: None,
+        state: CallState::Finished {
+            result: ToolResult {
+                is_error: false,
+                text,
+                duration_ms: 0,
+                parts: Vec::new(),
+            },
         },
     }
 }
@@ -838,6 +912,7 @@ async fn run_tools<M: Model, T: Tools>(state: &mut RunState, deps: &Deps<'_, M, 
                         call.server
                     ),
                     duration_ms: 0,
+                    parts: Vec::new(),
                 },
             };
         }
@@ -854,7 +929,10 @@ async fn run_tools<M: Model, T: Tools>(state: &mut RunState, deps: &Deps<'_, M, 
             .unwrap_or_default();
         async move {
             let started = Instant::now();
-            let mut result = deps.tools.call(&call.server, &call.tool, arguments).await;
+            let mut result = deps
+                .tools
+                .call(&call.id, &call.server, &call.tool, arguments)
+                .await;
             if result.duration_ms == 0 {
                 result.duration_ms = started.elapsed().as_millis() as u64;
             }

@@ -316,7 +316,7 @@ async fn save_with_answer(
                       thinking = $14, input_tokens = $15, output_tokens = $16,
                       tokens_estimated = coalesce($17, false), first_token_ms = $18,
                       duration_ms = $19, fallback = $20, model = coalesce($21, model),
-                      trimmed = $22,
+                      trimmed = $22, tools_offered = $23,
                       updated_at = now()
                WHERE id = $6 AND EXISTS (SELECT 1 FROM k)
            ), a AS (
@@ -352,6 +352,7 @@ async fn save_with_answer(
         fallback.map(Json) as _,
         fallback.map(|f| f.model.as_str()),
         tokens(state.usage.trimmed),
+        (!state.usage.offered.is_empty()).then(|| Json(&state.usage.offered)) as _,
     )
     .fetch_one(db.pool())
     .await?;

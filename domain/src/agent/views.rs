@@ -26,9 +26,13 @@ impl Call {
             Some(Decision::Reject { by, reason }) => (Some(who(by)), reason.clone()),
             None => (None, None),
         };
-        let (result, duration_ms) = match &self.state {
-            CallState::Finished { result } => (Some(result.text.clone()), Some(result.duration_ms)),
-            _ => (None, None),
+        let (result, parts, duration_ms) = match &self.state {
+            CallState::Finished { result } => (
+                Some(result.text.clone()),
+                result.parts.clone(),
+                Some(result.duration_ms),
+            ),
+            _ => (None, Vec::new(), None),
         };
         CallView {
             id: self.id.clone(),
@@ -50,6 +54,8 @@ impl Call {
             decided_by,
             reason,
             result,
+            parts,
+            progress: None,
             duration_ms,
         }
     }
@@ -122,6 +128,7 @@ mod tests {
             is_error: false,
             text: "2".into(),
             duration_ms: 3,
+            parts: Vec::new(),
         };
         let done = call(approve(), Finished { result });
         assert_eq!(shown(done, Status::Complete), CallStatus::Ok);

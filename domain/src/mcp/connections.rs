@@ -6,12 +6,16 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rmcp::model::{CallToolRequestParams, CallToolResponse};
+use rmcp::model::{
+    CallToolRequest, CallToolRequestParams, CancelledNotificationParam, ClientRequest, RequestId,
+    ServerResult,
+};
+use rmcp::service::PeerRequestOptions;
 use rmcp::service::{Peer, RoleClient};
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use super::supervisor::{Connection, Shared, close_all, supervise};
+use super::supervisor::{Connection, ProgressSink, Shared, close_all, progress_key, supervise};
 use super::{Mcp, ServerSpec, Status, ToolOutput, limits};
 use crate::{Error, Result};
 
@@ -33,16 +37,42 @@ impl Mcp {
                 spec.name
             )));
         }
+        self.want(user_id, server_id).await?;
+        self.start(user_id, spec);
+        Ok(true)
+    }
+
+    /// Remembers that the user wants a server connected, within the most servers one person may
+    /// have connected (their row is locked meanwhile, so that connects sent together cannot pass
+    /// the cap together).
+    async fn want(&self, user_id: Uuid, server_id: &str) -> Result<()> {
+        let max = self.inner.settings.max_connections;
+        let mut tx = self.inner.db.pool().begin().await?;
+        sqlx::query!("SELECT id FROM users WHERE id = $1 FOR UPDATE", user_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let others = sqlx::query_scalar!(
+            r#"SELECT count(*) AS "n!" FROM mcp_connections WHERE user_id = $1 AND server_id <> $2"#,
+            user_id,
+            server_id
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        if usize::try_from(others).unwrap_or(usize::MAX) >= max {
+            return Err(Error::Conflict(format!(
+                "You have {others} tool servers connected, the most one person may have at once. Disconnect one you no longer use, then connect this one."
+            )));
+        }
         sqlx::query!(
             "INSERT INTO mcp_connections (user_id, server_id) VALUES ($1, $2)
              ON CONFLICT DO NOTHING",
             user_id,
             server_id
         )
-        .execute(self.inner.db.pool())
+        .execute(&mut *tx)
         .await?;
-        self.start(user_id, spec);
-        Ok(true)
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Closes the user's connection to a server and forgets that they want it. False when they
@@ -92,6 +122,19 @@ impl Mcp {
         tool: &str,
         arguments: serde_json::Map<String, serde_json::Value>,
     ) -> Result<ToolOutput> {
+        self.call_reporting(user_id, server_id, tool, arguments, None)
+            .await
+    }
+
+    /// [`Mcp::call`], asking the server to report its progress, which `progress` hears.
+    pub async fn call_reporting(
+        &self,
+        user_id: Uuid,
+        server_id: &str,
+        tool: &str,
+        arguments: serde_json::Map<String, serde_json::Value>,
+        progress: Option<ProgressSink>,
+    ) -> Result<ToolOutput> {
         let shared = match self.live(user_id, server_id) {
             Some(shared) => shared,
             None => {
@@ -111,7 +154,7 @@ impl Mcp {
         let timeout = self.inner.settings.call_timeout;
         let limits = &self.inner.settings.limits;
         // Dropping the request on timeout tells the server to cancel it.
-        let response = tokio::time::timeout(timeout, peer.call_tool_once(request))
+        let response = tokio::time::timeout(timeout, call_tool(&peer, &shared, request, progress))
             .await
             .map_err(|_| {
                 Error::Timeout(format!(
@@ -138,7 +181,7 @@ impl Mcp {
                 Error::Unavailable(format!("The tool '{tool}' could not be called: {why}"))
             })?;
         shared.touch();
-        let CallToolResponse::Complete(result) = response else {
+        let ServerResult::CallToolResult(result) = response else {
             return Err(Error::Unavailable(format!(
                 "The tool '{tool}' asked for more input, which Switchboard cannot give yet."
             )));
@@ -148,6 +191,7 @@ impl Mcp {
             result.content,
             result.structured_content,
             limits.max_result_bytes,
+            limits.max_media_bytes,
         );
         Ok(ToolOutput {
             is_error,
@@ -313,5 +357,83 @@ impl Mcp {
                 task,
             },
         );
+    }
+}
+
+/// Sends a `tools/call` and waits for its answer. When this is dropped before the answer (Stop, the
+/// call's timeout) the server is told to cancel it (`notifications/cancelled`). With `progress`,
+/// the server's reports for it (under the token rmcp gave the request) reach that sink.
+async fn call_tool(
+    peer: &Peer<RoleClient>,
+    shared: &Arc<Shared>,
+    params: CallToolRequestParams,
+    progress: Option<ProgressSink>,
+) -> std::result::Result<ServerResult, rmcp::ServiceError> {
+    let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
+    let handle = peer
+        .send_request_with_option(request, PeerRequestOptions::no_options())
+        .await?;
+    let _listening =
+        progress.map(|sink| Listening::start(shared, progress_key(&handle.progress_token), sink));
+    let mut abandoned = Abandoned {
+        peer: peer.clone(),
+        id: Some(handle.id.clone()),
+    };
+    let answer = handle.await_response().await;
+    abandoned.id = None;
+    answer
+}
+
+/// Tells the server to cancel a request that was given up before its answer came.
+struct Abandoned {
+    peer: Peer<RoleClient>,
+    id: Option<RequestId>,
+}
+
+impl Drop for Abandoned {
+    fn drop(&mut self) {
+        let Some(id) = self.id.take() else {
+            return;
+        };
+        let peer = self.peer.clone();
+        tokio::spawn(async move {
+            let _ = peer
+                .notify_cancelled(CancelledNotificationParam::new(
+                    Some(id),
+                    Some("The person stopped the answer, or the call took too long.".into()),
+                ))
+                .await;
+        });
+    }
+}
+
+/// A call's progress sink, heard while the call is under way (until this is dropped: the call
+/// ended, or was given up).
+struct Listening {
+    shared: Arc<Shared>,
+    token: String,
+}
+
+impl Listening {
+    fn start(shared: &Arc<Shared>, token: String, sink: ProgressSink) -> Self {
+        shared
+            .progress
+            .lock()
+            .expect("not poisoned")
+            .insert(token.clone(), (sink, None));
+        Self {
+            shared: shared.clone(),
+            token,
+        }
+    }
+}
+
+impl Drop for Listening {
+    fn drop(&mut self) {
+        self.shared
+            .progress
+            .lock()
+            .expect("not poisoned")
+            .remove(&self.token);
     }
 }

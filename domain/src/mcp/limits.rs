@@ -28,6 +28,8 @@ pub struct Limits {
     pub max_tool_list_bytes: usize,
     /// A tool result's text and data together, in bytes, as people and the model get it.
     pub max_result_bytes: usize,
+    /// A tool result's images and audio together, in bytes (of their base64), besides the above.
+    pub max_media_bytes: usize,
     /// Characters of an error message or status reason that comes from a server.
     pub max_error_chars: usize,
 }
@@ -46,6 +48,8 @@ impl Default for Limits {
             max_tool_list_bytes: 4 * 1024 * 1024,
             // About 25,000 tokens, as other MCP clients allow.
             max_result_bytes: 100_000,
+            // A screenshot or two.
+            max_media_bytes: 2_000_000,
             max_error_chars: 1000,
         }
     }
@@ -170,21 +174,33 @@ fn weight(value: &Value) -> usize {
     }
 }
 
-/// A tool result's content and structured content, within `max` bytes together. A text that does
-/// not fit is cut; blocks after it, and structured content that does not fit, are left out; a
-/// last text block says what was.
+/// A tool result's content and structured content, within `max` bytes together, and its images
+/// and audio within `max_media` more. A text that does not fit is cut; blocks after it, media and
+/// structured content that do not fit, are left out; a last text block says what was.
 pub fn bounded_result(
     content: Vec<ContentBlock>,
     structured: Option<Value>,
     max: usize,
+    max_media: usize,
 ) -> (Value, Option<Value>) {
     let mut room = max;
+    let mut media_room = max_media;
     let mut blocks = Vec::new();
     let (mut cut_bytes, mut left_out) = (0usize, 0usize);
     for block in content {
         let mut block = serde_json::to_value(&block).unwrap_or_default();
         // Each block costs something, so that many empty ones cannot pass either.
         let cost = weight(&block) + 16;
+        if matches!(block["type"].as_str(), Some("image" | "audio")) {
+            if cost <= media_room {
+                media_room -= cost;
+                blocks.push(block);
+            } else {
+                cut_bytes += cost;
+                left_out += 1;
+            }
+            continue;
+        }
         if cost <= room {
             room -= cost;
             blocks.push(block);
@@ -263,7 +279,7 @@ mod tests {
             ContentBlock::image("a".repeat(10_000), "image/png"),
         ];
         let structured = Some(json!({"data": "y".repeat(500_000)}));
-        let (content, structured) = bounded_result(content, structured, 1_000);
+        let (content, structured) = bounded_result(content, structured, 1_000, 5_000);
         let blocks = content.as_array().unwrap();
         let text: String = blocks
             .iter()
@@ -281,13 +297,14 @@ mod tests {
             vec![ContentBlock::text("small")],
             Some(json!({"a": 1})),
             1_000,
+            0,
         );
         assert_eq!(content, json!([{"type": "text", "text": "small"}]));
         assert_eq!(structured, Some(json!({"a": 1})));
 
         // Many empty blocks add up too.
         let many: Vec<ContentBlock> = (0..100_000).map(|_| ContentBlock::text("")).collect();
-        let (content, _) = bounded_result(many, None, 1_000);
+        let (content, _) = bounded_result(many, None, 1_000, 1_000);
         assert!(content.as_array().unwrap().len() < 100, "{}", content);
     }
 }

@@ -23,6 +23,7 @@
 //! | [`supervisor`] | one connection's life, kept up while wanted |
 //! | [`transport`], [`stdio`], [`remote`] | opening a session over stdio or Streamable HTTP |
 //! | [`admin`], [`chat_tools`] | registry changes; the tools a chat may use |
+//! | [`results`] | what a tool returned, as the model is told it and the person shown it |
 //! | [`limits`], [`net`] | what a server may send; which addresses may be reached |
 
 mod admin;
@@ -32,6 +33,7 @@ pub mod limits;
 pub mod net;
 pub mod registry;
 mod remote;
+mod results;
 mod stdio;
 mod supervisor;
 mod transport;
@@ -51,6 +53,7 @@ pub use registry::{
 use crate::secrets::SecretKey;
 use crate::{Database, Result};
 use connections::UserConnections;
+pub use supervisor::ProgressSink;
 use supervisor::{Connection, close_all};
 
 pub use admin::MAX_PERSONAL_SERVERS;
@@ -81,6 +84,11 @@ impl Mcp {
     /// The key that opens the secrets stored in the database.
     pub(crate) fn key(&self) -> &SecretKey {
         &self.inner.key
+    }
+
+    /// The settings it was made with.
+    pub fn settings(&self) -> &Settings {
+        &self.inner.settings
     }
 
     pub fn new(db: Database, file: Registry, key: SecretKey, settings: Settings) -> Self {

@@ -1,9 +1,12 @@
 //! One connection's life: its shared state ([`Shared`]), the supervisor that keeps it up while it
 //! is wanted (connect, fetch the tools, reconnect with backoff, close when idle), and its end.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use protocol::Progress;
+use rmcp::model::{NumberOrString, ProgressNotificationParam, ProgressToken};
 use rmcp::service::{NotificationContext, Peer, RoleClient, RunningService};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
@@ -36,7 +39,25 @@ pub(super) struct Shared {
     pub(super) tools_changed: Notify,
     /// Why the transport ended the session it carries, when it did (a message too large).
     pub(super) fault: Mutex<Option<String>>,
+    /// Who hears the progress of each call under way that asked for it, by progress token, and
+    /// when they last heard.
+    pub(super) progress: Mutex<HashMap<String, (ProgressSink, Option<Instant>)>>,
 }
+
+/// A progress token as the sinks are keyed.
+pub(super) fn progress_key(token: &ProgressToken) -> String {
+    match &token.0 {
+        NumberOrString::String(s) => format!("s:{s}"),
+        NumberOrString::Number(n) => format!("n:{n}"),
+    }
+}
+
+/// Hears how far a tool call has come.
+pub type ProgressSink = Arc<dyn Fn(Progress) + Send + Sync>;
+
+/// The least time between two progress reports passed on for one call: a server may send them
+/// as fast as it likes, people's pages get a few a second.
+const PROGRESS_EVERY: Duration = Duration::from_millis(200);
 
 impl Shared {
     pub(super) fn new() -> Self {
@@ -50,6 +71,7 @@ impl Shared {
             wake: Notify::new(),
             tools_changed: Notify::new(),
             fault: Mutex::default(),
+            progress: Mutex::default(),
         }
     }
 
@@ -90,6 +112,38 @@ pub(super) struct Client {
 }
 
 impl rmcp::ClientHandler for Client {
+    /// Passed on to the call's sink, its message cut, at most every [`PROGRESS_EVERY`]; a token
+    /// of no call under way (a server's guess, a call gone) is ignored.
+    fn on_progress(
+        &self,
+        params: ProgressNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) -> impl Future<Output = ()> + Send + '_ {
+        let token = progress_key(&params.progress_token);
+        let sink = {
+            let mut sinks = self.shared.progress.lock().expect("not poisoned");
+            match sinks.get_mut(&token) {
+                Some((sink, last)) if last.is_none_or(|t| t.elapsed() >= PROGRESS_EVERY) => {
+                    *last = Some(Instant::now());
+                    Some(sink.clone())
+                }
+                _ => None,
+            }
+        };
+        if let Some(sink) = sink
+            && params.progress.is_finite()
+        {
+            sink(Progress {
+                progress: params.progress,
+                total: params.total.filter(|t| t.is_finite()),
+                message: params
+                    .message
+                    .map(|m| limits::cut(&m, Progress::MAX_MESSAGE)),
+            });
+        }
+        std::future::ready(())
+    }
+
     fn on_tool_list_changed(
         &self,
         _context: NotificationContext<RoleClient>,

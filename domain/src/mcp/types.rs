@@ -146,6 +146,12 @@ pub struct Settings {
     pub limits: Limits,
     /// The least time between two fetches of a tool list that a server says has changed.
     pub refresh_interval: Duration,
+    /// The most servers one person may have connected at once (each is a process or a session
+    /// held open for them).
+    pub max_connections: usize,
+    /// Over this many tools in a chat, its model is offered a tool search and a few of them
+    /// rather than all (0: all, however many).
+    pub tool_search_over: usize,
 }
 
 impl Default for Settings {
@@ -159,6 +165,8 @@ impl Default for Settings {
             work_dir: stdio::default_work_dir(),
             limits: Limits::default(),
             refresh_interval: Duration::from_secs(2),
+            max_connections: 20,
+            tool_search_over: 40,
         }
     }
 }

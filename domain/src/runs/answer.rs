@@ -5,7 +5,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -16,7 +16,9 @@ use super::Runs;
 use super::channels::{Live, Reservation, live_text};
 use super::events::{EventKind, call_events};
 use crate::agent::live::TokenSink;
-use crate::agent::{self, Checkpoints, Completion, End, Policies, RunState, Step, ToolSpec, store};
+use crate::agent::{
+    self, Checkpoints, Completion, End, Policies, RunState, Step, ToolSpec, store, tool_search,
+};
 use crate::chats::{self, Status};
 use crate::llm;
 use crate::{Error, Result};
@@ -64,6 +66,8 @@ pub(super) struct Plan {
     pub(super) trimmed: usize,
     pub(super) specs: Vec<ToolSpec>,
     pub(super) policies: Policies,
+    /// See [`agent::Deps::search_over`].
+    pub(super) search_over: usize,
 }
 
 /// The model's first completion of a new answer, asked while its question is being stored.
@@ -119,7 +123,8 @@ impl Runs {
         history.push(llm::Message::User {
             content: text.to_owned(),
         });
-        let plan = Plan::new(&candidates, history.into(), specs, policies)?;
+        let search_over = self.inner.mcp.settings().tool_search_over;
+        let plan = Plan::new(&candidates, history.into(), specs, policies, search_over)?;
         let send = Outgoing {
             user_id,
             model: llm::qualified(&provider.id, model),
@@ -153,9 +158,7 @@ impl Runs {
         let db = &self.inner.db;
         let chat = send.conversation.chat.clone();
         // Exactly what the graph's first model call asks (see `StreamingModel::first`).
-        let request = plan
-            .llm(self)
-            .request(&plan.history, &agent::offered(&plan.specs));
+        let request = plan.llm(self).request(&plan.history, &plan.first_offer());
         let (client, provider) = (self.inner.llm.clone(), plan.provider.clone());
         let asked_at = Instant::now();
         let mut opening: Opening =
@@ -270,10 +273,21 @@ impl Runs {
             first: Mutex::new(first),
             writing: Mutex::default(),
         };
+        let runs = self.clone();
         let tools = agent::live::McpTools {
             db: &self.inner.db,
             mcp: &self.inner.mcp,
             user_id: answer.user_id,
+            progress: Some(Arc::new(move |call_id: &str, progress| {
+                runs.emit(
+                    chat_id,
+                    EventKind::ToolProgress {
+                        answer_id: answer_id.to_string(),
+                        call_id: call_id.to_owned(),
+                        progress,
+                    },
+                );
+            })),
         };
         let deps = agent::Deps {
             history: &plan.history,
@@ -281,6 +295,7 @@ impl Runs {
             tools: &tools,
             specs: &plan.specs,
             policies: &plan.policies,
+            search_over: plan.search_over,
         };
         let mut recorder = Recorder {
             runs: self,
@@ -487,6 +502,7 @@ impl Plan {
         history: store::History,
         specs: Vec<ToolSpec>,
         policies: Policies,
+        search_over: usize,
     ) -> Result<Self> {
         let window = candidates
             .iter()
@@ -499,7 +515,8 @@ impl Plan {
         let (history, trimmed) = match window {
             None => (history, 0),
             Some(window) => {
-                let tools = serde_json::to_string(&agent::offered(&specs)).unwrap_or_default();
+                let offer = tool_search::offer(&specs, &history, &[], search_over);
+                let tools = serde_json::to_string(&offer.tools).unwrap_or_default();
                 let budget = window
                     .saturating_sub((window / 4).min(8192))
                     .saturating_sub(agent::estimate(tools.len()));
@@ -522,7 +539,13 @@ impl Plan {
             trimmed,
             specs,
             policies,
+            search_over,
         })
+    }
+
+    /// The tools its first model call is offered (see [`tool_search::offer`]).
+    fn first_offer(&self) -> Vec<llm::Tool> {
+        tool_search::offer(&self.specs, &self.history, &[], self.search_over).tools
     }
 
     /// The model it asks, through the runs' client.

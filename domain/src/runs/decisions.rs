@@ -131,7 +131,8 @@ impl Runs {
         let (policies, _) = person?;
         let models = self.models();
         let candidates = models.for_chat(chat.model.as_deref())?;
-        let plan = Plan::new(&candidates, history, specs, policies)?;
+        let search_over = self.inner.mcp.settings().tool_search_over;
+        let plan = Plan::new(&candidates, history, specs, policies, search_over)?;
         let slot = self.reserve(chat_id)?;
         let (stop, stopped) = watch::channel(None);
         let text = latest.state.answer_text();

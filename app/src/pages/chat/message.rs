@@ -6,7 +6,7 @@ use leptos::prelude::*;
 
 use super::stream::StreamingAnswer;
 use super::tool_calls::ToolCalls;
-use crate::chats::{LiveText, MessageView, Role, Status, Usage};
+use crate::chats::{LiveText, MessageView, Offered, Role, Status, Usage};
 use crate::components::icons;
 use crate::markdown;
 
@@ -52,6 +52,11 @@ pub(super) fn Message(
             f.instead_of, f.why, f.model
         )
     });
+    let offered = m
+        .usage
+        .as_ref()
+        .map(|u| u.offered.clone())
+        .unwrap_or_default();
     view! {
         <article
             data-role=m.role.as_str()
@@ -130,6 +135,7 @@ pub(super) fn Message(
                 {fallback.map(|text| view! {
                     <p data-testid="fallback-notice" class="mt-2 text-xs text-amber-700 dark:text-amber-400">{text}</p>
                 })}
+                {(!offered.is_empty()).then(|| view! { <ToolsOffered offered /> })}
                 {meta.map(|line| {
                     let title = line.clone();
                     view! {
@@ -176,6 +182,23 @@ pub(super) fn LiveThinking(live: RwSignal<Option<LiveText>>, answer_id: String) 
                 <div class=THINKING_TEXT>{move || text.get()}</div>
             </details>
         </Show>
+    }
+}
+
+/// Which of the chat's many tools each model call of the answer was offered (the others it could
+/// find with the tool search), folded.
+#[component]
+fn ToolsOffered(offered: Vec<Offered>) -> impl IntoView {
+    let of = offered.first().map_or(0, |o| o.of);
+    view! {
+        <details data-testid="tools-offered" class="mt-2 text-xs text-zinc-500">
+            <summary class="cursor-pointer">{format!("Offered a few of the chat's {of} tools, and a tool search")}</summary>
+            <ul class="mt-1 space-y-1">
+                {offered.into_iter().map(|o| view! {
+                    <li>{format!("Model call {}: {}", o.turn, if o.tools.is_empty() { "none but the search".to_owned() } else { o.tools.join(", ") })}</li>
+                }).collect_view()}
+            </ul>
+        </details>
     }
 }
 
@@ -250,6 +273,7 @@ mod tests {
             duration_ms: 1240,
             fallback: None,
             trimmed: None,
+            offered: Vec::new(),
         };
         assert_eq!(
             written_by(Some("claude/sonnet"), Some(&usage)).as_deref(),

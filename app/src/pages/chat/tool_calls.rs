@@ -3,13 +3,18 @@
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
-use crate::agent::{CallStatus, CallView, DecisionInput, decide};
+use crate::agent::{CallStatus, CallView, DecisionInput, ResultPart, decide};
+
+const RESULT: &str = "mt-1 max-h-64 overflow-auto whitespace-pre-wrap rounded bg-zinc-50 p-2 text-xs dark:bg-zinc-900";
 
 /// What changes when a message's tool calls do (for the list's keys).
 pub(super) fn calls_key(calls: &[CallView]) -> String {
     calls
         .iter()
-        .map(|c| format!("{}:{}", c.id, c.state.as_str()))
+        .map(|c| {
+            let progress = c.progress.as_ref().map(|p| p.words()).unwrap_or_default();
+            format!("{}:{}:{progress}", c.id, c.state.as_str())
+        })
         .collect::<Vec<_>>()
         .join(",")
 }
@@ -121,21 +126,27 @@ fn ToolCallCard(
     .collect_view();
     let header = view! {
         <code class="font-medium">{call.tool.clone()}</code>
-        <span class="text-zinc-500 dark:text-zinc-400">"on " {call.server.clone()}</span>
+        <span class="text-zinc-500 dark:text-zinc-400">{if call.server.is_empty() { "built into Switchboard".to_owned() } else { format!("on {}", call.server) }}</span>
         {badges}
     };
     if !call.is_waiting() {
         let (label, tone) = match call.state {
-            CallStatus::Ok => ("Ran", "text-emerald-700 dark:text-emerald-400"),
-            CallStatus::Error => ("Failed", "text-red-700 dark:text-red-400"),
-            CallStatus::Rejected => ("Rejected", "text-zinc-600 dark:text-zinc-400"),
-            CallStatus::Running => ("Running…", "animate-pulse text-zinc-600 dark:text-zinc-400"),
-            CallStatus::Approved => ("Approved", "text-zinc-600 dark:text-zinc-400"),
+            CallStatus::Ok => ("Ran".to_owned(), "text-emerald-700 dark:text-emerald-400"),
+            CallStatus::Error => ("Failed".to_owned(), "text-red-700 dark:text-red-400"),
+            CallStatus::Rejected => ("Rejected".to_owned(), "text-zinc-600 dark:text-zinc-400"),
+            CallStatus::Running => (
+                match &call.progress {
+                    Some(p) => format!("Running… {}", p.words()),
+                    None => "Running…".to_owned(),
+                },
+                "animate-pulse text-zinc-600 dark:text-zinc-400",
+            ),
+            CallStatus::Approved => ("Approved".to_owned(), "text-zinc-600 dark:text-zinc-400"),
             CallStatus::Interrupted => (
-                "Interrupted: the server stopped while it ran; it was not run again",
+                "Interrupted: the server stopped while it ran; it was not run again".to_owned(),
                 "text-amber-700 dark:text-amber-400",
             ),
-            _ => ("Not run", "text-zinc-600 dark:text-zinc-400"),
+            _ => ("Not run".to_owned(), "text-zinc-600 dark:text-zinc-400"),
         };
         let decided = call
             .decided_by
@@ -161,9 +172,16 @@ fn ToolCallCard(
                 </summary>
                 <p class="mt-2 text-xs font-medium text-zinc-500">"Arguments"</p>
                 <pre class="mt-1 overflow-x-auto rounded bg-zinc-50 p-2 text-xs dark:bg-zinc-900">{call.arguments.clone()}</pre>
-                {call.result.clone().map(|r| view! {
-                    <p class="mt-2 text-xs font-medium text-zinc-500">{if call.state == CallStatus::Error { "Error" } else { "Result" }}</p>
-                    <pre class="mt-1 max-h-64 overflow-auto whitespace-pre-wrap rounded bg-zinc-50 p-2 text-xs dark:bg-zinc-900" data-testid="tool-result">{r}</pre>
+                {call.result.clone().map(|r| {
+                    let parts = call.parts.clone();
+                    view! {
+                        <p class="mt-2 text-xs font-medium text-zinc-500">{if call.state == CallStatus::Error { "Error" } else { "Result" }}</p>
+                        {if parts.is_empty() {
+                            view! { <pre class=RESULT data-testid="tool-result">{r}</pre> }.into_any()
+                        } else {
+                            view! { <div class="mt-1 space-y-2" data-testid="tool-result"><ResultParts parts/></div> }.into_any()
+                        }}
+                    }
                 })}
             </details>
         }
@@ -261,4 +279,57 @@ fn ToolCallCard(
         </div>
     }
     .into_any()
+}
+
+/// What a call returned, part by part: text as it is, media inline (the server checked their kind
+/// and encoding), links shown but followed only when they are web links, structured content as
+/// pretty JSON.
+#[component]
+fn ResultParts(parts: Vec<ResultPart>) -> impl IntoView {
+    parts
+        .into_iter()
+        .map(|part| match part {
+            ResultPart::Text { text } => view! { <pre class=RESULT>{text}</pre> }.into_any(),
+            ResultPart::Image { mime_type, data } => view! {
+                <img class="max-h-80 max-w-full rounded border border-zinc-200 dark:border-zinc-800" data-testid="tool-image"
+                    alt="An image the tool returned" src=format!("data:{mime_type};base64,{data}")/>
+            }
+            .into_any(),
+            ResultPart::Audio { mime_type, data } => view! {
+                <audio controls data-testid="tool-audio" src=format!("data:{mime_type};base64,{data}")></audio>
+            }
+            .into_any(),
+            ResultPart::Resource { uri, text, .. } => view! {
+                <div>
+                    <p class="text-xs text-zinc-500">"Resource " <code>{uri}</code></p>
+                    <pre class=RESULT>{text}</pre>
+                </div>
+            }
+            .into_any(),
+            ResultPart::Link { uri, name, description } => {
+                let web = uri.starts_with("https://") || uri.starts_with("http://");
+                view! {
+                    <p class="text-xs" data-testid="tool-link">
+                        "Link: "
+                        {if web {
+                            view! { <a class="underline" href=uri.clone() target="_blank" rel="noopener noreferrer nofollow">{name}</a> }.into_any()
+                        } else {
+                            view! { <span class="font-medium">{name}</span> }.into_any()
+                        }}
+                        " " <code class="text-zinc-500">{uri}</code>
+                        {description.map(|d| format!(" · {d}"))}
+                    </p>
+                }
+                .into_any()
+            }
+            ResultPart::Structured { json } => view! {
+                <div>
+                    <p class="text-xs text-zinc-500">"Structured content"</p>
+                    <pre class=RESULT data-testid="tool-structured">{json}</pre>
+                </div>
+            }
+            .into_any(),
+            ResultPart::Note { text } => view! { <p class="text-xs italic text-zinc-500">{text}</p> }.into_any(),
+        })
+        .collect_view()
 }

@@ -1,0 +1,250 @@
+//! What tools give back in a chat, over HTTP as a script drives it, with the scripted model
+//! (end2end/fake-llm) and the project's own MCP server (end2end/mcp/test-server.mjs, with 200
+//! extra tools): every kind of result reaches the person and the model, a running call's progress
+//! streams to the page, Stop cancels the call on the server, and a chat with 200 tools offers the
+//! model a search and a few of them.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::Value;
+use sqlx::PgPool;
+use support::{FakeLlm, SseEvent, SseReader, TestApp, call, listener, person, start_app};
+
+struct World {
+    _llm: FakeLlm,
+    app: TestApp,
+    alice: String,
+    /// What the tool server logs: calls and cancellations.
+    log: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+/// The app, Alice connected to the test server (with 200 extra tools), her read-only tools
+/// allowed without asking.
+async fn world(pool: PgPool) -> World {
+    let llm = FakeLlm::start();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("tools.jsonl");
+    let file = dir.path().join("servers.toml");
+    let node = support::node().display().to_string();
+    let script = support::workspace_root()
+        .join("end2end/mcp/test-server.mjs")
+        .display()
+        .to_string();
+    std::fs::write(
+        &file,
+        format!(
+            "[[server]]\nid = \"test\"\nname = \"Test\"\ntransport = \"stdio\"\ncommand = {node:?}\nargs = [{script:?}]\nenv = {{ TOOL_LOG = {:?}, EXTRA_TOOLS = \"200\" }}\n",
+            log.display().to_string()
+        ),
+    )
+    .unwrap();
+    let (listener, _) = listener().await;
+    let (mut args, vars) = llm.settings();
+    let file_arg = file.display().to_string();
+    args.extend(["--mcp-servers-file", file_arg.as_str()]);
+    let app = start_app(pool, listener, &args, &vars).await;
+    let (_, alice) = person(&app, "alice", "Alice").await;
+    let world = World {
+        _llm: llm,
+        app,
+        alice,
+        log,
+        _dir: dir,
+    };
+    let (status, body) = world.api("mcp/connect", &[("id", "test")]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, servers) = world.api("mcp/servers", &[]).await;
+        if servers[0]["status"] == "connected" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{servers}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, body) = world
+        .api(
+            "agent/settings/save",
+            &[("auto_approve_read_only", "true"), ("max_steps", "10")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    world
+}
+
+impl World {
+    async fn api(&self, endpoint: &str, form: &[(&str, &str)]) -> (StatusCode, Value) {
+        call(
+            &reqwest::Client::new(),
+            &self.app.base,
+            endpoint,
+            Some(&self.alice),
+            form,
+        )
+        .await
+    }
+
+    async fn new_chat(&self) -> String {
+        let (status, chat) = self.api("chats/create", &[]).await;
+        assert_eq!(status, StatusCode::OK, "{chat}");
+        chat["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Sends `text` in a new chat; its id and its events from before the send.
+    async fn send(&self, text: &str) -> (String, SseReader) {
+        let chat = self.new_chat().await;
+        let response = reqwest::Client::new()
+            .get(format!("{}/api/chats/{chat}/events", self.app.base))
+            .bearer_auth(&self.alice)
+            .send()
+            .await
+            .unwrap();
+        let events = SseReader::new(response);
+        let (status, body) = self
+            .api("chats/send", &[("id", &chat), ("text", text)])
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        (chat, events)
+    }
+
+    /// The last answer of a chat, as `chats/get` gives it.
+    async fn answer(&self, chat: &str) -> Value {
+        let (status, got) = self.api("chats/get", &[("id", chat)]).await;
+        assert_eq!(status, StatusCode::OK, "{got}");
+        got["messages"].as_array().unwrap().last().unwrap().clone()
+    }
+
+    fn logged(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+}
+
+/// Events until one named `last`, inclusive.
+async fn until(events: &mut SseReader, last: &str) -> Vec<SseEvent> {
+    let mut seen = Vec::new();
+    loop {
+        let event = events.next().await;
+        let done = event.event == last;
+        seen.push(event);
+        if done {
+            return seen;
+        }
+    }
+}
+
+#[sqlx::test(migrator = "domain::db::MIGRATOR")]
+async fn a_picture_structured_content_and_links_reach_the_person_and_the_model(pool: PgPool) {
+    let w = world(pool).await;
+    let (chat, mut events) = w
+        .send(
+            r#"tool:test__picture {} tool:test__weather {"city": "Oslo"} tool:test__references {}"#,
+        )
+        .await;
+    let seen = until(&mut events, "run_finished").await;
+    assert_eq!(seen.last().unwrap().data["status"], "complete", "{seen:?}");
+    let answer = w.answer(&chat).await;
+    let calls = answer["tool_calls"].as_array().unwrap();
+    let picture = &calls[0]["parts"];
+    assert_eq!(picture[1]["type"], "image", "{picture}");
+    assert_eq!(picture[1]["mime_type"], "image/png");
+    assert!(
+        picture[1]["data"]
+            .as_str()
+            .unwrap()
+            .starts_with("iVBORw0KGgo")
+    );
+    let weather = &calls[1]["parts"];
+    assert_eq!(weather[1]["type"], "structured", "{weather}");
+    assert!(
+        weather[1]["json"]
+            .as_str()
+            .unwrap()
+            .contains("\"celsius\": 21.5")
+    );
+    assert_eq!(calls[2]["parts"][0]["type"], "link", "{}", calls[2]);
+    // The model was told them all: the image in words, the structured content as JSON.
+    let content = answer["content"].as_str().unwrap();
+    assert!(
+        content.contains("The tool said: Here is the picture."),
+        "{content}"
+    );
+    assert!(
+        content.contains("[The tool returned an image (image/png"),
+        "{content}"
+    );
+    assert!(content.contains("\"sky\": \"clear\""), "{content}");
+    assert!(content.contains("Buy milk."), "{content}");
+}
+
+#[sqlx::test(migrator = "domain::db::MIGRATOR")]
+async fn progress_streams_while_a_tool_runs_and_stop_cancels_it_on_the_server(pool: PgPool) {
+    let w = world(pool).await;
+    let (chat, mut events) = w.send(r#"tool:test__steps {"count": 20}"#).await;
+    let seen = until(&mut events, "tool_progress").await;
+    let progress = &seen.last().unwrap().data;
+    assert_eq!(progress["progress"]["total"], 20.0, "{progress}");
+    assert!(
+        progress["progress"]["message"]
+            .as_str()
+            .unwrap()
+            .ends_with("of 20"),
+        "{progress}"
+    );
+    let (status, body) = w.api("chats/stop", &[("id", &chat)]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let seen = until(&mut events, "run_finished").await;
+    assert_eq!(seen.last().unwrap().data["status"], "stopped");
+    // The server heard notifications/cancelled: the call ended there, not at its 20th step.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !w.logged().iter().any(|l| l["cancelled"] == "steps") {
+        assert!(Instant::now() < deadline, "{:?}", w.logged());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[sqlx::test(migrator = "domain::db::MIGRATOR")]
+async fn a_chat_with_200_tools_offers_a_search_and_a_few(pool: PgPool) {
+    let w = world(pool).await;
+    let (chat, mut events) = w
+        .send(r#"Find the invoices: tool:search_tools {"query": "create billing invoices"}"#)
+        .await;
+    let seen = until(&mut events, "run_finished").await;
+    assert_eq!(seen.last().unwrap().data["status"], "complete", "{seen:?}");
+    let answer = w.answer(&chat).await;
+    let search = &answer["tool_calls"][0];
+    assert_eq!(search["tool"], "search_tools");
+    assert_eq!(search["server"], "");
+    assert_eq!(search["state"], "ok", "it ran without asking: {search}");
+    let found = search["result"].as_str().unwrap();
+    assert!(found.contains("test__create_invoice_"), "{found}");
+    let offered = answer["usage"]["offered"].as_array().unwrap();
+    assert_eq!(offered.len(), 2, "{offered:?}");
+    let of = offered[0]["of"].as_u64().unwrap();
+    assert!(of > 200, "the chat's tools: {of}");
+    for turn in offered {
+        let tools = turn["tools"].as_array().unwrap();
+        assert!(tools.len() < 20, "a few, not all: {}", tools.len());
+    }
+    let later: Vec<&str> = offered[1]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        later.iter().any(|t| t.starts_with("test__create_invoice_")),
+        "what the search found is offered next: {later:?}"
+    );
+    assert!(
+        w.logged().iter().all(|l| l["tool"].is_null()),
+        "no server tool ran"
+    );
+}
