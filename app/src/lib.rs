@@ -14,6 +14,7 @@ pub mod highlight;
 pub mod markdown;
 pub mod mcp;
 pub mod models;
+pub mod offerings;
 pub mod pages;
 pub mod people;
 #[cfg(feature = "ssr")]

@@ -43,6 +43,11 @@ pub struct ServerView {
     /// Why the last attempt failed (another follows while the server stays connected).
     pub error: Option<String>,
     pub tools: Vec<ToolView>,
+    /// What it offers besides tools.
+    #[serde(default)]
+    pub resources: Vec<protocol::Resource>,
+    #[serde(default)]
+    pub prompts: Vec<protocol::Prompt>,
 }
 
 /// A registry server as the admin page shows it: everything but the values of secrets.
@@ -461,6 +466,8 @@ pub mod ssr {
             status: status.into(),
             error,
             tools: view.tools.into_iter().map(tool).collect(),
+            resources: view.resources,
+            prompts: view.prompts,
         }
     }
 

@@ -1,7 +1,8 @@
 // A small MCP server for the tests of what the reference servers cannot be made to do on demand:
 // change its tool list while connected (`add-tool` registers a tool, and the SDK sends
 // notifications/tools/list_changed), die mid-session (`crash`), take its time (`wait`, which says
-// when it was cancelled), report progress (`steps`), return every kind of content (`picture`,
+// when it was cancelled), report progress (`steps`), offer a resource (`test://notes`, more with
+// `add-resource`) and a prompt (`greet`), return every kind of content (`picture`,
 // `weather` with structuredContent, `references` with a resource link and an embedded resource,
 // `oops` with isError), and offer many tools (`EXTRA_TOOLS=200` adds that many, on varied
 // subjects, for the tool search). With TOOL_LOG set, it appends a JSON line to that file for each
@@ -137,6 +138,27 @@ function build() {
     'oops',
     { description: 'Always fails, saying why', annotations: { readOnlyHint: true } },
     async () => ({ content: [{ type: 'text', text: 'The disk is full.' }], isError: true }),
+  );
+  server.registerResource(
+    'notes',
+    'test://notes',
+    { title: 'Notes', description: 'Some notes', mimeType: 'text/plain' },
+    async (uri) => ({ contents: [{ uri: uri.href, mimeType: 'text/plain', text: 'The meeting is at noon.' }] }),
+  );
+  server.registerPrompt(
+    'greet',
+    { title: 'Greet', description: 'A greeting for someone', argsSchema: { who: z.string().describe('Whom to greet') } },
+    ({ who }) => ({ messages: [{ role: 'user', content: { type: 'text', text: `Please greet ${who} warmly.` } }] }),
+  );
+  server.registerTool(
+    'add-resource',
+    { description: 'Adds a resource with this name (the resource list changes)', inputSchema: { name: z.string() } },
+    async ({ name }) => {
+      server.registerResource(name, `test://${name}`, { mimeType: 'text/plain' }, async (uri) => ({
+        contents: [{ uri: uri.href, text: `${name} contents` }],
+      }));
+      return text(`added ${name}`);
+    },
   );
   server.registerTool(
     'add-tool',

@@ -269,3 +269,37 @@ test("what a tool returns shows as it is: a picture inline and structured conten
   await expect(page.locator('[data-role="assistant"]').last()).toContainText("[The tool returned an image (image/png");
   expect(await page.evaluate(() => (window as any).__violations)).toEqual([]);
 });
+
+test("the composer runs a server's prompt with its argument and attaches its resource, which the model gets", async ({ page, isMobile }) => {
+  test.skip(isMobile, "one user's connections: desktop only");
+  await connectEverything(page);
+  const server = page.locator('[data-testid="server"][data-server="everything"]');
+  await expect(server.getByTestId("prompts")).toContainText("prompts");
+  await expect(server.getByTestId("resources")).toContainText("resources");
+  await page.goto("/");
+  await hydrated(page);
+
+  // `/` opens the prompts; one with an argument asks for it.
+  await page.getByTestId("composer").fill("/args");
+  await expect(page.getByTestId("offerings")).toBeVisible();
+  await page.locator('[data-testid="prompt"][data-prompt="args-prompt"]').click();
+  await page.getByTestId("use-prompt").click();
+  await expect(page.getByTestId("prompt-form")).toContainText("Fill in 'city'");
+  await page.locator('[data-argument="city"]').fill("Oslo");
+  await page.getByTestId("use-prompt").click();
+  await expect(page.getByTestId("composer")).toHaveValue("What's weather in Oslo?");
+
+  // A resource, attached as a chip.
+  await page.getByTestId("add-to-message").click();
+  await page.locator('[data-testid="resource"][data-uri="demo://resource/static/document/architecture.md"]').click();
+  await expect(page.getByTestId("attachment")).toContainText("architecture.md");
+  await page.getByTestId("composer").press("Enter");
+  await expect(page).toHaveURL(/\/c\/[0-9a-f-]{36}$/);
+
+  // The question shows the resource folded; the scripted model repeats all it was sent.
+  await expect(page.getByTestId("attached-resource")).toContainText("Attached: architecture.md");
+  const answer = page.locator('[data-role="assistant"]').last();
+  await expect(answer).toContainText("You said: What's weather in Oslo?");
+  await expect(answer).toContainText('uri="demo://resource/static/document/architecture.md"');
+  await expect(page.getByTestId("attachment")).toHaveCount(0);
+});

@@ -9,8 +9,10 @@ mod calls;
 pub mod chat;
 mod errors;
 mod events;
+mod offerings;
 
 pub use calls::{CallStatus, CallView, Progress, ResultPart, policy_words};
 pub use chat::{Applied, ChatState, Fallback, LiveText, MessageView, Offered, Role, Status, Usage};
 pub use errors::ErrorKind;
 pub use events::Event;
+pub use offerings::{Prompt, PromptArgument, Resource};

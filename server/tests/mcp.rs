@@ -1367,3 +1367,103 @@ async fn a_calls_progress_is_heard_as_its_server_reports_it(pool: PgPool) {
     );
     mcp.shutdown().await;
 }
+
+/// A server's resources and prompts are listed at connect, read and run for the person, and
+/// listed again when the server says they changed; server-everything's too.
+#[sqlx::test(migrator = "domain::db::MIGRATOR")]
+async fn resources_and_prompts_are_listed_read_run_and_followed(pool: PgPool) {
+    let db = Database::from_pool(pool.clone());
+    let (alice, bob) = (
+        user(&db, "alice", "Alice").await,
+        user(&db, "bob", "Bob").await,
+    );
+    let mcp = mcp(
+        &pool,
+        vec![
+            test_server("test"),
+            everything_stdio("everything", "offerings"),
+        ],
+    );
+    mcp.connect(alice, "test").await.unwrap();
+    mcp.connect(alice, "everything").await.unwrap();
+    let view = until(&mcp, alice, "test", connected).await;
+    assert_eq!(view.resources.len(), 1, "{:?}", view.resources);
+    assert_eq!(view.resources[0].uri, "test://notes");
+    assert_eq!(view.resources[0].title.as_deref(), Some("Notes"));
+    let greet = &view.prompts[0];
+    assert_eq!(greet.name, "greet");
+    assert_eq!(greet.arguments[0].name, "who");
+    assert!(greet.arguments[0].required);
+
+    let read = mcp
+        .read_resource(alice, "test", "test://notes")
+        .await
+        .unwrap();
+    assert_eq!(read.text, "The meeting is at noon.");
+    assert!(!read.cut);
+    let prompt = mcp
+        .get_prompt(alice, "test", "greet", args(json!({"who": "Ada"})))
+        .await
+        .unwrap();
+    assert_eq!(prompt, "Please greet Ada warmly.");
+    let missing = mcp
+        .get_prompt(alice, "test", "greet", Map::new())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        missing.contains("could not give the prompt 'greet'"),
+        "{missing}"
+    );
+    // Bob is not connected: nothing of Alice's connection is his.
+    let refused = mcp
+        .read_resource(bob, "test", "test://notes")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("not connected"), "{refused}");
+
+    // notifications/resources/list_changed → listed again.
+    mcp.call(
+        alice,
+        "test",
+        "add-resource",
+        args(json!({"name": "later"})),
+    )
+    .await
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let views = mcp.servers(alice).await.unwrap();
+        let test = views.iter().find(|v| v.id == "test").unwrap();
+        if test.resources.iter().any(|r| r.uri == "test://later") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{:?}", test.resources);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // The reference server's documents and prompts.
+    let everything = until(&mcp, alice, "everything", connected).await;
+    let document = everything
+        .resources
+        .iter()
+        .find(|r| r.uri.starts_with("demo://resource/static/document/"))
+        .unwrap_or_else(|| panic!("{:?}", everything.resources));
+    let read = mcp
+        .read_resource(alice, "everything", &document.uri)
+        .await
+        .unwrap();
+    assert!(!read.text.trim().is_empty());
+    let weather = mcp
+        .get_prompt(
+            alice,
+            "everything",
+            "args-prompt",
+            args(json!({"city": "Oslo"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(weather, "What's weather in Oslo?");
+    mcp.shutdown().await;
+}

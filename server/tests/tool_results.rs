@@ -248,3 +248,94 @@ async fn a_chat_with_200_tools_offers_a_search_and_a_few(pool: PgPool) {
         "no server tool ran"
     );
 }
+
+/// A connected server's resources and prompts over the API: listed, a resource read and a prompt
+/// run by its person; another person gets nothing of hers, and a page on another site cannot read
+/// through her browser.
+#[sqlx::test(migrator = "domain::db::MIGRATOR")]
+async fn resources_and_prompts_over_the_api_are_the_persons_own(pool: PgPool) {
+    let w = world(pool).await;
+    let (status, offered) = w.api("mcp/offerings", &[]).await;
+    assert_eq!(status, StatusCode::OK, "{offered}");
+    assert_eq!(offered[0]["server_id"], "test");
+    assert_eq!(offered[0]["resources"][0]["uri"], "test://notes");
+    assert_eq!(offered[0]["prompts"][0]["name"], "greet");
+
+    let (status, read) = w
+        .api(
+            "mcp/resource",
+            &[
+                ("server", "test"),
+                ("uri", "test://notes"),
+                ("name", "Notes"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{read}");
+    assert_eq!(read["text"], "The meeting is at noon.");
+    let (status, prompt) = w
+        .api(
+            "mcp/prompt",
+            &[
+                ("server", "test"),
+                ("name", "greet"),
+                ("arguments", r#"{"who": "Ada"}"#),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{prompt}");
+    assert_eq!(prompt, "Please greet Ada warmly.");
+    let (status, bad) = w
+        .api(
+            "mcp/prompt",
+            &[
+                ("server", "test"),
+                ("name", "greet"),
+                ("arguments", r#"{"who": 5}"#),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
+
+    // Bob: not connected, so nothing is read for him.
+    let (_, bob) = person(&w.app, "bob", "Bob").await;
+    let (status, refused) = call(
+        &reqwest::Client::new(),
+        &w.app.base,
+        "mcp/resource",
+        Some(&bob),
+        &[
+            ("server", "test"),
+            ("uri", "test://notes"),
+            ("name", "Notes"),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{refused}");
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("not connected")
+    );
+    let (_, theirs) = call(
+        &reqwest::Client::new(),
+        &w.app.base,
+        "mcp/offerings",
+        Some(&bob),
+        &[],
+    )
+    .await;
+    assert_eq!(theirs, serde_json::json!([]));
+
+    // Another site's page, with her session, is refused before anything is read.
+    let response = reqwest::Client::new()
+        .post(format!("{}/api/mcp/resource", w.app.base))
+        .bearer_auth(&w.alice)
+        .header("origin", "https://evil.example")
+        .form(&[("server", "test"), ("uri", "test://notes"), ("name", "x")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+}

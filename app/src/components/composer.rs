@@ -1,9 +1,12 @@
-//! The message box: Enter sends, Shift+Enter starts a new line, Esc stops the answer being written.
-//! Its text is the page's draft: the page puts it back when a send fails.
+//! The message box: Enter sends, Shift+Enter starts a new line, Esc stops the answer being written;
+//! "+" (or `/`) attaches a server's resource or runs its prompt (see [`AddToMessage`]). Its text is
+//! the page's draft: the page puts it back when a send fails.
 
 use leptos::prelude::*;
 
+use crate::components::add_to_message::{AddToMessage, Attached};
 use crate::components::icons;
+use crate::offerings::{ResourceRead, with_attachments};
 
 #[component]
 pub fn Composer(
@@ -22,13 +25,16 @@ pub fn Composer(
     #[prop(into, optional)] placeholder: Option<String>,
 ) -> impl IntoView {
     let text = draft;
+    let attached = RwSignal::new(Vec::<ResourceRead>::new());
     let send = move || {
         let value = text.get_untracked();
         if value.trim().is_empty() || live.get_untracked() {
             return;
         }
-        if on_send.run(value) {
+        let message = attached.with_untracked(|a| with_attachments(&value, a));
+        if on_send.run(message) {
             text.set(String::new());
+            attached.set(Vec::new());
         }
     };
     let on_keydown = move |ev: leptos::ev::KeyboardEvent| {
@@ -51,6 +57,7 @@ pub fn Composer(
                     </p>
                 }.into_any(),
                 None => view! {
+                    <Attached attached />
                     <form
                         class="flex items-end gap-2 rounded-2xl border border-zinc-300 bg-white p-2 shadow-sm focus-within:border-indigo-400 dark:border-zinc-700 dark:bg-zinc-900"
                         on:submit=move |ev| {
@@ -58,6 +65,7 @@ pub fn Composer(
                             if live.get_untracked() { on_stop.run(()) } else { send() }
                         }
                     >
+                        <AddToMessage draft attached />
                         <label for="composer" class="sr-only">"Message"</label>
                         <textarea
                             id="composer"
@@ -83,7 +91,7 @@ pub fn Composer(
                 }.into_any(),
             }}
             <p class="mt-2 text-center text-xs text-zinc-500 dark:text-zinc-400">
-                "Enter to send · Shift+Enter for a new line · Esc to stop"
+                "Enter to send · Shift+Enter for a new line · / for a prompt · Esc to stop"
             </p>
         </div>
     }

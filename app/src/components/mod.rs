@@ -1,5 +1,6 @@
 //! Components shared by several pages.
 
+pub mod add_to_message;
 pub mod chat_list;
 pub mod composer;
 pub mod error_page;

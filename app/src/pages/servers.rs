@@ -1,5 +1,5 @@
 //! Tool servers: the registry's servers and the person's own, with their connection (Connect,
-//! Disconnect, status) and, once connected, their tools. A form adds a personal server.
+//! Disconnect, status) and, once connected, their tools, resources and prompts. A form adds a personal server.
 
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -193,6 +193,36 @@ fn ServerCard(
                     </summary>
                     <ul class="mt-2 flex flex-col divide-y divide-zinc-100 dark:divide-zinc-800">
                         {server.tools.clone().into_iter().map(|tool| view! { <ToolItem tool /> }).collect_view()}
+                    </ul>
+                </details>
+            })}
+            {(!server.resources.is_empty()).then(|| view! {
+                <details class="mt-2" data-testid="resources">
+                    <summary class="cursor-pointer text-sm font-medium text-zinc-700 dark:text-zinc-300">
+                        {format!("{} resource{}", server.resources.len(), if server.resources.len() == 1 { "" } else { "s" })}
+                        <span class="font-normal text-zinc-500">" · attach them to a message with + in the composer"</span>
+                    </summary>
+                    <ul class="mt-2 space-y-1 text-xs">
+                        {server.resources.clone().into_iter().map(|r| view! {
+                            <li data-testid="resource-item"><span class="font-medium">{r.title.clone().unwrap_or(r.name.clone())}</span>" "<code class="text-zinc-500">{r.uri}</code>
+                                {r.description.map(|d| view! { <span class="text-zinc-500">" · "{d}</span> })}</li>
+                        }).collect_view()}
+                    </ul>
+                </details>
+            })}
+            {(!server.prompts.is_empty()).then(|| view! {
+                <details class="mt-2" data-testid="prompts">
+                    <summary class="cursor-pointer text-sm font-medium text-zinc-700 dark:text-zinc-300">
+                        {format!("{} prompt{}", server.prompts.len(), if server.prompts.len() == 1 { "" } else { "s" })}
+                        <span class="font-normal text-zinc-500">" · run them with / in the composer"</span>
+                    </summary>
+                    <ul class="mt-2 space-y-1 text-xs">
+                        {server.prompts.clone().into_iter().map(|p| view! {
+                            <li data-testid="prompt-item"><code class="font-medium">"/"{p.name.clone()}</code>
+                                {p.description.map(|d| view! { <span class="text-zinc-500">" · "{d}</span> })}
+                                {(!p.arguments.is_empty()).then(|| view! { <span class="text-zinc-500">{format!(" ({})", p.arguments.iter().map(|a| a.name.clone()).collect::<Vec<_>>().join(", "))}</span> })}
+                            </li>
+                        }).collect_view()}
                     </ul>
                 </details>
             })}

@@ -135,19 +135,7 @@ impl Mcp {
         arguments: serde_json::Map<String, serde_json::Value>,
         progress: Option<ProgressSink>,
     ) -> Result<ToolOutput> {
-        let shared = match self.live(user_id, server_id) {
-            Some(shared) => shared,
-            None => {
-                // Connected on another instance, or before a restart: start it here.
-                self.resume(user_id, server_id).await?;
-                self.live(user_id, server_id).ok_or_else(|| {
-                    Error::Conflict(format!(
-                        "You are not connected to the MCP server '{server_id}'."
-                    ))
-                })?
-            }
-        };
-        shared.touch();
+        let shared = self.used(user_id, server_id).await?;
         let peer = self.ready(&shared, server_id).await?;
         let started = Instant::now();
         let request = CallToolRequestParams::new(tool.to_owned()).with_arguments(arguments);
@@ -199,6 +187,31 @@ impl Mcp {
             structured,
             duration_ms: started.elapsed().as_millis() as u64,
         })
+    }
+
+    /// The user's connection to a server, started on this instance when they connected it
+    /// elsewhere or before a restart, marked used.
+    async fn used(&self, user_id: Uuid, server_id: &str) -> Result<Arc<Shared>> {
+        let shared = match self.live(user_id, server_id) {
+            Some(shared) => shared,
+            None => {
+                // Connected on another instance, or before a restart: start it here.
+                self.resume(user_id, server_id).await?;
+                self.live(user_id, server_id).ok_or_else(|| {
+                    Error::Conflict(format!(
+                        "You are not connected to the MCP server '{server_id}'."
+                    ))
+                })?
+            }
+        };
+        shared.touch();
+        Ok(shared)
+    }
+
+    /// The session of the user's connection to a server, ready for a request.
+    pub(super) async fn peer(&self, user_id: Uuid, server_id: &str) -> Result<Peer<RoleClient>> {
+        let shared = self.used(user_id, server_id).await?;
+        self.ready(&shared, server_id).await
     }
 
     /// The session of a connection, waking it if it is idle and waiting while it connects.

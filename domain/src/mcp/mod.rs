@@ -24,6 +24,7 @@
 //! | [`transport`], [`stdio`], [`remote`] | opening a session over stdio or Streamable HTTP |
 //! | [`admin`], [`chat_tools`] | registry changes; the tools a chat may use |
 //! | [`results`] | what a tool returned, as the model is told it and the person shown it |
+//! | [`offerings`] | a server's resources and prompts: listed, read, run |
 //! | [`limits`], [`net`] | what a server may send; which addresses may be reached |
 
 mod admin;
@@ -31,6 +32,7 @@ mod chat_tools;
 mod connections;
 pub mod limits;
 pub mod net;
+mod offerings;
 pub mod registry;
 mod remote;
 mod results;
@@ -57,6 +59,7 @@ pub use supervisor::ProgressSink;
 use supervisor::{Connection, close_all};
 
 pub use admin::MAX_PERSONAL_SERVERS;
+pub use offerings::{MAX_RESOURCE_CHARS, Prompt, PromptArgument, Resource, ResourceText};
 pub use types::{
     AdminServer, Annotations, ChatTool, ServerView, Settings, Status, Tool, ToolOutput,
 };
@@ -144,6 +147,12 @@ impl Mcp {
                     status: connection.map_or(Status::Disconnected, |c| c.shared.status()),
                     tools: connection.map_or_else(Vec::new, |c| {
                         c.shared.tools.read().expect("not poisoned").clone()
+                    }),
+                    resources: connection.map_or_else(Vec::new, |c| {
+                        c.shared.resources.read().expect("not poisoned").clone()
+                    }),
+                    prompts: connection.map_or_else(Vec::new, |c| {
+                        c.shared.prompts.read().expect("not poisoned").clone()
                     }),
                     id: spec.id,
                     name: spec.name,

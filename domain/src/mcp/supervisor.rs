@@ -12,7 +12,8 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use super::transport::open;
+use super::offerings::{self, Prompt, Resource};
+use super::transport::{Lists, open};
 use super::{ServerSpec, Settings, Status, Tool, limits};
 
 /// One supervised connection.
@@ -28,6 +29,8 @@ pub(super) struct Connection {
 pub(super) struct Shared {
     pub(super) status: watch::Sender<Status>,
     pub(super) tools: RwLock<Vec<Tool>>,
+    pub(super) resources: RwLock<Vec<Resource>>,
+    pub(super) prompts: RwLock<Vec<Prompt>>,
     pub(super) peer: RwLock<Option<Peer<RoleClient>>>,
     /// A call found the server gone (over HTTP there is no stream that would tell): why.
     pub(super) broken: Mutex<Option<String>>,
@@ -37,6 +40,8 @@ pub(super) struct Shared {
     pub(super) wake: Notify,
     /// The server said its tools changed (notices that come in the meantime make one).
     pub(super) tools_changed: Notify,
+    /// The server said its resources or prompts changed.
+    pub(super) offerings_changed: Notify,
     /// Why the transport ended the session it carries, when it did (a message too large).
     pub(super) fault: Mutex<Option<String>>,
     /// Who hears the progress of each call under way that asked for it, by progress token, and
@@ -64,15 +69,25 @@ impl Shared {
         Self {
             status: watch::Sender::new(Status::Connecting),
             tools: RwLock::default(),
+            resources: RwLock::default(),
+            prompts: RwLock::default(),
             peer: RwLock::default(),
             broken: Mutex::default(),
             broken_notify: Notify::new(),
             last_used: Mutex::new(Instant::now()),
             wake: Notify::new(),
             tools_changed: Notify::new(),
+            offerings_changed: Notify::new(),
             fault: Mutex::default(),
             progress: Mutex::default(),
         }
+    }
+
+    /// Keeps what the server offers, as listed.
+    pub(super) fn keep(&self, lists: Lists) {
+        *self.tools.write().expect("not poisoned") = lists.tools;
+        *self.resources.write().expect("not poisoned") = lists.resources;
+        *self.prompts.write().expect("not poisoned") = lists.prompts;
     }
 
     pub(super) fn fault(&self) -> Option<String> {
@@ -144,6 +159,22 @@ impl rmcp::ClientHandler for Client {
         std::future::ready(())
     }
 
+    fn on_resource_list_changed(
+        &self,
+        _context: NotificationContext<RoleClient>,
+    ) -> impl Future<Output = ()> + Send + '_ {
+        self.shared.offerings_changed.notify_one();
+        std::future::ready(())
+    }
+
+    fn on_prompt_list_changed(
+        &self,
+        _context: NotificationContext<RoleClient>,
+    ) -> impl Future<Output = ()> + Send + '_ {
+        self.shared.offerings_changed.notify_one();
+        std::future::ready(())
+    }
+
     fn on_tool_list_changed(
         &self,
         _context: NotificationContext<RoleClient>,
@@ -204,8 +235,8 @@ pub(super) async fn supervise(
             _ = stop_requested(&mut stopped) => return,
         };
         let reason = match opened {
-            Ok(Ok((service, tools))) => {
-                *shared.tools.write().expect("not poisoned") = tools;
+            Ok(Ok((service, lists))) => {
+                shared.keep(lists);
                 *shared.peer.write().expect("not poisoned") = Some(service.peer().clone());
                 shared.touch();
                 shared.set(Status::Connected);
@@ -263,6 +294,7 @@ async fn live(
             Err(e) => format!("The connection failed: {}.", limits::cut(&e.to_string(), settings.limits.max_error_chars)),
         })), true),
         never = refresh_tools(&peer, shared, settings) => match never {},
+        never = refresh_offerings(&peer, shared, settings) => match never {},
         _ = shared.broken_notify.notified() => (Ended::Lost(
             shared
                 .broken
@@ -310,6 +342,44 @@ async fn refresh_tools(
                 "The server said its tools changed, then did not list them within {} s.",
                 settings.connect_timeout.as_secs()
             )),
+        }
+    }
+}
+
+/// Fetches the resources and prompts again when the server says they changed, as
+/// [`refresh_tools`] does the tools; a list that cannot be fetched is kept as it was (a server's
+/// resources are no reason to lose its tools).
+async fn refresh_offerings(
+    peer: &Peer<RoleClient>,
+    shared: &Shared,
+    settings: &Settings,
+) -> std::convert::Infallible {
+    let mut last: Option<Instant> = None;
+    loop {
+        shared.offerings_changed.notified().await;
+        if let Some(last) = last {
+            tokio::time::sleep_until((last + settings.refresh_interval).into()).await;
+        }
+        last = Some(Instant::now());
+        let (resources, prompts) = tokio::join!(
+            tokio::time::timeout(
+                settings.connect_timeout,
+                offerings::list_resources(peer, &settings.limits)
+            ),
+            tokio::time::timeout(
+                settings.connect_timeout,
+                offerings::list_prompts(peer, &settings.limits)
+            ),
+        );
+        match resources {
+            Ok(Ok(resources)) => *shared.resources.write().expect("not poisoned") = resources,
+            Ok(Err(why)) => tracing::warn!("cannot list an MCP server's resources again: {why}"),
+            Err(_) => tracing::warn!("an MCP server did not list its resources again in time"),
+        }
+        match prompts {
+            Ok(Ok(prompts)) => *shared.prompts.write().expect("not poisoned") = prompts,
+            Ok(Err(why)) => tracing::warn!("cannot list an MCP server's prompts again: {why}"),
+            Err(_) => tracing::warn!("an MCP server did not list its prompts again in time"),
         }
     }
 }

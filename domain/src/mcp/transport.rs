@@ -9,17 +9,26 @@ use rmcp::service::{RoleClient, RunningService, ServiceExt};
 use rmcp::transport::StreamableHttpClientTransport;
 use uuid::Uuid;
 
+use super::offerings::{self, Prompt, Resource};
 use super::supervisor::Client;
 use super::{ServerSpec, Settings, Source, Tool, Transport, limits, registry, remote, stdio};
 
-/// Starts a session with the server and fetches its tools.
+/// What a server offers, as listed at connect.
+pub(super) struct Lists {
+    pub(super) tools: Vec<Tool>,
+    pub(super) resources: Vec<Resource>,
+    pub(super) prompts: Vec<Prompt>,
+}
+
+/// Starts a session with the server and fetches its tools, resources and prompts (a server that
+/// cannot list its resources or prompts is connected with none: its tools are what matters most).
 pub(super) async fn open(
     user_id: Uuid,
     spec: &ServerSpec,
     client: Client,
     settings: &Settings,
     shared_http: &rmcp_reqwest::Client,
-) -> std::result::Result<(RunningService<RoleClient, Client>, Vec<Tool>), String> {
+) -> std::result::Result<(RunningService<RoleClient, Client>, Lists), String> {
     if let Some(problem) = &spec.problem {
         return Err(problem.clone());
     }
@@ -113,5 +122,22 @@ pub(super) async fn open(
     let tools = limits::list_tools(service.peer(), limits)
         .await
         .map_err(|reason| shared.fault().unwrap_or(reason))?;
-    Ok((service, tools))
+    let (resources, prompts) = tokio::join!(
+        offerings::list_resources(service.peer(), limits),
+        offerings::list_prompts(service.peer(), limits)
+    );
+    let lists = Lists {
+        tools,
+        resources: listed(spec, "resources", resources),
+        prompts: listed(spec, "prompts", prompts),
+    };
+    Ok((service, lists))
+}
+
+/// A list as fetched, or none (and a warning) when it could not be.
+fn listed<T>(spec: &ServerSpec, what: &str, list: std::result::Result<Vec<T>, String>) -> Vec<T> {
+    list.unwrap_or_else(|why| {
+        tracing::warn!(server = %spec.id, "cannot list the {what}: {why}");
+        Vec::new()
+    })
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::offerings::{Prompt, Resource};
 use super::{AddressPolicy, Limits, PublicTransport, Source, stdio};
 
 /// What a tool says about itself (MCP's hints; absent ones take the protocol's defaults).
@@ -79,6 +80,11 @@ pub struct ServerView {
     pub enabled: bool,
     pub status: Status,
     pub tools: Vec<Tool>,
+    /// What it offers besides tools (kept while it idles, as its tools are).
+    #[serde(default)]
+    pub resources: Vec<Resource>,
+    #[serde(default)]
+    pub prompts: Vec<Prompt>,
 }
 
 /// A server as an administrator sees it on the admin page: everything but secret values.

@@ -9,6 +9,7 @@ use super::tool_calls::ToolCalls;
 use crate::chats::{LiveText, MessageView, Offered, Role, Status, Usage};
 use crate::components::icons;
 use crate::markdown;
+use crate::offerings::split_attachments;
 
 #[component]
 pub(super) fn Message(
@@ -71,7 +72,7 @@ pub(super) fn Message(
                             fallback={
                                 let content = content.clone();
                                 move || view! {
-                                    <div class="max-w-[85%] whitespace-pre-wrap rounded-2xl bg-zinc-100 px-4 py-2 text-sm dark:bg-zinc-800">{content.clone()}</div>
+                                    <UserText content=content.clone() />
                                     <button
                                         type="button"
                                         data-testid="edit-message"
@@ -182,6 +183,24 @@ pub(super) fn LiveThinking(live: RwSignal<Option<LiveText>>, answer_id: String) 
                 <div class=THINKING_TEXT>{move || text.get()}</div>
             </details>
         </Show>
+    }
+}
+
+/// A person's message: their words, and each resource they attached folded under them.
+#[component]
+fn UserText(content: String) -> impl IntoView {
+    let (text, attached) = split_attachments(&content);
+    let text = text.to_owned();
+    view! {
+        <div class="max-w-[85%] whitespace-pre-wrap rounded-2xl bg-zinc-100 px-4 py-2 text-sm dark:bg-zinc-800">
+            {text}
+            {attached.into_iter().map(|(name, body)| view! {
+                <details data-testid="attached-resource" class="mt-2 text-xs">
+                    <summary class="cursor-pointer text-zinc-500">"Attached: "{name}</summary>
+                    <pre class="mt-1 max-h-48 overflow-auto whitespace-pre-wrap">{body}</pre>
+                </details>
+            }).collect_view()}
+        </div>
     }
 }
 
