@@ -108,10 +108,17 @@ pub async fn get_chat(id: String) -> Result<ChatData, AppError> {
         .await?
         .ok_or_else(ssr::no_chat)?;
     let chat = conversation.chat;
+    // A call whose server asks the person something shows the question.
+    let mut questions = runs.waiting_questions(user.id, chat_id).await?;
+    let mut messages: Vec<MessageView> =
+        conversation.history.into_iter().map(|m| m.view()).collect();
+    for call in messages.iter_mut().flat_map(|m| m.tool_calls.iter_mut()) {
+        call.question = questions.remove(&call.id);
+    }
     Ok(ChatData {
         model: chat.model.clone(),
         chat: ssr::summary(chat),
-        messages: conversation.history.into_iter().map(|m| m.view()).collect(),
+        messages,
         live,
         last_event_id: last_event_id.map(|id| id.to_string()),
         models: ssr::models(&runs).await,

@@ -17,6 +17,7 @@ pub mod models;
 pub mod offerings;
 pub mod pages;
 pub mod people;
+pub mod questions;
 #[cfg(feature = "ssr")]
 pub mod ssr;
 pub mod theme;

@@ -2,7 +2,7 @@
 // change its tool list while connected (`add-tool` registers a tool, and the SDK sends
 // notifications/tools/list_changed), die mid-session (`crash`), take its time (`wait`, which says
 // when it was cancelled), report progress (`steps`), offer a resource (`test://notes`, more with
-// `add-resource`) and a prompt (`greet`), return every kind of content (`picture`,
+// `add-resource`) and a prompt (`greet`), ask the person (`ask`, a form), return every kind of content (`picture`,
 // `weather` with structuredContent, `references` with a resource link and an embedded resource,
 // `oops` with isError), and offer many tools (`EXTRA_TOOLS=200` adds that many, on varied
 // subjects, for the tool search). With TOOL_LOG set, it appends a JSON line to that file for each
@@ -158,6 +158,27 @@ function build() {
         contents: [{ uri: uri.href, text: `${name} contents` }],
       }));
       return text(`added ${name}`);
+    },
+  );
+  server.registerTool(
+    'ask',
+    { description: 'Asks the person who they are, then says what it was told', annotations: { readOnlyHint: true } },
+    async (extra) => {
+      const answer = await server.server.elicitInput(
+        {
+          message: 'Who are you?',
+          requestedSchema: {
+            type: 'object',
+            properties: {
+              name: { type: 'string', title: 'Name', minLength: 2 },
+              lucky: { type: 'integer', title: 'Lucky number', minimum: 1, maximum: 100 },
+            },
+            required: ['name'],
+          },
+        },
+        { relatedRequestId: extra.requestId },
+      );
+      return text(`${answer.action}: ${JSON.stringify(answer.content ?? null)}`);
     },
   );
   server.registerTool(

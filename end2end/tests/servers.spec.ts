@@ -303,3 +303,31 @@ test("the composer runs a server's prompt with its argument and attaches its res
   await expect(answer).toContainText('uri="demo://resource/static/document/architecture.md"');
   await expect(page.getByTestId("attachment")).toHaveCount(0);
 });
+
+test("a server's question is answered in its card: the form is checked, survives a reload, then the call goes on", async ({ page, isMobile }) => {
+  test.skip(isMobile, "one user's connections: desktop only");
+  await connectEverything(page);
+  await startChat(page, "tool:everything__trigger-elicitation-request {}");
+  await page.getByTestId("approval-card").getByTestId("approve").click();
+  const question = page.getByTestId("question");
+  await expect(question.getByTestId("question-message")).toContainText("Please provide inputs");
+
+  // The question is the server's to keep: a reload shows it.
+  await page.reload();
+  await hydrated(page);
+  await expect(question).toBeVisible();
+
+  // What the form does not take is refused, with why; the rest is kept.
+  await question.locator('[data-field="name"]').fill("Ada Lovelace");
+  await question.locator('[data-field="integer"]').fill("500");
+  await question.getByTestId("question-accept").click();
+  await expect(question.getByTestId("question-error")).toContainText("at most 100");
+  await question.locator('[data-field="integer"]').fill("7");
+  await question.getByTestId("question-accept").click();
+
+  await expect(question).toHaveCount(0);
+  await expect(page.locator('[data-testid="tool-call"][data-state="ok"]')).toBeVisible();
+  const answer = page.locator('[data-role="assistant"]').last();
+  await expect(answer).toContainText("Name: Ada Lovelace");
+  await expect(answer).toContainText("Favorite Integer: 7");
+});

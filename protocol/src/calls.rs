@@ -82,7 +82,22 @@ pub struct CallView {
     /// How far it has come while it runs, when its server says (from `tool_progress` events).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress: Option<Progress>,
+    /// A question its server asks the person while it runs, waiting for their answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub question: Option<QuestionView>,
     pub duration_ms: Option<u64>,
+}
+
+/// A tool server's question to the person during a call (MCP elicitation): a form of simple
+/// fields (`schema`, a JSON Schema), or a web page to open (`url`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuestionView {
+    pub id: String,
+    pub server: String,
+    /// The server's words.
+    pub message: String,
+    pub schema: Option<serde_json::Value>,
+    pub url: Option<String>,
 }
 
 /// How far a running call has come, as its server said (MCP progress notifications).

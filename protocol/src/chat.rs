@@ -208,10 +208,29 @@ pub fn apply(
             call_id,
             progress,
         } => {
-            if let Some(call) = find(messages, &answer_id)
-                .and_then(|answer| answer.tool_calls.iter_mut().find(|c| c.id == call_id))
-            {
+            if let Some(call) = find_call(messages, &answer_id, &call_id) {
                 call.progress = Some(progress);
+            }
+        }
+        Event::Question {
+            answer_id,
+            call_id,
+            question,
+        } => {
+            if let Some(call) = find_call(messages, &answer_id, &call_id) {
+                call.question = Some(question);
+            }
+        }
+        Event::QuestionAnswered {
+            answer_id,
+            call_id,
+            id,
+            ..
+        } => {
+            if let Some(call) = find_call(messages, &answer_id, &call_id)
+                && call.question.as_ref().is_some_and(|q| q.id == id)
+            {
+                call.question = None;
             }
         }
         Event::ApprovalNeeded {
@@ -228,6 +247,18 @@ pub fn apply(
         Event::Resync => return Applied::Resync,
     }
     Applied::Done
+}
+
+/// A call of an answer.
+fn find_call<'a>(
+    messages: &'a mut [MessageView],
+    answer_id: &str,
+    call_id: &str,
+) -> Option<&'a mut crate::CallView> {
+    find(messages, answer_id)?
+        .tool_calls
+        .iter_mut()
+        .find(|c| c.id == call_id)
 }
 
 /// A send started an answer: `question` replaces what followed its position, and the answer

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{CallView, MessageView, Progress, Status, Usage};
+use crate::{CallView, MessageView, Progress, QuestionView, Status, Usage};
 
 /// What happened in a chat.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -49,6 +49,21 @@ pub enum Event {
         call_id: String,
         progress: Progress,
     },
+    /// A running call's server asks the person something: the call waits for the answer (see
+    /// `chats/answer`) within its timeout.
+    Question {
+        answer_id: String,
+        call_id: String,
+        question: QuestionView,
+    },
+    /// The question was answered (`accept`, `decline`, `cancel`) or ended with its call
+    /// (`expired`): it no longer waits.
+    QuestionAnswered {
+        answer_id: String,
+        call_id: String,
+        id: String,
+        state: String,
+    },
     /// A call ran, failed, or was interrupted: `call.state` says which, `call.result` what it
     /// returned.
     ToolResult { answer_id: String, call: CallView },
@@ -69,7 +84,7 @@ pub enum Event {
 
 impl Event {
     /// Every event's name, as [`Event::name`] gives it.
-    pub const NAMES: [&'static str; 11] = [
+    pub const NAMES: [&'static str; 13] = [
         "run_started",
         "token",
         "thinking",
@@ -78,6 +93,8 @@ impl Event {
         "approval_needed",
         "decision",
         "tool_progress",
+        "question",
+        "question_answered",
         "tool_result",
         "run_finished",
         "resync",
@@ -94,6 +111,8 @@ impl Event {
             Event::ApprovalNeeded { .. } => "approval_needed",
             Event::Decision { .. } => "decision",
             Event::ToolProgress { .. } => "tool_progress",
+            Event::Question { .. } => "question",
+            Event::QuestionAnswered { .. } => "question_answered",
             Event::ToolResult { .. } => "tool_result",
             Event::RunFinished { .. } => "run_finished",
             Event::Resync => "resync",
@@ -111,6 +130,8 @@ impl Event {
             | Event::ApprovalNeeded { answer_id, .. }
             | Event::Decision { answer_id, .. }
             | Event::ToolProgress { answer_id, .. }
+            | Event::Question { answer_id, .. }
+            | Event::QuestionAnswered { answer_id, .. }
             | Event::ToolResult { answer_id, .. }
             | Event::RunFinished { answer_id, .. } => Some(answer_id),
             Event::Resync => None,

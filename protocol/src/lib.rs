@@ -11,7 +11,7 @@ mod errors;
 mod events;
 mod offerings;
 
-pub use calls::{CallStatus, CallView, Progress, ResultPart, policy_words};
+pub use calls::{CallStatus, CallView, Progress, QuestionView, ResultPart, policy_words};
 pub use chat::{Applied, ChatState, Fallback, LiveText, MessageView, Offered, Role, Status, Usage};
 pub use errors::ErrorKind;
 pub use events::Event;

@@ -18,7 +18,7 @@ use crate::auth::middleware::api_error;
 
 /// The server functions that take a JSON body (`#[server(input = Json)]`); every other API
 /// endpoint takes a form.
-const JSON_ENDPOINTS: &[&str] = &["/api/chats/decide"];
+const JSON_ENDPOINTS: &[&str] = &["/api/chats/decide", "/api/chats/answer"];
 
 /// Who may address Switchboard, and from where.
 #[derive(Clone, Debug)]

@@ -47,6 +47,7 @@ impl World {
             mcp: &self.mcp,
             user_id: self.user,
             progress: None,
+            ask: None,
         };
         let policies = Policies::default();
         // The conversation is the chat's, as a chat's run reads it: here, its questions.
@@ -343,6 +344,7 @@ async fn an_approved_call_does_not_run_on_a_server_redefined_before_it_runs(pool
         mcp: &mcp,
         user_id: alice,
         progress: None,
+        ask: None,
     };
     let policies = Policies::default();
     let deps = Deps {

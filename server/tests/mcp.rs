@@ -1356,7 +1356,10 @@ async fn a_calls_progress_is_heard_as_its_server_reports_it(pool: PgPool) {
             "test",
             "steps",
             args(json!({"count": 3})),
-            Some(sink),
+            domain::mcp::Hooks {
+                progress: Some(sink),
+                ask: None,
+            },
         )
         .await
         .unwrap();
@@ -1465,5 +1468,49 @@ async fn resources_and_prompts_are_listed_read_run_and_followed(pool: PgPool) {
         .await
         .unwrap();
     assert_eq!(weather, "What's weather in Oslo?");
+    mcp.shutdown().await;
+}
+
+/// A server's question during a call reaches the call's asker, and its reply the server; a call
+/// that cannot ask has the question declined.
+#[sqlx::test(migrator = "domain::db::MIGRATOR")]
+async fn a_servers_question_reaches_the_calls_asker_and_its_reply_the_server(pool: PgPool) {
+    use domain::mcp::elicitation::{Asker, Question, Reply};
+    let db = Database::from_pool(pool.clone());
+    let alice = user(&db, "alice", "Alice").await;
+    let mcp = mcp(&pool, vec![test_server("test")]);
+    mcp.connect(alice, "test").await.unwrap();
+    until(&mcp, alice, "test", connected).await;
+    let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Question>::new()));
+    let heard = asked.clone();
+    let asker: Asker = std::sync::Arc::new(move |question: Question| {
+        heard.lock().unwrap().push(question);
+        Box::pin(async {
+            Reply {
+                action: "accept".into(),
+                content: Some(json!({"name": "Ada"})),
+            }
+        })
+    });
+    let output = mcp
+        .call_reporting(
+            alice,
+            "test",
+            "ask",
+            Map::new(),
+            domain::mcp::Hooks {
+                progress: None,
+                ask: Some(asker),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(output.text(), r#"accept: {"name":"Ada"}"#);
+    let question = asked.lock().unwrap()[0].clone();
+    assert_eq!(question.message, "Who are you?");
+    assert_eq!(question.schema.unwrap()["required"], json!(["name"]));
+
+    let unasked = mcp.call(alice, "test", "ask", Map::new()).await.unwrap();
+    assert_eq!(unasked.text(), "decline: null");
     mcp.shutdown().await;
 }

@@ -25,6 +25,11 @@ struct World {
 /// The app, Alice connected to the test server (with 200 extra tools), her read-only tools
 /// allowed without asking.
 async fn world(pool: PgPool) -> World {
+    world_with(pool, &[]).await
+}
+
+/// [`world`], the app started with `extra` arguments too.
+async fn world_with(pool: PgPool, extra: &[&str]) -> World {
     let llm = FakeLlm::start();
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("tools.jsonl");
@@ -46,6 +51,7 @@ async fn world(pool: PgPool) -> World {
     let (mut args, vars) = llm.settings();
     let file_arg = file.display().to_string();
     args.extend(["--mcp-servers-file", file_arg.as_str()]);
+    args.extend(extra);
     let app = start_app(pool, listener, &args, &vars).await;
     let (_, alice) = person(&app, "alice", "Alice").await;
     let world = World {
@@ -338,4 +344,146 @@ async fn resources_and_prompts_over_the_api_are_the_persons_own(pool: PgPool) {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
+}
+
+impl World {
+    /// `POST /api/chats/answer` as `token`, with this JSON body.
+    async fn answer_question(&self, token: &str, body: Value) -> (StatusCode, Value) {
+        let response = reqwest::Client::new()
+            .post(format!("{}/api/chats/answer", self.app.base))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+}
+
+/// A server that asks the person something mid-call: the question is an event and is in the
+/// chat's read (a reloaded page shows it); an answer that does not fit the form is refused with
+/// why; another person cannot answer; the answer reaches the server and the call goes on; a
+/// question is answered once; a declined one tells the server so.
+#[sqlx::test(migrator = "domain::db::MIGRATOR")]
+async fn a_servers_question_waits_for_the_persons_answer(pool: PgPool) {
+    let w = world(pool).await;
+    let (chat, mut events) = w.send("tool:test__ask {}").await;
+    let seen = until(&mut events, "question").await;
+    let asked = &seen.last().unwrap().data;
+    assert_eq!(asked["question"]["message"], "Who are you?", "{asked}");
+    assert_eq!(asked["question"]["server"], "test");
+    let id = asked["question"]["id"].as_str().unwrap().to_owned();
+    // A reload shows it.
+    let waiting = w.answer(&chat).await;
+    assert_eq!(
+        waiting["tool_calls"][0]["question"]["id"],
+        id.as_str(),
+        "{waiting}"
+    );
+    assert_eq!(waiting["tool_calls"][0]["state"], "running");
+
+    let (status, refused) = w
+        .answer_question(
+            &w.alice,
+            serde_json::json!({"id": chat, "question": id, "action": "accept", "content": {"name": "A"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("'Name' is too short"),
+        "{refused}"
+    );
+    let (_, bob) = person(&w.app, "bob", "Bob").await;
+    let (status, _) = w
+        .answer_question(
+            &bob,
+            serde_json::json!({"id": chat, "question": id, "action": "accept", "content": {"name": "Mallory"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let (status, body) = w
+        .answer_question(
+            &w.alice,
+            serde_json::json!({"id": chat, "question": id, "action": "accept", "content": {"name": "Ada", "lucky": 7}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let seen = until(&mut events, "run_finished").await;
+    assert!(
+        seen.iter()
+            .any(|e| e.event == "question_answered" && e.data["state"] == "accept")
+    );
+    assert_eq!(seen.last().unwrap().data["status"], "complete");
+    let answer = w.answer(&chat).await;
+    let content = answer["content"].as_str().unwrap();
+    assert!(
+        content.contains(r#"accept: {"lucky":7,"name":"Ada"}"#),
+        "{content}"
+    );
+    assert!(answer["tool_calls"][0]["question"].is_null());
+    // Answered once.
+    let (status, again) = w
+        .answer_question(
+            &w.alice,
+            serde_json::json!({"id": chat, "question": id, "action": "decline"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{again}");
+
+    // Declined: the server is told so.
+    let (chat, mut events) = w.send("tool:test__ask {}").await;
+    let seen = until(&mut events, "question").await;
+    let id = seen.last().unwrap().data["question"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, _) = w
+        .answer_question(
+            &w.alice,
+            serde_json::json!({"id": chat, "question": id, "action": "decline"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    until(&mut events, "run_finished").await;
+    let content = w.answer(&chat).await["content"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(content.contains("decline: null"), "{content}");
+}
+
+/// A question nobody answers ends with its call's timeout: the call fails saying so, the answer
+/// goes on, and the question is marked expired (its card goes away).
+#[sqlx::test(migrator = "domain::db::MIGRATOR")]
+async fn a_question_nobody_answers_ends_with_the_calls_timeout(pool: PgPool) {
+    let w = world_with(pool, &["--mcp-call-timeout", "2s"]).await;
+    let (chat, mut events) = w.send("tool:test__ask {}").await;
+    until(&mut events, "question").await;
+    let seen = until(&mut events, "run_finished").await;
+    assert!(
+        seen.iter()
+            .any(|e| e.event == "question_answered" && e.data["state"] == "expired"),
+        "{seen:?}"
+    );
+    assert_eq!(seen.last().unwrap().data["status"], "complete");
+    let answer = w.answer(&chat).await;
+    let call = &answer["tool_calls"][0];
+    assert_eq!(call["state"], "error", "{call}");
+    assert!(
+        call["result"]
+            .as_str()
+            .unwrap()
+            .contains("did not finish within 2 s"),
+        "{call}"
+    );
+    assert!(call["question"].is_null());
 }

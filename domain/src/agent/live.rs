@@ -12,7 +12,8 @@ use uuid::Uuid;
 use super::server_key::server_keys;
 use super::{Completion, Model, ToolResult, ToolSpec, Tools};
 use crate::llm::{self, LlmClient, Message, Provider, StreamEvent};
-use crate::mcp::{Mcp, ProgressSink};
+use crate::mcp::elicitation::Asker;
+use crate::mcp::{Hooks, Mcp, ProgressSink};
 use crate::{Database, Result};
 
 /// Takes a model's text and thinking as they stream (a chat's live answer); `()` takes nothing.
@@ -117,7 +118,12 @@ pub struct McpTools<'a> {
     pub user_id: Uuid,
     /// Hears how far each call has come (by call id), when its server says.
     pub progress: Option<HearProgress>,
+    /// Asks the person the questions of a call (by call id and server), when its server asks.
+    pub ask: Option<AskFor>,
 }
+
+/// Makes the asker of one call (its id, and its server's).
+pub type AskFor = Arc<dyn Fn(&str, &str) -> Asker + Send + Sync>;
 
 /// Hears a call's progress: its id, and how far it has come.
 pub type HearProgress = Arc<dyn Fn(&str, protocol::Progress) + Send + Sync>;
@@ -147,9 +153,13 @@ impl Tools for McpTools<'_> {
             let sink: ProgressSink = Arc::new(move |progress| hear(&call_id, progress));
             sink
         });
+        let hooks = Hooks {
+            progress,
+            ask: self.ask.as_ref().map(|ask| ask(call_id, server)),
+        };
         let called = self
             .mcp
-            .call_reporting(self.user_id, server, tool, arguments, progress)
+            .call_reporting(self.user_id, server, tool, arguments, hooks)
             .await;
         match called {
             Ok(output) => ToolResult {

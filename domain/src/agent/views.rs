@@ -56,6 +56,7 @@ impl Call {
             result,
             parts,
             progress: None,
+            question: None,
             duration_ms,
         }
     }

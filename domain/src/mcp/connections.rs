@@ -15,6 +15,7 @@ use rmcp::service::{Peer, RoleClient};
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use super::elicitation::Asker;
 use super::supervisor::{Connection, ProgressSink, Shared, close_all, progress_key, supervise};
 use super::{Mcp, ServerSpec, Status, ToolOutput, limits};
 use crate::{Error, Result};
@@ -122,18 +123,19 @@ impl Mcp {
         tool: &str,
         arguments: serde_json::Map<String, serde_json::Value>,
     ) -> Result<ToolOutput> {
-        self.call_reporting(user_id, server_id, tool, arguments, None)
+        self.call_reporting(user_id, server_id, tool, arguments, Hooks::default())
             .await
     }
 
-    /// [`Mcp::call`], asking the server to report its progress, which `progress` hears.
+    /// [`Mcp::call`], with the person behind it: the server's progress reports reach
+    /// `hooks.progress`, its questions `hooks.ask`.
     pub async fn call_reporting(
         &self,
         user_id: Uuid,
         server_id: &str,
         tool: &str,
         arguments: serde_json::Map<String, serde_json::Value>,
-        progress: Option<ProgressSink>,
+        hooks: Hooks,
     ) -> Result<ToolOutput> {
         let shared = self.used(user_id, server_id).await?;
         let peer = self.ready(&shared, server_id).await?;
@@ -142,7 +144,7 @@ impl Mcp {
         let timeout = self.inner.settings.call_timeout;
         let limits = &self.inner.settings.limits;
         // Dropping the request on timeout tells the server to cancel it.
-        let response = tokio::time::timeout(timeout, call_tool(&peer, &shared, request, progress))
+        let response = tokio::time::timeout(timeout, call_tool(&peer, &shared, request, hooks))
             .await
             .map_err(|_| {
                 Error::Timeout(format!(
@@ -380,8 +382,10 @@ async fn call_tool(
     peer: &Peer<RoleClient>,
     shared: &Arc<Shared>,
     params: CallToolRequestParams,
-    progress: Option<ProgressSink>,
+    hooks: Hooks,
 ) -> std::result::Result<ServerResult, rmcp::ServiceError> {
+    let _asking = hooks.ask.map(|asker| Asking::start(shared, asker));
+    let progress = hooks.progress;
     let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
     let handle = peer
         .send_request_with_option(request, PeerRequestOptions::no_options())
@@ -395,6 +399,46 @@ async fn call_tool(
     let answer = handle.await_response().await;
     abandoned.id = None;
     answer
+}
+
+/// Who hears a call's progress and answers its server's questions.
+#[derive(Clone, Default)]
+pub struct Hooks {
+    pub progress: Option<ProgressSink>,
+    pub ask: Option<Asker>,
+}
+
+/// A call's asker, asked while the call is under way.
+struct Asking {
+    shared: Arc<Shared>,
+    number: u64,
+}
+
+static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+impl Asking {
+    fn start(shared: &Arc<Shared>, asker: Asker) -> Self {
+        let number = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        shared
+            .askers
+            .lock()
+            .expect("not poisoned")
+            .push((number, asker));
+        Self {
+            shared: shared.clone(),
+            number,
+        }
+    }
+}
+
+impl Drop for Asking {
+    fn drop(&mut self) {
+        self.shared
+            .askers
+            .lock()
+            .expect("not poisoned")
+            .retain(|(n, _)| *n != self.number);
+    }
 }
 
 /// Tells the server to cancel a request that was given up before its answer came.

@@ -25,11 +25,13 @@
 //! | [`admin`], [`chat_tools`] | registry changes; the tools a chat may use |
 //! | [`results`] | what a tool returned, as the model is told it and the person shown it |
 //! | [`offerings`] | a server's resources and prompts: listed, read, run |
+//! | [`elicitation`] | a server's questions to the person during a call, and their answers checked |
 //! | [`limits`], [`net`] | what a server may send; which addresses may be reached |
 
 mod admin;
 mod chat_tools;
 mod connections;
+pub mod elicitation;
 pub mod limits;
 pub mod net;
 mod offerings;
@@ -54,6 +56,7 @@ pub use registry::{
 
 use crate::secrets::SecretKey;
 use crate::{Database, Result};
+pub use connections::Hooks;
 use connections::UserConnections;
 pub use supervisor::ProgressSink;
 use supervisor::{Connection, close_all};

@@ -6,12 +6,16 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use protocol::Progress;
-use rmcp::model::{NumberOrString, ProgressNotificationParam, ProgressToken};
-use rmcp::service::{NotificationContext, Peer, RoleClient, RunningService};
+use rmcp::model::{
+    ElicitRequestParams, ElicitResult, ElicitationAction, NumberOrString,
+    ProgressNotificationParam, ProgressToken,
+};
+use rmcp::service::{NotificationContext, Peer, RequestContext, RoleClient, RunningService};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
+use super::elicitation::{self, Asker};
 use super::offerings::{self, Prompt, Resource};
 use super::transport::{Lists, open};
 use super::{ServerSpec, Settings, Status, Tool, limits};
@@ -47,6 +51,9 @@ pub(super) struct Shared {
     /// Who hears the progress of each call under way that asked for it, by progress token, and
     /// when they last heard.
     pub(super) progress: Mutex<HashMap<String, (ProgressSink, Option<Instant>)>>,
+    /// Who answers the server's questions for each call under way that can ask the person, by a
+    /// number of the call's, in the order the calls began (the latest is asked).
+    pub(super) askers: Mutex<Vec<(u64, Asker)>>,
 }
 
 /// A progress token as the sinks are keyed.
@@ -80,6 +87,7 @@ impl Shared {
             offerings_changed: Notify::new(),
             fault: Mutex::default(),
             progress: Mutex::default(),
+            askers: Mutex::default(),
         }
     }
 
@@ -127,6 +135,56 @@ pub(super) struct Client {
 }
 
 impl rmcp::ClientHandler for Client {
+    /// Switchboard can ask the person a server's questions (forms and pages to open).
+    fn get_info(&self) -> rmcp::model::ClientConfig {
+        let capabilities = serde_json::from_value(serde_json::json!({
+            "elicitation": {"form": {"schemaValidation": true}, "url": {}}
+        }))
+        .unwrap_or_default();
+        rmcp::model::ClientConfig::new(
+            capabilities,
+            rmcp::model::Implementation::new("switchboard", env!("CARGO_PKG_VERSION")),
+        )
+    }
+
+    /// A server's question during a call: the person is asked through the call's asker (the
+    /// latest call under way on this connection that can ask), and the call waits for the reply
+    /// within its timeout. A question outside any such call is declined.
+    fn create_elicitation(
+        &self,
+        request: ElicitRequestParams,
+        _context: RequestContext<RoleClient>,
+    ) -> impl Future<Output = Result<ElicitResult, rmcp::ErrorData>> + Send + '_ {
+        let asker = self
+            .shared
+            .askers
+            .lock()
+            .expect("not poisoned")
+            .last()
+            .map(|(_, asker)| asker.clone());
+        async move {
+            let question = elicitation::question(&request)
+                .map_err(|why| rmcp::ErrorData::invalid_params(why, None))?;
+            let Some(asker) = asker else {
+                return Ok(ElicitResult::new(ElicitationAction::Decline));
+            };
+            // The asker lives as long as its call: the question is asked without holding it.
+            let asking = asker(question);
+            drop(asker);
+            let reply = asking.await;
+            let action = match reply.action.as_str() {
+                "accept" => ElicitationAction::Accept,
+                "decline" => ElicitationAction::Decline,
+                _ => ElicitationAction::Cancel,
+            };
+            let mut result = ElicitResult::new(action);
+            if let Some(content) = reply.content {
+                result = result.with_content(content);
+            }
+            Ok(result)
+        }
+    }
+
     /// Passed on to the call's sink, its message cut, at most every [`PROGRESS_EVERY`]; a token
     /// of no call under way (a server's guess, a call gone) is ignored.
     fn on_progress(

@@ -288,6 +288,13 @@ impl Runs {
                     },
                 );
             })),
+            ask: Some({
+                let runs = self.clone();
+                let user_id = answer.user_id;
+                Arc::new(move |call_id: &str, server: &str| {
+                    runs.asker(user_id, chat_id, answer_id, call_id, server)
+                })
+            }),
         };
         let deps = agent::Deps {
             history: &plan.history,

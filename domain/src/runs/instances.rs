@@ -61,6 +61,10 @@ pub enum Note {
     },
     /// An administrator changed the models added in the app: read them again.
     ModelsChanged,
+    /// A person answered the tool server's question `id`: the call waiting on it, here, gets it.
+    Answered {
+        id: Uuid,
+    },
 }
 
 /// One notification: a note, or one part of a note too long for one.

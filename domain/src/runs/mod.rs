@@ -40,6 +40,7 @@ mod channels;
 mod decisions;
 mod events;
 mod instances;
+mod questions;
 mod sharing;
 
 pub use answer::{FLUSH_EVERY, SETTLE_EVERY, Started, WAITING};
@@ -71,6 +72,8 @@ struct Inner {
     closing: watch::Sender<bool>,
     /// The runs this instance paused for approval lately (decisions on them need no read first).
     paused: crate::agent::store::Paused,
+    /// The tool servers' questions this instance's calls wait on.
+    questions: questions::Waiting,
 }
 
 impl Runs {
@@ -94,6 +97,7 @@ impl Runs {
                 instances: Instances::new(),
                 closing: watch::channel(false).0,
                 paused: Default::default(),
+                questions: Default::default(),
             }),
         }
     }

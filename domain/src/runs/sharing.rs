@@ -164,6 +164,14 @@ impl Runs {
             Note::Stop { chat_id } => {
                 self.stop(chat_id);
             }
+            Note::Answered { id } => {
+                let runs = self.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = runs.answered_elsewhere(id).await {
+                        tracing::warn!("could not read an answer given on another instance: {e}");
+                    }
+                });
+            }
             Note::ModelsChanged => {
                 let runs = self.clone();
                 tokio::spawn(async move {

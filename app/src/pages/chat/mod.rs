@@ -24,6 +24,7 @@ use crate::error::ErrorKind;
 
 mod header;
 mod message;
+mod question;
 mod stream;
 mod tool_calls;
 

@@ -3,6 +3,7 @@
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
+use super::question::QuestionCard;
 use crate::agent::{CallStatus, CallView, DecisionInput, ResultPart, decide};
 
 const RESULT: &str = "mt-1 max-h-64 overflow-auto whitespace-pre-wrap rounded bg-zinc-50 p-2 text-xs dark:bg-zinc-900";
@@ -13,7 +14,12 @@ pub(super) fn calls_key(calls: &[CallView]) -> String {
         .iter()
         .map(|c| {
             let progress = c.progress.as_ref().map(|p| p.words()).unwrap_or_default();
-            format!("{}:{}:{progress}", c.id, c.state.as_str())
+            let question = c
+                .question
+                .as_ref()
+                .map(|q| q.id.as_str())
+                .unwrap_or_default();
+            format!("{}:{}:{progress}:{question}", c.id, c.state.as_str())
         })
         .collect::<Vec<_>>()
         .join(",")
@@ -77,7 +83,13 @@ pub(super) fn ToolCalls(chat_id: String, answer_id: String, calls: Vec<CallView>
     view! {
         <div class="mb-3 flex flex-col gap-2" data-testid="tool-calls">
             {all}
-            {calls.into_iter().map(|call| view! { <ToolCallCard call send busy /> }).collect_view()}
+            {calls.into_iter().map(|call| {
+                let question = call.question.clone().map(|question| {
+                    let chat_id = target.get_value().0;
+                    view! { <QuestionCard chat_id question /> }
+                });
+                view! { <ToolCallCard call send busy /> {question} }
+            }).collect_view()}
             {move || error.get().map(|e| view! {
                 <p role="alert" data-testid="decide-error" class="rounded-lg border border-red-200 bg-red-50 px-3 py-2 text-xs text-red-800 dark:border-red-900 dark:bg-red-950 dark:text-red-200">{e}</p>
             })}

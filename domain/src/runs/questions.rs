@@ -1,0 +1,313 @@
+//! A tool server's questions to the person during a call of an answer (MCP elicitation): stored
+//! (so a reloaded page, or one on another instance, shows the card), sent as a `question` event,
+//! and answered by the person from any instance; the call waits for the answer within its
+//! timeout. A question whose call ends first (its timeout, Stop, a restart) is `expired`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use protocol::QuestionView;
+use serde_json::Value;
+use sqlx::types::Json;
+use tokio::sync::{oneshot, watch};
+use uuid::Uuid;
+
+use super::Runs;
+use super::events::EventKind;
+use super::instances::Note;
+use crate::mcp::elicitation::{self, Asker, Question, Reply};
+use crate::{Error, Result};
+
+/// The questions this instance's calls wait on, by id: where their replies go.
+pub(super) type Waiting = Mutex<HashMap<Uuid, oneshot::Sender<Reply>>>;
+
+/// Where a question comes from: one call of one answer.
+#[derive(Clone)]
+struct Origin {
+    user_id: Uuid,
+    chat_id: Uuid,
+    answer_id: Uuid,
+    call_id: String,
+    server_id: String,
+}
+
+impl Runs {
+    /// Asks the person the questions of one call of an answer.
+    pub(super) fn asker(
+        &self,
+        user_id: Uuid,
+        chat_id: Uuid,
+        answer_id: Uuid,
+        call_id: &str,
+        server_id: &str,
+    ) -> Asker {
+        let runs = self.clone();
+        let from = Origin {
+            user_id,
+            chat_id,
+            answer_id,
+            call_id: call_id.to_owned(),
+            server_id: server_id.to_owned(),
+        };
+        // Dropped with the asker, when its call ends: a question still waiting then expires.
+        let (alive, _) = watch::channel(());
+        Arc::new(move |question| {
+            let (runs, from, call_ended) = (runs.clone(), from.clone(), alive.subscribe());
+            Box::pin(async move { runs.ask(from, question, call_ended).await })
+        })
+    }
+
+    async fn ask(
+        &self,
+        from: Origin,
+        question: Question,
+        mut call_ended: watch::Receiver<()>,
+    ) -> Reply {
+        let id = Uuid::new_v4();
+        let stored = sqlx::query!(
+            "INSERT INTO tool_questions (id, user_id, chat_id, answer_id, call_id, server_id,
+                                         message, schema, url)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            id,
+            from.user_id,
+            from.chat_id,
+            from.answer_id,
+            from.call_id,
+            from.server_id,
+            question.message,
+            question.schema.clone().map(Json) as _,
+            question.url,
+        )
+        .execute(self.inner.db.pool())
+        .await;
+        if let Err(e) = stored {
+            tracing::error!("cannot store a tool server's question: {e}");
+            return Reply::cancel();
+        }
+        let (tx, rx) = oneshot::channel();
+        self.inner
+            .questions
+            .lock()
+            .expect("not poisoned")
+            .insert(id, tx);
+        let _ends = Expires {
+            runs: self.clone(),
+            id,
+            from: from.clone(),
+        };
+        self.emit(
+            from.chat_id,
+            EventKind::Question {
+                answer_id: from.answer_id.to_string(),
+                call_id: from.call_id.clone(),
+                question: QuestionView {
+                    id: id.to_string(),
+                    server: from.server_id.clone(),
+                    message: question.message,
+                    schema: question.schema,
+                    url: question.url,
+                },
+            },
+        );
+        tokio::select! {
+            reply = rx => reply.unwrap_or_else(|_| Reply::cancel()),
+            // Nothing is ever sent: this resolves when the call ends.
+            _ = call_ended.changed() => Reply::cancel(),
+        }
+    }
+
+    /// The person's answer to a question of theirs in a chat: `accept` with the form's content
+    /// (checked against the form), `decline` or `cancel`. False when there is no such question of
+    /// theirs; refused when it no longer waits.
+    pub async fn answer_question(
+        &self,
+        user_id: Uuid,
+        chat_id: Uuid,
+        id: Uuid,
+        reply: Reply,
+    ) -> Result<bool> {
+        let db = self.inner.db.pool();
+        let Some(row) = sqlx::query!(
+            r#"SELECT answer_id, call_id, schema AS "schema: Json<Value>", state
+               FROM tool_questions WHERE id = $1 AND user_id = $2 AND chat_id = $3"#,
+            id,
+            user_id,
+            chat_id
+        )
+        .fetch_optional(db)
+        .await?
+        else {
+            return Ok(false);
+        };
+        let gone = || {
+            Error::Conflict(
+                "This question no longer waits: it was answered, or its tool call ended. Reload the chat to see where it stands.".into(),
+            )
+        };
+        if row.state != "waiting" {
+            return Err(gone());
+        }
+        let content = match reply.action.as_str() {
+            "accept" => {
+                let content = reply.content.clone().unwrap_or(Value::Null);
+                if let Some(schema) = &row.schema {
+                    elicitation::check(&schema.0, &content).map_err(Error::Invalid)?;
+                }
+                Some(content)
+            }
+            "decline" | "cancel" => None,
+            other => {
+                return Err(Error::Invalid(format!(
+                    "'{other}' is no answer: accept, decline or cancel."
+                )));
+            }
+        };
+        let answered = sqlx::query!(
+            "UPDATE tool_questions SET state = $2, content = $3, answered_at = now()
+             WHERE id = $1 AND state = 'waiting'",
+            id,
+            reply.action,
+            content.clone().map(Json) as _,
+        )
+        .execute(db)
+        .await?
+        .rows_affected();
+        if answered == 0 {
+            return Err(gone());
+        }
+        let reply = Reply {
+            action: reply.action,
+            content,
+        };
+        if !self.deliver(id, reply.clone()) {
+            self.inner.instances.share(Note::Answered { id });
+        }
+        self.emit(
+            chat_id,
+            EventKind::QuestionAnswered {
+                answer_id: row.answer_id.to_string(),
+                call_id: row.call_id,
+                id: id.to_string(),
+                state: reply.action,
+            },
+        );
+        Ok(true)
+    }
+
+    /// Gives a question's reply to its call, if it waits on this instance.
+    fn deliver(&self, id: Uuid, reply: Reply) -> bool {
+        let waiting = self
+            .inner
+            .questions
+            .lock()
+            .expect("not poisoned")
+            .remove(&id);
+        waiting.is_some_and(|tx| tx.send(reply).is_ok())
+    }
+
+    /// Another instance took the answer to a question: if its call waits here, it gets it.
+    pub(super) async fn answered_elsewhere(&self, id: Uuid) -> Result<()> {
+        if !self
+            .inner
+            .questions
+            .lock()
+            .expect("not poisoned")
+            .contains_key(&id)
+        {
+            return Ok(());
+        }
+        let row = sqlx::query!(
+            r#"SELECT state, content AS "content: Json<Value>" FROM tool_questions WHERE id = $1"#,
+            id
+        )
+        .fetch_one(self.inner.db.pool())
+        .await?;
+        self.deliver(
+            id,
+            Reply {
+                action: row.state,
+                content: row.content.map(|c| c.0),
+            },
+        );
+        Ok(())
+    }
+
+    /// The questions waiting in a chat of the user's, by call id.
+    pub async fn waiting_questions(
+        &self,
+        user_id: Uuid,
+        chat_id: Uuid,
+    ) -> Result<HashMap<String, QuestionView>> {
+        let rows = sqlx::query!(
+            r#"SELECT id, call_id, server_id, message, schema AS "schema: Json<Value>", url
+               FROM tool_questions
+               WHERE chat_id = $1 AND user_id = $2 AND state = 'waiting'"#,
+            chat_id,
+            user_id
+        )
+        .fetch_all(self.inner.db.pool())
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                (
+                    r.call_id,
+                    QuestionView {
+                        id: r.id.to_string(),
+                        server: r.server_id,
+                        message: r.message,
+                        schema: r.schema.map(|s| s.0),
+                        url: r.url,
+                    },
+                )
+            })
+            .collect())
+    }
+}
+
+/// Ends a question when its call stops waiting for it (answered, timed out, stopped): one still
+/// waiting then is `expired`, and the page is told.
+struct Expires {
+    runs: Runs,
+    id: Uuid,
+    from: Origin,
+}
+
+impl Drop for Expires {
+    /// A question whose reply was not delivered (it is still in this instance's map) expires: the
+    /// page is told at once, before the call's result, and the record follows.
+    fn drop(&mut self) {
+        let (runs, id, from) = (self.runs.clone(), self.id, self.from.clone());
+        let unanswered = runs
+            .inner
+            .questions
+            .lock()
+            .expect("not poisoned")
+            .remove(&id)
+            .is_some();
+        if !unanswered {
+            return;
+        }
+        runs.emit(
+            from.chat_id,
+            EventKind::QuestionAnswered {
+                answer_id: from.answer_id.to_string(),
+                call_id: from.call_id,
+                id: id.to_string(),
+                state: "expired".into(),
+            },
+        );
+        tokio::spawn(async move {
+            let expired = sqlx::query!(
+                "UPDATE tool_questions SET state = 'expired', answered_at = now()
+                 WHERE id = $1 AND state = 'waiting'",
+                id
+            )
+            .execute(runs.inner.db.pool())
+            .await;
+            if let Err(e) = expired {
+                tracing::warn!("cannot mark a tool server's question expired: {e}");
+            }
+        });
+    }
+}
