@@ -38,8 +38,14 @@ pub fn check_length(text: &str) -> Result<(), AppError> {
     let MessageLimit(most) = provided("message limit")?;
     let length = text.chars().count();
     if length > most {
+        let (_, attached) = crate::offerings::split_attachments(text);
+        let with = if attached.is_empty() {
+            ""
+        } else {
+            " with the resources attached to it"
+        };
         return Err(AppError::invalid(format!(
-            "Your message is {length} characters long; Switchboard takes at most {most} in one message. Shorten it, or send it in parts."
+            "Your message is {length} characters long{with}; Switchboard takes at most {most} in one message. Shorten it, attach fewer resources, or send it in parts."
         )));
     }
     Ok(())

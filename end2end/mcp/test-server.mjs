@@ -2,7 +2,7 @@
 // change its tool list while connected (`add-tool` registers a tool, and the SDK sends
 // notifications/tools/list_changed), die mid-session (`crash`), take its time (`wait`, which says
 // when it was cancelled), report progress (`steps`), offer a resource (`test://notes`, more with
-// `add-resource`) and a prompt (`greet`), ask the person (`ask`, a form), return every kind of content (`picture`,
+// `add-resource`) and a prompt (`greet`), ask the person (`ask`, a form; `ask-often`, again and again), return every kind of content (`picture`,
 // `weather` with structuredContent, `references` with a resource link and an embedded resource,
 // `oops` with isError), and offer many tools (`EXTRA_TOOLS=200` adds that many, on varied
 // subjects, for the tool search). With TOOL_LOG set, it appends a JSON line to that file for each
@@ -162,8 +162,13 @@ function build() {
   );
   server.registerTool(
     'ask',
-    { description: 'Asks the person who they are, then says what it was told', annotations: { readOnlyHint: true } },
-    async (extra) => {
+    {
+      description: 'Asks the person who they are (after `after` ms), then says what it was told',
+      inputSchema: { after: z.number().int().min(0).optional() },
+      annotations: { readOnlyHint: true },
+    },
+    async ({ after }, extra) => {
+      if (after) await sleep(after);
       const answer = await server.server.elicitInput(
         {
           message: 'Who are you?',
@@ -179,6 +184,21 @@ function build() {
         { relatedRequestId: extra.requestId },
       );
       return text(`${answer.action}: ${JSON.stringify(answer.content ?? null)}`);
+    },
+  );
+  server.registerTool(
+    'ask-often',
+    { description: 'Asks the person a yes/no question this many times in a row, then says what it was told', inputSchema: { times: z.number().int().min(1).max(10) }, annotations: { readOnlyHint: true } },
+    async ({ times }, extra) => {
+      const actions = [];
+      for (let i = 1; i <= times; i++) {
+        const answer = await server.server.elicitInput(
+          { message: `Question ${i}?`, requestedSchema: { type: 'object', properties: { yes: { type: 'boolean' } } } },
+          { relatedRequestId: extra.requestId },
+        );
+        actions.push(answer.action);
+      }
+      return text(actions.join(','));
     },
   );
   server.registerTool(

@@ -487,3 +487,52 @@ async fn a_question_nobody_answers_ends_with_the_calls_timeout(pool: PgPool) {
     );
     assert!(call["question"].is_null());
 }
+
+/// A server cannot flood the person with questions: one call asks at most three (the fourth is
+/// declined without a card); and while two calls of the person run on the same server, a question
+/// cannot be told apart and is declined rather than shown under the wrong call.
+#[sqlx::test(migrator = "domain::db::MIGRATOR")]
+async fn questions_are_few_per_call_and_never_shown_under_the_wrong_call(pool: PgPool) {
+    let w = world(pool).await;
+    let (chat, mut events) = w.send(r#"tool:test__ask-often {"times": 4}"#).await;
+    for _ in 0..3 {
+        let seen = until(&mut events, "question").await;
+        let id = seen.last().unwrap().data["question"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let (status, body) = w
+            .answer_question(
+                &w.alice,
+                serde_json::json!({"id": chat, "question": id, "action": "decline"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let seen = until(&mut events, "run_finished").await;
+    assert!(
+        !seen.iter().any(|e| e.event == "question"),
+        "no fourth card: {seen:?}"
+    );
+    let content = w.answer(&chat).await["content"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        content.contains("decline,decline,decline,decline"),
+        "{content}"
+    );
+
+    // Two calls at once on the same server: the question that comes while both run is declined,
+    // not shown (under either card).
+    let (chat, mut events) = w
+        .send(r#"tool:test__ask {"after": 300} tool:test__steps {"count": 5}"#)
+        .await;
+    let seen = until(&mut events, "run_finished").await;
+    assert!(!seen.iter().any(|e| e.event == "question"), "{seen:?}");
+    let content = w.answer(&chat).await["content"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(content.contains("decline: null | did 5 steps"), "{content}");
+}

@@ -173,7 +173,7 @@ impl Mcp {
         shared.touch();
         let ServerResult::CallToolResult(result) = response else {
             return Err(Error::Unavailable(format!(
-                "The tool '{tool}' asked for more input, which Switchboard cannot give yet."
+                "The tool '{tool}' answered with something other than a tool result (a task or a request for more input), which Switchboard does not take."
             )));
         };
         let is_error = result.is_error.unwrap_or(false);

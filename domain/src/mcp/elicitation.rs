@@ -34,10 +34,18 @@ impl Reply {
             content: None,
         }
     }
+
+    pub fn decline() -> Self {
+        Self {
+            action: "decline".into(),
+            content: None,
+        }
+    }
 }
 
 /// Asks the person a server's question for one call, and waits for their reply (or for the
-/// call to end: an asker is dropped with its call).
+/// call to end: an asker is dropped with its call). Switchboard's askers take one question at a
+/// time and a few per call, and decline the rest.
 pub type Asker = Arc<dyn Fn(Question) -> BoxFuture<'static, Reply> + Send + Sync>;
 
 /// The longest message of a server's kept.

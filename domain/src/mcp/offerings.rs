@@ -234,10 +234,16 @@ impl Mcp {
         .await
         .map_err(|_| Error::Timeout(format!("The prompt '{name}' did not come in time.")))?
         .map_err(|e| {
-            Error::Invalid(format!(
+            let why = format!(
                 "The server could not give the prompt '{name}': {}",
                 limits::cut(&e.to_string(), limits.max_error_chars)
-            ))
+            );
+            // The server's own refusal (arguments it does not take) is the person's to mend;
+            // anything else (the connection) is the server's.
+            match e {
+                rmcp::ServiceError::McpError(_) => Error::Invalid(why),
+                _ => Error::Unavailable(why),
+            }
         })?;
         let got = serde_json::to_value(got).unwrap_or_default();
         let messages: Vec<(String, String)> = got["messages"]

@@ -26,10 +26,7 @@ impl ToolOutput {
         if let Some(structured) = &self.structured
             && !blocks(&self.content).any(|b| carries(b, structured))
         {
-            said.push(format!(
-                "Structured result:\n{}",
-                serde_json::to_string_pretty(structured).unwrap_or_default()
-            ));
+            said.push(format!("Structured result:\n{}", shown(structured)));
         }
         said.retain(|s| !s.is_empty());
         said.join("\n")
@@ -40,10 +37,22 @@ impl ToolOutput {
         let mut parts: Vec<ResultPart> = blocks(&self.content).map(part).collect();
         if let Some(structured) = &self.structured {
             parts.push(ResultPart::Structured {
-                json: serde_json::to_string_pretty(structured).unwrap_or_default(),
+                json: shown(structured),
             });
         }
         parts
+    }
+}
+
+/// Structured content pretty-printed, unless that more than doubles it (deep nesting): then as
+/// it came, so that it stays within what the result's cap allowed.
+fn shown(structured: &Value) -> String {
+    let compact = structured.to_string();
+    let pretty = serde_json::to_string_pretty(structured).unwrap_or_default();
+    if pretty.len() <= 2 * compact.len() {
+        pretty
+    } else {
+        compact
     }
 }
 

@@ -147,21 +147,24 @@ impl rmcp::ClientHandler for Client {
         )
     }
 
-    /// A server's question during a call: the person is asked through the call's asker (the
-    /// latest call under way on this connection that can ask), and the call waits for the reply
-    /// within its timeout. A question outside any such call is declined.
+    /// A server's question during a call: the person is asked through the call's asker (the one
+    /// call under way on this connection that can ask), and the call waits for the reply within
+    /// its timeout. A question outside any such call, or while several could be asking, is
+    /// declined; so are questions beyond the few one call may ask (see [`Asker`]).
     fn create_elicitation(
         &self,
         request: ElicitRequestParams,
         _context: RequestContext<RoleClient>,
     ) -> impl Future<Output = Result<ElicitResult, rmcp::ErrorData>> + Send + '_ {
-        let asker = self
-            .shared
-            .askers
-            .lock()
-            .expect("not poisoned")
-            .last()
-            .map(|(_, asker)| asker.clone());
+        // With several calls under way that could ask, the question cannot be told apart (stdio
+        // carries no related-request id): it is declined rather than shown under the wrong call.
+        let asker = {
+            let askers = self.shared.askers.lock().expect("not poisoned");
+            match askers.as_slice() {
+                [(_, asker)] => Some(asker.clone()),
+                _ => None,
+            }
+        };
         async move {
             let question = elicitation::question(&request)
                 .map_err(|why| rmcp::ErrorData::invalid_params(why, None))?;
@@ -196,7 +199,11 @@ impl rmcp::ClientHandler for Client {
         let sink = {
             let mut sinks = self.shared.progress.lock().expect("not poisoned");
             match sinks.get_mut(&token) {
-                Some((sink, last)) if last.is_none_or(|t| t.elapsed() >= PROGRESS_EVERY) => {
+                // The last report (progress = total) always passes.
+                Some((sink, last))
+                    if last.is_none_or(|t| t.elapsed() >= PROGRESS_EVERY)
+                        || params.total.is_some_and(|t| params.progress >= t) =>
+                {
                     *last = Some(Instant::now());
                     Some(sink.clone())
                 }

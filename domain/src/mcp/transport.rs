@@ -13,6 +13,9 @@ use super::offerings::{self, Prompt, Resource};
 use super::supervisor::Client;
 use super::{ServerSpec, Settings, Source, Tool, Transport, limits, registry, remote, stdio};
 
+/// How long a server may take to list its resources, and its prompts, at connect.
+const OFFERINGS_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// What a server offers, as listed at connect.
 pub(super) struct Lists {
     pub(super) tools: Vec<Tool>,
@@ -122,9 +125,10 @@ pub(super) async fn open(
     let tools = limits::list_tools(service.peer(), limits)
         .await
         .map_err(|reason| shared.fault().unwrap_or(reason))?;
+    // A server slow to list them is connected without: its tools are what matters most.
     let (resources, prompts) = tokio::join!(
-        offerings::list_resources(service.peer(), limits),
-        offerings::list_prompts(service.peer(), limits)
+        within(offerings::list_resources(service.peer(), limits)),
+        within(offerings::list_prompts(service.peer(), limits))
     );
     let lists = Lists {
         tools,
@@ -132,6 +136,20 @@ pub(super) async fn open(
         prompts: listed(spec, "prompts", prompts),
     };
     Ok((service, lists))
+}
+
+/// A list fetched within [`OFFERINGS_WITHIN`], or why not.
+async fn within<T>(
+    list: impl Future<Output = std::result::Result<Vec<T>, String>>,
+) -> std::result::Result<Vec<T>, String> {
+    tokio::time::timeout(OFFERINGS_WITHIN, list)
+        .await
+        .unwrap_or_else(|_| {
+            Err(format!(
+                "the server did not list them within {} s",
+                OFFERINGS_WITHIN.as_secs()
+            ))
+        })
 }
 
 /// A list as fetched, or none (and a warning) when it could not be.

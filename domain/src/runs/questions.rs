@@ -18,6 +18,9 @@ use super::instances::Note;
 use crate::mcp::elicitation::{self, Asker, Question, Reply};
 use crate::{Error, Result};
 
+/// The most questions one call's server may ask.
+const MAX_QUESTIONS_PER_CALL: u32 = 3;
+
 /// The questions this instance's calls wait on, by id: where their replies go.
 pub(super) type Waiting = Mutex<HashMap<Uuid, oneshot::Sender<Reply>>>;
 
@@ -51,9 +54,24 @@ impl Runs {
         };
         // Dropped with the asker, when its call ends: a question still waiting then expires.
         let (alive, _) = watch::channel(());
+        // How many questions the call has asked, and whether one waits now.
+        let asked = Arc::new(Mutex::new((0_u32, false)));
         Arc::new(move |question| {
             let (runs, from, call_ended) = (runs.clone(), from.clone(), alive.subscribe());
-            Box::pin(async move { runs.ask(from, question, call_ended).await })
+            let asked = asked.clone();
+            Box::pin(async move {
+                {
+                    let mut asked = asked.lock().expect("not poisoned");
+                    if asked.1 || asked.0 >= MAX_QUESTIONS_PER_CALL {
+                        // One at a time, and a few in all: a server cannot flood the person.
+                        return Reply::decline();
+                    }
+                    *asked = (asked.0 + 1, true);
+                }
+                let reply = runs.ask(from, question, call_ended).await;
+                asked.lock().expect("not poisoned").1 = false;
+                reply
+            })
         })
     }
 
@@ -111,8 +129,26 @@ impl Runs {
         );
         tokio::select! {
             reply = rx => reply.unwrap_or_else(|_| Reply::cancel()),
-            // Nothing is ever sent: this resolves when the call ends.
-            _ = call_ended.changed() => Reply::cancel(),
+            // Nothing is ever sent: this resolves when the call ends. The question is marked
+            // expired before this returns, so that an answer landing now is refused.
+            _ = call_ended.changed() => {
+                self.expire(id).await;
+                Reply::cancel()
+            }
+        }
+    }
+
+    /// Marks a question that still waits expired.
+    async fn expire(&self, id: Uuid) {
+        let expired = sqlx::query!(
+            "UPDATE tool_questions SET state = 'expired', answered_at = now()
+             WHERE id = $1 AND state = 'waiting'",
+            id
+        )
+        .execute(self.inner.db.pool())
+        .await;
+        if let Err(e) = expired {
+            tracing::warn!("cannot mark a tool server's question expired: {e}");
         }
     }
 
@@ -127,12 +163,19 @@ impl Runs {
         reply: Reply,
     ) -> Result<bool> {
         let db = self.inner.db.pool();
+        // A question of an answer no longer being written (its instance stopped) waits for
+        // nothing: it is refused as ended.
         let Some(row) = sqlx::query!(
-            r#"SELECT answer_id, call_id, schema AS "schema: Json<Value>", state
-               FROM tool_questions WHERE id = $1 AND user_id = $2 AND chat_id = $3"#,
+            r#"SELECT q.answer_id, q.call_id, q.schema AS "schema: Json<Value>",
+                      (CASE WHEN q.state = 'waiting' AND (m.status IS DISTINCT FROM 'streaming'
+                                 OR m.updated_at < now() - make_interval(secs => $4))
+                            THEN 'expired' ELSE q.state END) AS "state!"
+               FROM tool_questions q LEFT JOIN messages m ON m.id = q.answer_id
+               WHERE q.id = $1 AND q.user_id = $2 AND q.chat_id = $3"#,
             id,
             user_id,
-            chat_id
+            chat_id,
+            crate::chats::STALE_STREAM_SECS as f64
         )
         .fetch_optional(db)
         .await?
@@ -148,6 +191,8 @@ impl Runs {
             return Err(gone());
         }
         let content = match reply.action.as_str() {
+            // A page to open is answered with no content.
+            "accept" if row.schema.is_none() => None,
             "accept" => {
                 let content = reply.content.clone().unwrap_or(Value::Null);
                 if let Some(schema) = &row.schema {
@@ -297,17 +342,6 @@ impl Drop for Expires {
                 state: "expired".into(),
             },
         );
-        tokio::spawn(async move {
-            let expired = sqlx::query!(
-                "UPDATE tool_questions SET state = 'expired', answered_at = now()
-                 WHERE id = $1 AND state = 'waiting'",
-                id
-            )
-            .execute(runs.inner.db.pool())
-            .await;
-            if let Err(e) = expired {
-                tracing::warn!("cannot mark a tool server's question expired: {e}");
-            }
-        });
+        tokio::spawn(async move { runs.expire(id).await });
     }
 }

@@ -190,7 +190,6 @@ pub(super) fn LiveThinking(live: RwSignal<Option<LiveText>>, answer_id: String) 
 #[component]
 fn UserText(content: String) -> impl IntoView {
     let (text, attached) = split_attachments(&content);
-    let text = text.to_owned();
     view! {
         <div class="max-w-[85%] whitespace-pre-wrap rounded-2xl bg-zinc-100 px-4 py-2 text-sm dark:bg-zinc-800">
             {text}
