@@ -536,3 +536,52 @@ async fn questions_are_few_per_call_and_never_shown_under_the_wrong_call(pool: P
         .to_owned();
     assert!(content.contains("decline: null | did 5 steps"), "{content}");
 }
+
+/// A question whose answer is no longer written anywhere (its instance stopped mid-call) is marked
+/// expired by the sweep every instance runs; a live one is left waiting.
+#[sqlx::test(migrator = "domain::db::MIGRATOR")]
+async fn a_question_left_by_a_stopped_instance_expires(pool: PgPool) {
+    let w = world(pool.clone()).await;
+    let (_live, mut events) = w.send("tool:test__ask {}").await;
+    until(&mut events, "question").await;
+    // A question of an answer that ended without it (as after a crash), beside the live one.
+    let (done_chat, mut done_events) = w.send("hello").await;
+    until(&mut done_events, "run_finished").await;
+    let done_answer = w.answer(&done_chat).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let alice_id: uuid::Uuid = sqlx::query_scalar("SELECT user_id FROM chats WHERE id = $1::uuid")
+        .bind(&done_chat)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO tool_questions (id, user_id, chat_id, answer_id, call_id, server_id, message)
+         VALUES (gen_random_uuid(), $1, $2::uuid, $3::uuid, 'call_x', 'test', 'Left behind?')",
+    )
+    .bind(alice_id)
+    .bind(&done_chat)
+    .bind(&done_answer)
+    .execute(&pool)
+    .await
+    .unwrap();
+
+    support::state_of(&w.app)
+        .runs
+        .settle_abandoned()
+        .await
+        .unwrap();
+    let states: Vec<(String, String)> =
+        sqlx::query_as("SELECT message, state FROM tool_questions ORDER BY message")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        states,
+        [
+            ("Left behind?".to_owned(), "expired".to_owned()),
+            ("Who are you?".to_owned(), "waiting".to_owned())
+        ]
+    );
+}

@@ -464,7 +464,8 @@ impl Runs {
 
     /// Settles the runs whose server died while their tools ran ([`store::settle_abandoned`]),
     /// and tells each one's chat, on every instance, that its calls were interrupted and its
-    /// answer ended: a page open on it stops showing its tools running. Returns how many.
+    /// answer ended: a page open on it stops showing its tools running. Their servers' questions
+    /// expire. Returns how many runs.
     pub async fn settle_abandoned(&self) -> Result<usize> {
         let settled = store::settle_abandoned(&self.inner.db, &self.inner.paused).await?;
         for run in &settled {
@@ -475,6 +476,7 @@ impl Runs {
             let (status, error) = store::answer_status(&run.after);
             self.finished(chat_id, answer_id, status, error, None);
         }
+        self.expire_abandoned_questions().await?;
         Ok(settled.len())
     }
 }

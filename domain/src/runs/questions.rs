@@ -277,6 +277,22 @@ impl Runs {
         Ok(())
     }
 
+    /// Marks expired the questions still waiting whose answer is no longer being written on any
+    /// instance (its instance stopped, or it was replaced): nobody waits for their replies.
+    pub(super) async fn expire_abandoned_questions(&self) -> Result<u64> {
+        Ok(sqlx::query!(
+            "UPDATE tool_questions q SET state = 'expired', answered_at = now()
+             WHERE q.state = 'waiting'
+               AND NOT EXISTS (SELECT 1 FROM messages m
+                               WHERE m.id = q.answer_id AND m.status = 'streaming'
+                                 AND m.updated_at >= now() - make_interval(secs => $1))",
+            crate::chats::STALE_STREAM_SECS as f64
+        )
+        .execute(self.inner.db.pool())
+        .await?
+        .rows_affected())
+    }
+
     /// The questions waiting in a chat of the user's, by call id.
     pub async fn waiting_questions(
         &self,
