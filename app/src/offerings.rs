@@ -32,17 +32,11 @@ pub struct ResourceRead {
 /// `POST /api/mcp/offerings`: the resources and prompts of the caller's connected servers.
 #[server(endpoint = "mcp/offerings")]
 pub async fn offerings() -> Result<Vec<ServerOfferings>, AppError> {
-    use domain::mcp::Status;
     let user = crate::ssr::current_user()?;
     let servers = crate::ssr::mcp()?.servers(user.id).await?;
     Ok(servers
         .into_iter()
-        .filter(|s| {
-            matches!(
-                s.status,
-                Status::Connected | Status::Idle | Status::Connecting
-            )
-        })
+        .filter(|s| s.status.is_usable())
         .filter(|s| !s.resources.is_empty() || !s.prompts.is_empty())
         .map(|s| ServerOfferings {
             server_id: s.id,

@@ -144,19 +144,7 @@ impl World {
 
     /// `POST /api/chats/decide` on `app` with this JSON body.
     async fn decide_with(&self, app: &TestApp, token: &str, body: Value) -> (StatusCode, Value) {
-        let response = reqwest::Client::new()
-            .post(format!("{}/api/chats/decide", app.base))
-            .bearer_auth(token)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        let status = response.status();
-        let text = response.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        support::post_json(&app.base, "chats/decide", token, &body).await
     }
 
     async fn new_chat(&self) -> String {

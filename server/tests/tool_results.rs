@@ -349,19 +349,7 @@ async fn resources_and_prompts_over_the_api_are_the_persons_own(pool: PgPool) {
 impl World {
     /// `POST /api/chats/answer` as `token`, with this JSON body.
     async fn answer_question(&self, token: &str, body: Value) -> (StatusCode, Value) {
-        let response = reqwest::Client::new()
-            .post(format!("{}/api/chats/answer", self.app.base))
-            .bearer_auth(token)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        let status = response.status();
-        let text = response.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        support::post_json(&self.app.base, "chats/answer", token, &body).await
     }
 }
 

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 
 use uuid::Uuid;
 
-use super::{ChatTool, Mcp, Status};
+use super::{ChatTool, Mcp};
 use crate::{Database, Result};
 
 impl Mcp {
@@ -21,12 +21,7 @@ impl Mcp {
         Ok(Some(
             servers
                 .into_iter()
-                .filter(|s| {
-                    matches!(
-                        s.status,
-                        Status::Connected | Status::Idle | Status::Connecting
-                    )
-                })
+                .filter(|s| s.status.is_usable())
                 .flat_map(|server| {
                     let off = &off;
                     server.tools.into_iter().map(move |tool| ChatTool {

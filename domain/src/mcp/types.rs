@@ -67,6 +67,14 @@ pub enum Status {
     },
 }
 
+impl Status {
+    /// Its tools (and resources and prompts) may be used: connected, or coming back (idle, or
+    /// connecting again), when a use waits for the connection.
+    pub fn is_usable(&self) -> bool {
+        matches!(self, Status::Connected | Status::Idle | Status::Connecting)
+    }
+}
+
 /// A server as one user sees it: where it comes from, their connection and its tools.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ServerView {

@@ -597,3 +597,26 @@ pub async fn admin(app: &TestApp) -> String {
         .unwrap()
         .secret
 }
+
+/// `POST /api/{endpoint}` on `base` with a JSON body, as `token`: the status and the answer (JSON,
+/// or its text).
+pub async fn post_json(
+    base: &str,
+    endpoint: &str,
+    token: &str,
+    body: &serde_json::Value,
+) -> (reqwest::StatusCode, serde_json::Value) {
+    let response = reqwest::Client::new()
+        .post(format!("{base}/api/{endpoint}"))
+        .bearer_auth(token)
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+    )
+}
