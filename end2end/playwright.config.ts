@@ -14,6 +14,10 @@ const port = Number(process.env.E2E_PORT ?? 3100);
 const idpPort = port + 1;
 const ssoPort = port + 2;
 const llmPort = port + 3;
+// A tool server that asks people to sign in (the project's own, end2end/mcp/test-server.mjs over
+// HTTP), and the authorization server it trusts (the test provider with --resource-servers).
+const mcpIdpPort = port + 4;
+const guardedPort = port + 5;
 const bin = resolve(root, process.env.SWITCHBOARD_BIN ?? "target/release/switchboard");
 // The Node.js running Playwright (scripts/test puts the pinned one first on PATH).
 const node = process.execPath;
@@ -38,6 +42,13 @@ writeFileSync(
     'transport = "stdio"',
     `command = ${JSON.stringify(node)}`,
     `args = [${JSON.stringify(resolve(root, "node_modules/@modelcontextprotocol/server-everything/dist/index.js"))}, "stdio"]`,
+    "",
+    "[[server]]",
+    'id = "guarded"',
+    'name = "Guarded"',
+    'description = "Asks each person to sign in"',
+    'transport = "http"',
+    `url = "http://127.0.0.1:${guardedPort}/mcp"`,
     "",
   ].join("\n"),
 );
@@ -97,6 +108,17 @@ export default defineConfig({
       ...common,
       command: `"${node}" end2end/fake-llm/server.mjs --port ${llmPort}`,
       url: `http://127.0.0.1:${llmPort}/v1/models`,
+    },
+    {
+      ...common,
+      command: `"${node}" end2end/oidc/provider.mjs --port ${mcpIdpPort} --resource-servers`,
+      url: `http://127.0.0.1:${mcpIdpPort}/.well-known/openid-configuration`,
+    },
+    {
+      ...common,
+      command: `"${node}" end2end/mcp/test-server.mjs http`,
+      url: `http://127.0.0.1:${guardedPort}/.well-known/oauth-protected-resource/mcp`,
+      env: { MCP_PORT: String(guardedPort), AUTH_ISSUER: `http://127.0.0.1:${mcpIdpPort}` },
     },
     {
       ...common,

@@ -83,6 +83,7 @@ impl From<domain::Error> for AppError {
             E::Conflict(_) => ErrorKind::Conflict,
             E::Unavailable(_) => ErrorKind::Unavailable,
             E::Timeout(_) => ErrorKind::Timeout,
+            E::SignIn(_) => ErrorKind::Conflict,
             E::Connect(_) | E::Migrate(_) | E::Query(_) => {
                 tracing::error!("server function failed: {}", domain::error::chain(&error));
                 return Self::internal();
@@ -107,6 +108,7 @@ mod tests {
             (E::Conflict(said()), "conflict", 409),
             (E::Unavailable(said()), "unavailable", 503),
             (E::Timeout(said()), "timeout", 504),
+            (E::SignIn(said()), "conflict", 409),
             (E::Query(sqlx::Error::PoolTimedOut), "internal", 500),
         ];
         for (domain_error, word, status) in cases {

@@ -38,10 +38,15 @@ pub struct ServerView {
     pub url: Option<String>,
     /// False when an administrator has switched it off.
     pub enabled: bool,
-    /// `disconnected`, `connecting`, `connected`, `idle` or `failed`.
+    /// `disconnected`, `connecting`, `connected`, `idle`, `failed` or `sign_in` (the server asks
+    /// the caller to sign in: a form posts `id` and `return_to` to `/mcp/oauth/start`).
     pub status: String,
-    /// Why the last attempt failed (another follows while the server stays connected).
+    /// Why the last attempt failed (another follows while the server stays connected), or why a
+    /// sign-in is needed.
     pub error: Option<String>,
+    /// The caller is signed in to it (it asked them to).
+    #[serde(default)]
+    pub signed_in: bool,
     pub tools: Vec<ToolView>,
     /// What it offers besides tools.
     #[serde(default)]
@@ -72,6 +77,12 @@ pub struct AdminServerView {
     pub headers: Vec<String>,
     /// Whether a bearer token is set.
     pub bearer_token: bool,
+    /// The OAuth client registered for Switchboard at the server's sign-in service, if one is.
+    #[serde(default)]
+    pub oauth_client_id: Option<String>,
+    /// Whether that client has a secret set.
+    #[serde(default)]
+    pub oauth_client_secret: bool,
     /// Why it cannot be used as stored.
     pub problem: Option<String>,
 }
@@ -185,6 +196,20 @@ pub async fn disconnect_server(id: String) -> Result<(), AppError> {
     }
 }
 
+/// `POST /api/mcp/sign-out` with `id`: forgets the caller's sign-in to a server (and asks its
+/// sign-in service to revoke it); the server then asks them to sign in again.
+#[server(endpoint = "mcp/sign-out")]
+pub async fn sign_out_of_server(id: String) -> Result<(), AppError> {
+    let user = crate::ssr::current_user()?;
+    if crate::ssr::mcp()?.sign_out(user.id, id.trim()).await? {
+        Ok(())
+    } else {
+        Err(AppError::not_found(
+            "You are not signed in to that tool server.",
+        ))
+    }
+}
+
 /// `POST /api/mcp/personal/add` with `name`, `url`, optional `description`, `bearer_token` and
 /// `headers` (`Name: value` lines): adds a Streamable HTTP server only the caller sees, and
 /// returns its id. Its URL may not lead to loopback, private or link-local addresses unless an
@@ -246,8 +271,10 @@ mod save {
 
     /// `POST /api/mcp/admin/save` (administrators): adds a registry server, or changes the one named
     /// by `previous`; `disabled=true` lists it switched off. `transport` is `stdio` (`command`, `args` one a line, `env` and `secret_env` as
-    /// `NAME=value` lines) or `http` (`url`, `headers` as `Name: value` lines, `bearer_token`). A
-    /// secret left empty keeps its stored value; `remove_bearer_token` removes the token.
+    /// `NAME=value` lines) or `http` (`url`, `headers` as `Name: value` lines, `bearer_token`, and for a
+    /// server whose people sign in and whose sign-in service takes no registrations,
+    /// `oauth_client_id` and `oauth_client_secret`). A secret left empty keeps its stored value;
+    /// `remove_bearer_token` removes the token.
     #[server(endpoint = "mcp/admin/save")]
     pub async fn save_server(
         previous: Option<String>,
@@ -264,6 +291,8 @@ mod save {
         headers: Option<String>,
         bearer_token: Option<String>,
         remove_bearer_token: Option<String>,
+        oauth_client_id: Option<String>,
+        oauth_client_secret: Option<String>,
     ) -> Result<(), AppError> {
         use domain::mcp::registry::parse_pairs;
         use domain::mcp::{ServerInput, Transport};
@@ -291,6 +320,11 @@ mod save {
                     // Empty: keep the stored token (if there is none, there stays none).
                     Some(text(bearer_token).trim().to_owned())
                 },
+                oauth_client_id: oauth_client_id
+                    .map(|id| id.trim().to_owned())
+                    .filter(|id| !id.is_empty()),
+                // Empty: keep the stored secret.
+                oauth_client_secret: oauth_client_secret.map(|s| s.trim().to_owned()),
             },
             other => {
                 return Err(AppError::invalid(format!(
@@ -310,11 +344,28 @@ mod save {
             .map(|p| p.trim().to_owned())
             .filter(|p| !p.is_empty());
         if previous.is_none()
-            && let Transport::Http { bearer_token, .. } = &mut input.transport
-            && bearer_token.as_deref() == Some("")
+            && let Transport::Http {
+                bearer_token,
+                oauth_client_secret,
+                ..
+            } = &mut input.transport
         {
-            // A new server has no stored token for an empty field to keep.
-            *bearer_token = None;
+            // A new server has no stored secrets for an empty field to keep.
+            if bearer_token.as_deref() == Some("") {
+                *bearer_token = None;
+            }
+            if oauth_client_secret.as_deref() == Some("") {
+                *oauth_client_secret = None;
+            }
+        }
+        if let Transport::Http {
+            oauth_client_id: None,
+            oauth_client_secret,
+            ..
+        } = &mut input.transport
+        {
+            // No client, no secret of one.
+            *oauth_client_secret = None;
         }
         if crate::ssr::mcp()?
             .save_server(&user, previous.as_deref(), input)
@@ -454,6 +505,7 @@ pub mod ssr {
             Status::Connected => ("connected", None),
             Status::Idle => ("idle", None),
             Status::Failed { reason } => ("failed", Some(reason)),
+            Status::SignInNeeded { reason } => ("sign_in", Some(reason)),
         };
         ServerView {
             id: view.id,
@@ -465,6 +517,7 @@ pub mod ssr {
             enabled: view.enabled,
             status: status.into(),
             error,
+            signed_in: view.signed_in,
             tools: view.tools.into_iter().map(tool).collect(),
             resources: view.resources,
             prompts: view.prompts,
@@ -498,11 +551,15 @@ pub mod ssr {
                 url,
                 headers,
                 bearer_token,
+                oauth_client_id,
+                oauth_client_secret,
             } => {
                 view.transport = "http".into();
                 view.url = Some(url);
                 view.headers = headers;
                 view.bearer_token = bearer_token;
+                view.oauth_client_id = oauth_client_id;
+                view.oauth_client_secret = oauth_client_secret;
             }
         }
         view

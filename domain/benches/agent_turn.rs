@@ -69,6 +69,7 @@ impl Tools for Add {
             text: sum.to_string(),
             duration_ms: 0,
             parts: Vec::new(),
+            sign_in: None,
         }
     }
 }

@@ -33,6 +33,9 @@ pub enum Error {
     /// Something took longer than it may and was given up.
     #[error("{0}")]
     Timeout(String),
+    /// The person must sign in to a tool server (again) first; the message says which.
+    #[error("{0}")]
+    SignIn(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

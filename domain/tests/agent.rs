@@ -89,12 +89,14 @@ impl Model for Scripted {
 }
 
 /// Tools in this process: `add` sums `a` and `b`; `slow` waits `ms`; `meet` waits until two calls
-/// of it run at once (so calls that run one after another never finish).
+/// of it run at once (so calls that run one after another never finish). While `signed_out`, every
+/// call meets an expired sign-in and does not run.
 #[derive(Default)]
 struct Local {
     calls: Mutex<Vec<Ran>>,
     meeting: tokio::sync::Notify,
     met: std::sync::atomic::AtomicUsize,
+    signed_out: std::sync::atomic::AtomicBool,
 }
 
 impl Tools for Local {
@@ -105,6 +107,16 @@ impl Tools for Local {
         tool: &str,
         arguments: Map<String, Value>,
     ) -> ToolResult {
+        if self.signed_out.load(std::sync::atomic::Ordering::SeqCst) {
+            let why = format!("Your sign-in to '{server}' has expired.");
+            return ToolResult {
+                is_error: true,
+                text: why.clone(),
+                duration_ms: 0,
+                parts: Vec::new(),
+                sign_in: Some(why),
+            };
+        }
         self.calls
             .lock()
             .unwrap()
@@ -114,6 +126,7 @@ impl Tools for Local {
             text,
             duration_ms: 0,
             parts: Vec::new(),
+            sign_in: None,
         };
         match tool {
             "add" => {
@@ -140,6 +153,7 @@ impl Tools for Local {
                 text: format!("no tool {tool}"),
                 duration_ms: 0,
                 parts: Vec::new(),
+                sign_in: None,
             },
         }
     }
@@ -443,6 +457,82 @@ async fn an_approved_call_runs_and_the_model_answers_with_its_result(pool: PgPoo
         steps_checkpointed(&f).await,
         vec!["await_approval", "run_tools", "call_model", "done"]
     );
+}
+
+/// A call that meets an expired sign-in when it is to run is not run and not failed: the answer
+/// pauses again (durably, as for an approval) with the call waiting and saying why, the calls of
+/// the turn that ran keep their results, and once the person has signed in and approved it again
+/// it runs and the model answers from every result.
+#[sqlx::test(migrator = "domain::db::MIGRATOR")]
+async fn a_call_that_meets_an_expired_sign_in_waits_for_it_then_runs(pool: PgPool) {
+    let f = fixture(pool).await;
+    let model = Scripted::new(vec![
+        calls(&[
+            ("c1", "calc__add", json!({"a": 1, "b": 2})),
+            ("c2", "clock__slow", json!({"ms": 1})),
+        ]),
+        text("Done: 3, and slept."),
+    ]);
+    let tools = Local::default();
+    let paused = ask(&f, &model, &tools).await;
+    let (c1, c2) = (paused.calls[0].id.clone(), paused.calls[1].id.clone());
+    decide(&f, &c1, approve()).await;
+    tools
+        .signed_out
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let decided = decide(&f, &c2, approve()).await;
+    assert!(decided.complete);
+    let waiting = resume(&f, &model, &tools).await;
+    assert_eq!(waiting.next, Step::AwaitApproval, "{waiting:#?}");
+    assert!(waiting.end.is_none());
+    assert!(tools.ran().is_empty(), "nothing ran");
+    for call in &waiting.calls {
+        assert_eq!(call.state, CallState::Waiting);
+        assert!(call.decision.is_none());
+        assert!(
+            call.sign_in.as_deref().unwrap().contains("expired"),
+            "{call:?}"
+        );
+        let view = call.view(protocol::Status::Waiting);
+        assert_eq!(view.state, protocol::CallStatus::Waiting);
+        assert!(view.sign_in.is_some());
+    }
+    assert_eq!(
+        model.asked().len(),
+        1,
+        "the model is not called while the calls wait"
+    );
+    // Durable: the pause is the latest checkpoint.
+    let latest = store::latest(&f.db, f.user, f.thread)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(latest.state.next, Step::AwaitApproval);
+    assert!(latest.state.calls.iter().all(|c| c.sign_in.is_some()));
+
+    // Signed in again: the person approves, and the calls run.
+    tools
+        .signed_out
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    decide(&f, &c1, approve()).await;
+    let decided = decide(&f, &c2, approve()).await;
+    assert!(decided.complete);
+    assert!(
+        decided
+            .thread
+            .state
+            .calls
+            .iter()
+            .all(|c| c.sign_in.is_none())
+    );
+    let done = resume(&f, &model, &tools).await;
+    assert_eq!(done.end, Some(End::Answered));
+    assert_eq!(tools.ran().len(), 2);
+    let (messages, _) = &model.asked()[1];
+    assert!(messages.contains(&Message::Tool {
+        tool_call_id: c1,
+        content: "3".into()
+    }));
 }
 
 #[sqlx::test(migrator = "domain::db::MIGRATOR")]

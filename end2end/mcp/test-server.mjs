@@ -12,10 +12,19 @@
 //
 //   node test-server.mjs           serves stdio
 //   node test-server.mjs http      serves Streamable HTTP (with sessions) on 127.0.0.1 at a free
-//                                  port, and prints {"url": ".../mcp"} once it listens
+//                                  port (MCP_PORT, if set), and prints {"url": ".../mcp"} once it
+//                                  listens
+//
+// Over HTTP with AUTH_ISSUER set (an OAuth authorization server's issuer, the test provider's
+// with --resource-servers), it is a protected resource (MCP authorization): requests need a JWT
+// access token from that issuer, for this server (aud) with scope `mcp`, else 401 with a
+// `WWW-Authenticate` that points to its protected resource metadata (served at
+// /.well-known/oauth-protected-resource/mcp). `whoami` says whose token it was. Each request logs
+// `{auth: 'ok'|'refused', sub, jti}`. `POST /admin/refuse` (`{"refuse": true|false}`) makes it
+// refuse every token (as a server does whose sign-in was revoked) or take them again.
 import { appendFileSync } from 'node:fs';
 import { createServer } from 'node:http';
-import { randomUUID } from 'node:crypto';
+import { createPublicKey, randomUUID, verify } from 'node:crypto';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
@@ -63,6 +72,15 @@ function build() {
     async ({ message }) => {
       logCall('echo', { message });
       return text(`Echo: ${message}`);
+    },
+  );
+  server.registerTool(
+    'whoami',
+    { description: 'Says whose access token the request carried', annotations: { readOnlyHint: true } },
+    // No arguments: the handler gets the request's extra alone.
+    async (extra) => {
+      logCall('whoami', {});
+      return text(`You are ${extra.authInfo?.extra?.sub ?? 'nobody'}`);
     },
   );
   server.registerTool(
@@ -238,11 +256,68 @@ function build() {
   return server;
 }
 
+// ---- MCP authorization (AUTH_ISSUER): the tokens this server takes.
+const ISSUER = process.env.AUTH_ISSUER;
+let refusing = false;
+let keys;
+async function publicKey(kid) {
+  keys ??= (await (await fetch(`${ISSUER}/jwks`)).json()).keys;
+  const jwk = keys.find((k) => k.kid === kid) ?? keys[0];
+  return createPublicKey({ key: jwk, format: 'jwk' });
+}
+// The token's claims when it is a valid access token for `resource`, else why not.
+async function checkToken(header, resource) {
+  const token = /^Bearer (.+)$/.exec(header ?? '')?.[1];
+  if (!token) return { why: 'no token' };
+  const [h, p, sig] = token.split('.');
+  if (!sig) return { why: 'not a JWT' };
+  const head = JSON.parse(Buffer.from(h, 'base64url'));
+  const claims = JSON.parse(Buffer.from(p, 'base64url'));
+  const key = await publicKey(head.kid);
+  if (!verify('RSA-SHA256', Buffer.from(`${h}.${p}`), key, Buffer.from(sig, 'base64url'))) return { why: 'bad signature' };
+  if (claims.iss !== ISSUER) return { why: 'wrong issuer' };
+  const aud = [claims.aud].flat();
+  if (!aud.includes(resource)) return { why: `wrong audience ${aud}` };
+  if (!(claims.exp * 1000 > Date.now())) return { why: 'expired' };
+  if (!String(claims.scope ?? '').split(' ').includes('mcp')) return { why: 'no mcp scope' };
+  if (refusing) return { why: 'refused' };
+  return { claims, token };
+}
+
 if (process.argv[2] === 'http') {
   const sessions = new Map();
   const http = createServer(async (req, res) => {
     const session = req.headers['mcp-session-id'] ?? null;
     log({ http: req.method, session });
+    if (ISSUER) {
+      const base = `http://127.0.0.1:${http.address().port}`;
+      const resource = `${base}/mcp`;
+      const path = new URL(req.url, base).pathname;
+      if (path.startsWith('/.well-known/oauth-protected-resource')) {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ resource, authorization_servers: [ISSUER], scopes_supported: ['mcp'], bearer_methods_supported: ['header'] }));
+        return;
+      }
+      if (path === '/admin/refuse' && req.method === 'POST') {
+        let body = '';
+        for await (const chunk of req) body += chunk;
+        refusing = JSON.parse(body).refuse;
+        res.writeHead(204).end();
+        return;
+      }
+      const checked = await checkToken(req.headers.authorization, resource);
+      if (!checked.claims) {
+        log({ auth: 'refused', why: checked.why });
+        res.writeHead(401, {
+          'content-type': 'application/json',
+          'www-authenticate': `Bearer error="invalid_token", resource_metadata="${base}/.well-known/oauth-protected-resource/mcp", scope="mcp"`,
+        });
+        res.end(JSON.stringify({ error: 'invalid_token', error_description: checked.why }));
+        return;
+      }
+      log({ auth: 'ok', sub: checked.claims.sub, jti: checked.claims.jti });
+      req.auth = { token: checked.token, clientId: checked.claims.client_id, scopes: ['mcp'], extra: { sub: checked.claims.sub } };
+    }
     let transport = session && sessions.get(session);
     if (!transport) {
       if (session || req.method !== 'POST') {
@@ -259,7 +334,7 @@ if (process.argv[2] === 'http') {
     }
     await transport.handleRequest(req, res);
   });
-  http.listen(0, '127.0.0.1', () => {
+  http.listen(Number(process.env.MCP_PORT ?? 0), '127.0.0.1', () => {
     process.stdout.write(JSON.stringify({ url: `http://127.0.0.1:${http.address().port}/mcp` }) + '\n');
   });
 } else {

@@ -18,6 +18,12 @@
 //                                         TO is auto-registered as a clone of FROM if absent.
 //   --profile-in-userinfo                 oidc-provider's default: the ID token carries only sub
 //                                         & co., profile and e-mail come from UserInfo
+//   --resource-servers                    an authorization server for protected resources (MCP
+//                                         servers): open dynamic client registration, resource
+//                                         indicators (any http://127.0.0.1 resource gets JWT access
+//                                         tokens with scope `mcp` and aud = the resource), refresh
+//                                         tokens for every client allowed them, token revocation
+//   --access-token-ttl N                  those access tokens' lifetime in seconds (default 3600)
 //   --verbose           (OIDC_VERBOSE=1)  show oidc-provider notices/warnings on stderr
 //
 // stdout: exactly one line, {"issuer":"http://127.0.0.1:PORT"}, once listening. Everything else -> stderr.
@@ -37,6 +43,8 @@ const { values: args } = parseArgs({
     consent: { type: 'boolean' },
     'swap-aud': { type: 'string' },
     'profile-in-userinfo': { type: 'boolean' },
+    'resource-servers': { type: 'boolean' },
+    'access-token-ttl': { type: 'string' },
     verbose: { type: 'boolean' },
   },
   strict: true,
@@ -49,6 +57,8 @@ const HOST = args.host ?? env.OIDC_HOST ?? '127.0.0.1';
 const SHOW_CONSENT = Boolean(args.consent) || truthy(env.OIDC_CONSENT);
 const VERBOSE = Boolean(args.verbose) || truthy(env.OIDC_VERBOSE);
 const SWAP_SPEC = args['swap-aud'] ?? env.OIDC_SWAP_AUD ?? '';
+const RESOURCE_SERVERS = Boolean(args['resource-servers']);
+const ACCESS_TOKEN_TTL = Number(args['access-token-ttl'] ?? 3600);
 
 // stdout is reserved for the single "ready" line: route all console output to stderr and
 // drop oidc-provider's NOTICE/WARNING chatter (it uses console.info -> stdout!) unless --verbose.
@@ -229,6 +239,9 @@ const configuration = {
       accountId: ctx.oidc.session.accountId,
     });
     grant.addOIDCScope([...ctx.oidc.requestParamOIDCScopes].join(' '));
+    for (const [indicator, resourceServer] of Object.entries(ctx.oidc.resourceServers ?? {})) {
+      grant.addResourceScope(indicator, resourceServer.scope);
+    }
     const claims = [...ctx.oidc.requestParamClaims];
     if (claims.length) grant.addOIDCClaims(claims);
     await grant.save();
@@ -250,6 +263,30 @@ const configuration = {
     ClientCredentials: 600,
   },
 };
+
+if (RESOURCE_SERVERS) {
+  configuration.scopes = ['openid', 'offline_access', 'mcp'];
+  configuration.features.registration = { enabled: true };
+  configuration.features.revocation = { enabled: true };
+  configuration.features.resourceIndicators = {
+    enabled: true,
+    defaultResource: (ctx, client, oneOf) => oneOf ?? undefined,
+    useGrantedResource: () => true,
+    getResourceServerInfo(ctx, resourceIndicator) {
+      if (!resourceIndicator.startsWith('http://127.0.0.1:')) throw new errors.InvalidTarget();
+      return {
+        scope: 'mcp',
+        audience: resourceIndicator,
+        accessTokenTTL: ACCESS_TOKEN_TTL,
+        accessTokenFormat: 'jwt',
+        jwt: { sign: { alg: 'RS256' } },
+      };
+    },
+  };
+  configuration.ttl.AccessToken = ACCESS_TOKEN_TTL;
+  // A refresh token for every client allowed the grant (not only for offline_access requests).
+  configuration.issueRefreshToken = async (ctx, client) => client.grantTypeAllowed('refresh_token');
+}
 
 let provider;
 try {

@@ -331,3 +331,30 @@ test("a server's question is answered in its card: the form is checked, survives
   await expect(answer).toContainText("Name: Ada Lovelace");
   await expect(answer).toContainText("Favorite Integer: 7");
 });
+
+test("a server that asks people to sign in: signed in from the Servers page, its tools appear, signing out asks again", async ({ page, isMobile }) => {
+  test.skip(isMobile, "one user's connections: desktop only");
+  await page.goto("/servers");
+  await hydrated(page);
+  const server = page.locator('[data-testid="server"][data-server="guarded"]');
+  await server.getByTestId("connect").click();
+  await expect(server.getByTestId("server-status")).toHaveText("Sign-in needed", { timeout: 30_000 });
+  await expect(server.getByTestId("server-sign-in-reason")).toContainText("Guarded asks you to sign in");
+
+  // The server's sign-in service (the test provider), then back.
+  await server.getByTestId("sign-in").click();
+  await expect(page.locator('input[name="login"]')).toBeVisible();
+  await page.locator('input[name="login"]').fill("alice");
+  await page.locator('input[name="password"]').fill("alice-password");
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await expect(page).toHaveURL(/\/servers$/);
+  await hydrated(page);
+  await expect(server.getByTestId("server-status")).toHaveText("Connected", { timeout: 30_000 });
+  await expect(server.locator('[data-testid="tool"][data-tool="whoami"]')).toBeVisible();
+  await expect(server.getByTestId("sign-out")).toHaveText("Sign out of Guarded");
+
+  await server.getByTestId("sign-out").click();
+  await expect(server.getByTestId("server-status")).toHaveText("Sign-in needed", { timeout: 30_000 });
+  await server.getByTestId("disconnect").click();
+  await expect(server.getByTestId("server-status")).toHaveText("Not connected");
+});

@@ -85,6 +85,10 @@ pub struct CallView {
     /// A question its server asks the person while it runs, waiting for their answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub question: Option<QuestionView>,
+    /// It waits for the person to sign in to its server again (their sign-in expired when it was
+    /// to run): why, in words. Deciding it again (once signed in) runs it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sign_in: Option<String>,
     pub duration_ms: Option<u64>,
 }
 

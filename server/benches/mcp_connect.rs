@@ -173,6 +173,8 @@ async fn main() {
                 url: http.1.clone(),
                 headers: Default::default(),
                 bearer_token: None,
+                oauth_client_id: None,
+                oauth_client_secret: None,
             },
         ),
     ])

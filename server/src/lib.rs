@@ -17,6 +17,7 @@ pub mod limits;
 pub mod llm_settings;
 pub mod serve;
 pub mod telemetry;
+pub mod tool_sign_in;
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -96,12 +97,20 @@ impl AppState {
             );
         }
         let registry = mcp_registry(config)?;
-        let mcp = Mcp::new(
-            db.clone(),
-            registry,
-            config.secret_key()?,
-            config.mcp_settings()?,
-        );
+        let mut mcp_settings = config.mcp_settings()?;
+        // Where tool servers' sign-in services send people back, and Switchboard's client
+        // document (its own address is its client id: only over https).
+        let public = &auth.settings().public_url;
+        mcp_settings.sign_in_redirect = public
+            .join(tool_sign_in::CALLBACK.trim_start_matches('/'))
+            .ok()
+            .map(String::from);
+        mcp_settings.client_document = public
+            .join(tool_sign_in::CLIENT_DOCUMENT.trim_start_matches('/'))
+            .ok()
+            .filter(|u| u.scheme() == "https")
+            .map(String::from);
+        let mcp = Mcp::new(db.clone(), registry, config.secret_key()?, mcp_settings);
         // Until the pool closes: while it hears of revoked tokens, scripts' tokens need no query.
         tokio::spawn(domain::tokens::watch(db.clone()));
         let runs = Runs::new(
@@ -213,6 +222,7 @@ pub fn routes(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .merge(auth::routes::routes())
+        .merge(tool_sign_in::routes())
         .route("/api/chats/{id}/events", get(events::chat_events))
         .leptos_routes_with_context(
             &state,

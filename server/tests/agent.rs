@@ -150,6 +150,8 @@ async fn approve_edit_and_reject_with_the_real_client_and_the_reference_servers(
                     url: ready["url"].as_str().unwrap().into(),
                     headers: Default::default(),
                     bearer_token: None,
+                    oauth_client_id: None,
+                    oauth_client_secret: None,
                 },
             ),
             ServerSpec::new(
@@ -324,6 +326,7 @@ async fn an_approved_call_does_not_run_on_a_server_redefined_before_it_runs(pool
             arguments: None,
         }),
         state: CallState::Running,
+        sign_in: None,
     }];
     // ... when an administrator redefines the server: its connection starts again, and until it
     // is up the run's tools list nothing of it.

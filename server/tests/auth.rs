@@ -137,22 +137,9 @@ async fn begin(browser: &reqwest::Client, app: &TestApp) -> String {
     authorize
 }
 
-/// At the provider: opens `authorize`, signs in as `user` and returns the interaction's page URL
-/// if `stop_at_login`, else the callback URL the provider sends the browser back to.
+/// At the provider: signs in as `user`; the callback URL it sends the browser back to.
 async fn at_provider(browser: &reqwest::Client, authorize: &str, user: &str) -> String {
-    let interaction = location(&browser.get(authorize).send().await.unwrap());
-    let form = browser.get(&interaction).send().await.unwrap();
-    assert_eq!(form.status(), StatusCode::OK);
-    assert!(form.text().await.unwrap().contains("Sign in"));
-    let password = format!("{user}-password");
-    let after_login = browser
-        .post(format!("{interaction}/login"))
-        .form(&[("login", user), ("password", password.as_str())])
-        .send()
-        .await
-        .unwrap();
-    let resume = location(&after_login);
-    let callback = location(&browser.get(&resume).send().await.unwrap());
+    let callback = support::at_the_provider(browser, authorize, user).await;
     assert!(callback.contains("/auth/callback/idp"), "{callback}");
     callback
 }

@@ -64,6 +64,8 @@ fn http(id: &str, url: &str) -> ServerSpec {
             url: url.into(),
             headers: BTreeMap::new(),
             bearer_token: None,
+            oauth_client_id: None,
+            oauth_client_secret: None,
         },
         enabled: true,
         source: Source::File,

@@ -63,6 +63,8 @@ fn http(id: &str, url: &str, headers: &[(&str, &str)]) -> ServerSpec {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             bearer_token: None,
+            oauth_client_id: None,
+            oauth_client_secret: None,
         },
     )
 }

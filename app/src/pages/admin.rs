@@ -190,6 +190,12 @@ fn ServerForm(
                 <label class="flex flex-col gap-1 text-sm sm:col-span-2">"Headers (secret; one “Name: value” a line)"
                     <textarea name="headers" rows="2" class=INPUT>{headers.clone()}</textarea>
                 </label>
+                <label class="flex flex-col gap-1 text-sm">"OAuth client id (only if its sign-in service takes no registrations)"
+                    <input name="oauth_client_id" autocomplete="off" class=INPUT value=s.oauth_client_id.clone().unwrap_or_default() />
+                </label>
+                <label class="flex flex-col gap-1 text-sm">{if s.oauth_client_secret { "OAuth client secret (set; empty keeps it)" } else { "OAuth client secret (optional)" }}
+                    <input name="oauth_client_secret" type="password" autocomplete="off" class=INPUT />
+                </label>
             </Show>
             <Show when=move || transport.get() == "stdio">
                 <label class="flex flex-col gap-1 text-sm sm:col-span-2">"Command"

@@ -5,8 +5,8 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 
 use crate::mcp::{
-    AddPersonalServer, ConnectServer, DeletePersonalServer, DisconnectServer, ServerView, ToolView,
-    list_servers,
+    AddPersonalServer, ConnectServer, DeletePersonalServer, DisconnectServer, ServerView,
+    SignOutOfServer, ToolView, list_servers,
 };
 
 #[component]
@@ -15,6 +15,7 @@ pub fn ServersPage() -> impl IntoView {
     let disconnect = ServerAction::<DisconnectServer>::new();
     let add = ServerAction::<AddPersonalServer>::new();
     let remove = ServerAction::<DeletePersonalServer>::new();
+    let sign_out = ServerAction::<SignOutOfServer>::new();
     // Bumped while a connection is on its way, so its status is read again.
     let tick = RwSignal::new(0u32);
     let servers = Resource::new(
@@ -24,6 +25,7 @@ pub fn ServersPage() -> impl IntoView {
                 disconnect.version().get(),
                 add.version().get(),
                 remove.version().get(),
+                sign_out.version().get(),
                 tick.get(),
             )
         },
@@ -57,6 +59,7 @@ pub fn ServersPage() -> impl IntoView {
             connect.value().get().and_then(Result::err),
             disconnect.value().get().and_then(Result::err),
             remove.value().get().and_then(Result::err),
+            sign_out.value().get().and_then(Result::err),
         ]
         .into_iter()
         .flatten()
@@ -83,7 +86,7 @@ pub fn ServersPage() -> impl IntoView {
                         }.into_any(),
                         Ok(list) => view! {
                             <ul class="mt-6 flex flex-col gap-3" data-testid="server-list">
-                                {list.into_iter().map(|server| view! { <ServerCard server connect disconnect remove /> }).collect_view()}
+                                {list.into_iter().map(|server| view! { <ServerCard server connect disconnect remove sign_out /> }).collect_view()}
                             </ul>
                         }.into_any(),
                         Err(e) => view! {
@@ -115,10 +118,27 @@ fn status_badge(status: &str) -> (&'static str, &'static str) {
             "Failed",
             "bg-red-100 text-red-800 dark:bg-red-950 dark:text-red-300",
         ),
+        "sign_in" => (
+            "Sign-in needed",
+            "bg-amber-100 text-amber-800 dark:bg-amber-950 dark:text-amber-300",
+        ),
         _ => (
             "Not connected",
             "bg-zinc-100 text-zinc-700 dark:bg-zinc-800 dark:text-zinc-300",
         ),
+    }
+}
+
+/// "Sign in to <server>": a plain form, so that the browser goes on to the server's sign-in page
+/// (and comes back to `return_to`).
+#[component]
+pub fn SignIn(id: String, name: String, #[prop(into)] return_to: String) -> impl IntoView {
+    view! {
+        <form method="post" action="/mcp/oauth/start" data-testid="sign-in-form">
+            <input type="hidden" name="id" value=id />
+            <input type="hidden" name="return_to" value=return_to />
+            <button type="submit" class=PRIMARY data-testid="sign-in">{format!("Sign in to {name}")}</button>
+        </form>
     }
 }
 
@@ -131,12 +151,15 @@ fn ServerCard(
     connect: ServerAction<ConnectServer>,
     disconnect: ServerAction<DisconnectServer>,
     remove: ServerAction<DeletePersonalServer>,
+    sign_out: ServerAction<SignOutOfServer>,
 ) -> impl IntoView {
     let (label, badge) = status_badge(&server.status);
+    let needs_sign_in = server.status == "sign_in";
     let wanted = server.status != "disconnected";
     let personal = server.source == "personal";
     let tool_count = server.tools.len();
     let (id, remove_id) = (server.id.clone(), server.id.clone());
+    let (sign_in_id, sign_out_id) = (server.id.clone(), server.id.clone());
     view! {
         <li class="rounded-xl border border-zinc-200 p-4 dark:border-zinc-800" data-testid="server" data-server=server.id.clone() data-status=server.status.clone()>
             <div class="flex flex-wrap items-start gap-3">
@@ -155,14 +178,26 @@ fn ServerCard(
                     {(!server.description.is_empty()).then(|| view! {
                         <p class="mt-1 text-sm text-zinc-700 dark:text-zinc-300">{server.description.clone()}</p>
                     })}
-                    {server.error.clone().map(|e| view! {
+                    {server.error.clone().filter(|_| !needs_sign_in).map(|e| view! {
                         <p class="mt-1 text-sm text-red-700 dark:text-red-400" data-testid="server-error">{e}" Switchboard keeps retrying while you stay connected."</p>
+                    })}
+                    {needs_sign_in.then(|| view! {
+                        <p class="mt-1 text-sm text-amber-800 dark:text-amber-300" data-testid="server-sign-in-reason">
+                            {server.error.clone().unwrap_or_default()}" Its tools are ready once you have."
+                        </p>
                     })}
                     {(server.status == "idle").then(|| view! {
                         <p class="mt-1 text-xs text-zinc-500">"Closed while unused; it reconnects by itself the next time a tool is used."</p>
                     })}
                 </div>
                 <div class="flex items-center gap-2">
+                    {needs_sign_in.then(|| view! { <SignIn id=sign_in_id.clone() name=server.name.clone() return_to="/servers" /> })}
+                    {server.signed_in.then(|| view! {
+                        <ActionForm action=sign_out>
+                            <input type="hidden" name="id" value=sign_out_id.clone() />
+                            <button type="submit" class=BUTTON data-testid="sign-out">{format!("Sign out of {}", server.name)}</button>
+                        </ActionForm>
+                    })}
                     {if wanted {
                         view! {
                             <ActionForm action=disconnect>

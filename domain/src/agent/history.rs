@@ -110,6 +110,7 @@ mod tests {
             annotations: Default::default(),
             decision,
             state,
+            sign_in: None,
         }
     }
 
@@ -128,6 +129,7 @@ mod tests {
                     text: "Echo: edited".into(),
                     duration_ms: 3,
                     parts: Vec::new(),
+                    sign_in: None,
                 },
             },
         );
@@ -147,6 +149,7 @@ mod tests {
                     text: long,
                     duration_ms: 1,
                     parts: Vec::new(),
+                    sign_in: None,
                 },
             },
         );

@@ -167,6 +167,15 @@ impl Tools for McpTools<'_> {
                 text: output.for_model(),
                 duration_ms: output.duration_ms,
                 parts: output.parts(),
+                sign_in: None,
+            },
+            // Not run for want of a sign-in: the call waits for the person to sign in again.
+            Err(crate::Error::SignIn(why)) => ToolResult {
+                is_error: true,
+                text: why.clone(),
+                duration_ms: 0,
+                parts: Vec::new(),
+                sign_in: Some(why),
             },
             // Not reaching the tool (a timeout, a server down) is an error result for the model.
             Err(e) => ToolResult {
@@ -174,6 +183,7 @@ impl Tools for McpTools<'_> {
                 text: e.to_string(),
                 duration_ms: 0,
                 parts: Vec::new(),
+                sign_in: None,
             },
         }
     }

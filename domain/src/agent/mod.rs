@@ -109,6 +109,9 @@ pub struct ToolResult {
     /// What the person is shown, part by part (none when the text says it all).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub parts: Vec<protocol::ResultPart>,
+    /// It did not run: the person must sign in to its server (again) first; what to tell them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sign_in: Option<String>,
 }
 
 /// Where a call stands.
@@ -150,6 +153,10 @@ pub struct Call {
     pub annotations: Annotations,
     pub decision: Option<Decision>,
     pub state: CallState,
+    /// Approved once, it met an expired sign-in to its server and did not run: it waits for a
+    /// decision again, which the person makes once they have signed in. What to tell them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sign_in: Option<String>,
 }
 
 impl Call {
@@ -383,6 +390,7 @@ impl RunState {
                 ));
             }
             call.decision = Some(decision);
+            call.sign_in = None;
         }
         self.calls = decided;
         // The last decision moves the run on (to running tools, or to the humane answer), in
@@ -814,10 +822,12 @@ fn call_of(asked: llm::ToolCall, turn: u32, specs: &[ToolSpec], policies: &Polic
                     text,
                     duration_ms: 0,
                     parts: Vec::new(),
+                    sign_in: None,
                 },
             },
             None => CallState::Waiting,
         },
+        sign_in: None,
     }
 }
 
@@ -852,8 +862,10 @@ fn search_call(
                 text,
                 duration_ms: 0,
                 parts: Vec::new(),
+                sign_in: None,
             },
         },
+        sign_in: None,
     }
 }
 
@@ -913,6 +925,7 @@ async fn run_tools<M: Model, T: Tools>(state: &mut RunState, deps: &Deps<'_, M, 
                     ),
                     duration_ms: 0,
                     parts: Vec::new(),
+                    sign_in: None,
                 },
             };
         }
@@ -940,8 +953,25 @@ async fn run_tools<M: Model, T: Tools>(state: &mut RunState, deps: &Deps<'_, M, 
         }
     }))
     .await;
-    for (&i, result) in running.iter().zip(results) {
-        state.calls[i].state = CallState::Finished { result };
+    let mut signing_in = false;
+    for (&i, mut result) in running.iter().zip(results) {
+        let call = &mut state.calls[i];
+        match result.sign_in.take() {
+            // Not run: the call waits again, for the person to sign in and decide (the
+            // checkpoint of this step says so before anything else happens).
+            Some(why) => {
+                call.state = CallState::Waiting;
+                call.decision = None;
+                call.sign_in = Some(why);
+                signing_in = true;
+            }
+            None => call.state = CallState::Finished { result },
+        }
+    }
+    if signing_in {
+        // Checkpointed as waiting (the next step pauses there).
+        state.next = Step::AwaitApproval;
+        return Outcome::Continue;
     }
     // Every call of the turn answers the model, in the order it asked.
     for call in &state.calls {

@@ -57,6 +57,10 @@ impl Call {
             parts,
             progress: None,
             question: None,
+            sign_in: self
+                .sign_in
+                .clone()
+                .filter(|_| state == CallStatus::Waiting),
             duration_ms,
         }
     }
@@ -85,6 +89,7 @@ mod tests {
             annotations: Default::default(),
             decision,
             state,
+            sign_in: None,
         }
     }
 
@@ -130,6 +135,7 @@ mod tests {
             text: "2".into(),
             duration_ms: 3,
             parts: Vec::new(),
+            sign_in: None,
         };
         let done = call(approve(), Finished { result });
         assert_eq!(shown(done, Status::Complete), CallStatus::Ok);

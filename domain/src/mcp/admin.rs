@@ -120,6 +120,8 @@ impl Mcp {
                 url: url.trim().to_owned(),
                 headers,
                 bearer_token: bearer_token.filter(|t| !t.trim().is_empty()),
+                oauth_client_id: None,
+                oauth_client_secret: None,
             },
         };
         registry::add_personal(

@@ -46,7 +46,7 @@ impl Mcp {
     /// Remembers that the user wants a server connected, within the most servers one person may
     /// have connected (their row is locked meanwhile, so that connects sent together cannot pass
     /// the cap together).
-    async fn want(&self, user_id: Uuid, server_id: &str) -> Result<()> {
+    pub(super) async fn want(&self, user_id: Uuid, server_id: &str) -> Result<()> {
         let max = self.inner.settings.max_connections;
         let mut tx = self.inner.db.pool().begin().await?;
         sqlx::query!("SELECT id FROM users WHERE id = $1 FOR UPDATE", user_id)
@@ -138,7 +138,7 @@ impl Mcp {
         hooks: Hooks,
     ) -> Result<ToolOutput> {
         let shared = self.used(user_id, server_id).await?;
-        let peer = self.ready(&shared, server_id).await?;
+        let peer = self.ready(user_id, &shared, server_id).await?;
         let started = Instant::now();
         let request = CallToolRequestParams::new(tool.to_owned()).with_arguments(arguments);
         let timeout = self.inner.settings.call_timeout;
@@ -152,13 +152,25 @@ impl Mcp {
                     timeout.as_secs()
                 ))
             })?
-            .map_err(|e| {
+            .map_err(|failed| {
+                let e = match failed {
+                    CallFailed::Other(e) => e,
+                    CallFailed::SignIn => {
+                        // The server refused the token, and a refresh did not help: it did not
+                        // run. The connection starts again, and asks for a sign-in.
+                        shared.break_with("Your sign-in has expired.".into());
+                        return Error::SignIn(format!(
+                            "Your sign-in to the tool server '{server_id}' has expired, so '{tool}' did not run: sign in to it again, then run the tool."
+                        ));
+                    }
+                };
                 // A server's error message can be as large as a message may be.
                 let why = limits::cut(&e.to_string(), limits.max_error_chars);
-                let why = if matches!(
+                let lost = matches!(
                     e,
                     rmcp::ServiceError::TransportSend(_) | rmcp::ServiceError::TransportClosed
-                ) {
+                );
+                let why = if lost {
                     // The transport's own reason (a message too large) says more.
                     let why = shared
                         .fault()
@@ -213,14 +225,31 @@ impl Mcp {
     /// The session of the user's connection to a server, ready for a request.
     pub(super) async fn peer(&self, user_id: Uuid, server_id: &str) -> Result<Peer<RoleClient>> {
         let shared = self.used(user_id, server_id).await?;
-        self.ready(&shared, server_id).await
+        self.ready(user_id, &shared, server_id).await
     }
 
-    /// The session of a connection, waking it if it is idle and waiting while it connects.
-    async fn ready(&self, shared: &Shared, server_id: &str) -> Result<Peer<RoleClient>> {
+    /// The session of a connection, waking it if it is idle (or waits for a sign-in the person
+    /// has made since, on any instance) and waiting while it connects.
+    async fn ready(
+        &self,
+        user_id: Uuid,
+        shared: &Shared,
+        server_id: &str,
+    ) -> Result<Peer<RoleClient>> {
         let mut status = shared.status.subscribe();
-        if *status.borrow() == Status::Idle {
+        let now = status.borrow().clone();
+        if now == Status::Idle {
             shared.wake.notify_one();
+        }
+        if matches!(now, Status::SignInNeeded { .. })
+            && self.woken_by_sign_in(user_id, shared, server_id).await
+        {
+            // The supervisor is moving on: wait for the status it reaches.
+            let _ = tokio::time::timeout(
+                Duration::from_secs(1),
+                status.wait_for(|s| !matches!(s, Status::SignInNeeded { .. })),
+            )
+            .await;
         }
         let waited = tokio::time::timeout(
             self.inner.settings.connect_timeout,
@@ -235,10 +264,18 @@ impl Mcp {
         match waited {
             Ok(Ok(s)) if *s == Status::Connected => {}
             Ok(Ok(s)) => {
-                if let Status::Failed { reason } = &*s {
-                    return Err(Error::Unavailable(format!(
-                        "The MCP server '{server_id}' is not connected: {reason}"
-                    )));
+                match &*s {
+                    Status::Failed { reason } => {
+                        return Err(Error::Unavailable(format!(
+                            "The MCP server '{server_id}' is not connected: {reason}"
+                        )));
+                    }
+                    Status::SignInNeeded { reason } => {
+                        return Err(Error::SignIn(format!(
+                            "The MCP server '{server_id}' is not connected: {reason}"
+                        )));
+                    }
+                    _ => {}
                 }
                 return Err(not_now());
             }
@@ -250,6 +287,19 @@ impl Mcp {
             .expect("not poisoned")
             .clone()
             .ok_or_else(not_now)
+    }
+
+    /// Wakes a connection that waits for a sign-in when the person has signed in since (here or
+    /// on another instance). True when it was woken.
+    async fn woken_by_sign_in(&self, user_id: Uuid, shared: &Shared, server_id: &str) -> bool {
+        let Ok(Some(spec)) = self.spec(user_id, server_id).await else {
+            return false;
+        };
+        let signed_in = self.sign_ins().is_signed_in(user_id, &spec).await;
+        if signed_in {
+            shared.wake.notify_one();
+        }
+        signed_in
     }
 
     /// Removes the live connections to a server, of one user or of everyone on this instance.
@@ -361,6 +411,7 @@ impl Mcp {
             shared.clone(),
             self.inner.settings.clone(),
             self.inner.http.clone(),
+            self.sign_ins(),
             stopped,
         ));
         mine.servers.insert(
@@ -383,22 +434,36 @@ async fn call_tool(
     shared: &Arc<Shared>,
     params: CallToolRequestParams,
     hooks: Hooks,
-) -> std::result::Result<ServerResult, rmcp::ServiceError> {
+) -> std::result::Result<ServerResult, CallFailed> {
     let _asking = hooks.ask.map(|asker| Asking::start(shared, asker));
     let progress = hooks.progress;
     let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
     let handle = peer
         .send_request_with_option(request, PeerRequestOptions::no_options())
-        .await?;
+        .await
+        .map_err(CallFailed::Other)?;
     let _listening =
         progress.map(|sink| Listening::start(shared, progress_key(&handle.progress_token), sink));
     let mut abandoned = Abandoned {
         peer: peer.clone(),
         id: Some(handle.id.clone()),
     };
+    let id = handle.id.clone();
     let answer = handle.await_response().await;
     abandoned.id = None;
-    answer
+    answer.map_err(|e| {
+        if shared.was_refused(&id) {
+            CallFailed::SignIn
+        } else {
+            CallFailed::Other(e)
+        }
+    })
+}
+
+/// How a call failed: turned away for want of a (valid) sign-in, so it did not run; or otherwise.
+enum CallFailed {
+    SignIn,
+    Other(rmcp::ServiceError),
 }
 
 /// Who hears a call's progress and answers its server's questions.

@@ -26,6 +26,7 @@
 //! | [`results`] | what a tool returned, as the model is told it and the person shown it |
 //! | [`offerings`] | a server's resources and prompts: listed, read, run |
 //! | [`elicitation`] | a server's questions to the person during a call, and their answers checked |
+//! | [`sign_in`] | a person's sign-in to a server that asks for one (OAuth), and their tokens |
 //! | [`limits`], [`net`] | what a server may send; which addresses may be reached |
 
 mod admin;
@@ -38,6 +39,7 @@ mod offerings;
 pub mod registry;
 mod remote;
 mod results;
+mod sign_in;
 mod stdio;
 mod supervisor;
 mod transport;
@@ -63,6 +65,7 @@ use supervisor::{Connection, close_all};
 
 pub use admin::MAX_PERSONAL_SERVERS;
 pub use offerings::{MAX_RESOURCE_CHARS, Prompt, PromptArgument, Resource, ResourceText};
+pub use sign_in::{FLOW_MINUTES, Finished};
 pub use types::{
     AdminServer, Annotations, ChatTool, ServerView, Settings, Status, Tool, ToolOutput,
 };
@@ -131,10 +134,18 @@ impl Mcp {
     }
 
     /// The servers the user may connect to, with their connection and tools. The first call for a
-    /// user on this instance brings back the connections they had.
+    /// user on this instance brings back the connections they had, and wakes the ones that wait
+    /// for a sign-in the user has made since (on any instance).
     pub async fn servers(&self, user_id: Uuid) -> Result<Vec<ServerView>> {
         let specs = self.specs(user_id).await?;
         self.sync(user_id, &specs).await?;
+        let sign_ins = self.sign_ins().of(user_id).await?;
+        let signed_in = |spec: &ServerSpec| match &spec.transport {
+            Transport::Http { url, .. } => {
+                sign_ins.iter().any(|(id, u)| *id == spec.id && u == url)
+            }
+            Transport::Stdio { .. } => false,
+        };
         let users = self.inner.users.lock().expect("not poisoned");
         let mine = users.get(&user_id);
         Ok(specs
@@ -145,9 +156,18 @@ impl Mcp {
                     (Transport::Http { url, .. }, Source::Personal) => Some(url.clone()),
                     _ => None,
                 };
+                let signed_in = signed_in(&spec);
+                let status = connection.map_or(Status::Disconnected, |c| c.shared.status());
+                if signed_in
+                    && matches!(status, Status::SignInNeeded { .. })
+                    && let Some(c) = connection
+                {
+                    c.shared.wake.notify_one();
+                }
                 ServerView {
                     transport: spec.transport.kind().into(),
-                    status: connection.map_or(Status::Disconnected, |c| c.shared.status()),
+                    status,
+                    signed_in,
                     tools: connection.map_or_else(Vec::new, |c| {
                         c.shared.tools.read().expect("not poisoned").clone()
                     }),

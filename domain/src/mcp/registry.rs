@@ -80,13 +80,19 @@ pub enum Transport {
         #[serde(default)]
         secret_env: BTreeMap<String, String>,
     },
-    /// A Streamable HTTP endpoint. Header values and the token are secrets.
+    /// A Streamable HTTP endpoint. Header values, the token and the client secret are secrets.
     Http {
         url: String,
         #[serde(default)]
         headers: BTreeMap<String, String>,
         #[serde(default)]
         bearer_token: Option<String>,
+        /// For a server whose people sign in (OAuth): the client an administrator registered for
+        /// Switchboard at its authorization server, when that server takes no registrations.
+        #[serde(default)]
+        oauth_client_id: Option<String>,
+        #[serde(default)]
+        oauth_client_secret: Option<String>,
     },
 }
 
@@ -111,11 +117,15 @@ impl std::fmt::Debug for Transport {
                 url,
                 headers,
                 bearer_token,
+                oauth_client_id,
+                oauth_client_secret,
             } => f
                 .debug_struct("Http")
                 .field("url", url)
                 .field("headers", &headers.keys().collect::<Vec<_>>())
                 .field("bearer_token", &bearer_token.is_some())
+                .field("oauth_client_id", oauth_client_id)
+                .field("oauth_client_secret", &oauth_client_secret.is_some())
                 .finish(),
         }
     }
@@ -136,6 +146,12 @@ pub enum PublicTransport {
         url: String,
         headers: Vec<String>,
         bearer_token: bool,
+        // Left out when unset: the clear form is part of a server's key (see
+        // `agent::server_key`), which must not change for the servers that have none.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        oauth_client_id: Option<String>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        oauth_client_secret: bool,
     },
 }
 
@@ -148,6 +164,8 @@ struct Secrets {
     headers: BTreeMap<String, String>,
     #[serde(default)]
     bearer_token: Option<String>,
+    #[serde(default)]
+    oauth_client_secret: Option<String>,
 }
 
 impl Transport {
@@ -175,10 +193,14 @@ impl Transport {
                 url,
                 headers,
                 bearer_token,
+                oauth_client_id,
+                oauth_client_secret,
             } => PublicTransport::Http {
                 url: url.clone(),
                 headers: headers.keys().cloned().collect(),
                 bearer_token: bearer_token.is_some(),
+                oauth_client_id: oauth_client_id.clone(),
+                oauth_client_secret: oauth_client_secret.is_some(),
             },
         }
     }
@@ -192,10 +214,12 @@ impl Transport {
             Transport::Http {
                 headers,
                 bearer_token,
+                oauth_client_secret,
                 ..
             } => Secrets {
                 headers: headers.clone(),
                 bearer_token: bearer_token.clone(),
+                oauth_client_secret: oauth_client_secret.clone(),
                 ..Secrets::default()
             },
         }
@@ -224,6 +248,8 @@ impl Transport {
                 url,
                 headers,
                 bearer_token,
+                oauth_client_id,
+                oauth_client_secret,
             } => Transport::Http {
                 url,
                 headers: headers
@@ -234,6 +260,9 @@ impl Transport {
                     })
                     .collect(),
                 bearer_token: bearer_token.then(|| secrets.bearer_token.unwrap_or_default()),
+                oauth_client_id,
+                oauth_client_secret: oauth_client_secret
+                    .then(|| secrets.oauth_client_secret.unwrap_or_default()),
             },
         }
     }
@@ -251,17 +280,22 @@ impl Transport {
                 Transport::Http {
                     headers,
                     bearer_token,
+                    oauth_client_secret,
                     ..
                 },
                 Transport::Http {
                     headers: old_headers,
                     bearer_token: old_token,
+                    oauth_client_secret: old_secret,
                     ..
                 },
             ) => {
                 keep(headers, old_headers);
                 if bearer_token.as_deref() == Some("") {
                     *bearer_token = old_token.clone();
+                }
+                if oauth_client_secret.as_deref() == Some("") {
+                    *oauth_client_secret = old_secret.clone();
                 }
             }
             _ => {}
@@ -287,8 +321,19 @@ impl Transport {
                 url,
                 headers,
                 bearer_token,
+                oauth_client_id,
+                oauth_client_secret,
             } => {
                 check_url(url).map_err(Error::Invalid)?;
+                if oauth_client_id
+                    .as_deref()
+                    .is_some_and(|id| id.trim().is_empty() || id.len() > MAX_HEADER_VALUE)
+                {
+                    return invalid("The OAuth client id is empty or too long.");
+                }
+                if oauth_client_secret.is_some() && oauth_client_id.is_none() {
+                    return invalid("An OAuth client secret needs its client id.");
+                }
                 check_headers(headers).map_err(Error::Invalid)?;
                 match bearer_token.as_deref() {
                     Some("") => return invalid("The bearer token is empty."),
@@ -566,6 +611,8 @@ impl Row {
                     url: String::new(),
                     headers: Vec::new(),
                     bearer_token: false,
+                    oauth_client_id: None,
+                    oauth_client_secret: false,
                 }
             }
         };
@@ -792,6 +839,14 @@ pub(super) async fn delete(db: &Database, owner: Option<Uuid>, id: &str) -> Resu
         )
         .execute(&mut *tx)
         .await?;
+        // People's sign-ins to it go with it (a server made again with its id asks again).
+        sqlx::query!(
+            "DELETE FROM mcp_sign_ins WHERE server_id = $1 AND ($2::uuid IS NULL OR user_id = $2)",
+            id,
+            owner
+        )
+        .execute(&mut *tx)
+        .await?;
     }
     tx.commit().await?;
     Ok(deleted > 0)
@@ -823,6 +878,8 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             bearer_token: token.map(str::to_owned),
+            oauth_client_id: None,
+            oauth_client_secret: None,
         }
     }
 
@@ -906,6 +963,22 @@ mod tests {
         assert!(file.contains("Host"), "{file}");
     }
 
+    /// A server's clear form is part of its key: one without an OAuth client reads as it did
+    /// before clients could be set, so its people's standing approvals hold.
+    #[test]
+    fn the_clear_form_of_a_server_without_a_client_is_as_it_was() {
+        let transport = http_with("https://mcp.example.com/mcp", &[("X-Key", "v")], Some("t"));
+        assert_eq!(
+            serde_json::to_value(transport.public()).unwrap(),
+            serde_json::json!({
+                "transport": "http",
+                "url": "https://mcp.example.com/mcp",
+                "headers": ["X-Key"],
+                "bearer_token": true,
+            })
+        );
+    }
+
     #[test]
     fn names_become_ids() {
         assert_eq!(slug("My Tools!"), "my-tools");
@@ -919,12 +992,15 @@ mod tests {
             url: "https://mcp.example.com/mcp".into(),
             headers: BTreeMap::from([("X-Api-Key".into(), "s3cret".into())]),
             bearer_token: Some("t0ken".into()),
+            oauth_client_id: Some("switchboard".into()),
+            oauth_client_secret: Some("cl1ent".into()),
         };
         let public = serde_json::to_string(&transport.public()).unwrap();
         assert!(
-            !public.contains("s3cret") && !public.contains("t0ken"),
+            !public.contains("s3cret") && !public.contains("t0ken") && !public.contains("cl1ent"),
             "{public}"
         );
+        assert!(public.contains("switchboard"), "{public}");
         assert!(public.contains("X-Api-Key"));
         let back = Transport::assemble(transport.public(), transport.secrets());
         assert_eq!(back, transport);
@@ -933,6 +1009,8 @@ mod tests {
             url: "https://mcp.example.com/v2".into(),
             headers: BTreeMap::from([("X-Api-Key".into(), String::new())]),
             bearer_token: Some(String::new()),
+            oauth_client_id: Some("switchboard".into()),
+            oauth_client_secret: Some(String::new()),
         };
         edited.keep_secrets_of(&transport);
         assert_eq!(
@@ -941,6 +1019,8 @@ mod tests {
                 url: "https://mcp.example.com/v2".into(),
                 headers: BTreeMap::from([("X-Api-Key".into(), "s3cret".into())]),
                 bearer_token: Some("t0ken".into()),
+                oauth_client_id: Some("switchboard".into()),
+                oauth_client_secret: Some("cl1ent".into()),
             }
         );
     }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use futures_util::StreamExt;
 use http::{HeaderName, HeaderValue};
-use rmcp::model::ClientJsonRpcMessage;
+use rmcp::model::{ClientJsonRpcMessage, JsonRpcMessage, RequestId};
 use rmcp::transport::common::client_side_sse::BoxedSseResponse;
 use rmcp::transport::streamable_http_client::{
     StreamableHttpClient, StreamableHttpError, StreamableHttpPostResponse,
@@ -17,11 +17,14 @@ use super::AddressPolicy;
 use super::limits::size;
 
 /// An HTTP client that tells `fault` when rmcp refused a message for its size (rmcp then ends the
-/// session saying only "Transport closed").
+/// session saying only "Transport closed"), `challenge` whether each answer was a 401 (with its
+/// `WWW-Authenticate`) or not, and `refused` which request a 401 turned away (it was not run).
 #[derive(Clone)]
 pub struct Capped {
     pub client: rmcp_reqwest::Client,
     pub fault: Arc<dyn Fn(String) + Send + Sync>,
+    pub challenge: Arc<dyn Fn(Option<String>) + Send + Sync>,
+    pub refused: Arc<dyn Fn(RequestId) + Send + Sync>,
 }
 
 type Answer<T> = Result<T, StreamableHttpError<rmcp_reqwest::Error>>;
@@ -49,17 +52,29 @@ impl Capped {
     }
 
     fn checked<T>(&self, answer: Answer<T>) -> Answer<T> {
-        if let Err(StreamableHttpError::ResponseBodyTooLarge { max_size }) = &answer {
-            self.too_large(*max_size);
+        match &answer {
+            Err(StreamableHttpError::ResponseBodyTooLarge { max_size }) => {
+                self.too_large(*max_size);
+            }
+            Err(StreamableHttpError::AuthRequired(asked)) => {
+                (self.challenge)(Some(asked.www_authenticate_header.clone()));
+                return answer;
+            }
+            _ => {}
         }
+        (self.challenge)(None);
         answer
     }
 
     fn post_watched(
         &self,
+        request: Option<RequestId>,
         answer: Answer<StreamableHttpPostResponse>,
         max: usize,
     ) -> Answer<StreamableHttpPostResponse> {
+        if let (Some(id), Err(StreamableHttpError::AuthRequired(_))) = (request, &answer) {
+            (self.refused)(id);
+        }
         match self.checked(answer)? {
             StreamableHttpPostResponse::Sse(stream, session) => Ok(
                 StreamableHttpPostResponse::Sse(self.watched(stream, max), session),
@@ -80,11 +95,12 @@ impl StreamableHttpClient for Capped {
         auth_header: Option<String>,
         custom_headers: HashMap<HeaderName, HeaderValue>,
     ) -> Answer<StreamableHttpPostResponse> {
+        let request = request_id(&message);
         let answer = self
             .client
             .post_message(uri, message, session_id, auth_header, custom_headers)
             .await;
-        self.post_watched(answer, usize::MAX)
+        self.post_watched(request, answer, usize::MAX)
     }
 
     async fn post_message_with_max_sse_event_size(
@@ -96,6 +112,7 @@ impl StreamableHttpClient for Capped {
         custom_headers: HashMap<HeaderName, HeaderValue>,
         max_sse_event_size: usize,
     ) -> Answer<StreamableHttpPostResponse> {
+        let request = request_id(&message);
         let answer = self
             .client
             .post_message_with_max_sse_event_size(
@@ -107,7 +124,7 @@ impl StreamableHttpClient for Capped {
                 max_sse_event_size,
             )
             .await;
-        self.post_watched(answer, max_sse_event_size)
+        self.post_watched(request, answer, max_sse_event_size)
     }
 
     async fn delete_session(
@@ -117,9 +134,11 @@ impl StreamableHttpClient for Capped {
         auth_header: Option<String>,
         custom_headers: HashMap<HeaderName, HeaderValue>,
     ) -> Answer<()> {
-        self.client
+        let answer = self
+            .client
             .delete_session(uri, session_id, auth_header, custom_headers)
-            .await
+            .await;
+        self.checked(answer)
     }
 
     async fn get_stream(
@@ -175,6 +194,52 @@ pub fn http_cause(error: &rmcp::service::ClientInitializeError) -> Option<String
         StreamableHttpError::Client(e) => Some(crate::error::chain(e)),
         _ => None,
     }
+}
+
+/// The id of a request message (none for notifications and responses).
+fn request_id(message: &ClientJsonRpcMessage) -> Option<RequestId> {
+    match message {
+        JsonRpcMessage::Request(request) => Some(request.id.clone()),
+        _ => None,
+    }
+}
+
+/// The `WWW-Authenticate` challenge of a handshake the server answered with 401.
+pub fn challenge(error: &rmcp::service::ClientInitializeError) -> Option<String> {
+    let rmcp::service::ClientInitializeError::TransportError { error, .. } = error else {
+        return None;
+    };
+    match error
+        .error
+        .downcast_ref::<StreamableHttpError<rmcp_reqwest::Error>>()?
+    {
+        StreamableHttpError::AuthRequired(asked) => Some(asked.www_authenticate_header.clone()),
+        _ => None,
+    }
+}
+
+/// A client for one request of a sign-in (discovery, registration, tokens): pinned to checked
+/// addresses like a personal server's when `policy` is given; following redirects within the
+/// origin when `follow`, none else.
+pub async fn oauth_client(
+    policy: Option<&AddressPolicy>,
+    url: &str,
+    follow: bool,
+) -> std::result::Result<rmcp_reqwest::Client, String> {
+    let mut builder = builder();
+    if !follow {
+        builder = builder.redirect(rmcp_reqwest::redirect::Policy::none());
+    }
+    if let Some(policy) = policy {
+        let (name, addresses) = policy.check(url).await?;
+        builder = builder.no_proxy();
+        if let Some(name) = name {
+            builder = builder.resolve_to_addrs(&name, &addresses);
+        }
+    }
+    builder
+        .build()
+        .map_err(|e| format!("Cannot set up a connection to {url}: {e}."))
 }
 
 /// The HTTP client rmcp's Streamable HTTP transport is built on.

@@ -1,7 +1,7 @@
 //! One connection's life: its shared state ([`Shared`]), the supervisor that keeps it up while it
 //! is wanted (connect, fetch the tools, reconnect with backoff, close when idle), and its end.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -17,7 +17,8 @@ use uuid::Uuid;
 
 use super::elicitation::{self, Asker};
 use super::offerings::{self, Prompt, Resource};
-use super::transport::{Lists, open};
+use super::sign_in::SignIns;
+use super::transport::{Lists, Refused, open};
 use super::{ServerSpec, Settings, Status, Tool, limits};
 
 /// One supervised connection.
@@ -48,6 +49,11 @@ pub(super) struct Shared {
     pub(super) offerings_changed: Notify,
     /// Why the transport ended the session it carries, when it did (a message too large).
     pub(super) fault: Mutex<Option<String>>,
+    /// The server's last answer was a 401: its `WWW-Authenticate` challenge (cleared by any
+    /// answer that is not).
+    pub(super) challenge: Mutex<Option<String>>,
+    /// Requests a 401 turned away (never run), by id, until their callers have looked.
+    pub(super) refused: Mutex<HashSet<NumberOrString>>,
     /// Who hears the progress of each call under way that asked for it, by progress token, and
     /// when they last heard.
     pub(super) progress: Mutex<HashMap<String, (ProgressSink, Option<Instant>)>>,
@@ -86,6 +92,8 @@ impl Shared {
             tools_changed: Notify::new(),
             offerings_changed: Notify::new(),
             fault: Mutex::default(),
+            challenge: Mutex::default(),
+            refused: Mutex::default(),
             progress: Mutex::default(),
             askers: Mutex::default(),
         }
@@ -106,6 +114,34 @@ impl Shared {
     pub(super) fn report_fault(self: &Arc<Self>) -> impl Fn(String) + Send + Sync + 'static {
         let shared = self.clone();
         move |why| *shared.fault.lock().expect("not poisoned") = Some(why)
+    }
+
+    /// The server's last answer asked for a sign-in: its challenge.
+    pub(super) fn challenge(&self) -> Option<String> {
+        self.challenge.lock().expect("not poisoned").clone()
+    }
+
+    /// For a transport, to say whether the server's answer was a 401, and with what challenge.
+    pub(super) fn report_challenge(
+        self: &Arc<Self>,
+    ) -> impl Fn(Option<String>) + Send + Sync + 'static {
+        let shared = self.clone();
+        move |challenge| *shared.challenge.lock().expect("not poisoned") = challenge
+    }
+
+    /// For a transport, to say which request a 401 turned away.
+    pub(super) fn report_refused(
+        self: &Arc<Self>,
+    ) -> impl Fn(NumberOrString) + Send + Sync + 'static {
+        let shared = self.clone();
+        move |id| {
+            shared.refused.lock().expect("not poisoned").insert(id);
+        }
+    }
+
+    /// Whether a 401 turned this request away (the record is then dropped).
+    pub(super) fn was_refused(&self, id: &NumberOrString) -> bool {
+        self.refused.lock().expect("not poisoned").remove(id)
     }
 
     pub(super) fn set(&self, status: Status) {
@@ -285,6 +321,7 @@ pub(super) async fn supervise(
     shared: Arc<Shared>,
     settings: Arc<Settings>,
     http: rmcp_reqwest::Client,
+    sign_ins: SignIns,
     mut stopped: watch::Receiver<bool>,
 ) {
     let mut pause = Duration::from_secs(1);
@@ -296,7 +333,7 @@ pub(super) async fn supervise(
             shared: shared.clone(),
         };
         let opened = tokio::select! {
-            opened = tokio::time::timeout(settings.connect_timeout, open(user_id, &spec, client, &settings, &http)) => opened,
+            opened = tokio::time::timeout(settings.connect_timeout, open(user_id, &spec, client, &settings, &http, &sign_ins)) => opened,
             _ = stop_requested(&mut stopped) => return,
         };
         let reason = match opened {
@@ -323,7 +360,16 @@ pub(super) async fn supervise(
                     }
                 }
             }
-            Ok(Err(reason)) => {
+            Ok(Err(Refused::SignIn(reason))) => {
+                // Nothing to try until the person signs in: then the connection is woken.
+                tracing::info!(server = %spec.id, "an MCP server asks its person to sign in");
+                shared.set(Status::SignInNeeded { reason });
+                tokio::select! {
+                    _ = shared.wake.notified() => continue,
+                    _ = stop_requested(&mut stopped) => return,
+                }
+            }
+            Ok(Err(Refused::Failed(reason))) => {
                 tracing::warn!(server = %spec.id, "cannot connect to an MCP server: {reason}");
                 reason
             }

@@ -10,11 +10,27 @@ use rmcp::transport::StreamableHttpClientTransport;
 use uuid::Uuid;
 
 use super::offerings::{self, Prompt, Resource};
+use super::sign_in::{self, SignIns};
 use super::supervisor::Client;
 use super::{ServerSpec, Settings, Source, Tool, Transport, limits, registry, remote, stdio};
+use rmcp::transport::auth::AuthClient;
 
 /// How long a server may take to list its resources, and its prompts, at connect.
 const OFFERINGS_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Why a session could not be opened.
+pub(super) enum Refused {
+    /// The server asks the person to sign in (again), and says where: the message says so.
+    SignIn(String),
+    /// Anything else: the message says what.
+    Failed(String),
+}
+
+impl From<String> for Refused {
+    fn from(reason: String) -> Self {
+        Refused::Failed(reason)
+    }
+}
 
 /// What a server offers, as listed at connect.
 pub(super) struct Lists {
@@ -31,9 +47,10 @@ pub(super) async fn open(
     client: Client,
     settings: &Settings,
     shared_http: &rmcp_reqwest::Client,
-) -> std::result::Result<(RunningService<RoleClient, Client>, Lists), String> {
+    sign_ins: &SignIns,
+) -> std::result::Result<(RunningService<RoleClient, Client>, Lists), Refused> {
     if let Some(problem) = &spec.problem {
-        return Err(problem.clone());
+        return Err(problem.clone().into());
     }
     let limits = &settings.limits;
     let shared = client.shared.clone();
@@ -74,6 +91,7 @@ pub(super) async fn open(
             url,
             headers,
             bearer_token,
+            ..
         } => {
             // Checked when saved; again here for servers stored or listed before these checks.
             registry::check_url(url)?;
@@ -103,18 +121,53 @@ pub(super) async fn open(
             let http = remote::Capped {
                 client: http,
                 fault: Arc::new(shared.report_fault()),
+                challenge: Arc::new(shared.report_challenge()),
+                refused: Arc::new(shared.report_refused()),
             };
-            let transport = StreamableHttpClientTransport::with_client(http, config);
-            client
-                .serve(transport)
-                .await
-                .map_err(|e| match remote::http_cause(&e) {
-                    Some(cause) => format!(
-                        "Cannot reach {url}: {}.",
-                        limits::cut(&cause, limits.max_error_chars)
-                    ),
-                    None => failed(&format!("Cannot reach {url}"), &e),
-                })?
+            // A person signed in to the server: their token goes with every request (refreshed
+            // before it expires, and once after a 401).
+            let tried = chrono::Utc::now();
+            let authorization = sign_ins
+                .authorization(user_id, spec, &settings.addresses)
+                .await?;
+            let signed_in = authorization.is_some();
+            let served = match authorization {
+                Some(manager) => {
+                    let http = AuthClient::new(http, manager);
+                    client
+                        .serve(StreamableHttpClientTransport::with_client(http, config))
+                        .await
+                }
+                None => {
+                    client
+                        .serve(StreamableHttpClientTransport::with_client(http, config))
+                        .await
+                }
+            };
+            match served {
+                Ok(service) => service,
+                Err(e) => {
+                    if let Some(challenge) = remote::challenge(&e) {
+                        return Err(refused_for_sign_in(
+                            user_id,
+                            spec,
+                            settings,
+                            sign_ins,
+                            signed_in.then_some(tried),
+                            &challenge,
+                        )
+                        .await);
+                    }
+                    return Err(match remote::http_cause(&e) {
+                        Some(cause) => format!(
+                            "Cannot reach {url}: {}.",
+                            limits::cut(&cause, limits.max_error_chars)
+                        ),
+                        None => failed(&format!("Cannot reach {url}"), &e),
+                    }
+                    .into());
+                }
+            }
         }
     };
     // Tool lists are fetched fresh, and only through the limits: no copies in rmcp's cache.
@@ -136,6 +189,31 @@ pub(super) async fn open(
         prompts: listed(spec, "prompts", prompts),
     };
     Ok((service, lists))
+}
+
+/// What a 401 at connect means: the person is asked to sign in when the server says where (a
+/// sign-in of theirs it refused is forgotten: it is over); else the connection failed.
+async fn refused_for_sign_in(
+    user_id: Uuid,
+    spec: &ServerSpec,
+    settings: &Settings,
+    sign_ins: &SignIns,
+    // When the person's sign-in was tried (when they had one).
+    tried: Option<chrono::DateTime<chrono::Utc>>,
+    challenge: &str,
+) -> Refused {
+    if let Err(why) = sign_in::asks_for_sign_in(spec, &settings.addresses, challenge).await {
+        return Refused::Failed(why);
+    }
+    if let Some(tried) = tried {
+        sign_ins.forget_refused(user_id, &spec.id, tried).await;
+        Refused::SignIn(format!(
+            "Your sign-in to {} has expired or was revoked: sign in again.",
+            spec.name
+        ))
+    } else {
+        Refused::SignIn(format!("{} asks you to sign in.", spec.name))
+    }
 }
 
 /// A list fetched within [`OFFERINGS_WITHIN`], or why not.

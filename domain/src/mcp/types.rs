@@ -65,6 +65,10 @@ pub enum Status {
     Failed {
         reason: String,
     },
+    /// The server asks the person to sign in (again): nothing is tried until they have.
+    SignInNeeded {
+        reason: String,
+    },
 }
 
 impl Status {
@@ -87,6 +91,9 @@ pub struct ServerView {
     pub url: Option<String>,
     pub enabled: bool,
     pub status: Status,
+    /// The person is signed in to it (it asked them to, and they did).
+    #[serde(default)]
+    pub signed_in: bool,
     pub tools: Vec<Tool>,
     /// What it offers besides tools (kept while it idles, as its tools are).
     #[serde(default)]
@@ -166,6 +173,12 @@ pub struct Settings {
     /// Over this many tools in a chat, its model is offered a tool search and a few of them
     /// rather than all (0: all, however many).
     pub tool_search_over: usize,
+    /// Where authorization servers send people back after they signed in to a tool server
+    /// (`<public URL>/mcp/oauth/callback`); None: nobody can sign in to one.
+    pub sign_in_redirect: Option<String>,
+    /// Switchboard's OAuth client metadata document (`<public URL>/oauth/client.json`), offered
+    /// as its client id where an authorization server takes one; only over https.
+    pub client_document: Option<String>,
 }
 
 impl Default for Settings {
@@ -181,6 +194,8 @@ impl Default for Settings {
             refresh_interval: Duration::from_secs(2),
             max_connections: 20,
             tool_search_over: 40,
+            sign_in_redirect: None,
+            client_document: None,
         }
     }
 }

@@ -52,7 +52,8 @@ pub(super) fn call_events(answer_id: Uuid, before: &RunState, after: &RunState) 
     for (i, call) in after.all_calls().enumerate() {
         let prev = was.get(i).copied().filter(|p| p.id == call.id);
         let view = || call.view(status);
-        if prev.is_none() {
+        // New, or asked again (it met an expired sign-in and waits for the person).
+        if prev.is_none() || (call.sign_in.is_some() && prev.is_some_and(|p| p.sign_in.is_none())) {
             events.push(EventKind::ToolCall {
                 answer_id: answer_id.clone(),
                 call: view(),

@@ -17,7 +17,10 @@ use crate::AppState;
 
 /// Paths that need no signed-in user. Everything else does.
 fn is_public(path: &str) -> bool {
-    matches!(path, "/login" | "/api/auth/providers") || path.starts_with("/auth/")
+    matches!(
+        path,
+        "/login" | "/api/auth/providers" | crate::tool_sign_in::CLIENT_DOCUMENT
+    ) || path.starts_with("/auth/")
 }
 
 /// Static files and health checks: answered without looking at the session at all.

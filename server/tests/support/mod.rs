@@ -482,6 +482,33 @@ pub fn location(response: &reqwest::Response) -> String {
     response.url().join(raw).unwrap().to_string()
 }
 
+/// At the test provider: opens `authorize`, signs in as `user` (password `<user>-password`) and
+/// returns where the provider then sends the browser (the client's callback); when the provider
+/// remembers the browser's sign-in, that is at once.
+pub async fn at_the_provider(browser: &reqwest::Client, authorize: &str, user: &str) -> String {
+    let interaction = location(&browser.get(authorize).send().await.unwrap());
+    if !interaction.contains("/interaction/") {
+        return interaction;
+    }
+    let form = browser.get(&interaction).send().await.unwrap();
+    assert_eq!(form.status(), reqwest::StatusCode::OK);
+    assert!(form.text().await.unwrap().contains("Sign in"));
+    let password = format!("{user}-password");
+    let after_login = browser
+        .post(format!("{interaction}/login"))
+        .form(&[("login", user), ("password", password.as_str())])
+        .send()
+        .await
+        .unwrap();
+    let resume = location(&after_login);
+    location(&browser.get(&resume).send().await.unwrap())
+}
+
+/// A request for a page, its answer (redirects not followed).
+pub async fn get(browser: &reqwest::Client, url: &str) -> reqwest::Response {
+    browser.get(url).send().await.unwrap()
+}
+
 /// Calls a server function the way the browser and scripts do: a form-encoded POST.
 pub async fn call(
     client: &reqwest::Client,

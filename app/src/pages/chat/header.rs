@@ -5,7 +5,8 @@ use leptos::task::spawn_local;
 
 use crate::chats::{ChatData, set_chat_model};
 use crate::components::icons;
-use crate::mcp::{ChatToolView, chat_tools, set_chat_tool};
+use crate::mcp::{ChatToolView, ServerView, chat_tools, list_servers, set_chat_tool};
+use crate::pages::servers::SignIn;
 
 #[component]
 pub(super) fn ModelPicker(
@@ -53,7 +54,7 @@ pub(super) fn ModelPicker(
 }
 
 /// The tools this chat may use: those of the person's connected servers, each switched on until
-/// they switch it off here.
+/// they switch it off here; above them, the servers that wait for the person to sign in.
 #[component]
 pub(super) fn ChatTools(chat_id: String) -> impl IntoView {
     let open = RwSignal::new(false);
@@ -64,7 +65,11 @@ pub(super) fn ChatTools(chat_id: String) -> impl IntoView {
         move || (chat_id.get_value(), open.get(), changed.get()),
         |(id, open, _)| async move {
             if open {
-                Some(chat_tools(id).await)
+                let waiting: Vec<ServerView> = list_servers()
+                    .await
+                    .map(|list| list.into_iter().filter(|s| s.status == "sign_in").collect())
+                    .unwrap_or_default();
+                Some((chat_tools(id.clone()).await, waiting, format!("/c/{id}")))
             } else {
                 None
             }
@@ -91,18 +96,31 @@ pub(super) fn ChatTools(chat_id: String) -> impl IntoView {
                             move || {
                                 let chat_id = chat_id.get_value();
                                 Suspend::new(async move {
-                                    match tools.await {
-                                        None => ().into_any(),
-                                        Some(Ok(list)) if list.is_empty() => view! {
+                                    let Some((tools, waiting, here)) = tools.await else {
+                                        return ().into_any();
+                                    };
+                                    let sign_ins = (!waiting.is_empty()).then(|| view! {
+                                        <ul class="mt-2 flex flex-col gap-2" data-testid="chat-tools-sign-in">
+                                            {waiting.into_iter().map(|s| view! {
+                                                <li class="rounded-lg bg-amber-50 p-2 text-xs dark:bg-amber-950">
+                                                    <p class="mb-1">{s.error.clone().unwrap_or_default()}</p>
+                                                    <SignIn id=s.id name=s.name return_to=here.clone() />
+                                                </li>
+                                            }).collect_view()}
+                                        </ul>
+                                    });
+                                    let list = match tools {
+                                        Ok(list) if list.is_empty() => view! {
                                             <p class="mt-2 text-xs" data-testid="no-chat-tools">
                                                 "No tool server is connected. "
                                                 <a href="/servers" class="text-indigo-600 hover:underline dark:text-indigo-400">"Connect one"</a>
                                                 "."
                                             </p>
                                         }.into_any(),
-                                        Some(Ok(list)) => view! { <ToolSwitches chat_id list changed error /> }.into_any(),
-                                        Some(Err(e)) => view! { <p role="alert" class="mt-2 text-xs text-red-700 dark:text-red-400">{e.to_string()}</p> }.into_any(),
-                                    }
+                                        Ok(list) => view! { <ToolSwitches chat_id list changed error /> }.into_any(),
+                                        Err(e) => view! { <p role="alert" class="mt-2 text-xs text-red-700 dark:text-red-400">{e.to_string()}</p> }.into_any(),
+                                    };
+                                    view! { {sign_ins} {list} }.into_any()
                                 })
                             }
                         }

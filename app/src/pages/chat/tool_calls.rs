@@ -5,6 +5,7 @@ use leptos::task::spawn_local;
 
 use super::question::QuestionCard;
 use crate::agent::{CallStatus, CallView, DecisionInput, ResultPart, decide};
+use crate::pages::servers::SignIn;
 
 const RESULT: &str = "mt-1 max-h-64 overflow-auto whitespace-pre-wrap rounded bg-zinc-50 p-2 text-xs dark:bg-zinc-900";
 
@@ -19,7 +20,12 @@ pub(super) fn calls_key(calls: &[CallView]) -> String {
                 .as_ref()
                 .map(|q| q.id.as_str())
                 .unwrap_or_default();
-            format!("{}:{}:{progress}:{question}", c.id, c.state.as_str())
+            let sign_in = if c.sign_in.is_some() { "s" } else { "" };
+            format!(
+                "{}:{}:{progress}:{question}:{sign_in}",
+                c.id,
+                c.state.as_str()
+            )
         })
         .collect::<Vec<_>>()
         .join(",")
@@ -88,7 +94,17 @@ pub(super) fn ToolCalls(chat_id: String, answer_id: String, calls: Vec<CallView>
                     let chat_id = target.get_value().0;
                     view! { <QuestionCard chat_id question /> }
                 });
-                view! { <ToolCallCard call send busy /> {question} }
+                // Its server's sign-in expired when it was to run: sign in again, then approve.
+                let sign_in = call.sign_in.clone().map(|why| {
+                    let here = format!("/c/{}", target.get_value().0);
+                    view! {
+                        <div class="flex flex-wrap items-center gap-2 rounded-xl border border-amber-300 bg-amber-50 p-3 text-xs dark:border-amber-800 dark:bg-amber-950" data-testid="sign-in-again">
+                            <p class="min-w-0 flex-1">{why}" Once you have, approve it below to run it."</p>
+                            <SignIn id=call.server.clone() name=call.server.clone() return_to=here />
+                        </div>
+                    }
+                });
+                view! { {sign_in} <ToolCallCard call send busy /> {question} }
             }).collect_view()}
             {move || error.get().map(|e| view! {
                 <p role="alert" data-testid="decide-error" class="rounded-lg border border-red-200 bg-red-50 px-3 py-2 text-xs text-red-800 dark:border-red-900 dark:bg-red-950 dark:text-red-200">{e}</p>
