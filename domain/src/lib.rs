@@ -13,6 +13,7 @@ pub mod error;
 pub mod llm;
 pub mod local_models;
 pub mod mcp;
+pub mod metrics;
 pub mod model_admin;
 pub mod runs;
 pub mod secrets;

@@ -63,6 +63,11 @@ pub struct Config {
     #[arg(long, env = "SWITCHBOARD_ALLOWED_HOSTS")]
     pub allowed_hosts: Option<String>,
 
+    /// The secret that `/metrics` (Prometheus) is served with, as a bearer token. Unset: metrics
+    /// are not served.
+    #[arg(long, env = "SWITCHBOARD_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
+
     /// Requests each person may make per second, on average (`0`: no limit). Over it, requests
     /// get `429 Too Many Requests` with `Retry-After`.
     #[arg(long, env = "SWITCHBOARD_RATE_LIMIT_PER_SECOND", default_value_t = 10)]

@@ -15,6 +15,7 @@ pub mod headers;
 pub mod health;
 pub mod limits;
 pub mod llm_settings;
+pub mod metrics;
 pub mod serve;
 pub mod telemetry;
 pub mod tool_sign_in;
@@ -65,6 +66,9 @@ pub struct AppState {
     pub rate_limit: Option<Arc<limits::RateLimit>>,
     /// Each person's open event streams.
     pub streams: Arc<limits::OpenStreams>,
+    /// What operators see at `/metrics`, and the secret it is served with (None: not served).
+    pub metrics: Arc<metrics::Metrics>,
+    pub metrics_token: Option<String>,
 }
 
 impl AppState {
@@ -143,6 +147,11 @@ impl AppState {
                 burst: config.rate_limit_burst,
             }),
             streams: limits::OpenStreams::new(config.max_event_streams),
+            metrics: metrics::Metrics::new(),
+            metrics_token: config
+                .metrics_token
+                .clone()
+                .filter(|t| !t.trim().is_empty()),
         })
     }
 
@@ -221,6 +230,7 @@ pub fn routes(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics::scrape))
         .merge(auth::routes::routes())
         .merge(tool_sign_in::routes())
         .route("/api/chats/{id}/events", get(events::chat_events))
@@ -258,6 +268,10 @@ pub fn routes(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             headers::security_headers,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
         ))
         .with_state(state)
 }

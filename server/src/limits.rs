@@ -202,6 +202,11 @@ impl OpenStreams {
         self.most
     }
 
+    /// Every person's open streams on this instance.
+    pub fn total(&self) -> usize {
+        self.open.lock().expect("not poisoned").values().sum()
+    }
+
     /// A slot for one more of `user`'s streams, unless they have the most open already.
     pub fn open(self: &Arc<Self>, user: Uuid) -> Option<StreamSlot> {
         let mut open = self.open.lock().expect("not poisoned");

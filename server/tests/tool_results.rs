@@ -1,8 +1,8 @@
 //! What tools give back in a chat, over HTTP as a script drives it, with the scripted model
 //! (end2end/fake-llm) and the project's own MCP server (end2end/mcp/test-server.mjs, with 200
 //! extra tools): every kind of result reaches the person and the model, a running call's progress
-//! streams to the page, Stop cancels the call on the server, and a chat with 200 tools offers the
-//! model a search and a few of them.
+//! streams to the page, Stop cancels the call on the server, a chat with 200 tools offers the
+//! model a search and a few of them, and operators see it all in the metrics.
 
 mod support;
 
@@ -572,4 +572,132 @@ async fn a_question_left_by_a_stopped_instance_expires(pool: PgPool) {
             ("Who are you?".to_owned(), "waiting".to_owned())
         ]
     );
+}
+
+/// One sample's value in a scrape (0 when it is not there yet).
+fn sample(scrape: &prometheus_parse::Scrape, metric: &str, labels: &[(&str, &str)]) -> f64 {
+    scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == metric)
+        .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .map(|s| match &s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => *v,
+            prometheus_parse::Value::Histogram(buckets) => {
+                buckets.iter().map(|b| b.count).fold(0.0, f64::max)
+            }
+            prometheus_parse::Value::Summary(_) => 0.0,
+        })
+        .sum()
+}
+
+/// What operators see: `/metrics` answers only with its secret, in a form Prometheus reads, with
+/// every family listed; a chat whose model calls a tool moves the requests, the model's calls,
+/// times and tokens, and the tool's call and decision.
+#[sqlx::test(migrator = "domain::db::MIGRATOR")]
+async fn metrics_show_what_the_app_did(pool: PgPool) {
+    let w = world_with(pool, &["--metrics-token", "m3trics"]).await;
+    let url = format!("{}/metrics", w.app.base);
+    let client = reqwest::Client::new();
+    let none = client.get(&url).send().await.unwrap();
+    assert_eq!(none.status(), StatusCode::UNAUTHORIZED);
+    let wrong = client.get(&url).bearer_auth("m3tric").send().await.unwrap();
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    // A person's own token is not the metrics secret either.
+    let person = client.get(&url).bearer_auth(&w.alice).send().await.unwrap();
+    assert_eq!(person.status(), StatusCode::UNAUTHORIZED);
+    let scrape = || async {
+        let response = client
+            .get(&url)
+            .bearer_auth("m3trics")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert!(
+            response.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("application/openmetrics-text")
+        );
+        let text = response.text().await.unwrap();
+        prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).unwrap()
+    };
+    let before = scrape().await;
+    assert_eq!(
+        sample(
+            &before,
+            "switchboard_mcp_connections",
+            &[("state", "connected")]
+        ),
+        1.0
+    );
+
+    let (_, mut events) = w.send(r#"tool:test__echo {"message": "hi"}"#).await;
+    let seen = until(&mut events, "run_finished").await;
+    assert_eq!(seen.last().unwrap().data["status"], "complete", "{seen:?}");
+    let after = scrape().await;
+    // Every family, once the app has been used (one with no sample yet is not listed).
+    for family in [
+        "switchboard_http_requests",
+        "switchboard_http_request_duration_seconds",
+        "switchboard_event_streams",
+        "switchboard_answers",
+        "switchboard_approval_oldest_wait_seconds",
+        "switchboard_mcp_connections",
+        "switchboard_db_pool_connections",
+        "switchboard_instance_peers",
+        "switchboard_llm_calls",
+        "switchboard_llm_first_token_seconds",
+        "switchboard_llm_duration_seconds",
+        "switchboard_llm_tokens",
+        "switchboard_tool_calls",
+        "switchboard_tool_decisions",
+    ] {
+        assert!(after.docs.contains_key(family), "{family} is listed");
+    }
+    let moved = |metric: &str, labels: &[(&str, &str)]| {
+        sample(&after, metric, labels) - sample(&before, metric, labels)
+    };
+    assert_eq!(
+        moved(
+            "switchboard_http_requests_total",
+            &[("route", "/api/chats/send"), ("status", "200")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        moved(
+            "switchboard_llm_calls_total",
+            &[
+                ("provider", "fake"),
+                ("model", "scripted"),
+                ("outcome", "ok")
+            ]
+        ),
+        2.0,
+        "the call that asked for the tool, and the answer"
+    );
+    assert!(moved("switchboard_llm_tokens_total", &[("kind", "output")]) > 0.0);
+    assert!(
+        moved(
+            "switchboard_llm_duration_seconds",
+            &[("provider", "fake"), ("model", "scripted")]
+        ) >= 2.0,
+        "two more observations"
+    );
+    assert_eq!(
+        moved("switchboard_tool_calls_total", &[("outcome", "ok")]),
+        1.0
+    );
+    assert_eq!(
+        moved(
+            "switchboard_tool_decisions_total",
+            &[("decision", "approve"), ("by", "policy")]
+        ),
+        1.0
+    );
+    assert_eq!(sample(&after, "switchboard_event_streams", &[]), 1.0);
 }

@@ -188,6 +188,25 @@ impl Mcp {
             .collect())
     }
 
+    /// How many connections of everyone's on this instance are in each state (`connected`,
+    /// `connecting`, `idle`, `failed`, `sign_in`).
+    pub fn connection_counts(&self) -> HashMap<&'static str, usize> {
+        let users = self.inner.users.lock().expect("not poisoned");
+        let mut counts = HashMap::new();
+        for connection in users.values().flat_map(|m| m.servers.values()) {
+            let state = match connection.shared.status() {
+                Status::Disconnected => "disconnected",
+                Status::Connecting => "connecting",
+                Status::Connected => "connected",
+                Status::Idle => "idle",
+                Status::Failed { .. } => "failed",
+                Status::SignInNeeded { .. } => "sign_in",
+            };
+            *counts.entry(state).or_default() += 1;
+        }
+        counts
+    }
+
     /// Closes every connection (stdio servers' processes end with them).
     pub async fn shutdown(&self) {
         let all: Vec<Connection> = {

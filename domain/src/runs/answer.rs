@@ -21,6 +21,7 @@ use crate::agent::{
 };
 use crate::chats::{self, Status};
 use crate::llm;
+use crate::metrics::METRICS;
 use crate::{Error, Result};
 
 /// How often the text of a streaming answer is written to the database.
@@ -604,6 +605,7 @@ impl agent::Model for StreamingModel<'_> {
         };
         // The model cannot answer now: the next of the alias's list is asked, and so on.
         let mut fallback = None;
+        let mut used = (self.llm.provider.id.clone(), self.llm.model.to_owned());
         if let Err(failed) = &opened
             && failed.is_outage()
         {
@@ -614,6 +616,9 @@ impl agent::Model for StreamingModel<'_> {
                 let at = Instant::now();
                 match self.llm.client.stream(provider, &request).await {
                     Ok(stream) => {
+                        // The model that could not answer counts as failed; this one answers.
+                        METRICS.model_call(&used.0, &used.1, None, asked_at.elapsed(), None, false);
+                        used = (provider.id.clone(), model.clone());
                         fallback = Some(chats::Fallback {
                             model: llm::qualified(&provider.id, model),
                             instead_of: chosen,
@@ -623,20 +628,34 @@ impl agent::Model for StreamingModel<'_> {
                         break;
                     }
                     Err(e) if e.is_outage() => {
+                        METRICS.model_call(&provider.id, model, None, at.elapsed(), None, false);
                         tracing::warn!(
                             provider = provider.id,
                             "a fallback model cannot answer either: {e}"
                         );
                     }
                     Err(e) => {
+                        METRICS.model_call(&provider.id, model, None, at.elapsed(), None, false);
                         tracing::warn!(provider = provider.id, "a fallback model refused: {e}")
                     }
                 }
             }
         }
         let mut completion = agent::live::read_into(opened, asked_at, &mut sink).await;
-        if let Ok(completion) = &mut completion {
-            completion.fallback = fallback;
+        match &mut completion {
+            Ok(completion) => {
+                let tokens = completion.usage.map(|u| (u.input_tokens, u.output_tokens));
+                METRICS.model_call(
+                    &used.0,
+                    &used.1,
+                    completion.first_token,
+                    completion.took,
+                    tokens,
+                    true,
+                );
+                completion.fallback = fallback;
+            }
+            Err(_) => METRICS.model_call(&used.0, &used.1, None, asked_at.elapsed(), None, false),
         }
         self.writing.lock().expect("not poisoned").clear();
         completion

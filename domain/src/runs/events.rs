@@ -4,7 +4,8 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::agent::{Call, CallState, RunState, Step, store};
+use crate::agent::{Call, CallState, Decider, Decision, RunState, Step, store};
+use crate::metrics::{CallOutcome, DecisionLabels, METRICS};
 
 /// One event on a chat's stream. `id` orders them; see [`EventId`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -43,7 +44,8 @@ impl std::str::FromStr for EventId {
     }
 }
 
-/// The events that a run's state moving from `before` to `after` makes.
+/// The events that a run's state moving from `before` to `after` makes (each move is seen here
+/// once, where it is made: the decisions and ended calls are counted for operators too).
 pub(super) fn call_events(answer_id: Uuid, before: &RunState, after: &RunState) -> Vec<EventKind> {
     let (status, _) = store::answer_status(after);
     let answer_id = answer_id.to_string();
@@ -59,7 +61,10 @@ pub(super) fn call_events(answer_id: Uuid, before: &RunState, after: &RunState) 
                 call: view(),
             });
         }
-        if call.decision.is_some() && prev.is_none_or(|p| p.decision.is_none()) {
+        if let Some(decision) = &call.decision
+            && prev.is_none_or(|p| p.decision.is_none())
+        {
+            count_decision(decision);
             events.push(EventKind::Decision {
                 answer_id: answer_id.clone(),
                 call: view(),
@@ -68,6 +73,7 @@ pub(super) fn call_events(answer_id: Uuid, before: &RunState, after: &RunState) 
         let ended =
             |c: &Call| matches!(c.state, CallState::Finished { .. } | CallState::Interrupted);
         if ended(call) && !prev.is_some_and(ended) {
+            count_ended(&call.state);
             events.push(EventKind::ToolResult {
                 answer_id: answer_id.clone(),
                 call: view(),
@@ -88,6 +94,33 @@ pub(super) fn call_events(answer_id: Uuid, before: &RunState, after: &RunState) 
         });
     }
     events
+}
+
+fn count_decision(decision: &Decision) {
+    let (decision, by) = match decision {
+        Decision::Approve { by, .. } => ("approve", by),
+        Decision::Reject { by, .. } => ("reject", by),
+    };
+    let by = match by {
+        Decider::Person => "person",
+        Decider::Policy { .. } => "policy",
+    };
+    METRICS
+        .tool_decisions
+        .get_or_create(&DecisionLabels { decision, by })
+        .inc();
+}
+
+fn count_ended(state: &CallState) {
+    let outcome = match state {
+        CallState::Finished { result } if result.is_error => "error",
+        CallState::Finished { .. } => "ok",
+        _ => "interrupted",
+    };
+    METRICS
+        .tool_calls
+        .get_or_create(&CallOutcome { outcome })
+        .inc();
 }
 
 #[cfg(test)]

@@ -25,7 +25,8 @@ fn is_public(path: &str) -> bool {
 
 /// Static files and health checks: answered without looking at the session at all.
 pub fn is_infrastructure(path: &str) -> bool {
-    path.starts_with("/pkg/") || matches!(path, "/favicon.svg" | "/healthz" | "/readyz")
+    path.starts_with("/pkg/")
+        || matches!(path, "/favicon.svg" | "/healthz" | "/readyz" | "/metrics")
 }
 
 fn is_api(path: &str) -> bool {
