@@ -5,6 +5,7 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::State;
 use domain::Database;
+use domain::mcp::Mcp;
 use domain::runs::Runs;
 use http::StatusCode;
 use serde_json::{Value, json};
@@ -19,10 +20,13 @@ pub async fn healthz() -> Json<Value> {
 }
 
 /// `GET /readyz`: 200 when the database answers and every migration is applied, 503 otherwise,
-/// with the reason. It also tells how many other instances on the database this one hears of.
+/// with the reason. It also tells how many other instances on the database this one hears of,
+/// and, as detail (an instance is ready whatever they do), the model providers marked down and
+/// the registry tool servers whose connections fail on this instance.
 pub async fn readyz(
     State(db): State<Database>,
     State(runs): State<Runs>,
+    State(mcp): State<Mcp>,
 ) -> (StatusCode, Json<Value>) {
     match tokio::time::timeout(READY_TIMEOUT, db.readiness()).await {
         Ok(Ok(readiness)) if readiness.is_ready() => (
@@ -33,6 +37,8 @@ pub async fn readyz(
                 "instance_id": readiness.instance_id,
                 "migrations": { "applied": readiness.migrations_applied, "expected": readiness.migrations_expected },
                 "other_instances": runs.other_instances(),
+                "providers_down": runs.llm().down(),
+                "tool_servers_failing": mcp.failing_registry_servers(),
             })),
         ),
         Ok(Ok(readiness)) => not_ready(

@@ -288,4 +288,93 @@ mod tests {
         assert_eq!(metrics.route("/c/1234"), "/c/{id}", "known routes stay");
         assert!(metrics.routes.lock().unwrap().len() <= MAX_ROUTES);
     }
+
+    /// The names of the families an encoding lists (from its `# HELP` lines).
+    fn listed(metrics: &Metrics) -> Vec<String> {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &metrics.registry).unwrap();
+        text.lines()
+            .filter_map(|l| l.strip_prefix("# HELP "))
+            .filter_map(|l| l.split_whitespace().next())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// The Grafana dashboard in docs/ asks only for metrics Switchboard serves (a family renamed
+    /// here would leave an empty panel there).
+    #[test]
+    fn the_dashboard_asks_only_for_metrics_that_exist() {
+        let metrics = Metrics::new();
+        // A sample in every family, so that each is listed.
+        let labels = |state: &str| StateLabels {
+            state: state.into(),
+        };
+        metrics.route("/");
+        metrics
+            .requests
+            .get_or_create(&RequestLabels {
+                method: "GET".into(),
+                route: "/".into(),
+                status: 200,
+            })
+            .inc();
+        metrics
+            .latency
+            .get_or_create(&RouteLabels {
+                method: "GET".into(),
+                route: "/".into(),
+            })
+            .observe(0.01);
+        metrics.answers.get_or_create(&labels("waiting")).set(1);
+        metrics.mcp.get_or_create(&labels("connected")).set(1);
+        metrics.pool.get_or_create(&labels("idle")).set(1);
+        let domain = &domain::metrics::METRICS;
+        domain.model_call(
+            "p",
+            "m",
+            Some(std::time::Duration::from_millis(5)),
+            std::time::Duration::from_millis(9),
+            Some((1, 1)),
+            true,
+        );
+        domain
+            .tool_calls
+            .get_or_create(&domain::metrics::CallOutcome { outcome: "ok" })
+            .inc();
+        domain
+            .tool_decisions
+            .get_or_create(&domain::metrics::DecisionLabels {
+                decision: "approve",
+                by: "person",
+            })
+            .inc();
+        let families = listed(&metrics);
+        assert!(families.len() >= 14, "{families:?}");
+
+        let dashboard: serde_json::Value =
+            serde_json::from_str(include_str!("../../docs/grafana-dashboard.json")).unwrap();
+        let exprs: Vec<&str> = dashboard["panels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|p| p["targets"].as_array().unwrap())
+            .map(|t| t["expr"].as_str().unwrap())
+            .collect();
+        assert!(!exprs.is_empty());
+        for expr in exprs {
+            let names = expr
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .filter(|w| w.starts_with("switchboard_"));
+            for name in names {
+                let family = ["_total", "_bucket", "_sum", "_count"]
+                    .iter()
+                    .find_map(|suffix| name.strip_suffix(suffix))
+                    .unwrap_or(name);
+                assert!(
+                    families.iter().any(|f| f == family),
+                    "{name} (in `{expr}`) is not served; families: {families:?}"
+                );
+            }
+        }
+    }
 }

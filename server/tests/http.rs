@@ -68,6 +68,8 @@ async fn readyz_is_ready_on_a_migrated_database(pool: PgPool) {
         json["migrations"]["expected"]
     );
     assert!(json["instance_id"].is_string());
+    assert_eq!(json["providers_down"], serde_json::json!([]));
+    assert_eq!(json["tool_servers_failing"], serde_json::json!([]));
 }
 
 #[sqlx::test(migrations = false)]

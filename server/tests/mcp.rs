@@ -324,9 +324,12 @@ async fn a_server_that_dies_shows_why_and_is_reconnected_when_it_returns(pool: P
         unreachable!()
     };
     assert!(!reason.is_empty());
+    // Operators see it in /readyz's detail.
+    assert_eq!(mcp.failing_registry_servers(), ["everything-http"]);
 
     let _back = EverythingHttp::start(port);
     until(&mcp, alice, "everything-http", connected).await;
+    assert!(mcp.failing_registry_servers().is_empty());
     let output = mcp
         .call(
             alice,
@@ -771,6 +774,8 @@ async fn personal_servers_are_checked_where_they_point_and_seen_by_their_owner_a
         unreachable!()
     };
     assert!(reason.contains("loopback"), "{reason}");
+    // A person's own server is theirs: its id is not told to operators.
+    assert!(strict.failing_registry_servers().is_empty());
     strict.shutdown().await;
 
     assert!(strict.delete_personal(alice, &id).await.unwrap());

@@ -285,6 +285,11 @@ async fn an_alias_falls_back_to_its_next_model_and_a_failing_provider_is_marked_
     }
     let (_, models) = api(&app, &alice, "models/list", &[]).await;
     assert_eq!(models["down"], serde_json::json!(["gone"]));
+    // Operators see it in /readyz's detail; the instance stays ready.
+    let ready = reqwest::get(format!("{}/readyz", app.base)).await.unwrap();
+    assert_eq!(ready.status(), StatusCode::OK);
+    let ready: serde_json::Value = ready.json().await.unwrap();
+    assert_eq!(ready["providers_down"], serde_json::json!(["gone"]));
     // The Models page says so too.
     let admin = support::admin(&app).await;
     let (_, listed) = api(&app, &admin, "admin/models/list", &[]).await;

@@ -207,6 +207,24 @@ impl Mcp {
         counts
     }
 
+    /// The registry's servers (not people's own, whose ids are theirs) that some connection on
+    /// this instance cannot reach now, sorted.
+    pub fn failing_registry_servers(&self) -> Vec<String> {
+        let users = self.inner.users.lock().expect("not poisoned");
+        let mut failing: Vec<String> = users
+            .values()
+            .flat_map(|m| m.servers.iter())
+            .filter(|(id, c)| {
+                !id.starts_with(PERSONAL_PREFIX)
+                    && matches!(c.shared.status(), Status::Failed { .. })
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        failing.sort();
+        failing.dedup();
+        failing
+    }
+
     /// Closes every connection (stdio servers' processes end with them).
     pub async fn shutdown(&self) {
         let all: Vec<Connection> = {

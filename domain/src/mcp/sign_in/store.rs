@@ -3,8 +3,8 @@
 //! changes asks again), read by rmcp's refresh through [`Tokens`].
 
 use rmcp::transport::auth::{
-    AuthError, AuthorizationManager, AuthorizationMetadata, CredentialStore, OAuthClientConfig,
-    StoredCredentials,
+    AuthError, AuthorizationManager, AuthorizationMetadata, CredentialRefreshGuard,
+    CredentialStore, OAuthClientConfig, StoredCredentials,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -99,8 +99,9 @@ impl SignIns {
         Ok(read)
     }
 
-    /// Keeps a sign-in (sealed), in place of the one before: a new one (`made`), or the same
-    /// refreshed.
+    /// Keeps a sign-in (sealed): a new one (`made`), in place of the one before; or the same one
+    /// refreshed, only while it is still kept (a refresh that ends after the person signed out
+    /// does not sign them in again).
     pub(super) async fn keep(
         &self,
         user_id: Uuid,
@@ -121,24 +122,37 @@ impl SignIns {
             &context(user_id, server_id, url),
             &serde_json::to_vec(stored).expect("a sign-in serialises"),
         );
-        sqlx::query!(
-            "INSERT INTO mcp_sign_ins (user_id, server_id, url, issuer, client_id, sealed, expires_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)
-             ON CONFLICT (user_id, server_id) DO UPDATE
-             SET url = EXCLUDED.url, issuer = EXCLUDED.issuer, client_id = EXCLUDED.client_id,
-                 sealed = EXCLUDED.sealed, expires_at = EXCLUDED.expires_at, updated_at = now(),
-                 created_at = CASE WHEN $8 THEN now() ELSE mcp_sign_ins.created_at END",
-            user_id,
-            server_id,
-            url,
-            stored.grant.metadata.issuer,
-            stored.grant.client.id,
-            sealed,
-            expires_at,
-            made
-        )
-        .execute(self.db.pool())
-        .await?;
+        if made {
+            sqlx::query!(
+                "INSERT INTO mcp_sign_ins (user_id, server_id, url, issuer, client_id, sealed, expires_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)
+                 ON CONFLICT (user_id, server_id) DO UPDATE
+                 SET url = EXCLUDED.url, issuer = EXCLUDED.issuer, client_id = EXCLUDED.client_id,
+                     sealed = EXCLUDED.sealed, expires_at = EXCLUDED.expires_at,
+                     created_at = now(), updated_at = now()",
+                user_id,
+                server_id,
+                url,
+                stored.grant.metadata.issuer,
+                stored.grant.client.id,
+                sealed,
+                expires_at
+            )
+            .execute(self.db.pool())
+            .await?;
+        } else {
+            sqlx::query!(
+                "UPDATE mcp_sign_ins SET sealed = $4, expires_at = $5, updated_at = now()
+                 WHERE user_id = $1 AND server_id = $2 AND url = $3",
+                user_id,
+                server_id,
+                url,
+                sealed,
+                expires_at
+            )
+            .execute(self.db.pool())
+            .await?;
+        }
         Ok(())
     }
 
@@ -272,6 +286,13 @@ pub(super) struct Tokens {
     signing_in: bool,
 }
 
+/// The advisory lock of a person's refreshes for a server: the first 8 bytes of a digest of both.
+fn refresh_lock_key(user_id: Uuid, server_id: &str) -> i64 {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("mcp-refresh:{user_id}:{server_id}").as_bytes());
+    i64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
+}
+
 fn store_error(e: impl std::fmt::Display) -> AuthError {
     AuthError::CredentialStoreError(e.to_string())
 }
@@ -302,6 +323,21 @@ impl CredentialStore for Tokens {
             )
             .await
             .map_err(store_error)
+    }
+
+    /// One refresh at a time per person and server, across instances: a transaction holds a
+    /// PostgreSQL advisory lock until the refresh is saved (dropping it ends both), so that two
+    /// instances never spend one rotating refresh token twice (the second would lose the grant).
+    async fn acquire_refresh_guard(
+        &self,
+    ) -> std::result::Result<Option<CredentialRefreshGuard>, AuthError> {
+        let key = refresh_lock_key(self.user_id, &self.server_id);
+        let mut tx = self.sign_ins.db.pool().begin().await.map_err(store_error)?;
+        sqlx::query!("SELECT pg_advisory_xact_lock($1)", key)
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        Ok(Some(CredentialRefreshGuard::new(tx)))
     }
 
     async fn clear(&self) -> std::result::Result<(), AuthError> {
