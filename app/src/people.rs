@@ -1,5 +1,6 @@
-//! People waiting to be let in, for administrators (`/api/admin/people/...`): when new people must
-//! be approved (`SWITCHBOARD_APPROVE_NEW_USERS`), they wait here after their first sign-in.
+//! People, for administrators (`/api/admin/people/...`): everyone who signed in, deactivated and
+//! reactivated here; and, when new people must be approved (`SWITCHBOARD_APPROVE_NEW_USERS`), those
+//! waiting after their first sign-in.
 
 use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -47,5 +48,76 @@ pub async fn admit_person(id: String, approve: bool) -> Result<(), AppError> {
         Err(AppError::not_found(
             "Nobody with that id is waiting: they may have been let in or refused already.",
         ))
+    }
+}
+
+/// A person as the People page lists them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PersonView {
+    pub id: String,
+    pub name: String,
+    pub email: Option<String>,
+    /// The identity provider's host (`local` in local mode).
+    pub provider: String,
+    /// `admin` or `user`.
+    pub role: String,
+    /// `active`, `pending` or `deactivated`.
+    pub status: String,
+    pub groups: Vec<String>,
+    /// RFC 3339, UTC.
+    pub last_sign_in: String,
+    pub tokens_this_month: i64,
+}
+
+/// `POST /api/admin/people/list`: everyone who signed in, most recently first (administrators
+/// only).
+#[server(endpoint = "admin/people/list")]
+pub async fn list_people() -> Result<Vec<PersonView>, AppError> {
+    let user = crate::ssr::current_user()?;
+    let people = domain::people::everyone(&crate::ssr::db()?, &user).await?;
+    Ok(people
+        .into_iter()
+        .map(|p| PersonView {
+            id: p.id.to_string(),
+            name: p.name,
+            email: p.email,
+            // `https://id.example.com/realms/x` reads as `id.example.com`.
+            provider: p
+                .issuer
+                .split_once("://")
+                .and_then(|(_, rest)| rest.split('/').next())
+                .map(str::to_owned)
+                .unwrap_or(p.issuer),
+            role: p.role.as_str().into(),
+            status: match p.status {
+                domain::users::Status::Active => "active",
+                domain::users::Status::Pending => "pending",
+                domain::users::Status::Deactivated => "deactivated",
+            }
+            .into(),
+            groups: p.groups,
+            last_sign_in: p.last_sign_in.to_rfc3339(),
+            tokens_this_month: p.tokens_this_month,
+        })
+        .collect())
+}
+
+/// `POST /api/admin/people/access` with `id` and `active` (`false` deactivates: their sessions,
+/// tokens and event streams stop at once; `true` reactivates): administrators only, never
+/// themselves; `404` when nobody with that id is in the state to change.
+#[server(endpoint = "admin/people/access")]
+pub async fn set_access(id: String, active: bool) -> Result<(), AppError> {
+    let user = crate::ssr::current_user()?;
+    let id = id
+        .parse()
+        .map_err(|_| AppError::not_found("There is nobody with that id."))?;
+    if domain::people::set_active(&crate::ssr::db()?, &user, id, active).await? {
+        Ok(())
+    } else {
+        Err(AppError::not_found(if active {
+            "Nobody with that id is deactivated."
+        } else {
+            "Nobody with that id is active (the local user cannot be deactivated)."
+        }))
     }
 }

@@ -15,6 +15,7 @@ pub mod local_models;
 pub mod mcp;
 pub mod metrics;
 pub mod model_admin;
+pub mod people;
 pub mod runs;
 pub mod secrets;
 pub mod sessions;

@@ -323,16 +323,20 @@ pub async fn admit(db: &Database, actor: &User, id: Uuid, approve: bool) -> Resu
     } else {
         Status::Deactivated
     };
+    let mut tx = db.pool().begin().await?;
     let done = sqlx::query!(
         "UPDATE users SET status = $2 WHERE id = $1 AND status = 'pending'",
         id,
         status as Status,
     )
-    .execute(db.pool())
+    .execute(&mut *tx)
     .await?;
     if done.rows_affected() == 1 {
+        let action = if approve { "admit" } else { "refuse" };
+        crate::people::record(&mut tx, actor.id, id, action).await?;
         tracing::info!(admin = %actor.id, user = %id, approve, "admission decided");
     }
+    tx.commit().await?;
     // Other instances hear of it from the database; this one need not wait for that.
     db.token_cache().forget(crate::tokens::Change::Person(id));
     Ok(done.rows_affected() == 1)

@@ -168,3 +168,18 @@ test("a chat downloads no other page's code; Settings fetches its own, by link a
   expect(wasm.some((p) => p.includes("settings_view"))).toBe(false);
   expect(errors).toEqual([]);
 });
+
+test("the People page lists everyone, and an administrator cannot deactivate themselves", async ({ page }) => {
+  const errors = collectPageErrors(page);
+  await page.goto("/admin/people");
+  await hydrated(page);
+  const everyone = page.getByTestId("everyone");
+  const me = everyone.getByTestId("person").filter({ hasText: "local" }).first();
+  await expect(me).toBeVisible();
+  await expect(me).toHaveAttribute("data-status", "active");
+  await expect(me).toContainText("tokens this month");
+  await me.getByTestId("set-access").click();
+  await expect(page.getByTestId("access-error")).toContainText("cannot deactivate yourself");
+  await expect(me).toHaveAttribute("data-status", "active");
+  expect(errors.filter((e) => !e.includes("422"))).toEqual([]);
+});

@@ -125,7 +125,7 @@ fn Menu(me: Account) -> impl IntoView {
                         attr:data-testid="people-link"
                         attr:class="block rounded-lg px-3 py-2 text-sm hover:bg-zinc-100 dark:hover:bg-zinc-800"
                     >
-                        "People waiting"
+                        "People"
                     </A>
                 })}
                 {if me.is_local {

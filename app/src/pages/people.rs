@@ -1,9 +1,11 @@
-//! People waiting for an administrator's approval (`/admin/people`), each let in or refused here.
+//! People (`/admin/people`), for administrators: those waiting for approval, each let in or refused
+//! here; and everyone who signed in (provider, role, groups, last sign-in, tokens this month), each
+//! deactivated or reactivated here.
 
 use leptos::prelude::*;
 use leptos_meta::Title;
 
-use crate::people::{AdmitPerson, waiting_people};
+use crate::people::{AdmitPerson, PersonView, SetAccess, list_people, waiting_people};
 
 const BUTTON: &str = "rounded-lg border border-zinc-300 px-3 py-1 text-xs font-medium hover:bg-zinc-100 dark:border-zinc-700 dark:hover:bg-zinc-800";
 
@@ -12,7 +14,7 @@ pub fn PeoplePage() -> impl IntoView {
     let admit = ServerAction::<AdmitPerson>::new();
     let waiting = Resource::new(move || admit.version().get(), |_| waiting_people());
     view! {
-        <Title text="People waiting · Switchboard" />
+        <Title text="People · Switchboard" />
         <div class="mx-auto max-w-3xl px-4 py-8 md:px-8">
             <h1 class="text-2xl font-semibold tracking-tight">"People waiting for approval"</h1>
             <p class="mt-1 text-sm text-zinc-600 dark:text-zinc-400">
@@ -44,12 +46,84 @@ pub fn PeoplePage() -> impl IntoView {
                                 }).collect_view()}
                             </ul>
                         }.into_any(),
-                        Err(e) => view! {
-                            <p role="alert" class="mt-6 rounded-lg border border-red-200 bg-red-50 px-3 py-2 text-sm text-red-800 dark:border-red-900 dark:bg-red-950 dark:text-red-200">{e.to_string()}</p>
-                        }.into_any(),
+                        Err(e) => not_loaded(e),
                     }
                 })}
             </Transition>
+            <Everyone />
         </div>
+    }
+}
+
+/// Everyone who signed in, each with Deactivate or Reactivate.
+#[component]
+fn Everyone() -> impl IntoView {
+    let access = ServerAction::<SetAccess>::new();
+    let people = Resource::new(move || access.version().get(), |_| list_people());
+    view! {
+        <h2 class="mt-10 text-lg font-semibold tracking-tight">"Everyone"</h2>
+        <p class="mt-1 text-sm text-zinc-600 dark:text-zinc-400">
+            "Everyone who has signed in. Deactivating someone ends their sessions, API tokens and open chats at once, and they cannot sign in until reactivated."
+        </p>
+        {move || access.value().get().and_then(Result::err).map(|e| view! {
+            <p role="alert" class="mt-4 text-sm text-red-700 dark:text-red-400" data-testid="access-error">{e.to_string()}</p>
+        })}
+        <Transition fallback=|| view! { <p class="mt-6 text-sm text-zinc-500">"Loading…"</p> }>
+            {move || Suspend::new(async move {
+                match people.await {
+                    Ok(people) => view! {
+                        <ul class="mt-4 flex flex-col gap-2" data-testid="everyone">
+                            {people.into_iter().map(|p| view! { <PersonRow person=p access /> }).collect_view()}
+                        </ul>
+                    }.into_any(),
+                    Err(e) => not_loaded(e),
+                }
+            })}
+        </Transition>
+    }
+}
+
+/// What a list that could not be read shows.
+fn not_loaded(e: crate::error::AppError) -> AnyView {
+    view! {
+        <p role="alert" class="mt-6 rounded-lg border border-red-200 bg-red-50 px-3 py-2 text-sm text-red-800 dark:border-red-900 dark:bg-red-950 dark:text-red-200">{e.to_string()}</p>
+    }
+    .into_any()
+}
+
+#[component]
+fn PersonRow(person: PersonView, access: ServerAction<SetAccess>) -> impl IntoView {
+    let id = person.id.clone();
+    let active = person.status == "active";
+    let details = [
+        Some(person.provider.clone()),
+        Some(person.role.clone()),
+        (!person.groups.is_empty()).then(|| person.groups.join(", ")),
+        Some(format!(
+            "last signed in {}",
+            person.last_sign_in.get(..10).unwrap_or_default()
+        )),
+        Some(format!("{} tokens this month", person.tokens_this_month)),
+    ]
+    .into_iter()
+    .flatten()
+    .collect::<Vec<_>>()
+    .join(" · ");
+    view! {
+        <li class="flex items-center justify-between gap-3 rounded-lg border border-zinc-200 px-4 py-3 dark:border-zinc-800" data-testid="person" data-status=person.status.clone()>
+            <div class="min-w-0">
+                <p class="truncate font-medium">
+                    {person.name.clone()}
+                    {(!active).then(|| view! { <span class="ml-2 rounded-full bg-zinc-100 px-2 py-0.5 text-xs text-zinc-600 dark:bg-zinc-800 dark:text-zinc-400">{person.status.clone()}</span> })}
+                </p>
+                <p class="truncate text-sm text-zinc-600 dark:text-zinc-400">{person.email.clone().unwrap_or_default()}</p>
+                <p class="truncate text-xs text-zinc-500">{details}</p>
+            </div>
+            {(person.status != "pending").then(|| view! {
+                <button class=BUTTON data-testid="set-access" on:click=move |_| { access.dispatch(SetAccess { id: id.clone(), active: !active }); }>
+                    {if active { "Deactivate" } else { "Reactivate" }}
+                </button>
+            })}
+        </li>
     }
 }
