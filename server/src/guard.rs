@@ -95,8 +95,11 @@ impl Boundary {
     /// Why a request may not go on, if it may not.
     fn refusal(&self, request: &Request) -> Option<Refusal> {
         let path = request.uri().path();
-        // Load balancers probe health by address; these answer nothing of anyone's.
-        if matches!(path, "/healthz" | "/readyz") {
+        // Load balancers probe health, and Prometheus scrapes, by address: these answer nothing
+        // of anyone's (and `/metrics` only to its secret; see `metrics`).
+        if matches!(path, "/healthz" | "/readyz")
+            || (path == "/metrics" && request.method() == Method::GET)
+        {
             return None;
         }
         let headers = request.headers();
@@ -398,6 +401,20 @@ mod tests {
             &["chat.internal:8080".into()],
         );
         assert!(extra.is_own_host("chat.internal"));
+    }
+
+    /// Health checks and the metrics are asked for by address (a pod's, a node's): any host.
+    #[test]
+    fn probes_and_scrapes_are_answered_at_any_address() {
+        let public = boundary("https://chat.example.com", false);
+        for path in ["/healthz", "/readyz", "/metrics"] {
+            let probe = request(Method::GET, path, &[("host", "10.0.0.5:3000")]);
+            assert!(public.refusal(&probe).is_none(), "{path}");
+        }
+        let other = request(Method::GET, "/settings", &[("host", "10.0.0.5:3000")]);
+        assert!(public.refusal(&other).is_some());
+        let post = request(Method::POST, "/metrics", &[("host", "10.0.0.5:3000")]);
+        assert!(public.refusal(&post).is_some(), "only reading");
     }
 
     #[test]
