@@ -89,12 +89,7 @@ pub async fn list_people() -> Result<Vec<PersonView>, AppError> {
                 .map(str::to_owned)
                 .unwrap_or(p.issuer),
             role: p.role.as_str().into(),
-            status: match p.status {
-                domain::users::Status::Active => "active",
-                domain::users::Status::Pending => "pending",
-                domain::users::Status::Deactivated => "deactivated",
-            }
-            .into(),
+            status: p.status.as_str().into(),
             groups: p.groups,
             last_sign_in: p.last_sign_in.to_rfc3339(),
             tokens_this_month: p.tokens_this_month,

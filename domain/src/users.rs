@@ -51,6 +51,16 @@ impl Role {
     }
 }
 
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Active => "active",
+            Status::Pending => "pending",
+            Status::Deactivated => "deactivated",
+        }
+    }
+}
+
 impl User {
     pub fn is_admin(&self) -> bool {
         self.role == Role::Admin

@@ -194,7 +194,7 @@ pub async fn scrape(State(state): State<AppState>, headers: HeaderMap) -> Respon
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or_default();
-    if !same(given.as_bytes(), secret.as_bytes()) {
+    if !crate::auth::routes::constant_time_eq(given, secret) {
         let mut response = (
             StatusCode::UNAUTHORIZED,
             "Send the metrics secret (SWITCHBOARD_METRICS_TOKEN) as a bearer token.",
@@ -256,13 +256,6 @@ pub async fn scrape(State(state): State<AppState>, headers: HeaderMap) -> Respon
         HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
     );
     response
-}
-
-/// Whether `given` is the secret, in time that tells nothing of where they differ: their SHA-256
-/// digests are compared (a digest's bytes say nothing of the secret's).
-fn same(given: &[u8], secret: &[u8]) -> bool {
-    use ring::digest::{SHA256, digest};
-    digest(&SHA256, given).as_ref() == digest(&SHA256, secret).as_ref()
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 use leptos::prelude::*;
 use leptos_meta::Title;
 
+use crate::components::styles::PAGE_ERROR;
 use crate::people::{AdmitPerson, PersonView, SetAccess, list_people, waiting_people};
 
 const BUTTON: &str = "rounded-lg border border-zinc-300 px-3 py-1 text-xs font-medium hover:bg-zinc-100 dark:border-zinc-700 dark:hover:bg-zinc-800";
@@ -86,7 +87,7 @@ fn Everyone() -> impl IntoView {
 /// What a list that could not be read shows.
 fn not_loaded(e: crate::error::AppError) -> AnyView {
     view! {
-        <p role="alert" class="mt-6 rounded-lg border border-red-200 bg-red-50 px-3 py-2 text-sm text-red-800 dark:border-red-900 dark:bg-red-950 dark:text-red-200">{e.to_string()}</p>
+        <p role="alert" class=PAGE_ERROR>{e.to_string()}</p>
     }
     .into_any()
 }

@@ -231,15 +231,9 @@ pub async fn oauth_client(
         builder = builder.redirect(rmcp_reqwest::redirect::Policy::none());
     }
     if let Some(policy) = policy {
-        let (name, addresses) = policy.check(url).await?;
-        builder = builder.no_proxy();
-        if let Some(name) = name {
-            builder = builder.resolve_to_addrs(&name, &addresses);
-        }
+        builder = pin(builder, policy, url).await?;
     }
-    builder
-        .build()
-        .map_err(|e| format!("Cannot set up a connection to {url}: {e}."))
+    built(builder, url)
 }
 
 /// The HTTP client rmcp's Streamable HTTP transport is built on.
@@ -281,11 +275,28 @@ pub async fn pinned_client(
     policy: &AddressPolicy,
     url: &str,
 ) -> std::result::Result<rmcp_reqwest::Client, String> {
+    built(pin(builder(), policy, url).await?, url)
+}
+
+/// `builder` going only to the addresses `policy` allows for `url` now (checked once: a name
+/// that resolves elsewhere later is not looked up again), and not through a proxy.
+async fn pin(
+    builder: rmcp_reqwest::ClientBuilder,
+    policy: &AddressPolicy,
+    url: &str,
+) -> std::result::Result<rmcp_reqwest::ClientBuilder, String> {
     let (name, addresses) = policy.check(url).await?;
-    let mut builder = builder().no_proxy();
+    let mut builder = builder.no_proxy();
     if let Some(name) = name {
         builder = builder.resolve_to_addrs(&name, &addresses);
     }
+    Ok(builder)
+}
+
+fn built(
+    builder: rmcp_reqwest::ClientBuilder,
+    url: &str,
+) -> std::result::Result<rmcp_reqwest::Client, String> {
     builder
         .build()
         .map_err(|e| format!("Cannot set up a connection to {url}: {e}."))

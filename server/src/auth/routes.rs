@@ -200,7 +200,8 @@ fn take_pending(
     Ok(under_way.remove(position))
 }
 
-fn constant_time_eq(a: &str, b: &str) -> bool {
+/// Whether two secrets are equal, in time that does not depend on where they differ.
+pub(crate) fn constant_time_eq(a: &str, b: &str) -> bool {
     a.len() == b.len()
         && a.bytes()
             .zip(b.bytes())

@@ -88,8 +88,9 @@ impl Mcp {
         }
     }
 
-    /// Starts the person's sign-in to a server: the URL their browser goes to. `return_to` (a
-    /// path of Switchboard's) is where the callback sends them back.
+    /// Starts the person's sign-in to a server: the URL their browser goes to. `return_to` is
+    /// where the callback sends them back (the server's routes keep it to paths of
+    /// Switchboard's, here and again at the callback).
     pub async fn begin_sign_in(
         &self,
         user_id: Uuid,
@@ -100,12 +101,6 @@ impl Mcp {
             Error::NotFound(format!("There is no tool server '{server_id}' for you."))
         })?;
         let url = http_url(&spec)?.to_owned();
-        // A path of Switchboard's (the callback checks it again before it sends anyone there).
-        let return_to = if return_to.starts_with('/') && return_to.len() <= 1024 {
-            return_to
-        } else {
-            "/servers"
-        };
         let redirect_uri = self.inner.settings.sign_in_redirect.clone().ok_or_else(|| {
             Error::Unavailable(
                 "Signing in to tool servers needs Switchboard's public URL: ask an administrator to set SWITCHBOARD_PUBLIC_URL."
