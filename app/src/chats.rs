@@ -79,8 +79,8 @@ pub async fn list_chats(search: Option<String>) -> Result<Vec<ChatSummary>, AppE
 /// `POST /api/models/list`: the models on offer and what the default stands for.
 #[server(endpoint = "models/list")]
 pub async fn list_models() -> Result<Models, AppError> {
-    crate::ssr::current_user()?;
-    Ok(ssr::models(&crate::ssr::runs()?).await)
+    let user = crate::ssr::current_user()?;
+    ssr::models(&crate::ssr::runs()?, user.id).await
 }
 
 /// `POST /api/chats/create` with optional `model`: a new, empty chat.
@@ -88,7 +88,7 @@ pub async fn list_models() -> Result<Models, AppError> {
 pub async fn create_chat(model: Option<String>) -> Result<ChatSummary, AppError> {
     let user = crate::ssr::current_user()?;
     let runs = crate::ssr::runs()?;
-    let model = ssr::checked_model(&runs, model)?;
+    let model = ssr::checked_model(&runs, user.id, model).await?;
     let chat = domain::chats::create(&crate::ssr::db()?, user.id, model.as_deref()).await?;
     Ok(ssr::summary(chat))
 }
@@ -124,7 +124,7 @@ pub async fn get_chat(id: String) -> Result<ChatData, AppError> {
         messages,
         live,
         last_event_id: last_event_id.map(|id| id.to_string()),
-        models: ssr::models(&runs).await,
+        models: ssr::models(&runs, user.id).await?,
     })
 }
 
@@ -141,7 +141,7 @@ pub async fn rename_chat(id: String, title: String) -> Result<(), AppError> {
 #[server(endpoint = "chats/model")]
 pub async fn set_chat_model(id: String, model: Option<String>) -> Result<(), AppError> {
     let user = crate::ssr::current_user()?;
-    let model = ssr::checked_model(&crate::ssr::runs()?, model)?;
+    let model = ssr::checked_model(&crate::ssr::runs()?, user.id, model).await?;
     let found = domain::chats::set_model(
         &crate::ssr::db()?,
         user.id,
@@ -212,22 +212,37 @@ pub mod ssr {
         id.trim().parse().map_err(|_| no_chat())
     }
 
-    /// A model name the catalog offers, or None for the default.
-    pub fn checked_model(runs: &Runs, model: Option<String>) -> Result<Option<String>, AppError> {
-        match model.filter(|m| !m.trim().is_empty()) {
-            None => Ok(None),
-            Some(m) if runs.models().resolve(Some(&m)).is_some() => Ok(Some(m)),
-            Some(m) => Err(AppError::invalid(format!(
+    /// A model name offered to the person, or None for the default. One limited to groups they
+    /// are not in is not found, as a thing that is not theirs.
+    pub async fn checked_model(
+        runs: &Runs,
+        user_id: Uuid,
+        model: Option<String>,
+    ) -> Result<Option<String>, AppError> {
+        let Some(m) = model.filter(|m| !m.trim().is_empty()) else {
+            return Ok(None);
+        };
+        let mine = runs.offered_to(user_id).await?;
+        if mine.offers(&m) {
+            Ok(Some(m))
+        } else if runs.models().offers(&m) {
+            Err(AppError::not_found(format!(
+                "The model '{m}' is not available to you. Choose one of: {}.",
+                mine.choices().join(", ")
+            )))
+        } else {
+            Err(AppError::invalid(format!(
                 "The model '{m}' is not offered here. Choose one of: {}.",
-                runs.models().choices().join(", ")
-            ))),
+                mine.choices().join(", ")
+            )))
         }
     }
 
-    /// The models on offer (this machine searched again for a model server while there are none).
-    pub async fn models(runs: &Runs) -> Models {
-        let catalog = runs.offered().await;
-        Models {
+    /// The models on offer to the person (this machine searched again for a model server while
+    /// there are none).
+    pub async fn models(runs: &Runs, user_id: Uuid) -> Result<Models, AppError> {
+        let catalog = runs.offered_to(user_id).await?;
+        Ok(Models {
             choices: catalog.choices(),
             default: catalog
                 .resolve(None)
@@ -235,7 +250,7 @@ pub mod ssr {
             unavailable: catalog.is_empty().then(|| domain::llm::NO_MODEL.to_owned()),
             found: catalog.found.clone(),
             down: runs.llm().down(),
-        }
+        })
     }
 
     pub fn summary(chat: domain::chats::Chat) -> ChatSummary {

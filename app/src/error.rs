@@ -13,6 +13,10 @@ pub use protocol::ErrorKind;
 pub struct AppError {
     pub error: ErrorKind,
     pub message: String,
+    /// For a limit reached: the seconds until it lets the request through (sent as `Retry-After`
+    /// too).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<u64>,
 }
 
 impl AppError {
@@ -20,6 +24,7 @@ impl AppError {
         Self {
             error,
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -84,6 +89,18 @@ impl From<domain::Error> for AppError {
             E::Unavailable(_) => ErrorKind::Unavailable,
             E::Timeout(_) => ErrorKind::Timeout,
             E::SignIn(_) => ErrorKind::Conflict,
+            E::RateLimited { retry_after, .. } | E::OverBudget { retry_after, .. } => {
+                let kind = if matches!(error, E::RateLimited { .. }) {
+                    ErrorKind::RateLimited
+                } else {
+                    ErrorKind::OverBudget
+                };
+                let retry_after = Some(*retry_after);
+                return Self {
+                    retry_after,
+                    ..Self::new(kind, error.to_string())
+                };
+            }
             E::Connect(_) | E::Migrate(_) | E::Query(_) => {
                 tracing::error!("server function failed: {}", domain::error::chain(&error));
                 return Self::internal();
@@ -109,6 +126,22 @@ mod tests {
             (E::Unavailable(said()), "unavailable", 503),
             (E::Timeout(said()), "timeout", 504),
             (E::SignIn(said()), "conflict", 409),
+            (
+                E::RateLimited {
+                    message: said(),
+                    retry_after: 5,
+                },
+                "rate_limited",
+                429,
+            ),
+            (
+                E::OverBudget {
+                    message: said(),
+                    retry_after: 5,
+                },
+                "over_budget",
+                429,
+            ),
             (E::Query(sqlx::Error::PoolTimedOut), "internal", 500),
         ];
         for (domain_error, word, status) in cases {

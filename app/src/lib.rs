@@ -10,6 +10,7 @@ pub mod auth;
 pub mod chats;
 pub mod components;
 pub mod error;
+pub mod groups;
 pub mod highlight;
 pub mod markdown;
 pub mod mcp;
@@ -21,6 +22,7 @@ pub mod questions;
 #[cfg(feature = "ssr")]
 pub mod ssr;
 pub mod theme;
+pub mod usage;
 
 use leptos::prelude::*;
 use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
@@ -87,6 +89,8 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/admin/servers") view={Lazy::<lazy::AdminServers>::new()} />
                     <Route path=path!("/admin/models") view={Lazy::<lazy::AdminModels>::new()} />
                     <Route path=path!("/admin/people") view={Lazy::<lazy::People>::new()} />
+                    <Route path=path!("/admin/groups") view={Lazy::<lazy::Groups>::new()} />
+                    <Route path=path!("/admin/usage") view={Lazy::<lazy::Usage>::new()} />
                 </ParentRoute>
             </Routes>
         </Router>

@@ -83,6 +83,9 @@ pub struct AdminServerView {
     /// Whether that client has a secret set.
     #[serde(default)]
     pub oauth_client_secret: bool,
+    /// The groups it is limited to (none: everyone).
+    #[serde(default)]
+    pub groups: Vec<String>,
     /// Why it cannot be used as stored.
     pub problem: Option<String>,
 }
@@ -274,7 +277,8 @@ mod save {
     /// `NAME=value` lines) or `http` (`url`, `headers` as `Name: value` lines, `bearer_token`, and for a
     /// server whose people sign in and whose sign-in service takes no registrations,
     /// `oauth_client_id` and `oauth_client_secret`). A secret left empty keeps its stored value;
-    /// `remove_bearer_token` removes the token.
+    /// `remove_bearer_token` removes the token. `groups` (names separated by commas) limits it to
+    /// their members: nobody else sees or uses it; empty, everyone may.
     #[server(endpoint = "mcp/admin/save")]
     pub async fn save_server(
         previous: Option<String>,
@@ -293,6 +297,7 @@ mod save {
         remove_bearer_token: Option<String>,
         oauth_client_id: Option<String>,
         oauth_client_secret: Option<String>,
+        groups: Option<String>,
     ) -> Result<(), AppError> {
         use domain::mcp::registry::parse_pairs;
         use domain::mcp::{ServerInput, Transport};
@@ -338,6 +343,7 @@ mod save {
             description: text(description),
             // A form's checkbox is sent only when ticked, so the field says "off".
             enabled: disabled.is_none_or(|v| v == "false"),
+            groups: domain::access::parse_groups(&text(groups))?,
             transport,
         };
         let previous = previous
@@ -531,6 +537,7 @@ pub mod ssr {
             description: server.description,
             enabled: server.enabled,
             source: source(server.source),
+            groups: server.groups,
             problem: server.problem,
             ..AdminServerView::default()
         };

@@ -36,6 +36,9 @@ pub struct ModelsAdmin {
     pub choices: Vec<String>,
     /// The providers marked down now, after failing repeatedly.
     pub down: Vec<String>,
+    /// The models limited to groups, one `provider/model: group, group` a line.
+    #[serde(default)]
+    pub limits: String,
 }
 
 /// `POST /api/admin/models/list` (administrators): every provider, the app's aliases and default,
@@ -47,7 +50,13 @@ pub async fn admin_models() -> Result<ModelsAdmin, AppError> {
     let db = crate::ssr::db()?;
     let providers = domain::model_admin::providers(&db, &user, runs.configured_models()).await?;
     let (aliases, default) = domain::model_admin::settings(&db, &user).await?;
+    let limits = domain::model_admin::limits(&db, &user).await?;
     Ok(ModelsAdmin {
+        limits: limits
+            .iter()
+            .map(|(model, groups)| format!("{model}: {}", groups.join(", ")))
+            .collect::<Vec<_>>()
+            .join("\n"),
         providers: providers
             .into_iter()
             .map(|p| ProviderView {
@@ -242,6 +251,31 @@ pub async fn save_model_settings(aliases: String, default: Option<String>) -> Re
         .filter(|d| !d.is_empty());
     let offered = runs.offered().await;
     domain::model_admin::save_settings(&crate::ssr::db()?, &user, pairs, default, &offered).await?;
+    runs.models_changed().await?;
+    Ok(())
+}
+
+/// `POST /api/admin/models/limits` with `limits`: one `provider/model: group, group` a line; a
+/// model listed is seen and used only by those groups' members (and administrators); the list
+/// replaces the one before (administrators).
+#[server(endpoint = "admin/models/limits")]
+pub async fn save_model_limits(limits: String) -> Result<(), AppError> {
+    let user = crate::ssr::current_user()?;
+    let runs = crate::ssr::runs()?;
+    let mut pairs = Vec::new();
+    for line in limits.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let (model, groups) = line.rsplit_once(':').ok_or_else(|| {
+            AppError::invalid(format!(
+                "'{line}' is not provider/model: group, group (openai/gpt-4o: research)."
+            ))
+        })?;
+        pairs.push((
+            model.trim().to_owned(),
+            domain::access::parse_groups(groups)?,
+        ));
+    }
+    let offered = runs.offered().await;
+    domain::model_admin::save_limits(&crate::ssr::db()?, &user, pairs, &offered).await?;
     runs.models_changed().await?;
     Ok(())
 }

@@ -61,9 +61,16 @@ pub struct PersonView {
     pub provider: String,
     /// `admin` or `user`.
     pub role: String,
+    /// The role was set here (it stands over the configured admin rule).
+    pub role_set_here: bool,
     /// `active`, `pending` or `deactivated`.
     pub status: String,
+    /// Their identity provider's groups.
     pub groups: Vec<String>,
+    /// The groups they were put in here.
+    pub groups_here: Vec<String>,
+    /// Their own limits (empty: their groups').
+    pub limits: crate::groups::LimitsView,
     /// RFC 3339, UTC.
     pub last_sign_in: String,
     pub tokens_this_month: i64,
@@ -89,8 +96,11 @@ pub async fn list_people() -> Result<Vec<PersonView>, AppError> {
                 .map(str::to_owned)
                 .unwrap_or(p.issuer),
             role: p.role.as_str().into(),
+            role_set_here: p.role_set_here,
             status: p.status.as_str().into(),
             groups: p.groups,
+            groups_here: p.groups_here,
+            limits: crate::groups::ssr::limits_view(p.limits),
             last_sign_in: p.last_sign_in.to_rfc3339(),
             tokens_this_month: p.tokens_this_month,
         })
@@ -114,5 +124,57 @@ pub async fn set_access(id: String, active: bool) -> Result<(), AppError> {
         } else {
             "Nobody with that id is active (the local user cannot be deactivated)."
         }))
+    }
+}
+
+/// `POST /api/admin/people/role` with `id` and `role` (`admin` or `user`): promotes or demotes
+/// someone (administrators, never themselves). The role then stays as set here whatever the
+/// configured admin rule says. `404` when nobody with that id has another role.
+#[server(endpoint = "admin/people/role")]
+pub async fn set_role(id: String, role: String) -> Result<(), AppError> {
+    use domain::users::Role;
+    let user = crate::ssr::current_user()?;
+    let role = match role.trim() {
+        "admin" => Role::Admin,
+        "user" => Role::User,
+        other => {
+            return Err(AppError::invalid(format!(
+                "'{other}' is not a role: use admin or user."
+            )));
+        }
+    };
+    let id = id
+        .trim()
+        .parse()
+        .map_err(|_| AppError::not_found("There is nobody with that id."))?;
+    if domain::people::set_role(&crate::ssr::db()?, &user, id, role).await? {
+        Ok(())
+    } else {
+        Err(AppError::not_found(
+            "Nobody with that id has another role (the local user's cannot change).",
+        ))
+    }
+}
+
+/// `POST /api/admin/people/limits` with `id`, `tokens_per_day`, `tokens_per_month` and
+/// `answers_per_minute` (empty: their groups' apply): sets someone's own limits
+/// (administrators).
+#[server(endpoint = "admin/people/limits")]
+pub async fn set_person_limits(
+    id: String,
+    tokens_per_day: Option<String>,
+    tokens_per_month: Option<String>,
+    answers_per_minute: Option<String>,
+) -> Result<(), AppError> {
+    let user = crate::ssr::current_user()?;
+    let limits = crate::groups::ssr::limits(tokens_per_day, tokens_per_month, answers_per_minute)?;
+    let id = id
+        .trim()
+        .parse()
+        .map_err(|_| AppError::not_found("There is nobody with that id."))?;
+    if domain::people::set_limits(&crate::ssr::db()?, &user, id, limits).await? {
+        Ok(())
+    } else {
+        Err(AppError::not_found("There is nobody with that id."))
     }
 }

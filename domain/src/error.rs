@@ -36,6 +36,13 @@ pub enum Error {
     /// The person must sign in to a tool server (again) first; the message says which.
     #[error("{0}")]
     SignIn(String),
+    /// The person started as many answers as their rate allows; they may again in `retry_after`
+    /// seconds.
+    #[error("{message}")]
+    RateLimited { message: String, retry_after: u64 },
+    /// A token budget of the person's is used up until it renews, in `retry_after` seconds.
+    #[error("{message}")]
+    OverBudget { message: String, retry_after: u64 },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

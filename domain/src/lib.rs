@@ -6,10 +6,13 @@
 //! registry and connections, secrets at rest and the agent graph, each testable without a browser
 //! or a web server.
 
+pub mod access;
 pub mod agent;
+pub mod budgets;
 pub mod chats;
 pub mod db;
 pub mod error;
+pub mod groups;
 pub mod llm;
 pub mod local_models;
 pub mod mcp;
@@ -20,6 +23,7 @@ pub mod runs;
 pub mod secrets;
 pub mod sessions;
 pub mod tokens;
+pub mod usage;
 pub mod users;
 
 pub use db::{Database, Readiness};

@@ -223,6 +223,7 @@ pub async fn find(candidates: &[Candidate]) -> Catalog {
                         candidate.label,
                         shown(&candidate.base_url)
                     )),
+                    limited: Vec::new(),
                 };
             }
             Ok(_) => {

@@ -113,7 +113,74 @@ pub async fn stored_catalog(db: &Database, key: &SecretKey) -> Result<Catalog> {
         catalog.providers.push(provider);
     }
     (catalog.aliases, catalog.default) = read_settings(db).await?;
+    catalog.limited = read_limits(db).await?;
     Ok(catalog)
+}
+
+/// The models limited to groups, by name.
+async fn read_limits(db: &Database) -> Result<Vec<(String, Vec<String>)>> {
+    Ok(
+        sqlx::query!("SELECT model, groups FROM model_groups ORDER BY model")
+            .fetch_all(db.pool())
+            .await?
+            .into_iter()
+            .map(|r| (r.model, r.groups))
+            .collect(),
+    )
+}
+
+/// The models limited to groups (administrators).
+pub async fn limits(db: &Database, actor: &User) -> Result<Vec<(String, Vec<String>)>> {
+    admin_only(actor)?;
+    read_limits(db).await
+}
+
+/// Limits models to groups (administrators): `limits` replaces every limit. Each model is a
+/// `<provider>/<model>` on offer in `offered`, named once, with one group at least.
+pub async fn save_limits(
+    db: &Database,
+    actor: &User,
+    limits: Vec<(String, Vec<String>)>,
+    offered: &Catalog,
+) -> Result<()> {
+    admin_only(actor)?;
+    for (i, (model, groups)) in limits.iter().enumerate() {
+        let known = model
+            .split_once('/')
+            .is_some_and(|(p, m)| offered.models.iter().any(|(op, om)| op == p && om == m));
+        if !known {
+            return Err(Error::Invalid(format!(
+                "'{model}' is not a model on offer: limit models by their <provider>/<model> name (aliases follow their models)."
+            )));
+        }
+        if groups.is_empty() {
+            return Err(Error::Invalid(format!(
+                "Name the groups '{model}' is limited to, or remove its line."
+            )));
+        }
+        for group in groups {
+            crate::access::check_group_name(group)?;
+        }
+        if limits[..i].iter().any(|(m, _)| m == model) {
+            return Err(Error::Invalid(format!("'{model}' is named twice.")));
+        }
+    }
+    let (models, groups): (Vec<String>, Vec<String>) =
+        limits.iter().map(|(m, g)| (m.clone(), g.join(","))).unzip();
+    let mut tx = db.pool().begin().await?;
+    sqlx::query!("DELETE FROM model_groups")
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query!(
+        "INSERT INTO model_groups (model, groups)
+         SELECT m, string_to_array(g, ',') FROM unnest($1::text[], $2::text[]) AS x(m, g)",
+        &models,
+        &groups
+    )
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 /// Every provider, the environment's first, for the admin page.

@@ -1,10 +1,12 @@
 //! Everyone who signed in, as administrators see them (`/admin/people`), and what administrators
-//! do to them: deactivate (their sessions, tokens and event streams stop at once) and reactivate.
-//! Each action is recorded in `admin_actions` (who, to whom, when).
+//! do to them: deactivate (their sessions, tokens and event streams stop at once) and reactivate,
+//! promote and demote, and set their own limits. Each action is recorded in `admin_actions` (who,
+//! to whom, when).
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::budgets::Limits;
 use crate::users::{LOCAL_ISSUER, Role, Status, User};
 use crate::{Database, Error, Result};
 
@@ -20,9 +22,15 @@ pub struct Person {
     /// Who vouches for them: the identity provider's issuer (`local` in local mode).
     pub issuer: String,
     pub role: Role,
+    /// Their role was set here by an administrator (it stands over the configured admin rule).
+    pub role_set_here: bool,
     pub status: Status,
     /// Their groups at the identity provider, as of their last sign-in.
     pub groups: Vec<String>,
+    /// The groups administrators put them in here.
+    pub groups_here: Vec<String>,
+    /// Their own limits (replacing their groups').
+    pub limits: Limits,
     pub last_sign_in: chrono::DateTime<chrono::Utc>,
     /// Tokens their answers used this calendar month (UTC), as the providers counted them or as
     /// estimated.
@@ -38,20 +46,111 @@ pub async fn everyone(db: &Database, actor: &User) -> Result<Vec<Person>> {
     if !actor.is_admin() {
         return Err(admins_only());
     }
-    Ok(sqlx::query_as!(
-        Person,
-        r#"SELECT u.id, u.name, u.email, u.issuer, u.role AS "role: Role", u.status AS "status: Status",
-                  u.groups, u.last_login_at AS last_sign_in,
-                  coalesce((SELECT sum(coalesce(m.input_tokens, 0) + coalesce(m.output_tokens, 0))
-                            FROM messages m JOIN chats c ON c.id = m.chat_id
-                            WHERE c.user_id = u.id
-                              AND m.created_at >= date_trunc('month', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'),
+    let rows = sqlx::query!(
+        r#"SELECT u.id, u.name, u.email, u.issuer, u.role AS "role: Role",
+                  u.role_set_in_app, u.status AS "status: Status", u.groups,
+                  array(SELECT m.group_name FROM group_members m WHERE m.user_id = u.id
+                        ORDER BY m.group_name) AS "groups_here!",
+                  u.tokens_per_day, u.tokens_per_month, u.answers_per_minute,
+                  u.last_login_at AS last_sign_in,
+                  coalesce((SELECT sum(d.input_tokens + d.output_tokens) FROM usage_days d
+                            WHERE d.user_id = u.id
+                              AND d.day >= date_trunc('month', now() AT TIME ZONE 'UTC')::date),
                            0)::bigint AS "tokens_this_month!"
            FROM users u ORDER BY u.last_login_at DESC LIMIT $1"#,
         MAX_LISTED
     )
     .fetch_all(db.pool())
-    .await?)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| Person {
+            id: r.id,
+            name: r.name,
+            email: r.email,
+            issuer: r.issuer,
+            role: r.role,
+            role_set_here: r.role_set_in_app,
+            status: r.status,
+            groups: r.groups,
+            groups_here: r.groups_here,
+            limits: Limits {
+                tokens_per_day: r.tokens_per_day,
+                tokens_per_month: r.tokens_per_month,
+                answers_per_minute: r.answers_per_minute,
+            },
+            last_sign_in: r.last_sign_in,
+            tokens_this_month: r.tokens_this_month,
+        })
+        .collect())
+}
+
+/// Makes a person an administrator or not; administrators only, never themselves nor the local
+/// user. Their role then stays as set here, whatever SWITCHBOARD_ADMIN_EMAILS and _GROUPS say
+/// at their next sign-in or the next start. False when there is no such person, or they have
+/// that role already. Recorded.
+pub async fn set_role(db: &Database, actor: &User, id: Uuid, role: Role) -> Result<bool> {
+    if !actor.is_admin() {
+        return Err(admins_only());
+    }
+    if id == actor.id {
+        return Err(Error::Invalid(
+            "You cannot change your own role: ask another administrator.".into(),
+        ));
+    }
+    let mut tx = db.pool().begin().await?;
+    let done = sqlx::query!(
+        "UPDATE users SET role = $2, role_set_in_app = true
+         WHERE id = $1 AND role <> $2 AND issuer <> $3",
+        id,
+        role as Role,
+        LOCAL_ISSUER
+    )
+    .execute(&mut *tx)
+    .await?
+    .rows_affected()
+        == 1;
+    let action = match role {
+        Role::Admin => "promote",
+        Role::User => "demote",
+    };
+    if done {
+        record(&mut tx, actor.id, id, action, None).await?;
+    }
+    tx.commit().await?;
+    db.token_cache().forget(crate::tokens::Change::Person(id));
+    if done {
+        tracing::info!(admin = %actor.id, user = %id, action, "a person's role changed");
+    }
+    Ok(done)
+}
+
+/// Sets a person's own limits (empty ones: their groups' apply); administrators only. False when
+/// there is no such person. Recorded.
+pub async fn set_limits(db: &Database, actor: &User, id: Uuid, limits: Limits) -> Result<bool> {
+    if !actor.is_admin() {
+        return Err(admins_only());
+    }
+    limits.check()?;
+    let mut tx = db.pool().begin().await?;
+    let done = sqlx::query!(
+        "UPDATE users SET tokens_per_day = $2, tokens_per_month = $3, answers_per_minute = $4
+         WHERE id = $1",
+        id,
+        limits.tokens_per_day,
+        limits.tokens_per_month,
+        limits.answers_per_minute
+    )
+    .execute(&mut *tx)
+    .await?
+    .rows_affected()
+        == 1;
+    if done {
+        let detail = serde_json::to_string(&limits).expect("serialisable");
+        record(&mut tx, actor.id, id, "limits", Some(&detail)).await?;
+    }
+    tx.commit().await?;
+    Ok(done)
 }
 
 /// Deactivates (`active` false) or reactivates a person; administrators only, never themselves
@@ -83,7 +182,7 @@ pub async fn set_active(db: &Database, actor: &User, id: Uuid, active: bool) -> 
     .rows_affected()
         == 1;
     if done {
-        record(&mut tx, actor.id, id, action).await?;
+        record(&mut tx, actor.id, id, action, None).await?;
     }
     tx.commit().await?;
     // Other instances hear of it from the database; this one need not wait for that.
@@ -100,12 +199,14 @@ pub(crate) async fn record(
     actor: Uuid,
     subject: Uuid,
     action: &str,
+    detail: Option<&str>,
 ) -> Result<()> {
     sqlx::query!(
-        "INSERT INTO admin_actions (actor_id, subject_id, action) VALUES ($1, $2, $3)",
+        "INSERT INTO admin_actions (actor_id, subject_id, action, detail) VALUES ($1, $2, $3, $4)",
         actor,
         subject,
-        action
+        action,
+        detail
     )
     .execute(tx)
     .await?;

@@ -232,7 +232,7 @@ pub async fn sign_in_with(
             email_verified = EXCLUDED.email_verified,
             avatar_url = EXCLUDED.avatar_url,
             groups = EXCLUDED.groups,
-            role = COALESCE($7, users.role),
+            role = CASE WHEN users.role_set_in_app THEN users.role ELSE COALESCE($7, users.role) END,
             last_login_at = now()
         RETURNING id, issuer, subject, name, email, avatar_url, role AS "role: Role",
                   status AS "status: Status"
@@ -270,8 +270,8 @@ pub async fn find(db: &Database, id: Uuid) -> Result<Option<User>> {
 /// Gives everyone who has signed in the role `rule` gives them now, from the e-mail address and
 /// groups of their last sign-in: a person taken off the admin list is no longer an admin, their
 /// sessions and tokens included, without waiting for them to sign in again. Nothing changes when
-/// no rule is configured (then the first person to sign in stays the admin). Returns how many
-/// roles changed.
+/// no rule is configured (then the first person to sign in stays the admin), and for people whose
+/// role an administrator set in the app. Returns how many roles changed.
 pub async fn apply_admin_rule(db: &Database, rule: &AdminRule) -> Result<u64> {
     if !rule.is_configured() {
         return Ok(0);
@@ -282,7 +282,7 @@ pub async fn apply_admin_rule(db: &Database, rule: &AdminRule) -> Result<u64> {
            FROM (SELECT id,
                         CASE WHEN (email_verified AND lower(email) = ANY($1)) OR groups && $2
                              THEN 'admin' ELSE 'user' END AS role
-                 FROM users WHERE issuer <> $3) AS wanted
+                 FROM users WHERE issuer <> $3 AND NOT role_set_in_app) AS wanted
            WHERE users.id = wanted.id AND users.role <> wanted.role"#,
         &emails,
         &rule.groups,
@@ -343,7 +343,7 @@ pub async fn admit(db: &Database, actor: &User, id: Uuid, approve: bool) -> Resu
     .await?;
     if done.rows_affected() == 1 {
         let action = if approve { "admit" } else { "refuse" };
-        crate::people::record(&mut tx, actor.id, id, action).await?;
+        crate::people::record(&mut tx, actor.id, id, action, None).await?;
         tracing::info!(admin = %actor.id, user = %id, approve, "admission decided");
     }
     tx.commit().await?;

@@ -18,6 +18,10 @@ pub enum ErrorKind {
     Unavailable,
     /// Something took longer than it may and was given up.
     Timeout,
+    /// Too many requests or answers in a while; `retry_after` says when to try again.
+    RateLimited,
+    /// A token budget is used up; the message says which, and `retry_after` when it renews.
+    OverBudget,
     Internal,
     /// The request could not reach the server, or its answer was unreadable (said by a client).
     Transport,
@@ -34,6 +38,7 @@ impl ErrorKind {
             ErrorKind::Conflict => 409,
             ErrorKind::Unavailable => 503,
             ErrorKind::Timeout => 504,
+            ErrorKind::RateLimited | ErrorKind::OverBudget => 429,
             ErrorKind::Internal | ErrorKind::Transport => 500,
         }
     }

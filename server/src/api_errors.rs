@@ -34,6 +34,11 @@ pub async fn error_status(request: Request, next: Next) -> Response {
             header::CONTENT_TYPE,
             header::HeaderValue::from_static("application/json"),
         );
+        if let Some(seconds) = error.retry_after {
+            parts
+                .headers
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
+        }
     }
     Response::from_parts(parts, Body::from(bytes))
 }

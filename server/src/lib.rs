@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod serve;
 pub mod telemetry;
 pub mod tool_sign_in;
+pub mod usage_export;
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -233,6 +234,7 @@ pub fn routes(state: AppState) -> Router {
         .route("/metrics", get(metrics::scrape))
         .merge(auth::routes::routes())
         .merge(tool_sign_in::routes())
+        .route("/admin/usage.csv", get(usage_export::csv))
         .route("/api/chats/{id}/events", get(events::chat_events))
         .leptos_routes_with_context(
             &state,

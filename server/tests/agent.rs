@@ -273,6 +273,7 @@ async fn an_approved_call_does_not_run_on_a_server_redefined_before_it_runs(pool
         name: "Test".into(),
         description: String::new(),
         enabled: true,
+        groups: Vec::new(),
         transport: Transport::Stdio {
             command: support::node().display().to_string(),
             args: vec![

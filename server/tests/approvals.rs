@@ -11,7 +11,10 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::PgPool;
-use support::{FakeLlm, SseEvent, SseReader, TestApp, Wire, call, listener, person, start_app};
+use support::{
+    FakeLlm, SseEvent, SseReader, TestApp, Wire, call, listener, person, start_app,
+    until_one_of as until,
+};
 use uuid::Uuid;
 
 struct World {
@@ -208,19 +211,6 @@ fn asked_call(seen: &[SseEvent]) -> String {
     let asked = seen.iter().find(|e| e.event == "tool_call");
     let asked = asked.unwrap_or_else(|| panic!("no call: {seen:?}"));
     asked.data["call"]["id"].as_str().unwrap().to_owned()
-}
-
-/// Events until one named in `last`, inclusive.
-async fn until(events: &mut SseReader, last: &[&str]) -> Vec<SseEvent> {
-    let mut seen = Vec::new();
-    loop {
-        let event = events.next().await;
-        let done = last.contains(&event.event.as_str());
-        seen.push(event);
-        if done {
-            return seen;
-        }
-    }
 }
 
 /// A `422` whose message says `what`.

@@ -37,6 +37,7 @@ fn stdio(id: &str, command: &str, args: &[&str], env: &[(&str, &str)]) -> Server
             secret_env: BTreeMap::new(),
         },
         enabled: true,
+        groups: Vec::new(),
         source: Source::File,
         problem: None,
     }
@@ -68,6 +69,7 @@ fn http(id: &str, url: &str) -> ServerSpec {
             oauth_client_secret: None,
         },
         enabled: true,
+        groups: Vec::new(),
         source: Source::File,
         problem: None,
     }
@@ -1045,6 +1047,7 @@ async fn stdio_secrets_reach_the_process_and_another_key_cannot_read_them(pool: 
         name: "Everything".into(),
         description: String::new(),
         enabled: true,
+        groups: Vec::new(),
         transport: Transport::Stdio {
             command: node,
             args: vec![

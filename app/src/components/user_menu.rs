@@ -127,6 +127,22 @@ fn Menu(me: Account) -> impl IntoView {
                     >
                         "People"
                     </A>
+                    <A
+                        href="/admin/groups"
+                        attr:role="menuitem"
+                        attr:data-testid="groups-link"
+                        attr:class="block rounded-lg px-3 py-2 text-sm hover:bg-zinc-100 dark:hover:bg-zinc-800"
+                    >
+                        "Groups"
+                    </A>
+                    <A
+                        href="/admin/usage"
+                        attr:role="menuitem"
+                        attr:data-testid="usage-link"
+                        attr:class="block rounded-lg px-3 py-2 text-sm hover:bg-zinc-100 dark:hover:bg-zinc-800"
+                    >
+                        "Usage"
+                    </A>
                 })}
                 {if me.is_local {
                     view! {

@@ -97,6 +97,9 @@ fn RegistryRow(
                     {(!secrets.is_empty()).then(|| view! {
                         <p class="mt-0.5 text-xs text-zinc-500 dark:text-zinc-400" data-testid="secret-names">{format!("Secrets (stored encrypted): {}", secrets.join(", "))}</p>
                     })}
+                    {(!server.groups.is_empty()).then(|| view! {
+                        <p class="mt-0.5 text-xs text-zinc-500 dark:text-zinc-400" data-testid="server-limited-to">{format!("Only for: {}", server.groups.join(", "))}</p>
+                    })}
                     {server.problem.clone().map(|p| view! { <p class="mt-1 text-sm text-red-700 dark:text-red-400">{p}</p> })}
                 </div>
                 {(!from_file).then(|| view! {
@@ -173,6 +176,9 @@ fn ServerForm(
             <label class="flex items-center gap-2 self-end text-sm">
                 <input type="checkbox" name="disabled" value="true" checked=!s.enabled />
                 "Switched off (listed, but nobody can connect)"
+            </label>
+            <label class="flex flex-col gap-1 text-sm sm:col-span-2">"Only for these groups (comma-separated; empty: everyone)"
+                <input name="groups" maxlength="2000" class=INPUT value=s.groups.join(", ") placeholder="research, ops" data-testid="server-groups" />
             </label>
             <Show when=move || transport.get() == "http">
                 <label class="flex flex-col gap-1 text-sm sm:col-span-2">"URL"

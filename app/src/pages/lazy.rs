@@ -7,8 +7,8 @@ use leptos::prelude::*;
 use leptos_router::{LazyRoute, lazy_route};
 
 use super::{
-    activity::ActivityPage, admin::AdminServersPage, models::ModelsPage, people::PeoplePage,
-    servers::ServersPage, settings::SettingsPage,
+    activity::ActivityPage, admin::AdminServersPage, groups::GroupsPage, models::ModelsPage,
+    people::PeoplePage, servers::ServersPage, settings::SettingsPage, usage::UsagePage,
 };
 
 /// A lazily loaded route for a page component that takes no properties: its view is split out,
@@ -54,4 +54,12 @@ lazy_page!(
 lazy_page!(
     /// `/admin/people`.
     People => PeoplePage
+);
+lazy_page!(
+    /// `/admin/groups`.
+    Groups => GroupsPage
+);
+lazy_page!(
+    /// `/admin/usage`.
+    Usage => UsagePage
 );

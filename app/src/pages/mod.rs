@@ -3,6 +3,7 @@
 pub mod activity;
 pub mod admin;
 pub mod chat;
+pub mod groups;
 pub mod home;
 pub mod lazy;
 pub mod login;
@@ -11,3 +12,4 @@ pub mod not_found;
 pub mod people;
 pub mod servers;
 pub mod settings;
+pub mod usage;

@@ -8,8 +8,8 @@ use leptos_meta::Title;
 
 use crate::components::styles::{BUTTON, INPUT, PAGE_ERROR, PRIMARY};
 use crate::models::{
-    ModelsAdmin, ProviderView, RemoveProvider, SaveModelSettings, SaveProvider, TestModel,
-    admin_models, discover_models,
+    ModelsAdmin, ProviderView, RemoveProvider, SaveModelLimits, SaveModelSettings, SaveProvider,
+    TestModel, admin_models, discover_models,
 };
 
 const ALERT: &str = "mt-3 text-sm text-red-700 dark:text-red-400";
@@ -20,12 +20,14 @@ pub fn ModelsPage() -> impl IntoView {
     let remove = ServerAction::<RemoveProvider>::new();
     let settings = ServerAction::<SaveModelSettings>::new();
     let test = ServerAction::<TestModel>::new();
+    let limits = ServerAction::<SaveModelLimits>::new();
     let data = Resource::new(
         move || {
             (
                 save.version().get(),
                 remove.version().get(),
                 settings.version().get(),
+                limits.version().get(),
             )
         },
         |_| admin_models(),
@@ -52,7 +54,7 @@ pub fn ModelsPage() -> impl IntoView {
             <Transition fallback=|| view! { <p class="mt-6 text-sm text-zinc-500">"Loading the models…"</p> }>
                 {move || Suspend::new(async move {
                     match data.await {
-                        Ok(models) => view! { <Loaded models editing save remove settings test /> }.into_any(),
+                        Ok(models) => view! { <Loaded models editing save remove settings test limits /> }.into_any(),
                         Err(e) => view! {
                             <p role="alert" data-testid="admin-error" class=PAGE_ERROR>{e.to_string()}</p>
                         }.into_any(),
@@ -92,6 +94,7 @@ fn Loaded(
     remove: ServerAction<RemoveProvider>,
     settings: ServerAction<SaveModelSettings>,
     test: ServerAction<TestModel>,
+    limits: ServerAction<SaveModelLimits>,
 ) -> impl IntoView {
     let ModelsAdmin {
         providers,
@@ -99,6 +102,7 @@ fn Loaded(
         default,
         choices,
         down,
+        limits: limited,
     } = models;
     view! {
         <ul class="mt-6 flex flex-col gap-3" data-testid="providers">
@@ -132,6 +136,21 @@ fn Loaded(
             </ActionForm>
             {move || settings.value().get().and_then(Result::err).map(|e| view! {
                 <p role="alert" data-testid="settings-error" class=ALERT>{e.to_string()}</p>
+            })}
+        </section>
+        <section class="mt-10" aria-labelledby="limits-heading">
+            <h2 id="limits-heading" class="text-lg font-semibold">"Models for some groups only"</h2>
+            <p class="mt-1 text-sm text-zinc-600 dark:text-zinc-400">
+                "A model listed here is seen and used only by its groups' members (and administrators); an alias follows its models. Groups are managed on the Groups page."
+            </p>
+            <ActionForm action=limits attr:class="mt-4 grid gap-3" attr:data-testid="limits-form">
+                <label class="flex flex-col gap-1 text-sm">"One “provider/model: group, group” a line"
+                    <textarea name="limits" rows="3" class=INPUT placeholder="openai/gpt-4o: research, ops" data-testid="model-limits">{limited}</textarea>
+                </label>
+                <div><button type="submit" class=PRIMARY disabled=move || limits.pending().get()>"Save"</button></div>
+            </ActionForm>
+            {move || limits.value().get().and_then(Result::err).map(|e| view! {
+                <p role="alert" data-testid="limits-error" class=ALERT>{e.to_string()}</p>
             })}
         </section>
     }

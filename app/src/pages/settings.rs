@@ -14,9 +14,45 @@ pub fn SettingsPage() -> impl IntoView {
         <div class="mx-auto max-w-3xl px-4 py-8 md:px-8">
             <h1 class="text-2xl font-semibold tracking-tight">"Settings"</h1>
             <AccountSection />
+            <UsageSection />
             <ToolApprovals />
             <ApiTokens />
         </div>
+    }
+}
+
+/// What the person used today and this month, and the limits that apply to them.
+#[component]
+fn UsageSection() -> impl IntoView {
+    let usage = Resource::new(|| (), |_| crate::usage::my_usage());
+    view! {
+        <section class="mt-8" aria-labelledby="usage-heading">
+            <h2 id="usage-heading" class="text-lg font-semibold">"Usage"</h2>
+            <Transition fallback=|| ()>
+                {move || Suspend::new(async move {
+                    match usage.await {
+                        Ok(u) => view! {
+                            <p class="mt-2 text-sm" data-testid="my-usage">
+                                {format!("{} tokens today, {} this month (UTC).", u.used_today, u.used_this_month)}
+                            </p>
+                            <ul class="mt-1 text-sm text-zinc-600 dark:text-zinc-400" data-testid="my-limits">
+                                {u.limits.is_empty().then(|| view! { <li>"No budget or rate limits apply to you."</li> })}
+                                {u.limits.into_iter().map(|l| {
+                                    let what = match l.limit.as_str() {
+                                        "tokens_per_day" => "tokens a day",
+                                        "tokens_per_month" => "tokens a month",
+                                        _ => "answers a minute",
+                                    };
+                                    let used = l.used.map(|u| format!(": {u} used")).unwrap_or_default();
+                                    view! { <li>{format!("At most {} {what} ({}){used}.", l.most, l.set_by)}</li> }
+                                }).collect_view()}
+                            </ul>
+                        }.into_any(),
+                        Err(e) => view! { <p role="alert" class="mt-2 text-sm text-red-700 dark:text-red-400">{e.to_string()}</p> }.into_any(),
+                    }
+                })}
+            </Transition>
+        </section>
     }
 }
 

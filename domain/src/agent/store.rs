@@ -302,6 +302,7 @@ async fn save_with_answer(
     let fallback = state.usage.fallback.as_ref();
     let tokens = |n: Option<u32>| n.map(|n| i32::try_from(n).unwrap_or(i32::MAX));
     let commit = if durable(state) { "on" } else { "off" };
+    let spent = Spent::between(before, state);
     // The later parts wait for the checkpoint (`EXISTS (SELECT 1 FROM k)`): when its (thread,
     // sequence) is taken, the statement fails whole.
     sqlx::query!(
@@ -328,6 +329,17 @@ async fn save_with_answer(
                     arguments jsonb, decision text, decided_by text, reason text, outcome text,
                     result text, duration_ms integer)
                WHERE EXISTS (SELECT 1 FROM k)
+           ), u AS (
+               INSERT INTO usage_days (user_id, day, model, answers, input_tokens, output_tokens)
+               SELECT $11, (now() AT TIME ZONE 'UTC')::date,
+                      coalesce($21, (SELECT model FROM messages WHERE id = $6), ''),
+                      $24::integer, $25::bigint, $26::bigint
+               WHERE EXISTS (SELECT 1 FROM k)
+                 AND ($24::integer > 0 OR $25::bigint > 0 OR $26::bigint > 0)
+               ON CONFLICT (user_id, day, model) DO UPDATE SET
+                   answers = usage_days.answers + EXCLUDED.answers,
+                   input_tokens = usage_days.input_tokens + EXCLUDED.input_tokens,
+                   output_tokens = usage_days.output_tokens + EXCLUDED.output_tokens
            )
            SELECT seq AS "seq!" FROM k"#,
         thread_id,
@@ -353,10 +365,35 @@ async fn save_with_answer(
         fallback.map(|f| f.model.as_str()),
         tokens(state.usage.trimmed),
         (!state.usage.offered.is_empty()).then(|| Json(&state.usage.offered)) as _,
+        spent.answers,
+        spent.input_tokens,
+        spent.output_tokens,
     )
     .fetch_one(db.pool())
     .await?;
     Ok(())
+}
+
+/// What a checkpoint adds to its person's usage (`usage_days`): the tokens the run used since the
+/// checkpoint before, and the answer itself when its model was asked for the first time.
+#[derive(Debug, PartialEq, Eq)]
+struct Spent {
+    answers: i32,
+    input_tokens: i64,
+    output_tokens: i64,
+}
+
+impl Spent {
+    fn between(before: Option<&RunState>, now: &RunState) -> Self {
+        let (steps, input, output) = before.map_or((0, 0, 0), |b| {
+            (b.steps, b.usage.input_tokens, b.usage.output_tokens)
+        });
+        Self {
+            answers: i32::from(steps == 0 && now.steps > 0),
+            input_tokens: i64::from(now.usage.input_tokens.saturating_sub(input)),
+            output_tokens: i64::from(now.usage.output_tokens.saturating_sub(output)),
+        }
+    }
 }
 
 /// Whether a call has come to its end, for the audit: it ran (or was interrupted), or the run went

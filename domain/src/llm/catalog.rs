@@ -16,6 +16,9 @@ pub struct Catalog {
     /// When nothing was configured and a model server on this machine was found instead, a
     /// sentence saying which (`local_models`), for the UI to show.
     pub found: Option<String>,
+    /// Models (`<provider>/<model>`) limited to groups: only their members (and administrators)
+    /// see and use them. Set in the app.
+    pub limited: Vec<(String, Vec<String>)>,
 }
 
 /// Why nothing can answer when no model is configured, and what to do.
@@ -46,7 +49,41 @@ impl Catalog {
         if more.default.is_some() {
             self.default = more.default;
         }
+        self.limited.extend(more.limited);
         self
+    }
+
+    /// The groups a model (`<provider>/<model>`) is limited to; none: everyone's.
+    pub fn groups_of(&self, provider: &str, model: &str) -> &[String] {
+        self.limited
+            .iter()
+            .find(|(name, _)| {
+                name.split_once('/')
+                    .is_some_and(|(p, m)| p == provider && m == model)
+            })
+            .map_or(&[], |(_, groups)| groups.as_slice())
+    }
+
+    /// The catalog as a person with `access` sees it: the models limited to groups they are not in
+    /// are gone, with the aliases that stood for them alone, and a default among them gives way
+    /// to the first model left.
+    pub fn for_access(&self, access: &crate::access::Access) -> Catalog {
+        let mut mine = self.clone();
+        mine.models
+            .retain(|(provider, model)| access.may_use(self.groups_of(provider, model)));
+        if let Some(default) = &mine.default
+            && mine.resolve(Some(default)).is_none()
+        {
+            mine.default = None;
+        }
+        mine
+    }
+
+    /// Whether `name` (a model or an alias) is on offer in this catalog at all, though perhaps not
+    /// to everyone: compared with [`Catalog::for_access`]'s, it tells a limited model from one
+    /// that is not offered.
+    pub fn offers(&self, name: &str) -> bool {
+        self.resolve(Some(name)).is_some()
     }
 
     /// The names people choose from: aliases first (those that name a model on offer: one whose
@@ -164,7 +201,28 @@ mod tests {
             aliases: vec![("fast".into(), "ollama/llama3.2".into())],
             default: None,
             found: None,
+            limited: Vec::new(),
         }
+    }
+
+    #[test]
+    fn a_model_limited_to_groups_is_gone_for_everyone_else_with_its_aliases() {
+        use crate::access::Access;
+        let mut c = catalog();
+        c.default = Some("fast".into());
+        c.limited = vec![("ollama/llama3.2".into(), vec!["research".into()])];
+        let outsider = c.for_access(&Access::member_of(&["sales"]));
+        assert_eq!(outsider.choices(), ["openai/gpt-4o"]);
+        assert!(outsider.resolve(Some("fast")).is_none());
+        assert_eq!(
+            outsider.resolve(None).map(|(p, m)| (p.id.as_str(), m)),
+            Some(("openai", "gpt-4o")),
+            "the default gives way to the first model left"
+        );
+        assert!(c.offers("fast") && !outsider.offers("fast"));
+        let member = c.for_access(&Access::member_of(&["research"]));
+        assert_eq!(member.choices(), c.choices());
+        assert_eq!(c.for_access(&Access::everything()).choices(), c.choices());
     }
 
     #[test]

@@ -35,6 +35,7 @@ impl Mcp {
                 name: spec.name,
                 description: spec.description,
                 enabled: spec.enabled,
+                groups: spec.groups,
                 source: spec.source,
                 problem: spec.problem,
             })
@@ -103,6 +104,10 @@ impl Mcp {
         bearer_token: Option<String>,
         headers: std::collections::BTreeMap<String, String>,
     ) -> Result<String> {
+        let access = crate::access::Access::of(&self.inner.db, user_id).await?;
+        if let Some(refusal) = access.personal_servers_refusal() {
+            return Err(Error::Forbidden(refusal));
+        }
         self.inner
             .settings
             .addresses
@@ -116,6 +121,7 @@ impl Mcp {
             name: name.to_owned(),
             description: description.to_owned(),
             enabled: true,
+            groups: Vec::new(),
             transport: Transport::Http {
                 url: url.trim().to_owned(),
                 headers,

@@ -206,6 +206,15 @@ impl Mcp {
     /// The user's connection to a server, started on this instance when they connected it
     /// elsewhere or before a restart, marked used.
     async fn used(&self, user_id: Uuid, server_id: &str) -> Result<Arc<Shared>> {
+        // Asked at every use: a server limited to groups they are not in since they connected
+        // (or their own, switched off for a group of theirs) is theirs no more, and its
+        // connection closes.
+        if self.spec(user_id, server_id).await?.is_none() {
+            close_all(self.take(Some(user_id), server_id)).await;
+            return Err(Error::NotFound(format!(
+                "There is no MCP server '{server_id}' for you: it may have been removed, or limited to groups you are not in."
+            )));
+        }
         let shared = match self.live(user_id, server_id) {
             Some(shared) => shared,
             None => {
@@ -330,8 +339,12 @@ impl Mcp {
             users.keys().copied().collect()
         };
         for user in wanting.into_iter().filter(|u| here.contains(u)) {
-            // The others get it on their next use, from the database.
-            self.start(user, spec.clone());
+            // The others get it on their next use, from the database; those it is now limited
+            // away from do not get it back.
+            let access = crate::access::Access::of(&self.inner.db, user).await?;
+            if super::usable(&access, &spec) {
+                self.start(user, spec.clone());
+            }
         }
         Ok(())
     }
@@ -383,8 +396,12 @@ impl Mcp {
             let gone: Vec<String> = mine
                 .servers
                 .iter()
-                // One started after the intent was read may be a connect that read missed.
-                .filter(|(id, c)| !wanted.contains(*id) && c.started < asked)
+                // One started after the intent was read may be a connect that read missed; one to
+                // a server no longer theirs to use (limited to groups since) closes in any case.
+                .filter(|(id, c)| {
+                    (!wanted.contains(*id) && c.started < asked)
+                        || !specs.iter().any(|s| s.id == **id)
+                })
                 .map(|(id, _)| id.clone())
                 .collect();
             gone.iter()

@@ -56,6 +56,7 @@ pub use registry::{
     PERSONAL_PREFIX, PublicTransport, Registry, ServerInput, ServerSpec, Source, Transport,
 };
 
+use crate::access::Access;
 use crate::secrets::SecretKey;
 use crate::{Database, Result};
 pub use connections::Hooks;
@@ -69,6 +70,14 @@ pub use sign_in::{FLOW_MINUTES, Finished};
 pub use types::{
     AdminServer, Annotations, ChatTool, ServerView, Settings, Status, Tool, ToolOutput,
 };
+
+/// Whether a person with `access` may see and use the server `spec`.
+fn usable(access: &Access, spec: &ServerSpec) -> bool {
+    match spec.source {
+        Source::Personal => access.personal_servers(),
+        Source::File | Source::Admin => access.may_use(&spec.groups),
+    }
+}
 
 /// Every user's MCP connections on this server. Cheap to clone.
 #[derive(Clone)]
@@ -114,23 +123,35 @@ impl Mcp {
     }
 
     /// The servers the user may use: the file's, the administrators' registry, their own (a
-    /// stored server with a file server's id is shadowed by it).
+    /// stored server with a file server's id is shadowed by it), less those limited to groups they
+    /// are not in, and their own when a group of theirs has them switched off.
     pub async fn specs(&self, user_id: Uuid) -> Result<Vec<ServerSpec>> {
+        let (access, stored) = tokio::join!(
+            Access::of(&self.inner.db, user_id),
+            registry::stored(&self.inner.db, &self.inner.key, Some(user_id)),
+        );
+        let access = access?;
         let mut specs = self.inner.file.servers().to_vec();
-        let stored = registry::stored(&self.inner.db, &self.inner.key, Some(user_id)).await?;
         specs.extend(
-            stored
+            stored?
                 .into_iter()
                 .filter(|s| self.inner.file.get(&s.id).is_none()),
         );
+        specs.retain(|s| usable(&access, s));
         Ok(specs)
     }
 
+    /// One server the user may use (see [`Mcp::specs`]), by id.
     async fn spec(&self, user_id: Uuid, server_id: &str) -> Result<Option<ServerSpec>> {
-        if let Some(spec) = self.inner.file.get(server_id) {
-            return Ok(Some(spec.clone()));
-        }
-        registry::find(&self.inner.db, &self.inner.key, user_id, server_id).await
+        let spec = match self.inner.file.get(server_id) {
+            Some(spec) => Some(spec.clone()),
+            None => registry::find(&self.inner.db, &self.inner.key, user_id, server_id).await?,
+        };
+        let Some(spec) = spec else {
+            return Ok(None);
+        };
+        let access = Access::of(&self.inner.db, user_id).await?;
+        Ok(usable(&access, &spec).then_some(spec))
     }
 
     /// The servers the user may connect to, with their connection and tools. The first call for a

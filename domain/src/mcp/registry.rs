@@ -37,6 +37,9 @@ pub struct ServerSpec {
     pub transport: Transport,
     #[serde(default = "yes")]
     pub enabled: bool,
+    /// The groups whose members may see and use it (administrators always may); none: everyone.
+    #[serde(default)]
+    pub groups: Vec<String>,
     #[serde(skip)]
     pub source: Source,
     /// Why the server cannot be used as stored (its secrets do not decrypt with this key).
@@ -58,6 +61,7 @@ impl ServerSpec {
             description: String::new(),
             transport,
             enabled: true,
+            groups: Vec::new(),
             source: Source::File,
             problem: None,
         }
@@ -518,6 +522,8 @@ pub struct ServerInput {
     pub name: String,
     pub description: String,
     pub enabled: bool,
+    /// The groups it is limited to (registry servers only; none: everyone).
+    pub groups: Vec<String>,
     pub transport: Transport,
 }
 
@@ -530,6 +536,9 @@ impl ServerInput {
         }
         if self.description.chars().count() > 1000 {
             return invalid("The description is longer than 1,000 characters.");
+        }
+        for group in &self.groups {
+            crate::access::check_group_name(group)?;
         }
         self.transport.validate()
     }
@@ -589,6 +598,7 @@ struct Row {
     name: String,
     description: String,
     enabled: bool,
+    groups: Vec<String>,
     transport: serde_json::Value,
     secrets: Option<Vec<u8>>,
 }
@@ -635,6 +645,7 @@ impl Row {
             description: self.description,
             transport: Transport::assemble(public, secrets),
             enabled: self.enabled,
+            groups: self.groups,
             source,
             problem,
         }
@@ -650,7 +661,7 @@ pub(super) async fn stored(
 ) -> Result<Vec<ServerSpec>> {
     let rows = sqlx::query_as!(
         Row,
-        "SELECT id, owner_id, slug, name, description, enabled, transport, secrets
+        "SELECT id, owner_id, slug, name, description, enabled, groups, transport, secrets
          FROM mcp_servers
          WHERE owner_id IS NULL OR owner_id = $1
          ORDER BY owner_id NULLS FIRST, lower(name), slug",
@@ -670,7 +681,7 @@ pub(super) async fn find(
 ) -> Result<Option<ServerSpec>> {
     let row = sqlx::query_as!(
         Row,
-        "SELECT id, owner_id, slug, name, description, enabled, transport, secrets
+        "SELECT id, owner_id, slug, name, description, enabled, groups, transport, secrets
          FROM mcp_servers
          WHERE slug = $2 AND (owner_id IS NULL OR owner_id = $1)",
         user,
@@ -698,7 +709,7 @@ pub(super) async fn save(
         Some(previous) => {
             let Some(row) = sqlx::query_as!(
                 Row,
-                "SELECT id, owner_id, slug, name, description, enabled, transport, secrets
+                "SELECT id, owner_id, slug, name, description, enabled, groups, transport, secrets
                  FROM mcp_servers
                  WHERE slug = $1 AND owner_id IS NOT DISTINCT FROM $2
                  FOR UPDATE",
@@ -792,12 +803,13 @@ async fn write(
                 )
             });
     let saved = sqlx::query!(
-        "INSERT INTO mcp_servers (id, owner_id, slug, name, description, enabled, transport, secrets)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+        "INSERT INTO mcp_servers (id, owner_id, slug, name, description, enabled, transport, secrets,
+                                  groups)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
          ON CONFLICT (id) DO UPDATE SET
              slug = EXCLUDED.slug, name = EXCLUDED.name, description = EXCLUDED.description,
              enabled = EXCLUDED.enabled, transport = EXCLUDED.transport, secrets = EXCLUDED.secrets,
-             updated_at = now()",
+             groups = EXCLUDED.groups, updated_at = now()",
         row_id,
         owner,
         input.id,
@@ -805,7 +817,8 @@ async fn write(
         input.description,
         input.enabled,
         public,
-        sealed
+        sealed,
+        &input.groups
     )
     .execute(&mut **tx)
     .await;

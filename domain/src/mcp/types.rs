@@ -109,6 +109,8 @@ pub struct AdminServer {
     pub name: String,
     pub description: String,
     pub enabled: bool,
+    /// The groups it is limited to (none: everyone).
+    pub groups: Vec<String>,
     pub source: Source,
     pub transport: PublicTransport,
     /// Why it cannot be used as stored.

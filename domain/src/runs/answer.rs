@@ -88,10 +88,15 @@ impl Runs {
         // Before the model is asked: `chats::ask` would refuse it only after.
         chats::check_message(text)?;
         let db = &self.inner.db;
-        let Some(conversation) = chats::conversation(db, user_id, chat_id, from_position).await?
-        else {
+        // Over a budget or the rate, nothing is stored and the model is not asked.
+        let (allowed, conversation) = tokio::join!(
+            crate::budgets::check(db, user_id, chrono::Utc::now()),
+            chats::conversation(db, user_id, chat_id, from_position),
+        );
+        let Some(conversation) = conversation? else {
             return Ok(None);
         };
+        allowed?;
         // Being written on another instance (this one's own runs hold the chat's slot): an edit
         // or a regeneration would replace the answer under its run, a send would interleave.
         if conversation.being_written {
@@ -115,7 +120,9 @@ impl Runs {
         } else {
             (Vec::new(), Policies::default(), agent::DEFAULT_MAX_STEPS)
         };
-        let models = self.offered().await;
+        let models = self
+            .models_for(user_id, conversation.chat.model.as_deref())
+            .await?;
         let candidates = models.for_chat(conversation.chat.model.as_deref())?;
         let (provider, model) = candidates[0];
         // Earlier answers' tool calls go to a model that is offered tools: some providers refuse

@@ -129,7 +129,7 @@ impl Runs {
         };
         let specs = tools?.unwrap_or_default();
         let (policies, _) = person?;
-        let models = self.models();
+        let models = self.models_for(user_id, chat.model.as_deref()).await?;
         let candidates = models.for_chat(chat.model.as_deref())?;
         let search_over = self.inner.mcp.settings().tool_search_over;
         let plan = Plan::new(&candidates, history, specs, policies, search_over)?;

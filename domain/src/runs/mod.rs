@@ -33,7 +33,7 @@ use crate::chats::Status;
 use crate::llm::{Catalog, LlmClient};
 use crate::local_models::Offer;
 use crate::mcp::Mcp;
-use crate::{Database, Result};
+use crate::{Database, Error, Result};
 
 mod answer;
 mod channels;
@@ -111,6 +111,30 @@ impl Runs {
     /// (see [`Offer::current`]).
     pub async fn offered(&self) -> Arc<Catalog> {
         self.inner.models.current().await
+    }
+
+    /// The models on offer to one person: those limited to groups they are not in are gone.
+    pub async fn offered_to(&self, user_id: Uuid) -> Result<Catalog> {
+        let access = crate::access::Access::of(&self.inner.db, user_id).await?;
+        Ok(self.offered().await.for_access(&access))
+    }
+
+    /// What a person may answer with in a chat that chose `chosen`: the models on offer to them,
+    /// or, when the chat's model is limited to groups they are not in, why not (as not found,
+    /// the way a thing that is not theirs is answered).
+    pub(super) async fn models_for(&self, user_id: Uuid, chosen: Option<&str>) -> Result<Catalog> {
+        let all = self.offered().await;
+        let access = crate::access::Access::of(&self.inner.db, user_id).await?;
+        let mine = all.for_access(&access);
+        if let Some(name) = chosen.filter(|n| !n.is_empty())
+            && all.offers(name)
+            && !mine.offers(name)
+        {
+            return Err(Error::NotFound(format!(
+                "The model '{name}' chosen for this chat is not available to you. Choose another one."
+            )));
+        }
+        Ok(mine)
     }
 
     /// The models of the environment (read-only in the app).

@@ -440,6 +440,19 @@ pub async fn subscribe(
     SseReader::new(request.send().await.unwrap())
 }
 
+/// Reads events until one named in `last`, inclusive; returns them all.
+pub async fn until_one_of(events: &mut SseReader, last: &[&str]) -> Vec<SseEvent> {
+    let mut seen = Vec::new();
+    loop {
+        let event = events.next().await;
+        let done = last.contains(&event.event.as_str());
+        seen.push(event);
+        if done {
+            return seen;
+        }
+    }
+}
+
 /// Reads events until the run finishes; returns them all.
 pub async fn until_finished(events: &mut SseReader) -> Vec<SseEvent> {
     let mut seen = Vec::new();

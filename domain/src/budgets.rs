@@ -1,0 +1,333 @@
+//! What a person may spend: tokens per day and per month (calendar days and months, UTC) and
+//! answers per minute (their rate tier). Each limit is the person's own when an administrator set
+//! one, else the most generous of their groups' that set it, else none. [`check`] runs before an
+//! answer starts and refuses it with which limit, how much is used and when it renews.
+//!
+//! Tokens are counted from `usage_days`, which each answer's checkpoints add to (and which stays
+//! when chats are deleted); answers from the messages of the last minute.
+
+use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::{Database, Error, Result};
+
+/// Limits as an administrator sets them, on a group or a person; None: not set here.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    pub tokens_per_day: Option<i64>,
+    pub tokens_per_month: Option<i64>,
+    pub answers_per_minute: Option<i32>,
+}
+
+impl Limits {
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// Checks that each limit set is a count (zero stops everything).
+    pub fn check(&self) -> Result<()> {
+        let negative = self.tokens_per_day.is_some_and(|n| n < 0)
+            || self.tokens_per_month.is_some_and(|n| n < 0)
+            || self.answers_per_minute.is_some_and(|n| n < 0);
+        if negative {
+            return Err(Error::Invalid(
+                "A limit is a number of tokens or answers, 0 or more; leave it empty for none."
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Where a limit that applies to a person comes from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SetBy {
+    /// Set on the person themselves.
+    Person,
+    /// Set on this group of theirs.
+    Group(String),
+}
+
+impl SetBy {
+    /// "set for you", "set for the group 'x'".
+    pub fn said(&self) -> String {
+        match self {
+            SetBy::Person => "set for you".into(),
+            SetBy::Group(name) => format!("set for the group '{name}'"),
+        }
+    }
+}
+
+/// The limits that apply to one person, each with where it comes from.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Applying {
+    pub tokens_per_day: Option<(i64, SetBy)>,
+    pub tokens_per_month: Option<(i64, SetBy)>,
+    pub answers_per_minute: Option<(i32, SetBy)>,
+}
+
+/// A person's budget and what they used of it, for their own page.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Standing {
+    pub limits: Applying,
+    pub used_today: i64,
+    pub used_this_month: i64,
+}
+
+/// Picks, for each limit, the person's own, else the largest of the groups'.
+fn applying(own: Limits, groups: &[(String, Limits)]) -> Applying {
+    fn pick<T: Copy + Ord>(
+        own: Option<T>,
+        groups: &[(String, Limits)],
+        get: impl Fn(&Limits) -> Option<T>,
+    ) -> Option<(T, SetBy)> {
+        if let Some(own) = own {
+            return Some((own, SetBy::Person));
+        }
+        groups
+            .iter()
+            .filter_map(|(name, limits)| get(limits).map(|n| (n, name)))
+            .max_by(|a, b| a.0.cmp(&b.0).then_with(|| b.1.cmp(a.1)))
+            .map(|(n, name)| (n, SetBy::Group(name.clone())))
+    }
+    Applying {
+        tokens_per_day: pick(own.tokens_per_day, groups, |l| l.tokens_per_day),
+        tokens_per_month: pick(own.tokens_per_month, groups, |l| l.tokens_per_month),
+        answers_per_minute: pick(own.answers_per_minute, groups, |l| l.answers_per_minute),
+    }
+}
+
+/// The limits that apply to the person with this id.
+pub async fn applying_to(db: &Database, user_id: Uuid) -> Result<Applying> {
+    let rows = sqlx::query!(
+        r#"SELECT NULL::text AS "group", tokens_per_day, tokens_per_month, answers_per_minute
+           FROM users WHERE id = $1
+           UNION ALL
+           SELECT g.name, g.tokens_per_day, g.tokens_per_month, g.answers_per_minute
+           FROM groups g JOIN users u ON u.id = $1
+           WHERE (g.tokens_per_day IS NOT NULL OR g.tokens_per_month IS NOT NULL
+                  OR g.answers_per_minute IS NOT NULL)
+             AND (g.name = ANY(u.groups)
+                  OR EXISTS (SELECT 1 FROM group_members m
+                             WHERE m.user_id = u.id AND m.group_name = g.name))"#,
+        user_id
+    )
+    .fetch_all(db.pool())
+    .await?;
+    let mut own = Limits::default();
+    let mut groups = Vec::new();
+    for row in rows {
+        let limits = Limits {
+            tokens_per_day: row.tokens_per_day,
+            tokens_per_month: row.tokens_per_month,
+            answers_per_minute: row.answers_per_minute,
+        };
+        match row.group {
+            None => own = limits,
+            Some(name) => groups.push((name, limits)),
+        }
+    }
+    Ok(applying(own, &groups))
+}
+
+fn day_of(now: DateTime<Utc>) -> NaiveDate {
+    now.date_naive()
+}
+
+fn month_start(day: NaiveDate) -> NaiveDate {
+    day.with_day(1).expect("every month has a first day")
+}
+
+fn next_month(day: NaiveDate) -> NaiveDate {
+    let (year, month) = if day.month() == 12 {
+        (day.year() + 1, 1)
+    } else {
+        (day.year(), day.month() + 1)
+    };
+    NaiveDate::from_ymd_opt(year, month, 1).expect("a valid date")
+}
+
+fn midnight(day: NaiveDate) -> DateTime<Utc> {
+    Utc.from_utc_datetime(&day.and_hms_opt(0, 0, 0).expect("midnight exists"))
+}
+
+/// The tokens a person used on `now`'s day and in its month.
+async fn used(db: &Database, user_id: Uuid, now: DateTime<Utc>) -> Result<(i64, i64)> {
+    let today = day_of(now);
+    let row = sqlx::query!(
+        r#"SELECT coalesce(sum(input_tokens + output_tokens) FILTER (WHERE day = $2), 0)::bigint
+                    AS "today!",
+                  coalesce(sum(input_tokens + output_tokens), 0)::bigint AS "month!"
+           FROM usage_days WHERE user_id = $1 AND day >= $3 AND day <= $2"#,
+        user_id,
+        today,
+        month_start(today)
+    )
+    .fetch_one(db.pool())
+    .await?;
+    Ok((row.today, row.month))
+}
+
+/// A person's limits and what they used of their budgets as of `now`.
+pub async fn standing(db: &Database, user_id: Uuid, now: DateTime<Utc>) -> Result<Standing> {
+    let (limits, used) = tokio::join!(applying_to(db, user_id), used(db, user_id, now));
+    let (used_today, used_this_month) = used?;
+    Ok(Standing {
+        limits: limits?,
+        used_today,
+        used_this_month,
+    })
+}
+
+/// "3 h 12 min", "45 s", "4 days": how long until a limit lets them through.
+fn wait_words(seconds: i64) -> String {
+    match seconds {
+        ..=90 => format!("{} s", seconds.max(1)),
+        91..=3_599 => format!("{} min", (seconds + 59) / 60),
+        3_600..=172_799 => format!("{} h {} min", seconds / 3600, (seconds % 3600) / 60),
+        _ => format!("{} days", seconds / 86_400),
+    }
+}
+
+fn thousands(n: i64) -> String {
+    let digits = n.unsigned_abs().to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if n < 0 { format!("-{out}") } else { out }
+}
+
+/// Refuses a new answer when one of the person's budgets is used up or they started as many
+/// answers in the last minute as their rate allows, saying which, how much, and when it renews.
+pub async fn check(db: &Database, user_id: Uuid, now: DateTime<Utc>) -> Result<()> {
+    let limits = applying_to(db, user_id).await?;
+    if let Some((most, from)) = &limits.answers_per_minute {
+        let since = now - Duration::seconds(60);
+        let row = sqlx::query!(
+            r#"SELECT count(*) AS "started!", min(m.created_at) AS oldest
+               FROM messages m JOIN chats c ON c.id = m.chat_id
+               WHERE c.user_id = $1 AND m.role = 'assistant' AND m.created_at > $2
+                 AND m.created_at <= $3"#,
+            user_id,
+            since,
+            now
+        )
+        .fetch_one(db.pool())
+        .await?;
+        if row.started >= i64::from(*most) {
+            let free_at = row.oldest.unwrap_or(now) + Duration::seconds(60);
+            let wait = (free_at - now).num_seconds().max(1);
+            return Err(Error::RateLimited {
+                message: format!(
+                    "You have started {} answers in the last minute, the most your rate allows ({} a minute, {}). Wait {}, then send again.",
+                    row.started,
+                    most,
+                    from.said(),
+                    wait_words(wait)
+                ),
+                retry_after: wait as u64,
+            });
+        }
+    }
+    if limits.tokens_per_day.is_none() && limits.tokens_per_month.is_none() {
+        return Ok(());
+    }
+    let (today, month) = used(db, user_id, now).await?;
+    let day = day_of(now);
+    if let Some((most, from)) = &limits.tokens_per_day
+        && today >= *most
+    {
+        let wait = (midnight(day + Duration::days(1)) - now)
+            .num_seconds()
+            .max(1);
+        return Err(Error::OverBudget {
+            message: format!(
+                "Your daily budget of {} tokens ({}) is used up: {} used today. It renews at midnight UTC, in {}.",
+                thousands(*most),
+                from.said(),
+                thousands(today),
+                wait_words(wait)
+            ),
+            retry_after: wait as u64,
+        });
+    }
+    if let Some((most, from)) = &limits.tokens_per_month
+        && month >= *most
+    {
+        let renews = next_month(day);
+        let wait = (midnight(renews) - now).num_seconds().max(1);
+        return Err(Error::OverBudget {
+            message: format!(
+                "Your monthly budget of {} tokens ({}) is used up: {} used this month. It renews on {} at 00:00 UTC, in {}.",
+                thousands(*most),
+                from.said(),
+                thousands(month),
+                renews.format("%-d %B"),
+                wait_words(wait)
+            ),
+            retry_after: wait as u64,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(day: Option<i64>, month: Option<i64>, rate: Option<i32>) -> Limits {
+        Limits {
+            tokens_per_day: day,
+            tokens_per_month: month,
+            answers_per_minute: rate,
+        }
+    }
+
+    #[test]
+    fn a_persons_own_limit_stands_else_their_most_generous_groups() {
+        let groups = vec![
+            ("interns".to_owned(), limits(Some(1_000), None, Some(2))),
+            ("research".to_owned(), limits(Some(50_000), None, None)),
+        ];
+        let got = applying(Limits::default(), &groups);
+        assert_eq!(
+            got.tokens_per_day,
+            Some((50_000, SetBy::Group("research".into())))
+        );
+        assert_eq!(
+            got.answers_per_minute,
+            Some((2, SetBy::Group("interns".into())))
+        );
+        assert_eq!(got.tokens_per_month, None);
+        let own = applying(limits(Some(10), None, None), &groups);
+        assert_eq!(own.tokens_per_day, Some((10, SetBy::Person)));
+    }
+
+    #[test]
+    fn renewals_fall_at_midnight_and_on_the_first_of_the_month() {
+        let day = NaiveDate::from_ymd_opt(2026, 12, 31).unwrap();
+        assert_eq!(
+            next_month(day),
+            NaiveDate::from_ymd_opt(2027, 1, 1).unwrap()
+        );
+        assert_eq!(
+            month_start(day),
+            NaiveDate::from_ymd_opt(2026, 12, 1).unwrap()
+        );
+        assert_eq!(thousands(1_234_567), "1,234,567");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(wait_words(30), "30 s");
+        assert_eq!(wait_words(3 * 3600 + 12 * 60), "3 h 12 min");
+    }
+
+    #[test]
+    fn negative_limits_are_refused() {
+        assert!(limits(Some(-1), None, None).check().is_err());
+        assert!(limits(Some(0), Some(5), Some(0)).check().is_ok());
+    }
+}
