@@ -68,6 +68,11 @@ pub struct Config {
     #[arg(long, env = "SWITCHBOARD_METRICS_TOKEN", hide_env_values = true)]
     pub metrics_token: Option<String>,
 
+    /// An OpenTelemetry collector's OTLP/HTTP address (`http://collector:4318`): traces of
+    /// requests, runs, model calls and tool calls are sent there. Unset: no traces.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+
     /// Requests each person may make per second, on average (`0`: no limit). Over it, requests
     /// get `429 Too Many Requests` with `Retry-After`.
     #[arg(long, env = "SWITCHBOARD_RATE_LIMIT_PER_SECOND", default_value_t = 10)]
@@ -235,6 +240,10 @@ pub enum ConfigError {
     SiteRoot(String),
     #[error("RUST_LOG is not a valid log filter ({0}). Try RUST_LOG=info.")]
     LogFilter(String),
+    #[error(
+        "traces cannot be sent to OTEL_EXPORTER_OTLP_ENDPOINT: {0}. Give the collector's OTLP/HTTP address, such as http://collector:4318, or unset it."
+    )]
+    Traces(String),
     #[error("{0}")]
     Auth(String),
     #[error("{0}")]

@@ -305,8 +305,9 @@ pub fn with_layers(router: Router) -> Router {
                             .get(REQUEST_ID)
                             .and_then(|v| v.to_str().ok())
                             .unwrap_or_default();
-                        // The path only: query strings may one day carry secrets.
-                        tracing::info_span!("request", id, method = %request.method(), path = %request.uri().path())
+                        // The path only: query strings may one day carry secrets. The person's id
+                        // is added once they are known (`auth::middleware`).
+                        tracing::info_span!("request", id, method = %request.method(), path = %request.uri().path(), user = tracing::field::Empty)
                     })
                     .on_request(())
                     .on_response(DefaultOnResponse::new().level(Level::INFO)),

@@ -13,15 +13,28 @@ async fn main() -> ExitCode {
         libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
     }
     let config = Config::load();
-    if let Err(error) = server::telemetry::init(config.log_format, &config.log_filter) {
-        eprintln!("switchboard: {error}");
-        return ExitCode::FAILURE;
-    }
-    match server::run(config).await {
+    let telemetry = match server::telemetry::init(
+        config.log_format,
+        &config.log_filter,
+        config.otlp_endpoint.as_deref(),
+    ) {
+        Ok(telemetry) => telemetry,
+        Err(error) => {
+            eprintln!("switchboard: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = match server::run(config).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!("Switchboard could not start: {error}");
             ExitCode::FAILURE
         }
-    }
+    };
+    // The last traces go out before the process ends (the exporter's own thread, so off the
+    // runtime's).
+    tokio::task::spawn_blocking(move || telemetry.shutdown())
+        .await
+        .ok();
+    code
 }

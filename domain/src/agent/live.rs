@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use futures_util::StreamExt;
 use serde_json::{Map, Value};
+use tracing::Instrument;
 use uuid::Uuid;
 
 use super::server_key::server_keys;
@@ -157,9 +158,13 @@ impl Tools for McpTools<'_> {
             progress,
             ask: self.ask.as_ref().map(|ask| ask(call_id, server)),
         };
+        // Ids and names only: the arguments and the result may be anyone's secrets.
+        let span =
+            tracing::info_span!("tool_call", user = %self.user_id, server, tool, call = call_id);
         let called = self
             .mcp
             .call_reporting(self.user_id, server, tool, arguments, hooks)
+            .instrument(span)
             .await;
         match called {
             Ok(output) => ToolResult {

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::{oneshot, watch};
+use tracing::Instrument;
 use uuid::Uuid;
 
 use super::Runs;
@@ -144,7 +145,14 @@ impl Runs {
         let (stored, started) = oneshot::channel();
         let runs = self.clone();
         let state = RunState::new(max_steps);
-        tokio::spawn(async move { runs.answer(send, plan, state, stored).await });
+        // The run's span (under the request that started it), named with its answer once stored.
+        let span = tracing::info_span!(
+            "run",
+            user = %user_id,
+            chat = %chat_id,
+            answer = tracing::field::Empty
+        );
+        tokio::spawn(async move { runs.answer(send, plan, state, stored).await }.instrument(span));
         started.await.unwrap_or_else(|_| {
             Err(Error::Unavailable(
                 "The answer could not be started.".into(),
@@ -200,6 +208,7 @@ impl Runs {
             }
         };
         let answer_id = asked.answer.id;
+        tracing::Span::current().record("answer", tracing::field::display(answer_id));
         let (stop, stopped) = watch::channel(None);
         send.slot.begin(Live {
             answer_id,
@@ -596,6 +605,28 @@ impl agent::Model for StreamingModel<'_> {
         messages: &[llm::Message],
         tools: &[llm::Tool],
     ) -> std::result::Result<Completion, String> {
+        // (The model first asked: a fallback that answers instead is in the metrics and the answer.)
+        let span = tracing::info_span!(
+            "llm_call",
+            provider = %self.llm.provider.id,
+            model = %self.llm.model
+        );
+        self.completion(messages, tools).instrument(span).await
+    }
+
+    fn cut_off_text(&self) -> String {
+        self.writing.lock().expect("not poisoned").clone()
+    }
+}
+
+impl StreamingModel<'_> {
+    /// One model call: the first completion if asked already, else a new one (the next model of
+    /// the alias when one cannot answer), its tokens streamed to the chat.
+    async fn completion(
+        &self,
+        messages: &[llm::Message],
+        tools: &[llm::Tool],
+    ) -> std::result::Result<Completion, String> {
         self.writing.lock().expect("not poisoned").clear();
         let mut sink = LiveAnswer::new(self.runs, self.chat_id, self.answer_id, &self.writing);
         let first = self.first.lock().expect("not poisoned").take();
@@ -666,10 +697,6 @@ impl agent::Model for StreamingModel<'_> {
         }
         self.writing.lock().expect("not poisoned").clear();
         completion
-    }
-
-    fn cut_off_text(&self) -> String {
-        self.writing.lock().expect("not poisoned").clone()
     }
 }
 

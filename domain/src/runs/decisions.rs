@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use super::Runs;
@@ -162,10 +163,19 @@ impl Runs {
         );
         let thread = thread.remembering(plan.history.clone());
         let runs = self.clone();
-        tokio::spawn(async move {
-            runs.drive(answer, plan, latest.state, thread, stopped, None)
-                .await
-        });
+        let span = tracing::info_span!(
+            "run",
+            user = %user_id,
+            chat = %chat_id,
+            answer = %answer_id
+        );
+        tokio::spawn(
+            async move {
+                runs.drive(answer, plan, latest.state, thread, stopped, None)
+                    .await
+            }
+            .instrument(span),
+        );
         Ok(())
     }
 }

@@ -136,6 +136,8 @@ pub async fn authenticate(
                 return Redirect::to(&safe_next(query_param(&request, "next").as_deref()))
                     .into_response();
             }
+            // The request's span (and so its trace) says whose it is.
+            tracing::Span::current().record("user", tracing::field::display(user.id));
             request.extensions_mut().insert(user);
             request.extensions_mut().insert(credential);
             next.run(request).await
