@@ -63,8 +63,13 @@ FROM messages m JOIN chats c ON c.id = m.chat_id
 WHERE m.role = 'assistant' AND (m.input_tokens IS NOT NULL OR m.output_tokens IS NOT NULL)
 GROUP BY 1, 2, 3;
 
--- The answers started in the last minute, for the rate of answers.
-CREATE INDEX messages_answers_by_time ON messages (created_at) WHERE role = 'assistant';
+-- When the answers of a person with a rate limit started, for the rate: a row per answer let
+-- through (kept a minute; an edit or a regeneration, which replace messages, still counts).
+CREATE TABLE answer_starts (
+    user_id uuid        NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    at      timestamptz NOT NULL
+);
+CREATE INDEX answer_starts_by_user ON answer_starts (user_id, at);
 
 -- What administrators do to people now includes their role, groups and limits (`detail` says which
 -- group, or what changed).

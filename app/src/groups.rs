@@ -62,6 +62,15 @@ pub async fn list_groups() -> Result<Vec<GroupView>, AppError> {
         .collect())
 }
 
+/// `POST /api/admin/groups/create` with `name`: makes a group here, with no limits
+/// (administrators); `409` when one of that name is set up here already.
+#[server(endpoint = "admin/groups/create")]
+pub async fn create_group(name: String) -> Result<(), AppError> {
+    let user = crate::ssr::current_user()?;
+    domain::groups::create(&crate::ssr::db()?, &user, name.trim()).await?;
+    Ok(())
+}
+
 /// `POST /api/admin/groups/save` with `name`, `personal_servers_off` (`true` switches servers of
 /// their own off for its members), and `tokens_per_day`, `tokens_per_month`,
 /// `answers_per_minute` (empty: none): makes the group, or changes it (administrators).

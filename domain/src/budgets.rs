@@ -1,10 +1,11 @@
 //! What a person may spend: tokens per day and per month (calendar days and months, UTC) and
 //! answers per minute (their rate tier). Each limit is the person's own when an administrator set
-//! one, else the most generous of their groups' that set it, else none. [`check`] runs before an
-//! answer starts and refuses it with which limit, how much is used and when it renews.
+//! one, else the most generous of their groups' that set it, else none. [`admit`] runs before an
+//! answer starts and refuses it with which limit, how much is used and when it renews;
+//! [`check_tokens`] before each later model call of an answer.
 //!
 //! Tokens are counted from `usage_days`, which each answer's checkpoints add to (and which stays
-//! when chats are deleted); answers from the messages of the last minute.
+//! when chats are deleted); answers from `answer_starts`, a row per answer let through.
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
@@ -202,78 +203,146 @@ fn thousands(n: i64) -> String {
     if n < 0 { format!("-{out}") } else { out }
 }
 
-/// Refuses a new answer when one of the person's budgets is used up or they started as many
-/// answers in the last minute as their rate allows, saying which, how much, and when it renews.
-pub async fn check(db: &Database, user_id: Uuid, now: DateTime<Utc>) -> Result<()> {
+/// Lets a new answer start, or refuses it when one of the person's budgets is used up or they
+/// started as many answers in the last minute as their rate allows, saying which, how much, and
+/// when it renews. An answer let through under a rate is recorded (`answer_starts`), under a lock
+/// of the person's, so that sends at once in several chats are counted one after another.
+pub async fn admit(db: &Database, user_id: Uuid, now: DateTime<Utc>) -> Result<()> {
     let limits = applying_to(db, user_id).await?;
-    if let Some((most, from)) = &limits.answers_per_minute {
-        let since = now - Duration::seconds(60);
-        let row = sqlx::query!(
-            r#"SELECT count(*) AS "started!", min(m.created_at) AS oldest
-               FROM messages m JOIN chats c ON c.id = m.chat_id
-               WHERE c.user_id = $1 AND m.role = 'assistant' AND m.created_at > $2
-                 AND m.created_at <= $3"#,
-            user_id,
-            since,
-            now
-        )
-        .fetch_one(db.pool())
-        .await?;
-        if row.started >= i64::from(*most) {
-            let free_at = row.oldest.unwrap_or(now) + Duration::seconds(60);
-            let wait = (free_at - now).num_seconds().max(1);
-            return Err(Error::RateLimited {
-                message: format!(
-                    "You have started {} answers in the last minute, the most your rate allows ({} a minute, {}). Wait {}, then send again.",
-                    row.started,
-                    most,
-                    from.said(),
-                    wait_words(wait)
-                ),
-                retry_after: wait as u64,
-            });
-        }
+    tokens_left(db, user_id, &limits, now).await?;
+    let Some((most, by)) = &limits.answers_per_minute else {
+        return Ok(());
+    };
+    let since = now - Duration::seconds(60);
+    let mut tx = db.pool().begin().await?;
+    sqlx::query!(
+        "SELECT pg_advisory_xact_lock(hashtextextended('answer_starts:' || $1::text, 0))",
+        user_id.to_string()
+    )
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query!(
+        "DELETE FROM answer_starts WHERE user_id = $1 AND at <= $2",
+        user_id,
+        since
+    )
+    .execute(&mut *tx)
+    .await?;
+    let started: Vec<DateTime<Utc>> = sqlx::query_scalar!(
+        "SELECT at FROM answer_starts WHERE user_id = $1 AND at > $2 ORDER BY at",
+        user_id,
+        since
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    let most = usize::try_from(*most).unwrap_or(0);
+    if started.len() >= most {
+        let message = if most == 0 {
+            format!(
+                "Your rate of answers is 0 a minute ({}): you cannot send until an administrator changes it.",
+                by.said()
+            )
+        } else {
+            format!(
+                "You have started {} answers in the last minute, the most your rate allows ({most} a minute, {}). Wait {}, then send again.",
+                started.len(),
+                by.said(),
+                wait_words(free_in(&started, most, now))
+            )
+        };
+        crate::metrics::METRICS.refused("rate");
+        return Err(Error::RateLimited {
+            message,
+            retry_after: free_in(&started, most, now) as u64,
+        });
     }
+    sqlx::query!(
+        "INSERT INTO answer_starts (user_id, at) VALUES ($1, $2)",
+        user_id,
+        now
+    )
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Whole seconds (rounded up, at least 1) until one more answer fits in the minute, when
+/// `started` (in order) are the starts in it and `most` may be: the one that makes room is the
+/// (len − most + 1)-th oldest.
+fn free_in(started: &[DateTime<Utc>], most: usize, now: DateTime<Utc>) -> i64 {
+    let leaving = started
+        .get(started.len().saturating_sub(most.max(1)))
+        .copied()
+        .unwrap_or(now);
+    let millis = (leaving + Duration::seconds(60) - now).num_milliseconds();
+    ((millis + 999) / 1000).max(1)
+}
+
+/// Refuses when a token budget of the person's is used up (checked again before each later model
+/// call of an answer, so that one long answer stops at the budget too).
+pub async fn check_tokens(db: &Database, user_id: Uuid, now: DateTime<Utc>) -> Result<()> {
+    let limits = applying_to(db, user_id).await?;
+    tokens_left(db, user_id, &limits, now).await
+}
+
+async fn tokens_left(
+    db: &Database,
+    user_id: Uuid,
+    limits: &Applying,
+    now: DateTime<Utc>,
+) -> Result<()> {
     if limits.tokens_per_day.is_none() && limits.tokens_per_month.is_none() {
         return Ok(());
     }
     let (today, month) = used(db, user_id, now).await?;
     let day = day_of(now);
-    if let Some((most, from)) = &limits.tokens_per_day
-        && today >= *most
-    {
-        let wait = (midnight(day + Duration::days(1)) - now)
-            .num_seconds()
-            .max(1);
-        return Err(Error::OverBudget {
-            message: format!(
-                "Your daily budget of {} tokens ({}) is used up: {} used today. It renews at midnight UTC, in {}.",
-                thousands(*most),
-                from.said(),
-                thousands(today),
-                wait_words(wait)
-            ),
-            retry_after: wait as u64,
-        });
-    }
-    if let Some((most, from)) = &limits.tokens_per_month
-        && month >= *most
-    {
-        let renews = next_month(day);
-        let wait = (midnight(renews) - now).num_seconds().max(1);
-        return Err(Error::OverBudget {
-            message: format!(
-                "Your monthly budget of {} tokens ({}) is used up: {} used this month. It renews on {} at 00:00 UTC, in {}.",
-                thousands(*most),
-                from.said(),
-                thousands(month),
-                renews.format("%-d %B"),
-                wait_words(wait)
-            ),
-            retry_after: wait as u64,
-        });
-    }
-    Ok(())
+    let tomorrow = midnight(day + Duration::days(1));
+    let renews = next_month(day);
+    let over_day = limits
+        .tokens_per_day
+        .as_ref()
+        .filter(|(most, _)| today >= *most);
+    let over_month = limits
+        .tokens_per_month
+        .as_ref()
+        .filter(|(most, _)| month >= *most);
+    // When both are used up, the later renewal is when a send may go through again.
+    let (most, by, used, period, at) = match (over_day, over_month) {
+        (_, Some((most, by))) => (most, by, month, "monthly", midnight(renews)),
+        (Some((most, by)), None) => (most, by, today, "daily", tomorrow),
+        (None, None) => return Ok(()),
+    };
+    let wait = (at - now).num_seconds().max(1);
+    let message = if *most == 0 {
+        format!(
+            "Your {period} budget is 0 tokens ({}): you cannot send until an administrator changes it.",
+            by.said()
+        )
+    } else {
+        let when = if period == "daily" {
+            "at midnight UTC".to_owned()
+        } else {
+            format!("on {} at 00:00 UTC", renews.format("%-d %B"))
+        };
+        let span = if period == "daily" {
+            "today"
+        } else {
+            "this month"
+        };
+        format!(
+            "Your {period} budget of {} tokens ({}) is used up: {} used {span}. It renews {when}, in {}.",
+            thousands(*most),
+            by.said(),
+            thousands(used),
+            wait_words(wait)
+        )
+    };
+    crate::metrics::METRICS.refused("budget");
+    Err(Error::OverBudget {
+        message,
+        retry_after: wait as u64,
+    })
 }
 
 #[cfg(test)]
@@ -323,6 +392,22 @@ mod tests {
         assert_eq!(thousands(999), "999");
         assert_eq!(wait_words(30), "30 s");
         assert_eq!(wait_words(3 * 3600 + 12 * 60), "3 h 12 min");
+    }
+
+    #[test]
+    fn room_in_the_minute_comes_when_enough_starts_have_left_it() {
+        let now = Utc.with_ymd_and_hms(2026, 12, 6, 12, 0, 0).unwrap();
+        let ago = |s: i64| now - Duration::milliseconds(s);
+        let started = [ago(50_000), ago(30_500), ago(10_000)];
+        // Two a minute, three started (a limit lowered since): the second oldest must leave.
+        assert_eq!(free_in(&started, 2, now), 30);
+        assert_eq!(free_in(&started, 3, now), 10);
+        assert_eq!(free_in(&started[..1], 1, now), 10);
+        assert_eq!(
+            free_in(&[], 0, now),
+            60,
+            "a rate of 0 never makes room: a minute, asked again"
+        );
     }
 
     #[test]

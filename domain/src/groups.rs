@@ -93,6 +93,30 @@ pub async fn all(db: &Database, actor: &User) -> Result<Vec<Group>> {
         .collect())
 }
 
+/// Makes a group here, with no limits. A group of that name set up here already is a conflict
+/// (an identity provider's group that was not is set up by this).
+pub async fn create(db: &Database, actor: &User, name: &str) -> Result<()> {
+    if !actor.is_admin() {
+        return Err(admins_only());
+    }
+    check_group_name(name)?;
+    let made = sqlx::query!(
+        "INSERT INTO groups (name) VALUES ($1) ON CONFLICT (name) DO NOTHING",
+        name
+    )
+    .execute(db.pool())
+    .await?
+    .rows_affected()
+        == 1;
+    if made {
+        Ok(())
+    } else {
+        Err(Error::Conflict(format!(
+            "There is a group named '{name}' already: change it below."
+        )))
+    }
+}
+
 /// Sets a group's settings, making it here if it was not (an identity provider's group, or a
 /// new one).
 pub async fn save(
@@ -131,11 +155,26 @@ pub async fn delete(db: &Database, actor: &User, name: &str) -> Result<bool> {
     if !actor.is_admin() {
         return Err(admins_only());
     }
+    let mut tx = db.pool().begin().await?;
+    // Those put in here leave with it, on the record.
+    let members = sqlx::query_scalar!(
+        "SELECT user_id FROM group_members WHERE group_name = $1",
+        name
+    )
+    .fetch_all(&mut *tx)
+    .await?;
     let done = sqlx::query!("DELETE FROM groups WHERE name = $1", name)
-        .execute(db.pool())
+        .execute(&mut *tx)
         .await?
         .rows_affected()
         == 1;
+    for member in members {
+        crate::people::record(&mut tx, actor.id, member, "leave", Some(name)).await?;
+    }
+    tx.commit().await?;
+    if done {
+        tracing::info!(admin = %actor.id, group = name, "a group was removed");
+    }
     Ok(done)
 }
 
@@ -144,7 +183,17 @@ pub async fn delete(db: &Database, actor: &User, name: &str) -> Result<bool> {
 async fn person(db: &Database, who: &str) -> Result<Uuid> {
     let who = who.trim();
     if let Ok(id) = who.parse::<Uuid>() {
-        return Ok(id);
+        let known = sqlx::query_scalar!(
+            r#"SELECT EXISTS (SELECT 1 FROM users WHERE id = $1) AS "known!""#,
+            id
+        )
+        .fetch_one(db.pool())
+        .await?;
+        return if known {
+            Ok(id)
+        } else {
+            Err(Error::NotFound("There is nobody with that id.".into()))
+        };
     }
     let ids = sqlx::query_scalar!(
         "SELECT id FROM users WHERE lower(email) = lower($1) LIMIT 2",

@@ -115,7 +115,10 @@ impl Offer {
     fn compose(&self) {
         let mut catalog = self.configured.clone().with(read(&self.stored).clone());
         if catalog.is_empty() {
+            // The found models, with the limits set in the app on them.
+            let limited = std::mem::take(&mut catalog.limited);
             catalog = read(&self.found).clone();
+            catalog.limited = limited;
         }
         *write(&self.catalog) = Arc::new(catalog);
     }

@@ -1,6 +1,6 @@
 //! What the domain counts for operators (Prometheus, served by the server at `/metrics`): model
 //! calls (time to the first token, duration, tokens, failures, by provider and model), and tool
-//! calls (by outcome) and decisions (by who made them). One set for the process, as instances
+//! calls (by outcome) and decisions (by who made them), and refusals for people's limits. One set for the process, as instances
 //! are processes; the server registers it beside its own.
 
 use std::sync::LazyLock;
@@ -48,6 +48,12 @@ pub struct DecisionLabels {
     pub by: &'static str,
 }
 
+/// Why a send was refused: `rate` or `budget`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusalLabels {
+    pub limit: &'static str,
+}
+
 type Timings = Family<ModelLabels, Histogram, fn() -> Histogram>;
 
 /// Seconds, from 50 ms to about 7 minutes.
@@ -63,6 +69,7 @@ pub struct Metrics {
     pub llm_tokens: Family<TokenLabels, Counter>,
     pub tool_calls: Family<CallOutcome, Counter>,
     pub tool_decisions: Family<DecisionLabels, Counter>,
+    pub refusals: Family<RefusalLabels, Counter>,
 }
 
 /// The process's metrics.
@@ -73,6 +80,7 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
     llm_tokens: Family::default(),
     tool_calls: Family::default(),
     tool_decisions: Family::default(),
+    refusals: Family::default(),
 });
 
 impl Metrics {
@@ -108,6 +116,16 @@ impl Metrics {
             "Decisions on tool calls, by decision (approve, reject) and who made them (person, policy)",
             self.tool_decisions.clone(),
         );
+        registry.register(
+            "limit_refusals",
+            "Sends and model calls refused for a person's limit, by limit (rate, budget)",
+            self.refusals.clone(),
+        );
+    }
+
+    /// Counts a refusal for a person's `limit` (`rate` or `budget`).
+    pub fn refused(&self, limit: &'static str) {
+        self.refusals.get_or_create(&RefusalLabels { limit }).inc();
     }
 
     /// Counts one model call of `provider`'s `model`: its times and tokens when it answered.

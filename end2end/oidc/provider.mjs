@@ -124,6 +124,14 @@ const USERS = {
       email: 'bob@example.com', email_verified: true, groups: ['users'],
     },
   },
+  // Deactivated and limited by the organisation spec: nobody else's test signs in as her.
+  carol: {
+    password: 'carol-password',
+    claims: {
+      name: 'Carol Clark', given_name: 'Carol', family_name: 'Clark', preferred_username: 'carol',
+      email: 'carol@example.com', email_verified: true, groups: ['users'],
+    },
+  },
 };
 
 async function findAccount(ctx, sub) {

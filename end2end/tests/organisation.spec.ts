@@ -2,8 +2,9 @@ import { expect, test, type Browser, type Page } from "@playwright/test";
 import { hydrated, startChat } from "./helpers";
 
 // Running Switchboard for a team, as an administrator does it in the browser: on the instance with
-// single sign-on, Alice (an administrator by SWITCHBOARD_ADMIN_EMAILS) deactivates Bob and lets
-// him back, puts him in a group with a budget, and limits a tool server to that group; on the
+// single sign-on, Alice (an administrator by SWITCHBOARD_ADMIN_EMAILS) deactivates Carol (whom no
+// other spec uses) and lets her back, puts her in a group with a budget, and limits a tool server
+// to that group; on the
 // local-mode instance (its one person is the administrator), the usage chart shows a chat's
 // tokens.
 const port = Number(process.env.E2E_PORT ?? 3100);
@@ -24,81 +25,84 @@ async function signedIn(browser: Browser, user: string): Promise<Page> {
 
 test("an administrator deactivates someone, groups them with a budget, and limits a server to the group", async ({ browser }) => {
   test.skip(test.info().project.name !== "desktop", "one run is enough: it changes shared state");
-  const bob = await signedIn(browser, "bob");
+  const carol = await signedIn(browser, "carol");
   const alice = await signedIn(browser, "alice");
   const group = `e2e-team-${Date.now()}`;
-
-  // Deactivated: Bob's session ends, and he is told why at the login page.
-  await alice.goto(`${sso}/admin/people`);
-  await hydrated(alice);
-  const row = alice.locator('[data-testid="person"][data-email="bob@example.com"]');
-  await expect(row).toHaveAttribute("data-status", "active");
-  await row.getByTestId("set-access").click();
-  await expect(row).toHaveAttribute("data-status", "deactivated");
-  await bob.goto(`${sso}/settings`);
-  await expect(bob).toHaveURL(/\/login/);
-  await row.getByTestId("set-access").click();
-  await expect(row).toHaveAttribute("data-status", "active");
-
-  // A group of the app's, Bob put in it by address, with a budget of 0 tokens a day.
-  await alice.goto(`${sso}/admin/groups`);
-  await hydrated(alice);
-  await alice.getByTestId("new-group").getByRole("textbox").fill(group);
-  await alice.getByTestId("new-group").getByRole("button", { name: "Make group" }).click();
-  const card = alice.locator(`[data-testid="group"][data-group="${group}"]`);
-  await expect(card).toBeVisible();
-  await card.getByTestId("add-member").getByRole("textbox").fill("bob@example.com");
-  await card.getByTestId("add-member").getByRole("button", { name: "Add" }).click();
-  await expect(card.getByTestId("members")).toContainText("bob@example.com");
-  await card.getByLabel("Tokens a day").fill("0");
-  await card.getByTestId("save-group").click();
-  await alice.reload();
-  await hydrated(alice);
-  await expect(card.getByLabel("Tokens a day")).toHaveValue("0");
-
-  // Bob sees the budget that now applies to him.
-  await bob.goto(`${sso}/login`);
-  await bob.getByRole("link", { name: "Sign in with Test IdP" }).click();
-  await expect(bob).toHaveURL(`${sso}/`);
-  await bob.goto(`${sso}/settings`);
-  await hydrated(bob);
-  await expect(bob.getByTestId("my-limits")).toContainText(`At most 0 tokens a day (set for the group '${group}')`);
-
-  // A registry server limited to the group: Alice (an administrator) and Bob (a member) see it;
-  // taken out of the group, Bob does not.
   const id = `team-${Date.now() % 100000}`;
-  await alice.goto(`${sso}/admin/servers`);
-  await hydrated(alice);
-  const form = alice.getByTestId("server-form");
-  await form.locator('input[name="id"]').fill(id);
-  await form.locator('input[name="name"]').fill("Team tools");
-  await form.locator('input[name="url"]').fill(guarded);
-  await form.getByTestId("server-groups").fill(group);
-  await form.getByTestId("save-server").click();
+  const row = alice.locator('[data-testid="person"][data-email="carol@example.com"]');
+  const card = alice.locator(`[data-testid="group"][data-group="${group}"]`);
   const added = alice.locator(`[data-testid="registry-server"][data-server="${id}"]`);
-  await expect(added.getByTestId("server-limited-to")).toHaveText(`Only for: ${group}`);
-  await bob.goto(`${sso}/servers`);
-  await hydrated(bob);
-  await expect(bob.locator(`[data-testid="server"][data-server="${id}"]`)).toBeVisible();
+  try {
+    // Deactivated: Carol's session ends, and she is told why at the login page.
+    await alice.goto(`${sso}/admin/people`);
+    await hydrated(alice);
+    await expect(row).toHaveAttribute("data-status", "active");
+    await row.getByTestId("set-access").click();
+    await expect(row).toHaveAttribute("data-status", "deactivated");
+    await carol.goto(`${sso}/settings`);
+    await expect(carol).toHaveURL(/\/login/);
+    await row.getByTestId("set-access").click();
+    await expect(row).toHaveAttribute("data-status", "active");
 
-  await alice.goto(`${sso}/admin/groups`);
-  await hydrated(alice);
-  await card.getByRole("button", { name: "Take Bob Brown out" }).click();
-  await expect(card.getByTestId("members")).not.toContainText("bob@example.com");
-  await bob.reload();
-  await hydrated(bob);
-  await expect(bob.getByRole("heading", { level: 1 })).toBeVisible();
-  await expect(bob.locator(`[data-testid="server"][data-server="${id}"]`)).toHaveCount(0);
+    // A group of the app's, Carol put in it by address, with a budget of 0 tokens a day.
+    await alice.goto(`${sso}/admin/groups`);
+    await hydrated(alice);
+    await alice.getByTestId("new-group").getByRole("textbox").fill(group);
+    await alice.getByTestId("new-group").getByRole("button", { name: "Make group" }).click();
+    await expect(card).toBeVisible();
+    await card.getByTestId("add-member").getByRole("textbox").fill("carol@example.com");
+    await card.getByTestId("add-member").getByRole("button", { name: "Add" }).click();
+    await expect(card.getByTestId("members")).toContainText("carol@example.com");
+    await card.getByLabel("Tokens a day").fill("0");
+    await card.getByTestId("save-group").click();
+    await alice.reload();
+    await hydrated(alice);
+    await expect(card.getByLabel("Tokens a day")).toHaveValue("0");
 
-  // Cleaned up: the server and the group go.
-  await alice.goto(`${sso}/admin/servers`);
-  await hydrated(alice);
-  await added.getByTestId("delete-server").click();
-  await expect(added).toHaveCount(0);
-  await alice.goto(`${sso}/admin/groups`);
-  await hydrated(alice);
-  await card.getByTestId("delete-group").click();
-  await expect(card).toHaveCount(0);
+    // Carol, signed in again, sees the budget that now applies to her.
+    await carol.getByRole("link", { name: "Sign in with Test IdP" }).click();
+    await expect(carol).toHaveURL(/\/settings$/);
+    await hydrated(carol);
+    await expect(carol.getByTestId("my-limits")).toContainText(`At most 0 tokens a day (set for the group '${group}')`);
+
+    // A registry server limited to the group: Carol (a member) sees it; taken out of the group,
+    // she does not.
+    await alice.goto(`${sso}/admin/servers`);
+    await hydrated(alice);
+    const form = alice.getByTestId("server-form");
+    await form.locator('input[name="id"]').fill(id);
+    await form.locator('input[name="name"]').fill("Team tools");
+    await form.locator('input[name="url"]').fill(guarded);
+    await form.getByTestId("server-groups").fill(group);
+    await form.getByTestId("save-server").click();
+    await expect(added.getByTestId("server-limited-to")).toHaveText(`Only for: ${group}`);
+    await carol.goto(`${sso}/servers`);
+    await hydrated(carol);
+    await expect(carol.locator(`[data-testid="server"][data-server="${id}"]`)).toBeVisible();
+
+    await alice.goto(`${sso}/admin/groups`);
+    await hydrated(alice);
+    await card.getByRole("button", { name: "Take Carol Clark out" }).click();
+    await expect(card.getByTestId("members")).not.toContainText("carol@example.com");
+    await carol.reload();
+    await hydrated(carol);
+    // (Loaded: the list, or the note that there is none.)
+    await expect(carol.locator('[data-testid="server-list"], [data-testid="no-servers"]')).toBeVisible();
+    await expect(carol.locator(`[data-testid="server"][data-server="${id}"]`)).toHaveCount(0);
+  } finally {
+    // Whatever happened: Carol active, the server and the group gone.
+    await alice.goto(`${sso}/admin/people`);
+    await hydrated(alice);
+    if ((await row.getAttribute("data-status")) === "deactivated") await row.getByTestId("set-access").click();
+    await alice.goto(`${sso}/admin/servers`);
+    await hydrated(alice);
+    if (await added.count()) await added.getByTestId("delete-server").click();
+    await expect(added).toHaveCount(0);
+    await alice.goto(`${sso}/admin/groups`);
+    await hydrated(alice);
+    if (await card.count()) await card.getByTestId("delete-group").click();
+    await expect(card).toHaveCount(0);
+  }
 });
 
 test("the usage page charts the tokens of today's answers", async ({ page }) => {

@@ -252,6 +252,10 @@ test("what a tool returns shows as it is: a picture inline and structured conten
   await page.getByTestId("approve-all").click();
   const ran = page.locator('[data-testid="tool-call"][data-state="ok"]');
   await expect(ran).toHaveCount(2);
+  // The answer ends first: the stored answer then takes the live one's place, and a fold opened
+  // before would be closed again with it.
+  await expect(page.getByTestId("send")).toBeVisible({ timeout: 15_000 });
+  await expect(page.getByTestId("live-answer")).toHaveCount(0);
 
   // The picture, inline and decoded by the browser.
   const picture = ran.filter({ hasText: "get-tiny-image" });

@@ -4,7 +4,8 @@
 //! The spans sent are Switchboard's own: `request` (method, path, request id, the person's id),
 //! `run` (person, chat, answer), `llm_call` (provider, model) and `tool_call` (server, tool, call
 //! id), each under the one that caused it. They carry ids, never secrets, message text or tool
-//! arguments. `RUST_LOG` filters the logs only: traces always have those spans.
+//! arguments; the log lines in them are not sent. `RUST_LOG` filters the logs only: traces always
+//! have those spans.
 
 use std::io::IsTerminal;
 
@@ -13,7 +14,7 @@ use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing::Level;
-use tracing_subscriber::filter::Targets;
+use tracing_subscriber::filter::{FilterExt, Targets, filter_fn};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
@@ -84,11 +85,13 @@ pub fn init(
         .filter(|e| !e.trim().is_empty())
         .map(traces_to)
         .transpose()?;
-    // Switchboard's own spans (and the events in them), whatever the log filter says.
+    // Switchboard's own spans, whatever the log filter says; not the log lines in them, whose
+    // words (a provider's error, an address) are not checked for what they carry.
     let ours = Targets::new()
         .with_target("server", Level::INFO)
         .with_target("domain", Level::INFO)
-        .with_target("app", Level::INFO);
+        .with_target("app", Level::INFO)
+        .and(filter_fn(|meta| meta.is_span()));
     let otel = traces.as_ref().map(|provider| {
         tracing_opentelemetry::layer()
             .with_tracer(provider.tracer("switchboard"))

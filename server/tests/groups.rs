@@ -444,7 +444,19 @@ async fn a_send_over_budget_or_rate_is_refused_with_when_it_renews(pool: PgPool)
             .contains("1 a minute, set for the group 'interns'"),
         "{said}"
     );
-    // Nothing was stored of the refused send.
+    // Operators see it.
+    let rate = domain::metrics::RefusalLabels { limit: "rate" };
+    assert!(domain::metrics::METRICS.refusals.get_or_create(&rate).get() >= 1);
+    // Regenerating (which replaces the answer) counts as a start too.
+    let (status, said) = api(
+        &app,
+        &bob,
+        "chats/send",
+        &[("id", &chat), ("text", "hello"), ("from_position", "0")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{said}");
+    // Nothing was stored of the refused sends.
     let got = wait_idle().await;
     assert_eq!(got["messages"].as_array().unwrap().len(), 2, "{got}");
 
@@ -517,7 +529,7 @@ async fn budgets_renew_with_the_day_and_the_month_on_a_clock_the_test_sets(pool:
         .unwrap();
     spend("2026-12-30", 1000).await;
     // The day is used up until midnight; the next day is fine.
-    let refused = domain::budgets::check(&db, bob, at(2026, 12, 30, 21))
+    let refused = domain::budgets::admit(&db, bob, at(2026, 12, 30, 21))
         .await
         .unwrap_err();
     let domain::Error::OverBudget {
@@ -529,13 +541,13 @@ async fn budgets_renew_with_the_day_and_the_month_on_a_clock_the_test_sets(pool:
     };
     assert_eq!(retry_after, 3 * 3600, "{message}");
     assert!(message.contains("1,000 used today"), "{message}");
-    domain::budgets::check(&db, bob, at(2026, 12, 31, 0))
+    domain::budgets::admit(&db, bob, at(2026, 12, 31, 0))
         .await
         .unwrap();
     // The month is used up until the first of the next.
     spend("2026-12-31", 900).await;
     spend("2026-12-01", 700).await;
-    let refused = domain::budgets::check(&db, bob, at(2026, 12, 31, 12))
+    let refused = domain::budgets::admit(&db, bob, at(2026, 12, 31, 12))
         .await
         .unwrap_err();
     let domain::Error::OverBudget {
@@ -548,7 +560,7 @@ async fn budgets_renew_with_the_day_and_the_month_on_a_clock_the_test_sets(pool:
     assert!(message.contains("monthly budget of 2,500"), "{message}");
     assert!(message.contains("1 January"), "{message}");
     assert_eq!(retry_after, 12 * 3600);
-    domain::budgets::check(&db, bob, at(2027, 1, 1, 0))
+    domain::budgets::admit(&db, bob, at(2027, 1, 1, 0))
         .await
         .unwrap();
     // Someone else's use never counts against Bob.
@@ -561,9 +573,18 @@ async fn budgets_renew_with_the_day_and_the_month_on_a_clock_the_test_sets(pool:
     .execute(db.pool())
     .await
     .unwrap();
-    domain::budgets::check(&db, bob, at(2027, 1, 1, 1))
+    domain::budgets::admit(&db, bob, at(2027, 1, 1, 1))
         .await
         .unwrap();
+    // Both used up: a send may go again only when the later one renews.
+    spend("2027-01-01", 2500).await;
+    let refused = domain::budgets::admit(&db, bob, at(2027, 1, 1, 12))
+        .await
+        .unwrap_err();
+    let domain::Error::OverBudget { retry_after, .. } = refused else {
+        panic!("{refused:?}")
+    };
+    assert_eq!(retry_after, (30 * 24 + 12) * 3600);
 }
 
 #[sqlx::test(migrator = "domain::db::MIGRATOR")]
@@ -629,4 +650,101 @@ async fn administrators_see_usage_by_person_group_model_and_day_and_download_it(
     assert!(text.starts_with("day,person_id,name"), "{text}");
     assert!(text.contains(",Bob,,ops,fake/scripted,2,100,20"), "{text}");
     assert_eq!(csv(&bob).await.unwrap().status(), StatusCode::FORBIDDEN);
+}
+
+#[sqlx::test(migrator = "domain::db::MIGRATOR")]
+async fn sends_at_once_in_several_chats_are_counted_one_after_another(pool: PgPool) {
+    let db = domain::Database::from_pool(pool);
+    let bob = support::user(&db, "bob", "Bob").await;
+    sqlx::query("UPDATE users SET answers_per_minute = 2 WHERE id = $1")
+        .bind(bob)
+        .execute(db.pool())
+        .await
+        .unwrap();
+    let now = Utc::now();
+    let tries = (0..6).map(|_| domain::budgets::admit(&db, bob, now));
+    let results = futures_util::future::join_all(tries).await;
+    assert_eq!(
+        results.iter().filter(|r| r.is_ok()).count(),
+        2,
+        "{results:?}"
+    );
+    let refused = results.into_iter().find_map(Result::err).unwrap();
+    let domain::Error::RateLimited { retry_after, .. } = refused else {
+        panic!("{refused:?}")
+    };
+    assert!((59..=60).contains(&retry_after), "{retry_after}");
+}
+
+#[sqlx::test(migrator = "domain::db::MIGRATOR")]
+async fn an_answer_stops_at_a_budget_used_up_while_it_waited(pool: PgPool) {
+    let llm = FakeLlm::start();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("servers.toml");
+    let node = support::node().display().to_string();
+    let script = support::workspace_root()
+        .join("end2end/mcp/test-server.mjs")
+        .display()
+        .to_string();
+    std::fs::write(
+        &file,
+        format!(
+            "[[server]]\nid = \"test\"\nname = \"Test\"\ntransport = \"stdio\"\ncommand = {node:?}\nargs = [{script:?}]\n"
+        ),
+    )
+    .unwrap();
+    let (listener, _) = listener().await;
+    let (mut args, vars) = llm.settings();
+    let file_arg = file.display().to_string();
+    args.extend(["--mcp-servers-file", file_arg.as_str()]);
+    let app = start_app(pool, listener, &args, &vars).await;
+    let admin = admin(&app).await;
+    let (bob_id, bob) = person(&app, "bob", "Bob").await;
+    let (status, body) = api(&app, &bob, "mcp/connect", &[("id", "test")]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    until_connected(&app, &bob, "test").await;
+    let chat = new_chat(&app, &bob).await;
+    let mut events = support::subscribe(&app, &bob, &chat, None).await;
+    let (status, body) = api(
+        &app,
+        &bob,
+        "chats/send",
+        &[
+            ("id", &chat),
+            ("text", r#"tool:test__echo {"message":"hi"}"#),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let seen = until(&mut events, &["approval_needed"]).await;
+    let needed = seen.last().unwrap().data.clone();
+    let call = seen.iter().find(|e| e.event == "tool_call").unwrap().data["call"]["id"].clone();
+
+    // While it waits, Bob's budget goes to 0; he approves, the tool runs, and the answer stops
+    // before asking the model again, saying why.
+    let (status, body) = api(
+        &app,
+        &admin,
+        "admin/people/limits",
+        &[("id", &bob_id.to_string()), ("tokens_per_day", "0")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let decision = json!({
+        "id": chat, "answer_id": needed["answer_id"], "turn": needed["turn"],
+        "decisions": [{"call_id": call, "approve": true}],
+    });
+    let (status, body) = support::post_json(&app.base, "chats/decide", &bob, &decision).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let seen = until(&mut events, &["run_finished"]).await;
+    let result = seen.iter().find(|e| e.event == "tool_result").unwrap();
+    assert!(
+        result.data.to_string().contains("Echo: hi"),
+        "{:?}",
+        result.data
+    );
+    let finished = &seen.last().unwrap().data;
+    assert_eq!(finished["status"], "failed", "{finished}");
+    let error = finished["error"].as_str().unwrap();
+    assert!(error.contains("daily budget is 0 tokens"), "{error}");
 }

@@ -8,13 +8,15 @@ use leptos_meta::Title;
 
 use crate::components::styles::{BUTTON, INPUT, PAGE_ERROR, PRIMARY};
 use crate::groups::{
-    AddToGroup, DeleteGroup, GroupView, LimitsView, RemoveFromGroup, SaveGroup, list_groups,
+    AddToGroup, CreateGroup, DeleteGroup, GroupView, LimitsView, RemoveFromGroup, SaveGroup,
+    list_groups,
 };
 
 const ALERT: &str = "mt-3 text-sm text-red-700 dark:text-red-400";
 
 #[component]
 pub fn GroupsPage() -> impl IntoView {
+    let create = ServerAction::<CreateGroup>::new();
     let save = ServerAction::<SaveGroup>::new();
     let delete = ServerAction::<DeleteGroup>::new();
     let add = ServerAction::<AddToGroup>::new();
@@ -22,6 +24,7 @@ pub fn GroupsPage() -> impl IntoView {
     let groups = Resource::new(
         move || {
             (
+                create.version().get(),
                 save.version().get(),
                 delete.version().get(),
                 add.version().get(),
@@ -30,14 +33,18 @@ pub fn GroupsPage() -> impl IntoView {
         },
         |_| list_groups(),
     );
-    let failed = move || {
-        save.value()
-            .get()
-            .and_then(Result::err)
-            .or_else(|| delete.value().get().and_then(Result::err))
-            .or_else(|| add.value().get().and_then(Result::err))
-            .or_else(|| remove.value().get().and_then(Result::err))
+    // What the action done last said, if it failed (a success clears it).
+    let failed = RwSignal::new(None::<String>);
+    let said = move |result: Option<Result<(), crate::error::AppError>>| {
+        if let Some(result) = result {
+            failed.set(result.err().map(|e| e.to_string()));
+        }
     };
+    Effect::new(move |_| said(create.value().get()));
+    Effect::new(move |_| said(save.value().get()));
+    Effect::new(move |_| said(delete.value().get()));
+    Effect::new(move |_| said(add.value().get()));
+    Effect::new(move |_| said(remove.value().get()));
     view! {
         <Title text="Groups · Switchboard" />
         <div class="mx-auto max-w-3xl px-4 py-8 md:px-8">
@@ -45,8 +52,8 @@ pub fn GroupsPage() -> impl IntoView {
             <p class="mt-1 text-sm text-zinc-600 dark:text-zinc-400">
                 "A person is in a group when their identity provider says so, or when you put them in here. A group's budget and rate apply to each member (the most generous of a person's groups, unless the People page sets their own). Limit tool servers and models to groups on their pages."
             </p>
-            {move || failed().map(|e| view! { <p role="alert" data-testid="groups-error" class=ALERT>{e.to_string()}</p> })}
-            <ActionForm action=save attr:class="mt-6 flex flex-wrap items-end gap-2" attr:data-testid="new-group">
+            {move || failed.get().map(|e| view! { <p role="alert" data-testid="groups-error" class=ALERT>{e}</p> })}
+            <ActionForm action=create attr:class="mt-6 flex flex-wrap items-end gap-2" attr:data-testid="new-group">
                 <label class="flex flex-col gap-1 text-sm">"New group"
                     <input name="name" required maxlength="100" class=INPUT placeholder="research" />
                 </label>

@@ -75,21 +75,23 @@ fn Everyone() -> impl IntoView {
         },
         |_| list_people(),
     );
-    let failed = move || {
-        access
-            .value()
-            .get()
-            .and_then(Result::err)
-            .or_else(|| role.value().get().and_then(Result::err))
-            .or_else(|| limits.value().get().and_then(Result::err))
+    // What the action done last said, if it failed (a success clears it).
+    let failed = RwSignal::new(None::<String>);
+    let said = move |result: Option<Result<(), crate::error::AppError>>| {
+        if let Some(result) = result {
+            failed.set(result.err().map(|e| e.to_string()));
+        }
     };
+    Effect::new(move |_| said(access.value().get()));
+    Effect::new(move |_| said(role.value().get()));
+    Effect::new(move |_| said(limits.value().get()));
     view! {
         <h2 class="mt-10 text-lg font-semibold tracking-tight">"Everyone"</h2>
         <p class="mt-1 text-sm text-zinc-600 dark:text-zinc-400">
             "Everyone who has signed in. Deactivating someone ends their sessions, API tokens and open chats at once, and they cannot sign in until reactivated."
         </p>
-        {move || failed().map(|e| view! {
-            <p role="alert" class="mt-4 text-sm text-red-700 dark:text-red-400" data-testid="access-error">{e.to_string()}</p>
+        {move || failed.get().map(|e| view! {
+            <p role="alert" class="mt-4 text-sm text-red-700 dark:text-red-400" data-testid="access-error">{e}</p>
         })}
         <Transition fallback=|| view! { <p class="mt-6 text-sm text-zinc-500">"Loading…"</p> }>
             {move || Suspend::new(async move {
@@ -174,7 +176,7 @@ fn PersonRow(
                 </div>
                 {(person.status != "pending").then(|| view! {
                     <div class="flex shrink-0 gap-2">
-                        <button class=BUTTON data-testid="set-role" on:click=move |_| { role.dispatch(SetRole { id: role_id.clone(), role: if admin { "user".into() } else { "admin".into() } }); }>
+                        <button class=BUTTON data-testid="set-role" hidden=person.provider == "local" on:click=move |_| { role.dispatch(SetRole { id: role_id.clone(), role: if admin { "user".into() } else { "admin".into() } }); }>
                             {if admin { "Make user" } else { "Make admin" }}
                         </button>
                         <button class=BUTTON data-testid="set-access" on:click=move |_| { access.dispatch(SetAccess { id: id.clone(), active: !active }); }>

@@ -91,7 +91,7 @@ impl Runs {
         let db = &self.inner.db;
         // Over a budget or the rate, nothing is stored and the model is not asked.
         let (allowed, conversation) = tokio::join!(
-            crate::budgets::check(db, user_id, chrono::Utc::now()),
+            crate::budgets::admit(db, user_id, chrono::Utc::now()),
             chats::conversation(db, user_id, chat_id, from_position),
         );
         let Some(conversation) = conversation? else {
@@ -283,6 +283,7 @@ impl Runs {
         }
         let model = StreamingModel {
             runs: self,
+            user_id: answer.user_id,
             chat_id,
             answer_id,
             llm: plan.llm(self),
@@ -587,6 +588,7 @@ impl Plan {
 /// The model of an answer's run: the streaming client, its tokens sent to the chat as they come.
 struct StreamingModel<'a> {
     runs: &'a Runs,
+    user_id: Uuid,
     chat_id: Uuid,
     answer_id: Uuid,
     llm: agent::live::LlmModel<'a>,
@@ -633,6 +635,14 @@ impl StreamingModel<'_> {
         let (mut opened, mut asked_at) = match first {
             Some((first, asked_at)) => (first.await, asked_at),
             None => {
+                // A later call of the answer (after tools, or after a pause): a budget used up
+                // since the send ends the answer here.
+                let now = chrono::Utc::now();
+                if let Err(e) =
+                    crate::budgets::check_tokens(&self.runs.inner.db, self.user_id, now).await
+                {
+                    return Err(e.to_string());
+                }
                 let request = self.llm.request(messages, tools);
                 let asked_at = Instant::now();
                 (
