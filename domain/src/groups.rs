@@ -13,6 +13,9 @@ use crate::budgets::Limits;
 use crate::users::User;
 use crate::{Database, Error, Result};
 
+/// What only administrators may do here.
+const MANAGE: &str = "see and manage groups";
+
 /// A group as the Groups page shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Group {
@@ -36,15 +39,9 @@ pub struct Member {
     pub added_here: bool,
 }
 
-fn admins_only() -> Error {
-    Error::Forbidden("Only administrators can see and manage groups.".into())
-}
-
 /// Every group, by name: those set up here and those people's identity providers name.
 pub async fn all(db: &Database, actor: &User) -> Result<Vec<Group>> {
-    if !actor.is_admin() {
-        return Err(admins_only());
-    }
+    actor.must_be_admin(MANAGE)?;
     let groups = sqlx::query!(
         r#"WITH names AS (
                SELECT name FROM groups UNION SELECT DISTINCT unnest(groups) FROM users
@@ -96,9 +93,7 @@ pub async fn all(db: &Database, actor: &User) -> Result<Vec<Group>> {
 /// Makes a group here, with no limits. A group of that name set up here already is a conflict
 /// (an identity provider's group that was not is set up by this).
 pub async fn create(db: &Database, actor: &User, name: &str) -> Result<()> {
-    if !actor.is_admin() {
-        return Err(admins_only());
-    }
+    actor.must_be_admin(MANAGE)?;
     check_group_name(name)?;
     let made = sqlx::query!(
         "INSERT INTO groups (name) VALUES ($1) ON CONFLICT (name) DO NOTHING",
@@ -126,9 +121,7 @@ pub async fn save(
     personal_servers: bool,
     limits: Limits,
 ) -> Result<()> {
-    if !actor.is_admin() {
-        return Err(admins_only());
-    }
+    actor.must_be_admin(MANAGE)?;
     check_group_name(name)?;
     limits.check()?;
     sqlx::query!(
@@ -152,9 +145,7 @@ pub async fn save(
 /// Removes a group set up here: its settings, and the members added here (those its identity
 /// provider names stay in it, with no settings). False when it was not set up here.
 pub async fn delete(db: &Database, actor: &User, name: &str) -> Result<bool> {
-    if !actor.is_admin() {
-        return Err(admins_only());
-    }
+    actor.must_be_admin(MANAGE)?;
     let mut tx = db.pool().begin().await?;
     // Those put in here leave with it, on the record.
     let members = sqlx::query_scalar!(
@@ -215,9 +206,7 @@ async fn person(db: &Database, who: &str) -> Result<Uuid> {
 /// Puts someone (by id or e-mail address) in a group, making the group here if it was not.
 /// Recorded. False when they were in it by the app already.
 pub async fn add_member(db: &Database, actor: &User, group: &str, who: &str) -> Result<bool> {
-    if !actor.is_admin() {
-        return Err(admins_only());
-    }
+    actor.must_be_admin(MANAGE)?;
     check_group_name(group)?;
     let user_id = person(db, who).await?;
     let mut tx = db.pool().begin().await?;
@@ -253,9 +242,7 @@ pub async fn remove_member(
     group: &str,
     user_id: Uuid,
 ) -> Result<bool> {
-    if !actor.is_admin() {
-        return Err(admins_only());
-    }
+    actor.must_be_admin(MANAGE)?;
     let mut tx = db.pool().begin().await?;
     let removed = sqlx::query!(
         "DELETE FROM group_members WHERE group_name = $1 AND user_id = $2",

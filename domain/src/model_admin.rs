@@ -59,17 +59,8 @@ pub struct AdminProvider {
     pub from_environment: bool,
 }
 
-fn forbidden() -> Error {
-    Error::Forbidden("Only administrators can change the models on offer.".into())
-}
-
-fn admin_only(actor: &User) -> Result<()> {
-    if actor.is_admin() {
-        Ok(())
-    } else {
-        Err(forbidden())
-    }
-}
+/// What only administrators may do here.
+const CHANGE: &str = "change the models on offer";
 
 /// What an API key is sealed to: its provider.
 fn context(id: &str) -> Vec<u8> {
@@ -131,7 +122,7 @@ async fn read_limits(db: &Database) -> Result<Vec<(String, Vec<String>)>> {
 
 /// The models limited to groups (administrators).
 pub async fn limits(db: &Database, actor: &User) -> Result<Vec<(String, Vec<String>)>> {
-    admin_only(actor)?;
+    actor.must_be_admin(CHANGE)?;
     read_limits(db).await
 }
 
@@ -143,7 +134,7 @@ pub async fn save_limits(
     limits: Vec<(String, Vec<String>)>,
     offered: &Catalog,
 ) -> Result<()> {
-    admin_only(actor)?;
+    actor.must_be_admin(CHANGE)?;
     for (i, (model, groups)) in limits.iter().enumerate() {
         let known = model
             .split_once('/')
@@ -189,7 +180,7 @@ pub async fn providers(
     actor: &User,
     environment: &Catalog,
 ) -> Result<Vec<AdminProvider>> {
-    admin_only(actor)?;
+    actor.must_be_admin(CHANGE)?;
     let shown = |p: &Provider, models: Vec<String>, from_environment| AdminProvider {
         id: p.id.clone(),
         kind: p.kind,
@@ -316,7 +307,7 @@ pub async fn save(
     input: ProviderInput,
     environment: &Catalog,
 ) -> Result<bool> {
-    admin_only(actor)?;
+    actor.must_be_admin(CHANGE)?;
     let url = check(&input, environment)?;
     let mut models = input.models.clone();
     models.dedup();
@@ -403,7 +394,7 @@ pub async fn save(
 
 /// Removes a provider of the app; false when there is none with that id.
 pub async fn remove(db: &Database, actor: &User, id: &str) -> Result<bool> {
-    admin_only(actor)?;
+    actor.must_be_admin(CHANGE)?;
     let done = sqlx::query!("DELETE FROM model_providers WHERE id = $1", id)
         .execute(db.pool())
         .await?;
@@ -415,7 +406,7 @@ pub async fn settings(
     db: &Database,
     actor: &User,
 ) -> Result<(Vec<(String, String)>, Option<String>)> {
-    admin_only(actor)?;
+    actor.must_be_admin(CHANGE)?;
     read_settings(db).await
 }
 
@@ -438,7 +429,7 @@ pub async fn save_settings(
     default: Option<String>,
     offered: &Catalog,
 ) -> Result<()> {
-    admin_only(actor)?;
+    actor.must_be_admin(CHANGE)?;
     let mut check = offered.clone();
     check
         .aliases

@@ -10,6 +10,9 @@ use crate::budgets::Limits;
 use crate::users::{LOCAL_ISSUER, Role, Status, User};
 use crate::{Database, Error, Result};
 
+/// What only administrators may do here.
+const MANAGE: &str = "see and manage people";
+
 /// The most people one list shows, most recently signed in first.
 pub const MAX_LISTED: i64 = 1000;
 
@@ -37,15 +40,9 @@ pub struct Person {
     pub tokens_this_month: i64,
 }
 
-fn admins_only() -> Error {
-    Error::Forbidden("Only administrators can see and manage people.".into())
-}
-
 /// Everyone who signed in, most recently first (at most [`MAX_LISTED`]); administrators only.
 pub async fn everyone(db: &Database, actor: &User) -> Result<Vec<Person>> {
-    if !actor.is_admin() {
-        return Err(admins_only());
-    }
+    actor.must_be_admin(MANAGE)?;
     let rows = sqlx::query!(
         r#"SELECT u.id, u.name, u.email, u.issuer, u.role AS "role: Role",
                   u.role_set_in_app, u.status AS "status: Status", u.groups,
@@ -90,9 +87,7 @@ pub async fn everyone(db: &Database, actor: &User) -> Result<Vec<Person>> {
 /// at their next sign-in or the next start. False when there is no such person, or they have
 /// that role already. Recorded.
 pub async fn set_role(db: &Database, actor: &User, id: Uuid, role: Role) -> Result<bool> {
-    if !actor.is_admin() {
-        return Err(admins_only());
-    }
+    actor.must_be_admin(MANAGE)?;
     if id == actor.id {
         return Err(Error::Invalid(
             "You cannot change your own role: ask another administrator.".into(),
@@ -128,9 +123,7 @@ pub async fn set_role(db: &Database, actor: &User, id: Uuid, role: Role) -> Resu
 /// Sets a person's own limits (empty ones: their groups' apply); administrators only. False when
 /// there is no such person. Recorded.
 pub async fn set_limits(db: &Database, actor: &User, id: Uuid, limits: Limits) -> Result<bool> {
-    if !actor.is_admin() {
-        return Err(admins_only());
-    }
+    actor.must_be_admin(MANAGE)?;
     limits.check()?;
     let mut tx = db.pool().begin().await?;
     let done = sqlx::query!(
@@ -156,9 +149,7 @@ pub async fn set_limits(db: &Database, actor: &User, id: Uuid, limits: Limits) -
 /// Deactivates (`active` false) or reactivates a person; administrators only, never themselves
 /// nor the local user. False when there is no such person, or they are already so. Recorded.
 pub async fn set_active(db: &Database, actor: &User, id: Uuid, active: bool) -> Result<bool> {
-    if !actor.is_admin() {
-        return Err(admins_only());
-    }
+    actor.must_be_admin(MANAGE)?;
     if id == actor.id {
         return Err(Error::Invalid(
             "You cannot deactivate yourself: ask another administrator.".into(),

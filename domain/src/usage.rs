@@ -76,11 +76,7 @@ impl Total {
 /// Every row from `from` to `to` (both included, UTC days), by day then person; administrators
 /// only.
 pub async fn rows(db: &Database, actor: &User, from: NaiveDate, to: NaiveDate) -> Result<Vec<Row>> {
-    if !actor.is_admin() {
-        return Err(Error::Forbidden(
-            "Only administrators can see everyone's usage.".into(),
-        ));
-    }
+    actor.must_be_admin("see everyone's usage")?;
     if to < from || (to - from).num_days() >= MAX_DAYS {
         return Err(Error::Invalid(format!(
             "Choose a span of 1 to {MAX_DAYS} days, its start before its end."

@@ -66,6 +66,15 @@ impl User {
         self.role == Role::Admin
     }
 
+    /// Ok for an administrator; for anyone else, forbidden: "Only administrators can {to}."
+    pub fn must_be_admin(&self, to: &str) -> Result<()> {
+        if self.is_admin() {
+            Ok(())
+        } else {
+            Err(Error::Forbidden(format!("Only administrators can {to}.")))
+        }
+    }
+
     pub fn is_active(&self) -> bool {
         self.status == Status::Active
     }
@@ -294,6 +303,9 @@ pub async fn apply_admin_rule(db: &Database, rule: &AdminRule) -> Result<u64> {
     Ok(changed.rows_affected())
 }
 
+/// What only administrators may do here.
+const APPROVE: &str = "approve people";
+
 /// A person waiting for an administrator's approval.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Waiting {
@@ -303,15 +315,9 @@ pub struct Waiting {
     pub signed_up_at: chrono::DateTime<chrono::Utc>,
 }
 
-fn admins_only() -> Error {
-    Error::Forbidden("Only administrators can approve people.".into())
-}
-
 /// The people waiting for approval, oldest first; administrators only.
 pub async fn waiting(db: &Database, actor: &User) -> Result<Vec<Waiting>> {
-    if !actor.is_admin() {
-        return Err(admins_only());
-    }
+    actor.must_be_admin(APPROVE)?;
     let people = sqlx::query_as!(
         Waiting,
         r#"SELECT id, name, email, created_at AS signed_up_at FROM users
@@ -325,9 +331,7 @@ pub async fn waiting(db: &Database, actor: &User) -> Result<Vec<Waiting>> {
 /// Lets a waiting person in (`approve`), or refuses them (they stay deactivated); administrators
 /// only. False when nobody with that id is waiting.
 pub async fn admit(db: &Database, actor: &User, id: Uuid, approve: bool) -> Result<bool> {
-    if !actor.is_admin() {
-        return Err(admins_only());
-    }
+    actor.must_be_admin(APPROVE)?;
     let status = if approve {
         Status::Active
     } else {

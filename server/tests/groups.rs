@@ -680,24 +680,7 @@ async fn sends_at_once_in_several_chats_are_counted_one_after_another(pool: PgPo
 async fn an_answer_stops_at_a_budget_used_up_while_it_waited(pool: PgPool) {
     let llm = FakeLlm::start();
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("servers.toml");
-    let node = support::node().display().to_string();
-    let script = support::workspace_root()
-        .join("end2end/mcp/test-server.mjs")
-        .display()
-        .to_string();
-    std::fs::write(
-        &file,
-        format!(
-            "[[server]]\nid = \"test\"\nname = \"Test\"\ntransport = \"stdio\"\ncommand = {node:?}\nargs = [{script:?}]\n"
-        ),
-    )
-    .unwrap();
-    let (listener, _) = listener().await;
-    let (mut args, vars) = llm.settings();
-    let file_arg = file.display().to_string();
-    args.extend(["--mcp-servers-file", file_arg.as_str()]);
-    let app = start_app(pool, listener, &args, &vars).await;
+    let app = support::start_app_with_test_server(pool, &llm, dir.path()).await;
     let admin = admin(&app).await;
     let (bob_id, bob) = person(&app, "bob", "Bob").await;
     let (status, body) = api(&app, &bob, "mcp/connect", &[("id", "test")]).await;

@@ -17,7 +17,7 @@ use prost::Message;
 use reqwest::StatusCode;
 use serde_json::json;
 use sqlx::PgPool;
-use support::{FakeLlm, SseEvent, api, listener, person, start_app};
+use support::{FakeLlm, SseEvent, api, person};
 
 /// A span as the collector got it.
 #[derive(Clone, Debug)]
@@ -92,24 +92,7 @@ async fn a_chat_that_calls_a_tool_is_traced_to_the_collector_without_secrets(poo
 
     let llm = FakeLlm::start();
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("servers.toml");
-    let node = support::node().display().to_string();
-    let script = support::workspace_root()
-        .join("end2end/mcp/test-server.mjs")
-        .display()
-        .to_string();
-    std::fs::write(
-        &file,
-        format!(
-            "[[server]]\nid = \"test\"\nname = \"Test\"\ntransport = \"stdio\"\ncommand = {node:?}\nargs = [{script:?}]\n"
-        ),
-    )
-    .unwrap();
-    let (listener, _) = listener().await;
-    let (mut args, vars) = llm.settings();
-    let file_arg = file.display().to_string();
-    args.extend(["--mcp-servers-file", file_arg.as_str()]);
-    let app = start_app(pool, listener, &args, &vars).await;
+    let app = support::start_app_with_test_server(pool, &llm, dir.path()).await;
     let (alice_id, alice) = person(&app, "alice", "Alice").await;
     let (status, body) = api(&app, &alice, "mcp/connect", &[("id", "test")]).await;
     assert_eq!(status, StatusCode::OK, "{body}");

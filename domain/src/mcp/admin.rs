@@ -8,19 +8,16 @@ use super::{AdminServer, Mcp, PERSONAL_PREFIX, ServerInput, Transport, registry}
 use crate::users::User;
 use crate::{Error, Result};
 
+/// What only administrators may do here.
+const CHANGE: &str = "change the tool server registry";
+
 /// Servers of their own a person may have at once.
 pub const MAX_PERSONAL_SERVERS: usize = 20;
-
-fn forbidden() -> Error {
-    Error::Forbidden("Only administrators can change the tool server registry.".into())
-}
 
 impl Mcp {
     /// Every server of the registry (the file's and the administrators'), for the admin page.
     pub async fn admin_servers(&self, actor: &User) -> Result<Vec<AdminServer>> {
-        if !actor.is_admin() {
-            return Err(forbidden());
-        }
+        actor.must_be_admin(CHANGE)?;
         let stored = registry::stored(&self.inner.db, &self.inner.key, None).await?;
         Ok(self
             .inner
@@ -51,9 +48,7 @@ impl Mcp {
         previous: Option<&str>,
         input: ServerInput,
     ) -> Result<bool> {
-        if !actor.is_admin() {
-            return Err(forbidden());
-        }
+        actor.must_be_admin(CHANGE)?;
         for id in [Some(input.id.as_str()), previous].into_iter().flatten() {
             if self.inner.file.get(id).is_some() {
                 return Err(Error::Invalid(format!(
@@ -80,9 +75,7 @@ impl Mcp {
 
     /// Removes a server from the registry, closing everyone's connection to it on this instance.
     pub async fn delete_server(&self, actor: &User, id: &str) -> Result<bool> {
-        if !actor.is_admin() {
-            return Err(forbidden());
-        }
+        actor.must_be_admin(CHANGE)?;
         if self.inner.file.get(id).is_some() {
             return Err(Error::Invalid(format!(
                 "The server '{id}' comes from the servers file: remove it there."

@@ -407,6 +407,33 @@ pub async fn hear_each_other(apps: &[&TestApp]) {
     }
 }
 
+/// The app with the scripted model of `llm` and, in a servers file written in `dir`, the project's
+/// test MCP server (end2end/mcp/test-server.mjs, over stdio) as `test`.
+pub async fn start_app_with_test_server(
+    pool: PgPool,
+    llm: &FakeLlm,
+    dir: &std::path::Path,
+) -> TestApp {
+    let file = dir.join("servers.toml");
+    let node = node().display().to_string();
+    let script = workspace_root()
+        .join("end2end/mcp/test-server.mjs")
+        .display()
+        .to_string();
+    std::fs::write(
+        &file,
+        format!(
+            "[[server]]\nid = \"test\"\nname = \"Test\"\ntransport = \"stdio\"\ncommand = {node:?}\nargs = [{script:?}]\n"
+        ),
+    )
+    .unwrap();
+    let (listener, _) = listener().await;
+    let (mut args, vars) = llm.settings();
+    let file_arg = file.display().to_string();
+    args.extend(["--mcp-servers-file", file_arg.as_str()]);
+    start_app(pool, listener, &args, &vars).await
+}
+
 /// `POST /api/<endpoint>` on `app` with `token`: the status and the JSON answer.
 pub async fn api(
     app: &TestApp,
