@@ -89,15 +89,18 @@ impl Runs {
         // Before the model is asked: `chats::ask` would refuse it only after.
         chats::check_message(text)?;
         let db = &self.inner.db;
-        // Over a budget or the rate, nothing is stored and the model is not asked.
-        let (allowed, conversation) = tokio::join!(
+        // Over a budget or the rate, nothing is stored and the model is not asked. (Three reads at
+        // once: a send is on the path to the first token.)
+        let (allowed, access, conversation) = tokio::join!(
             crate::budgets::admit(db, user_id, chrono::Utc::now()),
+            crate::access::Access::of(db, user_id),
             chats::conversation(db, user_id, chat_id, from_position),
         );
         let Some(conversation) = conversation? else {
             return Ok(None);
         };
         allowed?;
+        let access = access?;
         // Being written on another instance (this one's own runs hold the chat's slot): an edit
         // or a regeneration would replace the answer under its run, a send would interleave.
         if conversation.being_written {
@@ -122,7 +125,7 @@ impl Runs {
             (Vec::new(), Policies::default(), agent::DEFAULT_MAX_STEPS)
         };
         let models = self
-            .models_for(user_id, conversation.chat.model.as_deref())
+            .models_for(&access, conversation.chat.model.as_deref())
             .await?;
         let candidates = models.for_chat(conversation.chat.model.as_deref())?;
         let (provider, model) = candidates[0];

@@ -119,10 +119,11 @@ impl Runs {
                     }),
             })
         };
-        let (tools, person, conversation) = tokio::join!(
+        let (tools, person, conversation, access) = tokio::join!(
             agent::live::chat_tools(db, &self.inner.mcp, user_id, chat_id),
             agent::policy::for_run(db, user_id),
             conversation,
+            crate::access::Access::of(db, user_id),
         );
         let Some((chat, history)) = conversation? else {
             // Deleted since the decision: nothing to answer in.
@@ -130,7 +131,7 @@ impl Runs {
         };
         let specs = tools?.unwrap_or_default();
         let (policies, _) = person?;
-        let models = self.models_for(user_id, chat.model.as_deref()).await?;
+        let models = self.models_for(&access?, chat.model.as_deref()).await?;
         let candidates = models.for_chat(chat.model.as_deref())?;
         let search_over = self.inner.mcp.settings().tool_search_over;
         let plan = Plan::new(&candidates, history, specs, policies, search_over)?;

@@ -119,13 +119,17 @@ impl Runs {
         Ok(self.offered().await.for_access(&access))
     }
 
-    /// What a person may answer with in a chat that chose `chosen`: the models on offer to them,
+    /// What a person with `access` may answer with in a chat that chose `chosen`: the models on
+    /// offer to them,
     /// or, when the chat's model is limited to groups they are not in, why not (as not found,
     /// the way a thing that is not theirs is answered).
-    pub(super) async fn models_for(&self, user_id: Uuid, chosen: Option<&str>) -> Result<Catalog> {
+    pub(super) async fn models_for(
+        &self,
+        access: &crate::access::Access,
+        chosen: Option<&str>,
+    ) -> Result<Catalog> {
         let all = self.offered().await;
-        let access = crate::access::Access::of(&self.inner.db, user_id).await?;
-        let mine = all.for_access(&access);
+        let mine = all.for_access(access);
         if let Some(name) = chosen.filter(|n| !n.is_empty())
             && all.offers(name)
             && !mine.offers(name)
