@@ -9,8 +9,14 @@ use std::collections::BTreeSet;
 
 use uuid::Uuid;
 
+use sqlx::types::Json;
+
+use crate::budgets::{Applying, Limits};
 use crate::users::Role;
 use crate::{Database, Result};
+
+/// A group's name and limits, as the query gives them.
+type GroupLimits = (String, Option<i64>, Option<i64>, Option<i32>);
 
 /// What one person may use, as of now.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -47,6 +53,62 @@ impl Access {
             groups: row.groups.into_iter().collect(),
             personal_servers_off_by: row.personal_off,
         }))
+    }
+
+    /// What the person with this id may use, and the limits that apply to them: one query, for a
+    /// send (see [`budgets::admit_under`](crate::budgets::admit_under)).
+    pub async fn with_limits(db: &Database, user_id: Uuid) -> Result<(Self, Applying)> {
+        let row = sqlx::query!(
+            r#"WITH me AS (
+                   SELECT u.id, u.role, u.tokens_per_day, u.tokens_per_month, u.answers_per_minute,
+                          array(SELECT unnest(u.groups)
+                                UNION SELECT m.group_name FROM group_members m
+                                      WHERE m.user_id = u.id) AS groups
+                   FROM users u WHERE u.id = $1
+               )
+               SELECT me.role AS "role: Role", me.groups AS "groups!",
+                      me.tokens_per_day, me.tokens_per_month, me.answers_per_minute,
+                      (SELECT min(g.name) FROM groups g
+                       WHERE NOT g.personal_servers AND g.name = ANY(me.groups)) AS personal_off,
+                      (SELECT jsonb_agg(jsonb_build_array(g.name, g.tokens_per_day,
+                                                          g.tokens_per_month, g.answers_per_minute))
+                       FROM groups g
+                       WHERE g.name = ANY(me.groups)
+                         AND (g.tokens_per_day IS NOT NULL OR g.tokens_per_month IS NOT NULL
+                              OR g.answers_per_minute IS NOT NULL)) AS "group_limits: Json<Vec<GroupLimits>>"
+               FROM me"#,
+            user_id
+        )
+        .fetch_optional(db.pool())
+        .await?;
+        let Some(row) = row else {
+            return Ok(Default::default());
+        };
+        let own = Limits {
+            tokens_per_day: row.tokens_per_day,
+            tokens_per_month: row.tokens_per_month,
+            answers_per_minute: row.answers_per_minute,
+        };
+        let groups: Vec<(String, Limits)> = row
+            .group_limits
+            .map(|Json(list)| list)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(name, day, month, rate)| {
+                let limits = Limits {
+                    tokens_per_day: day,
+                    tokens_per_month: month,
+                    answers_per_minute: rate,
+                };
+                (name, limits)
+            })
+            .collect();
+        let access = Self {
+            admin: row.role == Role::Admin,
+            groups: row.groups.into_iter().collect(),
+            personal_servers_off_by: row.personal_off,
+        };
+        Ok((access, crate::budgets::applying(own, &groups)))
     }
 
     /// Access to everything (an administrator's).

@@ -77,7 +77,7 @@ pub struct Standing {
 }
 
 /// Picks, for each limit, the person's own, else the largest of the groups'.
-fn applying(own: Limits, groups: &[(String, Limits)]) -> Applying {
+pub(crate) fn applying(own: Limits, groups: &[(String, Limits)]) -> Applying {
     fn pick<T: Copy + Ord>(
         own: Option<T>,
         groups: &[(String, Limits)],
@@ -209,7 +209,18 @@ fn thousands(n: i64) -> String {
 /// of the person's, so that sends at once in several chats are counted one after another.
 pub async fn admit(db: &Database, user_id: Uuid, now: DateTime<Utc>) -> Result<()> {
     let limits = applying_to(db, user_id).await?;
-    tokens_left(db, user_id, &limits, now).await?;
+    admit_under(db, user_id, &limits, now).await
+}
+
+/// [`admit`], with the limits that apply read already (with the person's access, in one query:
+/// see `Access::with_limits`). No query at all when none applies.
+pub async fn admit_under(
+    db: &Database,
+    user_id: Uuid,
+    limits: &Applying,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    tokens_left(db, user_id, limits, now).await?;
     let Some((most, by)) = &limits.answers_per_minute else {
         return Ok(());
     };

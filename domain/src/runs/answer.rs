@@ -89,18 +89,18 @@ impl Runs {
         // Before the model is asked: `chats::ask` would refuse it only after.
         chats::check_message(text)?;
         let db = &self.inner.db;
-        // Over a budget or the rate, nothing is stored and the model is not asked. (Three reads at
-        // once: a send is on the path to the first token.)
-        let (allowed, access, conversation) = tokio::join!(
-            crate::budgets::admit(db, user_id, chrono::Utc::now()),
-            crate::access::Access::of(db, user_id),
+        // The person's access and limits and the conversation, read at once (a send is on the path
+        // to the first token). Over a budget or the rate, nothing is stored and the model is not
+        // asked; with no limit, that takes no query more.
+        let (standing, conversation) = tokio::join!(
+            crate::access::Access::with_limits(db, user_id),
             chats::conversation(db, user_id, chat_id, from_position),
         );
         let Some(conversation) = conversation? else {
             return Ok(None);
         };
-        allowed?;
-        let access = access?;
+        let (access, limits) = standing?;
+        crate::budgets::admit_under(db, user_id, &limits, chrono::Utc::now()).await?;
         // Being written on another instance (this one's own runs hold the chat's slot): an edit
         // or a regeneration would replace the answer under its run, a send would interleave.
         if conversation.being_written {
