@@ -341,8 +341,9 @@ mod tests {
                 by: "person",
             })
             .inc();
+        domain.refused("rate");
         let families = listed(&metrics);
-        assert!(families.len() >= 14, "{families:?}");
+        assert!(families.len() >= 15, "{families:?}");
 
         let dashboard: serde_json::Value =
             serde_json::from_str(include_str!("../../docs/grafana-dashboard.json")).unwrap();
