@@ -130,10 +130,7 @@ pub async fn add_to_group(group: String, person: String) -> Result<(), AppError>
 #[server(endpoint = "admin/groups/remove")]
 pub async fn remove_from_group(group: String, id: String) -> Result<(), AppError> {
     let user = crate::ssr::current_user()?;
-    let id = id
-        .trim()
-        .parse()
-        .map_err(|_| AppError::not_found("There is nobody with that id."))?;
+    let id = crate::people::person_id(&id)?;
     if domain::groups::remove_member(&crate::ssr::db()?, &user, group.trim(), id).await? {
         Ok(())
     } else {

@@ -113,9 +113,7 @@ pub async fn list_people() -> Result<Vec<PersonView>, AppError> {
 #[server(endpoint = "admin/people/access")]
 pub async fn set_access(id: String, active: bool) -> Result<(), AppError> {
     let user = crate::ssr::current_user()?;
-    let id = id
-        .parse()
-        .map_err(|_| AppError::not_found("There is nobody with that id."))?;
+    let id = crate::people::person_id(&id)?;
     if domain::people::set_active(&crate::ssr::db()?, &user, id, active).await? {
         Ok(())
     } else {
@@ -177,4 +175,12 @@ pub async fn set_person_limits(
     } else {
         Err(AppError::not_found("There is nobody with that id."))
     }
+}
+
+#[cfg(feature = "ssr")]
+/// A person's id as a request gives it; one that cannot be an id is nobody's (`404`).
+pub fn person_id(id: &str) -> Result<uuid::Uuid, AppError> {
+    id.trim()
+        .parse()
+        .map_err(|_| AppError::not_found("There is nobody with that id."))
 }

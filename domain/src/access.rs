@@ -29,34 +29,13 @@ pub struct Access {
 }
 
 impl Access {
-    /// What the person with this id may use; nothing beyond the unlimited when there is no such
-    /// person.
+    /// What the person with this id may use (nothing limited when there is no such person).
     pub async fn of(db: &Database, user_id: Uuid) -> Result<Self> {
-        let row = sqlx::query!(
-            r#"SELECT u.role AS "role: Role",
-                      array(SELECT unnest(u.groups)
-                            UNION SELECT m.group_name FROM group_members m WHERE m.user_id = u.id)
-                        AS "groups!",
-                      (SELECT min(g.name) FROM groups g
-                       WHERE NOT g.personal_servers
-                         AND (g.name = ANY(u.groups)
-                              OR EXISTS (SELECT 1 FROM group_members m
-                                         WHERE m.user_id = u.id AND m.group_name = g.name)))
-                        AS personal_off
-               FROM users u WHERE u.id = $1"#,
-            user_id
-        )
-        .fetch_optional(db.pool())
-        .await?;
-        Ok(row.map_or_else(Self::default, |row| Self {
-            admin: row.role == Role::Admin,
-            groups: row.groups.into_iter().collect(),
-            personal_servers_off_by: row.personal_off,
-        }))
+        Ok(Self::with_limits(db, user_id).await?.0)
     }
 
-    /// What the person with this id may use, and the limits that apply to them: one query, for a
-    /// send (see [`budgets::admit_under`](crate::budgets::admit_under)).
+    /// What the person with this id may use, and the limits that apply to them (see
+    /// [`budgets`](crate::budgets)): one query, the only one that works out a person's groups.
     pub async fn with_limits(db: &Database, user_id: Uuid) -> Result<(Self, Applying)> {
         let row = sqlx::query!(
             r#"WITH me AS (

@@ -101,35 +101,7 @@ pub(crate) fn applying(own: Limits, groups: &[(String, Limits)]) -> Applying {
 
 /// The limits that apply to the person with this id.
 pub async fn applying_to(db: &Database, user_id: Uuid) -> Result<Applying> {
-    let rows = sqlx::query!(
-        r#"SELECT NULL::text AS "group", tokens_per_day, tokens_per_month, answers_per_minute
-           FROM users WHERE id = $1
-           UNION ALL
-           SELECT g.name, g.tokens_per_day, g.tokens_per_month, g.answers_per_minute
-           FROM groups g JOIN users u ON u.id = $1
-           WHERE (g.tokens_per_day IS NOT NULL OR g.tokens_per_month IS NOT NULL
-                  OR g.answers_per_minute IS NOT NULL)
-             AND (g.name = ANY(u.groups)
-                  OR EXISTS (SELECT 1 FROM group_members m
-                             WHERE m.user_id = u.id AND m.group_name = g.name))"#,
-        user_id
-    )
-    .fetch_all(db.pool())
-    .await?;
-    let mut own = Limits::default();
-    let mut groups = Vec::new();
-    for row in rows {
-        let limits = Limits {
-            tokens_per_day: row.tokens_per_day,
-            tokens_per_month: row.tokens_per_month,
-            answers_per_minute: row.answers_per_minute,
-        };
-        match row.group {
-            None => own = limits,
-            Some(name) => groups.push((name, limits)),
-        }
-    }
-    Ok(applying(own, &groups))
+    Ok(crate::access::Access::with_limits(db, user_id).await?.1)
 }
 
 fn day_of(now: DateTime<Utc>) -> NaiveDate {

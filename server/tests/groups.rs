@@ -12,7 +12,9 @@ use chrono::{TimeZone, Utc};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::PgPool;
-use support::{FakeLlm, TestApp, admin, api, listener, person, start_app, until_one_of as until};
+use support::{
+    FakeLlm, SseReader, TestApp, admin, api, listener, person, start_app, until_one_of as until,
+};
 
 /// The app with the scripted model (`fake/scripted`, and `fake/other`) and an administrator.
 async fn app(pool: PgPool, llm: &FakeLlm) -> (TestApp, String) {
@@ -53,6 +55,33 @@ async fn until_connected(app: &TestApp, token: &str, server: &str) {
     }
 }
 
+/// A call of the test server's `echo` that the person's model asked for in a new chat, waiting
+/// for their approval: the chat's events, and the decision that approves it.
+struct Waiting {
+    events: SseReader,
+    approve: Value,
+}
+
+async fn a_call_waiting(app: &TestApp, token: &str) -> Waiting {
+    let (status, body) = api(app, token, "mcp/connect", &[("id", "test")]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    until_connected(app, token, "test").await;
+    let chat = new_chat(app, token).await;
+    let mut events = support::subscribe(app, token, &chat, None).await;
+    let text = r#"tool:test__echo {"message":"hi"}"#;
+    let (status, body) = api(app, token, "chats/send", &[("id", &chat), ("text", text)]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let seen = until(&mut events, &["approval_needed", "run_finished"]).await;
+    let needed = &seen.last().unwrap().data;
+    assert_eq!(needed["type"], "approval_needed", "{seen:?}");
+    let call = &seen.iter().find(|e| e.event == "tool_call").unwrap().data["call"]["id"];
+    let approve = json!({
+        "id": chat, "answer_id": needed["answer_id"], "turn": needed["turn"],
+        "decisions": [{"call_id": call, "approve": true}],
+    });
+    Waiting { events, approve }
+}
+
 fn listed(servers: &Value, id: &str) -> bool {
     servers.as_array().unwrap().iter().any(|s| s["id"] == id)
 }
@@ -89,29 +118,10 @@ async fn a_server_limited_to_a_group_is_nobody_elses_on_any_path(pool: PgPool) {
     };
     // Everyone's at first: Bob connects and his model asks for a call, which waits for him.
     save("").await;
-    let (status, body) = api(&app, &bob, "mcp/connect", &[("id", "test")]).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    until_connected(&app, &bob, "test").await;
-    let chat = new_chat(&app, &bob).await;
-    let mut events = support::subscribe(&app, &bob, &chat, None).await;
-    let (status, body) = api(
-        &app,
-        &bob,
-        "chats/send",
-        &[
-            ("id", &chat),
-            ("text", r#"tool:test__echo {"message":"hi"}"#),
-        ],
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let seen = until(&mut events, &["approval_needed", "run_finished"]).await;
-    let needed = seen.last().unwrap();
-    assert_eq!(needed.event, "approval_needed", "{seen:?}");
-    let call_id = seen.iter().find(|e| e.event == "tool_call").unwrap().data["call"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let Waiting {
+        mut events,
+        approve,
+    } = a_call_waiting(&app, &bob).await;
 
     // Limited to "research", which Alice is put in and Bob is not.
     save("research").await;
@@ -139,13 +149,7 @@ async fn a_server_limited_to_a_group_is_nobody_elses_on_any_path(pool: PgPool) {
     assert!(!listed(&servers, "test"), "{servers}");
     let (status, _) = api(&app, &bob, "mcp/connect", &[("id", "test")]).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let decision = json!({
-        "id": chat,
-        "answer_id": needed.data["answer_id"],
-        "turn": needed.data["turn"],
-        "decisions": [{"call_id": call_id, "approve": true}],
-    });
-    let (status, body) = support::post_json(&app.base, "chats/decide", &bob, &decision).await;
+    let (status, body) = support::post_json(&app.base, "chats/decide", &bob, &approve).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let seen = until(&mut events, &["run_finished"]).await;
     let result = seen
@@ -683,25 +687,10 @@ async fn an_answer_stops_at_a_budget_used_up_while_it_waited(pool: PgPool) {
     let app = support::start_app_with_test_server(pool, &llm, dir.path()).await;
     let admin = admin(&app).await;
     let (bob_id, bob) = person(&app, "bob", "Bob").await;
-    let (status, body) = api(&app, &bob, "mcp/connect", &[("id", "test")]).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    until_connected(&app, &bob, "test").await;
-    let chat = new_chat(&app, &bob).await;
-    let mut events = support::subscribe(&app, &bob, &chat, None).await;
-    let (status, body) = api(
-        &app,
-        &bob,
-        "chats/send",
-        &[
-            ("id", &chat),
-            ("text", r#"tool:test__echo {"message":"hi"}"#),
-        ],
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let seen = until(&mut events, &["approval_needed"]).await;
-    let needed = seen.last().unwrap().data.clone();
-    let call = seen.iter().find(|e| e.event == "tool_call").unwrap().data["call"]["id"].clone();
+    let Waiting {
+        mut events,
+        approve,
+    } = a_call_waiting(&app, &bob).await;
 
     // While it waits, Bob's budget goes to 0; he approves, the tool runs, and the answer stops
     // before asking the model again, saying why.
@@ -713,11 +702,7 @@ async fn an_answer_stops_at_a_budget_used_up_while_it_waited(pool: PgPool) {
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let decision = json!({
-        "id": chat, "answer_id": needed["answer_id"], "turn": needed["turn"],
-        "decisions": [{"call_id": call, "approve": true}],
-    });
-    let (status, body) = support::post_json(&app.base, "chats/decide", &bob, &decision).await;
+    let (status, body) = support::post_json(&app.base, "chats/decide", &bob, &approve).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let seen = until(&mut events, &["run_finished"]).await;
     let result = seen.iter().find(|e| e.event == "tool_result").unwrap();
