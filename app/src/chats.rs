@@ -112,9 +112,13 @@ pub async fn get_chat(id: String) -> Result<ChatData, AppError> {
     let mut questions = runs.waiting_questions(user.id, chat_id).await?;
     let mut messages: Vec<MessageView> =
         conversation.history.into_iter().map(|m| m.view()).collect();
-    // (Only a call still running waits: one its answer left behind was interrupted.)
+    // (Only a call still running, or approved in an answer that waits for the person's reply,
+    // waits: one its answer left behind was interrupted.)
     for call in messages.iter_mut().flat_map(|m| m.tool_calls.iter_mut()) {
-        if call.state == protocol::CallStatus::Running {
+        if matches!(
+            call.state,
+            protocol::CallStatus::Running | protocol::CallStatus::Approved
+        ) {
             call.question = questions.remove(&call.id);
         }
     }

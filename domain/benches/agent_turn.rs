@@ -62,7 +62,14 @@ impl Model for Instant0 {
 struct Add;
 
 impl Tools for Add {
-    async fn call(&self, _: &str, _: &str, _: &str, arguments: Map<String, Value>) -> ToolResult {
+    async fn call(
+        &self,
+        _: &str,
+        _: &str,
+        _: &str,
+        arguments: Map<String, Value>,
+        _: Option<&domain::agent::Asking>,
+    ) -> ToolResult {
         let sum = arguments["a"].as_i64().unwrap_or(0) + arguments["b"].as_i64().unwrap_or(0);
         ToolResult {
             is_error: false,
@@ -70,6 +77,7 @@ impl Tools for Add {
             duration_ms: 0,
             parts: Vec::new(),
             sign_in: None,
+            asking: None,
         }
     }
 }

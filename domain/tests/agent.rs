@@ -106,6 +106,7 @@ impl Tools for Local {
         server: &str,
         tool: &str,
         arguments: Map<String, Value>,
+        asked: Option<&domain::agent::Asking>,
     ) -> ToolResult {
         if self.signed_out.load(std::sync::atomic::Ordering::SeqCst) {
             let why = format!("Your sign-in to '{server}' has expired.");
@@ -115,6 +116,7 @@ impl Tools for Local {
                 duration_ms: 0,
                 parts: Vec::new(),
                 sign_in: Some(why),
+                asking: None,
             };
         }
         self.calls
@@ -127,6 +129,7 @@ impl Tools for Local {
             duration_ms: 0,
             parts: Vec::new(),
             sign_in: None,
+            asking: None,
         };
         match tool {
             "add" => {
@@ -139,6 +142,29 @@ impl Tools for Local {
                 tokio::time::sleep(Duration::from_millis(ms)).await;
                 ok("slept".into())
             }
+            // Asks the person's name (a multi round-trip call), then greets them by it.
+            "greet" => match asked {
+                None => ToolResult {
+                    asking: Some(domain::agent::Asking {
+                        questions: vec![domain::agent::AskedQuestion {
+                            key: "who".into(),
+                            id: "q1".into(),
+                            reply: None,
+                        }],
+                        state: Some("round-1".into()),
+                        round: 1,
+                    }),
+                    ..ok("Waiting for the person's answer.".into())
+                },
+                Some(asked) => {
+                    let reply = asked.questions[0].reply.as_ref().unwrap();
+                    ok(format!(
+                        "Hello, {} ({})",
+                        reply.content.as_ref().unwrap()["name"].as_str().unwrap(),
+                        asked.state.as_deref().unwrap()
+                    ))
+                }
+            },
             "meet" => {
                 let arrived = self.met.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
                 if arrived < 2 {
@@ -154,6 +180,7 @@ impl Tools for Local {
                 duration_ms: 0,
                 parts: Vec::new(),
                 sign_in: None,
+                asking: None,
             },
         }
     }
@@ -185,6 +212,7 @@ fn specs() -> Vec<ToolSpec> {
     vec![
         spec("calc", "add", true),
         spec("calc", "meet", false),
+        spec("calc", "greet", false),
         spec("clock", "slow", false),
     ]
 }
@@ -389,7 +417,7 @@ async fn no_tool_calls_is_an_answer(pool: PgPool) {
     // The model was offered the tools, namespaced by server.
     assert_eq!(
         model.asked()[0].1,
-        vec!["calc__add", "calc__meet", "clock__slow"]
+        vec!["calc__add", "calc__meet", "calc__greet", "clock__slow"]
     );
     assert_eq!(steps_checkpointed(&f).await, vec!["done"]);
 }
@@ -532,6 +560,60 @@ async fn a_call_that_meets_an_expired_sign_in_waits_for_it_then_runs(pool: PgPoo
     assert!(messages.contains(&Message::Tool {
         tool_call_id: c1,
         content: "3".into()
+    }));
+}
+
+/// A call whose server asks the person something (a multi round-trip call) pauses the answer as
+/// an approval does, durably, with the call approved and its question waiting; the reply is taken
+/// once, and moves the run on: the call is made again with it (and the server's state), and the
+/// model answers from what the tool then said.
+#[sqlx::test(migrator = "domain::db::MIGRATOR")]
+async fn a_servers_question_pauses_the_answer_and_its_reply_makes_the_call_again(pool: PgPool) {
+    let f = fixture(pool).await;
+    let model = Scripted::new(vec![
+        calls(&[("c1", "calc__greet", json!({}))]),
+        text("Greeted."),
+    ]);
+    let tools = Local::default();
+    let paused = ask(&f, &model, &tools).await;
+    let c1 = paused.calls[0].id.clone();
+    assert!(decide(&f, &c1, approve()).await.complete);
+    let waiting = resume(&f, &model, &tools).await;
+    assert_eq!(waiting.next, Step::AwaitApproval, "{waiting:#?}");
+    let call = &waiting.calls[0];
+    assert_eq!(call.state, CallState::Waiting);
+    assert!(call.decision.as_ref().is_some_and(Decision::is_approval));
+    assert_eq!(call.asking.as_ref().unwrap().questions[0].id, "q1");
+    assert_eq!(waiting.undecided().count(), 0);
+    assert_eq!(waiting.unanswered().count(), 1);
+    assert_eq!(model.asked().len(), 1, "the model waits too");
+    // Durable: the pause is the latest checkpoint.
+    let latest = store::latest(&f.db, f.user, f.thread)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(latest.state, waiting);
+
+    let ada = domain::mcp::elicitation::Reply {
+        action: "accept".into(),
+        content: Some(json!({"name": "Ada"})),
+    };
+    let unknown = decisions::reply(&f.db, f.user, f.thread, "q9", ada.clone()).await;
+    assert!(unknown.is_err(), "no such question");
+    let replied = decisions::reply(&f.db, f.user, f.thread, "q1", ada.clone())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(replied.complete);
+    let again = decisions::reply(&f.db, f.user, f.thread, "q1", ada).await;
+    assert!(again.is_err(), "replied once");
+    let done = resume(&f, &model, &tools).await;
+    assert_eq!(done.end, Some(End::Answered), "{done:#?}");
+    assert!(done.calls[0].asking.is_none());
+    let (messages, _) = &model.asked()[1];
+    assert!(messages.contains(&Message::Tool {
+        tool_call_id: c1,
+        content: "Hello, Ada (round-1)".into()
     }));
 }
 

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{CallView, Event};
+use crate::{CallStatus, CallView, Event};
 
 /// Who wrote a message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -198,7 +198,19 @@ pub fn apply(
         | Event::ToolResult { answer_id, call } => {
             if let Some(answer) = find(messages, &answer_id) {
                 match answer.tool_calls.iter_mut().find(|c| c.id == call.id) {
-                    Some(known) => *known = call,
+                    Some(known) => {
+                        // A question shown goes with its own events (answered, expired), not with
+                        // the call's, while the call is not settled.
+                        let question = known.question.take();
+                        *known = call;
+                        let open = matches!(
+                            known.state,
+                            CallStatus::Waiting | CallStatus::Approved | CallStatus::Running
+                        );
+                        if known.question.is_none() && open {
+                            known.question = question;
+                        }
+                    }
                     None => answer.tool_calls.push(call),
                 }
             }
@@ -355,4 +367,66 @@ fn settle(
 
 fn find<'a>(messages: &'a mut [MessageView], id: &str) -> Option<&'a mut MessageView> {
     messages.iter_mut().rev().find(|m| m.id == id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn call(state: &str) -> CallView {
+        serde_json::from_value(json!({
+            "id": "c1", "turn": 1, "server": "later", "tool": "greet", "arguments": "{}",
+            "edited": false, "read_only": false, "destructive": false, "open_world": false,
+            "state": state, "decided_by": "you", "reason": null, "result": null,
+            "duration_ms": null
+        }))
+        .unwrap()
+    }
+
+    /// A question a call's server asked stays on its card while the call's card is replaced
+    /// (the answer pauses for the reply: the call shows approved), and goes once the call settles.
+    #[test]
+    fn a_question_stays_with_its_call_until_the_call_settles() {
+        let mut messages = vec![MessageView {
+            id: "a1".into(),
+            position: 1,
+            role: Role::Assistant,
+            content: String::new(),
+            status: Status::Streaming,
+            error: None,
+            tool_calls: vec![call("running")],
+            model: None,
+            thinking: String::new(),
+            usage: None,
+        }];
+        let mut live = None;
+        let question: crate::QuestionView = serde_json::from_value(json!({
+            "id": "q1", "server": "later", "message": "Name?", "schema": null, "url": null
+        }))
+        .unwrap();
+        let asked = Event::Question {
+            answer_id: "a1".into(),
+            call_id: "c1".into(),
+            question: question.clone(),
+        };
+        apply(&mut messages, &mut live, asked);
+        let paused = Event::Decision {
+            answer_id: "a1".into(),
+            call: call("approved"),
+        };
+        apply(&mut messages, &mut live, paused);
+        let shown = &messages[0].tool_calls[0];
+        assert_eq!(shown.state, CallStatus::Approved);
+        assert_eq!(shown.question, Some(question));
+
+        let settled = Event::ToolResult {
+            answer_id: "a1".into(),
+            call: call("ok"),
+        };
+        apply(&mut messages, &mut live, settled);
+        let shown = &messages[0].tool_calls[0];
+        assert_eq!(shown.state, CallStatus::Ok);
+        assert_eq!(shown.question, None, "a settled call asks nothing");
+    }
 }

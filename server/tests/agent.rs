@@ -48,6 +48,7 @@ impl World {
             user_id: self.user,
             progress: None,
             ask: None,
+            keep: None,
         };
         let policies = Policies::default();
         // The conversation is the chat's, as a chat's run reads it: here, its questions.
@@ -328,6 +329,7 @@ async fn an_approved_call_does_not_run_on_a_server_redefined_before_it_runs(pool
         }),
         state: CallState::Running,
         sign_in: None,
+        asking: None,
     }];
     // ... when an administrator redefines the server: its connection starts again, and until it
     // is up the run's tools list nothing of it.
@@ -349,6 +351,7 @@ async fn an_approved_call_does_not_run_on_a_server_redefined_before_it_runs(pool
         user_id: alice,
         progress: None,
         ask: None,
+        keep: None,
     };
     let policies = Policies::default();
     let deps = Deps {

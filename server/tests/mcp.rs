@@ -1368,11 +1368,14 @@ async fn a_calls_progress_is_heard_as_its_server_reports_it(pool: PgPool) {
             args(json!({"count": 3})),
             domain::mcp::Hooks {
                 progress: Some(sink),
-                ask: None,
+                ..Default::default()
             },
         )
         .await
         .unwrap();
+    let domain::mcp::Called::Output(output) = output else {
+        panic!("the tool asked instead of answering")
+    };
     assert_eq!(output.text(), "did 3 steps");
     assert_eq!(
         *heard.lock().unwrap(),
@@ -1509,12 +1512,15 @@ async fn a_servers_question_reaches_the_calls_asker_and_its_reply_the_server(poo
             "ask",
             Map::new(),
             domain::mcp::Hooks {
-                progress: None,
                 ask: Some(asker),
+                ..Default::default()
             },
         )
         .await
         .unwrap();
+    let domain::mcp::Called::Output(output) = output else {
+        panic!("the tool asked instead of answering")
+    };
     assert_eq!(output.text(), r#"accept: {"name":"Ada"}"#);
     let question = asked.lock().unwrap()[0].clone();
     assert_eq!(question.message, "Who are you?");

@@ -1,7 +1,9 @@
 //! Durable approvals with the real `switchboard` binary: a pending approval survives the process
-//! being killed (decided on the next process, the answer completes), and a call that was running
-//! when the process died is shown interrupted and never runs again. The tool is the project's
-//! stdio test server, which logs every call that reaches it.
+//! being killed (decided on the next process, the answer completes), a call that was running
+//! when the process died is shown interrupted and never runs again, and a remote server's question
+//! (a multi round-trip call) is answered after a crash and the call goes on. The tools are the
+//! project's stdio test server, which logs every call that reaches it, and the tests' own remote
+//! server of the newest protocol (`support::later_server`).
 
 mod support;
 
@@ -13,6 +15,7 @@ use domain::Database;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::PgPool;
+use support::later_server::{self, LaterServer};
 use support::{FakeLlm, SseReader, node, user, workspace_root};
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
@@ -121,6 +124,15 @@ impl Setup {
     }
 }
 
+/// A new person's API token.
+async fn token_of(db: &Database, login: &str, name: &str) -> String {
+    let id = user(db, login, name).await;
+    domain::tokens::create(db, id, "script")
+        .await
+        .unwrap()
+        .secret
+}
+
 async fn api(base: &str, token: &str, endpoint: &str, form: &[(&str, &str)]) -> Value {
     let (status, body) =
         support::call(&reqwest::Client::new(), base, endpoint, Some(token), form).await;
@@ -217,11 +229,7 @@ async fn approvals_survive_a_crash_and_a_call_cut_off_by_one_is_not_run_again(po
     let s = setup(&pool);
     let llm = FakeLlm::start();
     let db = Database::from_pool(pool);
-    let alice = user(&db, "alice", "Alice").await;
-    let token = domain::tokens::create(&db, alice, "script")
-        .await
-        .unwrap()
-        .secret;
+    let token = token_of(&db, "alice", "Alice").await;
     let base = s.base();
 
     // An approval pending when the process dies...
@@ -317,4 +325,129 @@ async fn approvals_survive_a_crash_and_a_call_cut_off_by_one_is_not_run_again(po
         &[("id", &chat), ("text", "hello again")],
     )
     .await;
+}
+
+/// A question a remote server asked in answer to a call (MCP 2026-07-28, "input required") is kept
+/// with the paused answer: after the process is killed, the next one shows it, takes the reply
+/// (checked against the form first), makes the call again with the reply and the server's state,
+/// and the answer completes with what the tool then said. Answered once; nobody else's.
+#[sqlx::test(migrator = "domain::db::MIGRATOR")]
+async fn a_remote_servers_question_is_answered_after_a_crash_and_the_call_goes_on(pool: PgPool) {
+    let s = setup(&pool);
+    let later = LaterServer::start().await;
+    let mut servers = std::fs::read_to_string(&s.servers).unwrap();
+    servers.push_str(&format!(
+        "[[server]]\nid = \"later\"\nname = \"Later\"\ntransport = \"http\"\nurl = {:?}\n",
+        later.url
+    ));
+    std::fs::write(&s.servers, servers).unwrap();
+    let llm = FakeLlm::start();
+    let db = Database::from_pool(pool);
+    let token = token_of(&db, "alice", "Alice").await;
+    let bob = token_of(&db, "bob", "Bob").await;
+    let base = s.base();
+
+    let first = s.start(&llm).await;
+    api(&base, &token, "mcp/connect", &[("id", "later")]).await;
+    wait_for(
+        "the remote server to connect",
+        async || {
+            let servers = api(&base, &token, "mcp/servers", &[]).await;
+            servers
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s["id"] == "later" && s["status"] == "connected")
+        },
+        Duration::from_secs(30),
+    )
+    .await;
+    let chat = api(&base, &token, "chats/create", &[]).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut stream = events(&base, &token, &chat).await;
+    let text = "tool:later__greet {}";
+    api(
+        &base,
+        &token,
+        "chats/send",
+        &[("id", &chat), ("text", text)],
+    )
+    .await;
+    let pending = until(&mut stream, "approval_needed").await;
+    decide(&base, &token, &chat, &pending).await;
+    let asked = until(&mut stream, "question").await;
+    assert_eq!(
+        asked["question"]["message"], "What is your name?",
+        "{asked}"
+    );
+    let id = asked["question"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(later.calls(), [json!({"state": null, "replies": null})]);
+    drop(stream);
+    drop(first);
+
+    // The next process shows the question where the answer waits...
+    let _second = s.start(&llm).await;
+    let waiting = answer(&base, &token, &chat).await;
+    assert_eq!(waiting["status"], "waiting", "{waiting}");
+    assert_eq!(
+        waiting["tool_calls"][0]["question"]["id"],
+        id.as_str(),
+        "{waiting}"
+    );
+    let reply = async |token: &str, body: Value| {
+        let response = reqwest::Client::new()
+            .post(format!("{base}/api/chats/answer"))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        (response.status(), response.text().await.unwrap())
+    };
+    // ...answered by nobody else, and only as its form says...
+    let (status, _) = reply(
+        &bob,
+        json!({"id": chat, "question": id, "action": "accept", "content": {"name": "Mallory"}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, body) = reply(
+        &token,
+        json!({"id": chat, "question": id, "action": "accept", "content": {"name": "A"}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    // ...and the call goes on with the reply and the server's state.
+    let mut stream = events(&base, &token, &chat).await;
+    let (status, body) = reply(
+        &token,
+        json!({"id": chat, "question": id, "action": "accept", "content": {"name": "Ada"}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let end = until(&mut stream, "run_finished").await;
+    assert_eq!(end["status"], "complete", "{end}");
+    let done = answer(&base, &token, &chat).await;
+    assert_eq!(done["content"], "The tool said: Hello, Ada!.", "{done}");
+    assert_eq!(done["tool_calls"][0]["state"], "ok", "{done}");
+    assert!(done["tool_calls"][0]["question"].is_null(), "{done}");
+    assert_eq!(
+        later.calls()[1],
+        json!({"state": later_server::STATE, "replies": {"who": {"action": "accept", "content": {"name": "Ada"}}}})
+    );
+    let (status, _) = reply(
+        &token,
+        json!({"id": chat, "question": id, "action": "decline"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "answered once");
+    let kept: Vec<(String, bool)> =
+        sqlx::query_as("SELECT state, kept FROM tool_questions WHERE id = $1::uuid")
+            .bind(&id)
+            .fetch_all(db.pool())
+            .await
+            .unwrap();
+    assert_eq!(kept, [("accept".to_owned(), true)]);
 }

@@ -1,12 +1,14 @@
-//! The person's decisions on a waiting run: the graph's `await_approval` transition
-//! ([`RunState::decide_all`](super::RunState::decide_all)) applied to the thread's latest checkpoint
-//! and written as the next one ([`store`]), all or none, tried again on what another writer left
-//! when one came first.
+//! The person's decisions on a waiting run, and their replies to what its tools' servers asked:
+//! the graph's `await_approval` transitions ([`RunState::decide_all`](super::RunState::decide_all),
+//! [`RunState::reply`](super::RunState::reply)) applied to the thread's latest checkpoint and
+//! written as the next one ([`store`]), all or none, tried again on what another writer left when
+//! one came first.
 
 use uuid::Uuid;
 
 use super::Decision;
 use super::store::{self, Answer, Decided, Latest, Paused, Recorded, Waiting, latest};
+use crate::mcp::elicitation::Reply;
 use crate::{Database, Error, Result};
 
 /// Records the person's decision on one pending call of their thread (see [`decide_all`]).
@@ -32,7 +34,22 @@ pub async fn decide_all(
     known: Option<Latest>,
     decisions: Vec<(String, Decision)>,
 ) -> Result<Option<Decided>> {
-    decide_on(db, user_id, thread_id, None, None, known, decisions).await
+    let decide = |state: &mut super::RunState| state.decide_all(decisions.clone());
+    decide_on(db, user_id, thread_id, None, None, known, decide).await
+}
+
+/// Records the person's reply to the question `question_id` a waiting call's server asked in
+/// their thread, as one new checkpoint (see [`RunState::reply`](super::RunState::reply)). None
+/// when the chat is not the user's. See [`reply_waiting`] for a chat's waiting answer.
+pub async fn reply(
+    db: &Database,
+    user_id: Uuid,
+    thread_id: Uuid,
+    question_id: &str,
+    reply: Reply,
+) -> Result<Option<Decided>> {
+    let give = |state: &mut super::RunState| state.reply(question_id, reply.clone());
+    decide_on(db, user_id, thread_id, None, None, None, give).await
 }
 
 /// Records the person's decisions on calls of `turn` of the chat answer that `waiting` says waits
@@ -51,6 +68,38 @@ pub async fn decide_waiting(
     turn: u32,
     decisions: Vec<(String, Decision)>,
 ) -> Result<Option<Decided>> {
+    let decide = |state: &mut super::RunState| state.decide_all(decisions.clone());
+    change_waiting(db, paused, user_id, chat_id, waiting, Some(turn), decide).await
+}
+
+/// Records the person's reply to the question `question_id` that a call's server asked in the
+/// chat answer that `waiting` says waits (see [`RunState::reply`](super::RunState::reply)), as one
+/// new checkpoint, as [`decide_waiting`] does; with the last reply the run goes on
+/// ([`Decided::complete`]). A second reply to the same question is refused.
+pub async fn reply_waiting(
+    db: &Database,
+    paused: &Paused,
+    user_id: Uuid,
+    chat_id: Uuid,
+    waiting: Waiting,
+    question_id: &str,
+    reply: Reply,
+) -> Result<Option<Decided>> {
+    let give = |state: &mut super::RunState| state.reply(question_id, reply.clone());
+    change_waiting(db, paused, user_id, chat_id, waiting, None, give).await
+}
+
+/// Applies `change` to the chat answer that `waiting` says waits (its turn `turn`, when given),
+/// and remembers the pause while the run still waits.
+async fn change_waiting(
+    db: &Database,
+    paused: &Paused,
+    user_id: Uuid,
+    chat_id: Uuid,
+    waiting: Waiting,
+    turn: Option<u32>,
+    change: impl Fn(&mut super::RunState) -> std::result::Result<(), String>,
+) -> Result<Option<Decided>> {
     let answer = Answer {
         user_id,
         chat_id,
@@ -62,9 +111,9 @@ pub async fn decide_waiting(
         user_id,
         waiting.thread_id,
         Some(waiting.answer_id),
-        Some(turn),
+        turn,
         known,
-        decisions,
+        change,
     )
     .await
     .map(|d| d.map(|d| Decided { history, ..d }));
@@ -86,7 +135,7 @@ async fn decide_on(
     answer: Option<Uuid>,
     turn: Option<u32>,
     mut known: Option<Latest>,
-    decisions: Vec<(String, Decision)>,
+    change: impl Fn(&mut super::RunState) -> std::result::Result<(), String>,
 ) -> Result<Option<Decided>> {
     for _ in 0..8 {
         // A state known from before (remembered, or read by the caller) may be out of date by
@@ -102,7 +151,7 @@ async fn decide_on(
         let before = state.clone();
         let decided = match turn {
             Some(turn) if state.turn() != Some(turn) => Err(super::OUT_OF_DATE.to_owned()),
-            _ => state.decide_all(decisions.clone()),
+            _ => change(&mut state),
         };
         if let Err(refused) = decided {
             if fresh {

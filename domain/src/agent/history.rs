@@ -111,6 +111,7 @@ mod tests {
             decision,
             state,
             sign_in: None,
+            asking: None,
         }
     }
 
@@ -130,6 +131,7 @@ mod tests {
                     duration_ms: 3,
                     parts: Vec::new(),
                     sign_in: None,
+                    asking: None,
                 },
             },
         );
@@ -150,6 +152,7 @@ mod tests {
                     duration_ms: 1,
                     parts: Vec::new(),
                     sign_in: None,
+                    asking: None,
                 },
             },
         );

@@ -11,10 +11,10 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use super::server_key::server_keys;
-use super::{Completion, Model, ToolResult, ToolSpec, Tools};
+use super::{AskedQuestion, Asking, Completion, Model, ToolResult, ToolSpec, Tools};
 use crate::llm::{self, LlmClient, Message, Provider, StreamEvent};
-use crate::mcp::elicitation::Asker;
-use crate::mcp::{Hooks, Mcp, ProgressSink};
+use crate::mcp::elicitation::{Asked, Asker, MAX_ROUNDS, Question, Round};
+use crate::mcp::{Called, Hooks, Mcp, ProgressSink};
 use crate::{Database, Result};
 
 /// Takes a model's text and thinking as they stream (a chat's live answer); `()` takes nothing.
@@ -121,7 +121,17 @@ pub struct McpTools<'a> {
     pub progress: Option<HearProgress>,
     /// Asks the person the questions of a call (by call id and server), when its server asks.
     pub ask: Option<AskFor>,
+    /// Keeps the questions a call's server answered it with (a multi round-trip call; by call
+    /// id and server): stores and shows them, and gives their ids.
+    pub keep: Option<KeepFor>,
 }
+
+/// Keeps one call's questions (its id, its server's, the questions): their ids, in order.
+pub type KeepFor = Arc<
+    dyn Fn(&str, &str, Vec<Question>) -> futures_util::future::BoxFuture<'static, Result<Vec<Uuid>>>
+        + Send
+        + Sync,
+>;
 
 /// Makes the asker of one call (its id, and its server's).
 pub type AskFor = Arc<dyn Fn(&str, &str) -> Asker + Send + Sync>;
@@ -148,15 +158,27 @@ impl Tools for McpTools<'_> {
         server: &str,
         tool: &str,
         arguments: Map<String, Value>,
+        asked: Option<&Asking>,
     ) -> ToolResult {
         let progress = self.progress.clone().map(|hear| {
             let call_id = call_id.to_owned();
             let sink: ProgressSink = Arc::new(move |progress| hear(&call_id, progress));
             sink
         });
+        // The replies to what the server asked the round before go with the call.
+        let replies = asked.map(|asked| Round {
+            replies: asked
+                .questions
+                .iter()
+                .filter_map(|q| q.reply.clone().map(|reply| (q.key.clone(), reply)))
+                .collect(),
+            state: asked.state.clone(),
+        });
+        let round = asked.map_or(1, |a| a.round + 1);
         let hooks = Hooks {
             progress,
             ask: self.ask.as_ref().map(|ask| ask(call_id, server)),
+            replies,
         };
         // Ids and names only: the arguments and the result may be anyone's secrets.
         let span =
@@ -167,29 +189,74 @@ impl Tools for McpTools<'_> {
             .instrument(span)
             .await;
         match called {
-            Ok(output) => ToolResult {
+            Ok(Called::Asked(asked)) => self.keep_asked(call_id, server, round, asked).await,
+            Ok(Called::Output(output)) => ToolResult {
                 is_error: output.is_error,
                 text: output.for_model(),
                 duration_ms: output.duration_ms,
                 parts: output.parts(),
                 sign_in: None,
+                asking: None,
             },
             // Not run for want of a sign-in: the call waits for the person to sign in again.
             Err(crate::Error::SignIn(why)) => ToolResult {
-                is_error: true,
-                text: why.clone(),
-                duration_ms: 0,
-                parts: Vec::new(),
-                sign_in: Some(why),
+                sign_in: Some(why.clone()),
+                ..ToolResult::failed(why)
             },
             // Not reaching the tool (a timeout, a server down) is an error result for the model.
-            Err(e) => ToolResult {
-                is_error: true,
-                text: e.to_string(),
-                duration_ms: 0,
-                parts: Vec::new(),
-                sign_in: None,
+            Err(e) => ToolResult::failed(e.to_string()),
+        }
+    }
+}
+
+impl McpTools<'_> {
+    /// Keeps what a call's server asked the person (round `round` of the call): the call then
+    /// waits for the replies. Refused past [`MAX_ROUNDS`], or where nobody can be asked.
+    async fn keep_asked(
+        &self,
+        call_id: &str,
+        server: &str,
+        round: u32,
+        asked: Asked,
+    ) -> ToolResult {
+        let refused = ToolResult::failed;
+        if round > MAX_ROUNDS {
+            return refused(format!(
+                "The tool server '{server}' kept asking questions ({MAX_ROUNDS} rounds); Switchboard stopped the call there."
+            ));
+        }
+        let Some(keep) = &self.keep else {
+            return refused(format!(
+                "The tool server '{server}' asked the person something, which cannot be asked here."
+            ));
+        };
+        let (keys, questions): (Vec<String>, Vec<Question>) = asked.questions.into_iter().unzip();
+        match keep(call_id, server, questions).await {
+            Ok(ids) => ToolResult {
+                is_error: false,
+                asking: Some(Asking {
+                    questions: keys
+                        .into_iter()
+                        .zip(ids)
+                        .map(|(key, id)| AskedQuestion {
+                            key,
+                            id: id.to_string(),
+                            reply: None,
+                        })
+                        .collect(),
+                    state: asked.state,
+                    round,
+                }),
+                ..ToolResult::failed(
+                    "Waiting for the person's answer to the tool server's question.".into(),
+                )
             },
+            Err(e) => {
+                tracing::error!("cannot keep a tool server's questions: {e}");
+                refused(format!(
+                    "The tool server '{server}' asked the person something, and Switchboard could not keep the question."
+                ))
+            }
         }
     }
 }

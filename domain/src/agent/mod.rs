@@ -17,7 +17,10 @@
 //! checkpoint's size follows the run, not the chat. Node functions act on the state alone, given a
 //! [`Model`] and [`Tools`]. A chat without tools runs the same graph with none. [`run`] advances a
 //! state until it pauses for approval or ends, saving a checkpoint after every step ([`store`]);
-//! the person's decisions move a paused run on ([`decisions`]). Tool calls are marked running in a
+//! the person's decisions move a paused run on ([`decisions`]). A call whose server answers with
+//! questions for the person (an MCP multi round-trip call) sends the run back to `await_approval`,
+//! approved and [`Asking`]; the replies move it on as decisions do, and the call is made again
+//! with them. Tool calls are marked running in a
 //! checkpoint that is on disk *before* they run (the decision's own), so a call cut off by a crash
 //! is reported interrupted, never run a second time.
 //!
@@ -50,6 +53,7 @@ use serde_json::Value;
 use crate::chats::Usage;
 use crate::llm::{self, Message};
 use crate::mcp::Annotations;
+use crate::mcp::elicitation::Reply;
 
 /// Separates server and tool in the names the model sees (`everything__echo`): server ids have
 /// no `_`, and model tool names allow `[A-Za-z0-9_-]`.
@@ -112,7 +116,57 @@ pub struct ToolResult {
     /// It did not run: the person must sign in to its server (again) first; what to tell them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sign_in: Option<String>,
+    /// It did not finish: its server asked the person something (the questions are stored), and
+    /// it is to be made again with their replies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asking: Option<Asking>,
 }
+
+impl ToolResult {
+    /// A call that failed, or never reached its tool: what the model is told.
+    pub fn failed(text: String) -> Self {
+        Self {
+            is_error: true,
+            text,
+            duration_ms: 0,
+            parts: Vec::new(),
+            sign_in: None,
+            asking: None,
+        }
+    }
+}
+
+/// What a call's server asked the person in answer to it (an MCP multi round-trip call): the
+/// call waits, as a call waits for a decision, and is made again with the replies.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Asking {
+    pub questions: Vec<AskedQuestion>,
+    /// The server's state, given back with the replies as it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// The rounds of questions the call has asked, this one included.
+    pub round: u32,
+}
+
+/// One question of an [`Asking`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AskedQuestion {
+    /// The key its reply goes back to the server under.
+    pub key: String,
+    /// Its id in `tool_questions` (the card's).
+    pub id: String,
+    pub reply: Option<Reply>,
+}
+
+impl Asking {
+    /// Every question has its reply.
+    pub fn is_answered(&self) -> bool {
+        self.questions.iter().all(|q| q.reply.is_some())
+    }
+}
+
+/// What a reply to a question is told when the answer no longer waits for it.
+pub const QUESTION_GONE: &str = "This question no longer waits: it was answered, or its tool call ended. Reload the chat to see where it stands.";
 
 /// Where a call stands.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -157,6 +211,10 @@ pub struct Call {
     /// decision again, which the person makes once they have signed in. What to tell them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sign_in: Option<String>,
+    /// Its server asked the person something: it waits for their replies, and runs again with
+    /// them (see [`Asking`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asking: Option<Asking>,
 }
 
 impl Call {
@@ -359,6 +417,33 @@ impl RunState {
         self.calls
             .iter()
             .filter(|c| c.state == CallState::Waiting && c.decision.is_none())
+    }
+
+    /// The calls whose server's questions still wait for the person's replies.
+    pub fn unanswered(&self) -> impl Iterator<Item = &Call> {
+        self.calls.iter().filter(|c| {
+            c.state == CallState::Waiting && c.asking.as_ref().is_some_and(|a| !a.is_answered())
+        })
+    }
+
+    /// Records the person's reply to a question a waiting call's server asked. Refused (with a
+    /// message) when no such question waits, or it has its reply: a call never gets two. With
+    /// the last reply (every call decided), the run moves on, in the same checkpoint.
+    pub fn reply(&mut self, question_id: &str, reply: Reply) -> Result<(), String> {
+        if self.next != Step::AwaitApproval {
+            return Err(QUESTION_GONE.into());
+        }
+        let question = self
+            .calls
+            .iter_mut()
+            .filter(|c| c.state == CallState::Waiting)
+            .filter_map(|c| c.asking.as_mut())
+            .flat_map(|a| a.questions.iter_mut())
+            .find(|q| q.id == question_id && q.reply.is_none())
+            .ok_or_else(|| QUESTION_GONE.to_owned())?;
+        question.reply = Some(reply);
+        await_approval(self);
+        Ok(())
     }
 
     /// Records a decision on a call that awaits one. Refused (with a message) for a call that is
@@ -565,13 +650,15 @@ pub trait Model: Send + Sync {
 
 /// The tools a run may use.
 pub trait Tools: Send + Sync {
-    /// Runs the call `call_id` of `server`'s `tool`.
+    /// Runs the call `call_id` of `server`'s `tool`; `asked`, when its server asked the person
+    /// something the time before, holds their replies.
     fn call(
         &self,
         call_id: &str,
         server: &str,
         tool: &str,
         arguments: serde_json::Map<String, Value>,
+        asked: Option<&Asking>,
     ) -> impl Future<Output = ToolResult> + Send;
 
     /// The key of each server's definition as it is now, by server id (a server the person no
@@ -817,17 +904,12 @@ fn call_of(asked: llm::ToolCall, turn: u32, specs: &[ToolSpec], policies: &Polic
         decision,
         state: match problem {
             Some(text) => CallState::Finished {
-                result: ToolResult {
-                    is_error: true,
-                    text,
-                    duration_ms: 0,
-                    parts: Vec::new(),
-                    sign_in: None,
-                },
+                result: ToolResult::failed(text),
             },
             None => CallState::Waiting,
         },
         sign_in: None,
+        asking: None,
     }
 }
 
@@ -863,9 +945,11 @@ fn search_call(
                 duration_ms: 0,
                 parts: Vec::new(),
                 sign_in: None,
+                asking: None,
             },
         },
         sign_in: None,
+        asking: None,
     }
 }
 
@@ -873,7 +957,7 @@ fn search_call(
 /// are marked running now, so the checkpoint of this step, on disk before any of them starts, is
 /// the one that says they are about to run), or to the humane answer when all were declined.
 fn await_approval(state: &mut RunState) -> Outcome {
-    if state.undecided().next().is_some() {
+    if state.undecided().next().is_some() || state.unanswered().next().is_some() {
         return Outcome::Paused;
     }
     let mut any_approved = false;
@@ -917,16 +1001,10 @@ async fn run_tools<M: Model, T: Tools>(state: &mut RunState, deps: &Deps<'_, M, 
         };
         if redefined {
             call.state = CallState::Finished {
-                result: ToolResult {
-                    is_error: true,
-                    text: format!(
-                        "The tool server '{}' was changed or removed after this call was asked for, so it was not run. Ask again to run it on the server as it is now.",
-                        call.server
-                    ),
-                    duration_ms: 0,
-                    parts: Vec::new(),
-                    sign_in: None,
-                },
+                result: ToolResult::failed(format!(
+                    "The tool server '{}' was changed or removed after this call was asked for, so it was not run. Ask again to run it on the server as it is now.",
+                    call.server
+                )),
             };
         }
     }
@@ -942,9 +1020,10 @@ async fn run_tools<M: Model, T: Tools>(state: &mut RunState, deps: &Deps<'_, M, 
             .unwrap_or_default();
         async move {
             let started = Instant::now();
+            let asked = call.asking.as_ref();
             let mut result = deps
                 .tools
-                .call(&call.id, &call.server, &call.tool, arguments)
+                .call(&call.id, &call.server, &call.tool, arguments, asked)
                 .await;
             if result.duration_ms == 0 {
                 result.duration_ms = started.elapsed().as_millis() as u64;
@@ -953,22 +1032,32 @@ async fn run_tools<M: Model, T: Tools>(state: &mut RunState, deps: &Deps<'_, M, 
         }
     }))
     .await;
-    let mut signing_in = false;
+    let mut waiting = false;
     for (&i, mut result) in running.iter().zip(results) {
         let call = &mut state.calls[i];
-        match result.sign_in.take() {
+        match (result.sign_in.take(), result.asking.take()) {
             // Not run: the call waits again, for the person to sign in and decide (the
             // checkpoint of this step says so before anything else happens).
-            Some(why) => {
+            (Some(why), _) => {
                 call.state = CallState::Waiting;
                 call.decision = None;
                 call.sign_in = Some(why);
-                signing_in = true;
+                call.asking = None;
+                waiting = true;
             }
-            None => call.state = CallState::Finished { result },
+            // Its server asked the person something: the call waits for the replies, decided.
+            (None, Some(asking)) => {
+                call.state = CallState::Waiting;
+                call.asking = Some(asking);
+                waiting = true;
+            }
+            (None, None) => {
+                call.asking = None;
+                call.state = CallState::Finished { result };
+            }
         }
     }
-    if signing_in {
+    if waiting {
         // Checkpointed as waiting (the next step pauses there).
         state.next = Step::AwaitApproval;
         return Outcome::Continue;

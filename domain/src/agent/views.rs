@@ -90,6 +90,7 @@ mod tests {
             decision,
             state,
             sign_in: None,
+            asking: None,
         }
     }
 
@@ -136,6 +137,7 @@ mod tests {
             duration_ms: 3,
             parts: Vec::new(),
             sign_in: None,
+            asking: None,
         };
         let done = call(approve(), Finished { result });
         assert_eq!(shown(done, Status::Complete), CallStatus::Ok);

@@ -15,7 +15,7 @@ use rmcp::service::{Peer, RoleClient};
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use super::elicitation::Asker;
+use super::elicitation::{self, Asked, Asker, Round};
 use super::supervisor::{Connection, ProgressSink, Shared, close_all, progress_key, supervise};
 use super::{Mcp, ServerSpec, Status, ToolOutput, limits};
 use crate::{Error, Result};
@@ -115,7 +115,8 @@ impl Mcp {
 
     /// Calls a tool on one of the user's connected servers, within the call timeout (a call that
     /// takes longer is cancelled on the server). An idle connection opens again first. The tool's
-    /// own failure is an output with `is_error`; not reaching it at all is an error.
+    /// own failure is an output with `is_error`; not reaching it at all is an error, and so is a
+    /// server that asks the person something (only a chat's answer can wait for them).
     pub async fn call(
         &self,
         user_id: Uuid,
@@ -123,24 +124,44 @@ impl Mcp {
         tool: &str,
         arguments: serde_json::Map<String, serde_json::Value>,
     ) -> Result<ToolOutput> {
-        self.call_reporting(user_id, server_id, tool, arguments, Hooks::default())
-            .await
+        match self
+            .call_reporting(user_id, server_id, tool, arguments, Hooks::default())
+            .await?
+        {
+            Called::Output(output) => Ok(output),
+            Called::Asked(_) => Err(Error::Unavailable(format!(
+                "The tool '{tool}' asked the person something, which only a chat's answer can wait for."
+            ))),
+        }
     }
 
     /// [`Mcp::call`], with the person behind it: the server's progress reports reach
-    /// `hooks.progress`, its questions `hooks.ask`.
+    /// `hooks.progress`, its questions while the call runs `hooks.ask`, and the replies to the
+    /// questions it asked the round before (`hooks.replies`) go with the call. A server that
+    /// answers with questions for the person (a multi round-trip call) gets them back as
+    /// [`Called::Asked`], to be asked while nothing waits, and the call made again with the
+    /// replies.
     pub async fn call_reporting(
         &self,
         user_id: Uuid,
         server_id: &str,
         tool: &str,
         arguments: serde_json::Map<String, serde_json::Value>,
-        hooks: Hooks,
-    ) -> Result<ToolOutput> {
+        mut hooks: Hooks,
+    ) -> Result<Called> {
         let shared = self.used(user_id, server_id).await?;
         let peer = self.ready(user_id, &shared, server_id).await?;
         let started = Instant::now();
-        let request = CallToolRequestParams::new(tool.to_owned()).with_arguments(arguments);
+        let mut request = CallToolRequestParams::new(tool.to_owned()).with_arguments(arguments);
+        if let Some(round) = hooks.replies.take() {
+            let replies = round
+                .replies
+                .iter()
+                .map(|(key, reply)| (key.clone(), reply.to_result()))
+                .collect();
+            request.input_responses = Some(replies);
+            request.request_state = round.state;
+        }
         let timeout = self.inner.settings.call_timeout;
         let limits = &self.inner.settings.limits;
         // Dropping the request on timeout tells the server to cancel it.
@@ -183,10 +204,18 @@ impl Mcp {
                 Error::Unavailable(format!("The tool '{tool}' could not be called: {why}"))
             })?;
         shared.touch();
-        let ServerResult::CallToolResult(result) = response else {
-            return Err(Error::Unavailable(format!(
-                "The tool '{tool}' answered with something other than a tool result (a task or a request for more input), which Switchboard does not take."
-            )));
+        let result = match response {
+            ServerResult::CallToolResult(result) => result,
+            ServerResult::InputRequiredResult(asked) => {
+                return elicitation::asked(asked).map(Called::Asked).map_err(|why| {
+                    Error::Unavailable(format!("The tool '{tool}' could not go on: {why}"))
+                });
+            }
+            _ => {
+                return Err(Error::Unavailable(format!(
+                    "The tool '{tool}' answered with something other than a tool result (a task, say), which Switchboard does not take."
+                )));
+            }
         };
         let is_error = result.is_error.unwrap_or(false);
         let (content, structured) = limits::bounded_result(
@@ -195,12 +224,12 @@ impl Mcp {
             limits.max_result_bytes,
             limits.max_media_bytes,
         );
-        Ok(ToolOutput {
+        Ok(Called::Output(ToolOutput {
             is_error,
             content,
             structured,
             duration_ms: started.elapsed().as_millis() as u64,
-        })
+        }))
     }
 
     /// The user's connection to a server, started on this instance when they connected it
@@ -483,11 +512,22 @@ enum CallFailed {
     Other(rmcp::ServiceError),
 }
 
-/// Who hears a call's progress and answers its server's questions.
+/// What goes with a call besides its arguments: who hears its progress, who answers its
+/// server's questions while it runs, and the replies to what the server asked the round before.
 #[derive(Clone, Default)]
 pub struct Hooks {
     pub progress: Option<ProgressSink>,
     pub ask: Option<Asker>,
+    pub replies: Option<Round>,
+}
+
+/// What a call came to.
+#[derive(Clone, Debug)]
+pub enum Called {
+    /// The tool's output (its own failure included).
+    Output(ToolOutput),
+    /// The server's questions to the person: the call is made again with the replies.
+    Asked(Asked),
 }
 
 /// A call's asker, asked while the call is under way.

@@ -1,6 +1,8 @@
 //! A server's questions to the person during a tool call (MCP elicitation): the question as
 //! Switchboard keeps it, who is asked (the call under way on that connection that will wait for
-//! the answer), and an answer checked against the form the server asked for.
+//! the answer), an answer checked against the form the server asked for, and the questions of a
+//! multi round-trip call (MCP 2026-07-28: the server answers "input required", and the call is
+//! made again with the replies), which hold nothing open while they wait.
 
 use std::sync::Arc;
 
@@ -41,6 +43,70 @@ impl Reply {
             content: None,
         }
     }
+}
+
+impl Reply {
+    /// The reply as MCP's `ElicitResult` (no `content` unless accepted with some).
+    pub fn to_result(&self) -> Value {
+        let mut result = serde_json::json!({ "action": self.action });
+        if let Some(content) = &self.content {
+            result["content"] = content.clone();
+        }
+        result
+    }
+}
+
+/// What a server asked in answer to a multi round-trip call: its questions, each under the key
+/// its reply goes back under, and the state it wants given back as it was.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Asked {
+    pub questions: Vec<(String, Question)>,
+    pub state: Option<String>,
+}
+
+/// The replies a multi round-trip call is made again with: each question's reply under its key,
+/// and the server's state as it gave it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Round {
+    pub replies: Vec<(String, Reply)>,
+    pub state: Option<String>,
+}
+
+/// The most rounds of questions a multi round-trip call may ask.
+pub const MAX_ROUNDS: u32 = 3;
+
+/// The most questions a server may ask in one round of a multi round-trip call.
+pub const MAX_ROUND_QUESTIONS: usize = 3;
+
+/// The questions of a server's "input required" answer, or why they cannot be asked: only
+/// questions to the person (no sampling, no roots, which Switchboard does not offer), a few.
+pub(super) fn asked(result: rmcp::model::InputRequiredResult) -> Result<Asked, String> {
+    use rmcp::model::InputRequest;
+    let requests = result.input_requests.unwrap_or_default();
+    if requests.len() > MAX_ROUND_QUESTIONS {
+        return Err(format!(
+            "The server asked {} questions at once; Switchboard asks at most {MAX_ROUND_QUESTIONS}.",
+            requests.len()
+        ));
+    }
+    let mut questions = Vec::new();
+    for (key, request) in requests {
+        let InputRequest::Elicitation(elicit) = request else {
+            return Err(
+                "The server asked for something other than the person's answer (a model's completion, or the person's folders), which Switchboard does not give.".into(),
+            );
+        };
+        if key.len() > 200 {
+            return Err(
+                "The server named a question with a key longer than Switchboard keeps.".into(),
+            );
+        }
+        questions.push((key, question(&elicit.params)?));
+    }
+    Ok(Asked {
+        questions,
+        state: result.request_state,
+    })
 }
 
 /// Asks the person a server's question for one call, and waits for their reply (or for the

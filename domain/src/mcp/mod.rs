@@ -59,8 +59,8 @@ pub use registry::{
 use crate::access::Access;
 use crate::secrets::SecretKey;
 use crate::{Database, Result};
-pub use connections::Hooks;
 use connections::UserConnections;
+pub use connections::{Called, Hooks};
 pub use supervisor::ProgressSink;
 use supervisor::{Connection, close_all};
 

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use rmcp::ClientServiceExt;
 use rmcp::service::{RoleClient, RunningService, ServiceExt};
 use rmcp::transport::StreamableHttpClientTransport;
 use uuid::Uuid;
@@ -135,12 +136,18 @@ pub(super) async fn open(
                 Some(manager) => {
                     let http = AuthClient::new(http, manager);
                     client
-                        .serve(StreamableHttpClientTransport::with_client(http, config))
+                        .serve_with_lifecycle(
+                            StreamableHttpClientTransport::with_client(http, config),
+                            newest_or_legacy(),
+                        )
                         .await
                 }
                 None => {
                     client
-                        .serve(StreamableHttpClientTransport::with_client(http, config))
+                        .serve_with_lifecycle(
+                            StreamableHttpClientTransport::with_client(http, config),
+                            newest_or_legacy(),
+                        )
                         .await
                 }
             };
@@ -236,4 +243,16 @@ fn listed<T>(spec: &ServerSpec, what: &str, list: std::result::Result<Vec<T>, St
         tracing::warn!(server = %spec.id, "cannot list the {what}: {why}");
         Vec::new()
     })
+}
+
+/// How a remote server is met: the newest protocol first (MCP 2026-07-28: no handshake, and a
+/// server's questions come back as "input required", so a call waiting for the person holds no
+/// connection open), and the `initialize` handshake of earlier versions when the server does not
+/// know it. A local (stdio) server keeps the handshake: its process ends with the instance, so
+/// nothing it asks could outlive a restart anyway.
+fn newest_or_legacy() -> rmcp::ClientLifecycleMode {
+    rmcp::ClientLifecycleMode::Auto {
+        preferred_versions: vec![rmcp::model::ProtocolVersion::LATEST],
+        legacy_version: None,
+    }
 }

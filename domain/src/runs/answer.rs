@@ -316,6 +316,7 @@ impl Runs {
                     runs.asker(user_id, chat_id, answer_id, call_id, server)
                 })
             }),
+            keep: Some(self.keeper(answer.user_id, chat_id, answer_id)),
         };
         let deps = agent::Deps {
             history: &plan.history,

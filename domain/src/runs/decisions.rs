@@ -97,7 +97,7 @@ impl Runs {
     /// Goes on with a run whose every call is decided, from its checkpoint. The conversation it
     /// answers is `history` when this instance remembered it with the pause; otherwise it is read
     /// from the chat (the checkpoint holds only the run's own turn).
-    async fn resume(
+    pub(super) async fn resume(
         &self,
         user_id: Uuid,
         chat_id: Uuid,

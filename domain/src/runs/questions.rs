@@ -1,7 +1,11 @@
 //! A tool server's questions to the person during a call of an answer (MCP elicitation): stored
 //! (so a reloaded page, or one on another instance, shows the card), sent as a `question` event,
-//! and answered by the person from any instance; the call waits for the answer within its
-//! timeout. A question whose call ends first (its timeout, Stop, a restart) is `expired`.
+//! and answered by the person from any instance. Asked while the call runs, the call waits for the
+//! answer within its timeout, and a question whose call ends first (its timeout, Stop, a restart)
+//! is `expired`. Asked in answer to the call (a multi round-trip call), the question is *kept*:
+//! the answer pauses as for an approval, the reply goes into its checkpoint, and the last reply
+//! makes the call again, on whichever instance takes it, however long after; such a question
+//! expires only when its answer stops waiting (Stop, a new answer in its place).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -13,8 +17,9 @@ use tokio::sync::{oneshot, watch};
 use uuid::Uuid;
 
 use super::Runs;
-use super::events::EventKind;
+use super::events::{EventKind, call_events};
 use super::instances::Note;
+use crate::agent::{self, live::KeepFor, store};
 use crate::mcp::elicitation::{self, Asker, Question, Reply};
 use crate::{Error, Result};
 
@@ -34,6 +39,18 @@ struct Origin {
     server_id: String,
 }
 
+impl Origin {
+    fn of(user_id: Uuid, chat_id: Uuid, answer_id: Uuid, call_id: &str, server_id: &str) -> Self {
+        Self {
+            user_id,
+            chat_id,
+            answer_id,
+            call_id: call_id.to_owned(),
+            server_id: server_id.to_owned(),
+        }
+    }
+}
+
 impl Runs {
     /// Asks the person the questions of one call of an answer.
     pub(super) fn asker(
@@ -45,13 +62,7 @@ impl Runs {
         server_id: &str,
     ) -> Asker {
         let runs = self.clone();
-        let from = Origin {
-            user_id,
-            chat_id,
-            answer_id,
-            call_id: call_id.to_owned(),
-            server_id: server_id.to_owned(),
-        };
+        let from = Origin::of(user_id, chat_id, answer_id, call_id, server_id);
         // Dropped with the asker, when its call ends: a question still waiting then expires.
         let (alive, _) = watch::channel(());
         // How many questions the call has asked, and whether one waits now.
@@ -75,6 +86,51 @@ impl Runs {
         })
     }
 
+    /// Keeps the questions a call of an answer was answered with (see the module's text).
+    pub(super) fn keeper(&self, user_id: Uuid, chat_id: Uuid, answer_id: Uuid) -> KeepFor {
+        let runs = self.clone();
+        Arc::new(
+            move |call_id: &str, server_id: &str, questions: Vec<Question>| {
+                let from = Origin::of(user_id, chat_id, answer_id, call_id, server_id);
+                let runs = runs.clone();
+                Box::pin(async move { runs.keep(from, questions).await })
+            },
+        )
+    }
+
+    /// Stores a call's questions as kept, and shows the first (the next shows when it has its
+    /// reply). Their ids, in order.
+    async fn keep(&self, from: Origin, questions: Vec<Question>) -> Result<Vec<Uuid>> {
+        let ids: Vec<Uuid> = questions.iter().map(|_| Uuid::new_v4()).collect();
+        let mut tx = self.inner.db.pool().begin().await?;
+        for (id, question) in ids.iter().zip(&questions) {
+            store_question(&mut *tx, *id, &from, question, true).await?;
+        }
+        tx.commit().await?;
+        if let (Some(id), Some(question)) = (ids.first(), questions.into_iter().next()) {
+            self.show(&from, *id, question);
+        }
+        Ok(ids)
+    }
+
+    /// Sends a question to the chat's pages.
+    fn show(&self, from: &Origin, id: Uuid, question: Question) {
+        self.emit(
+            from.chat_id,
+            EventKind::Question {
+                answer_id: from.answer_id.to_string(),
+                call_id: from.call_id.clone(),
+                question: QuestionView {
+                    id: id.to_string(),
+                    server: from.server_id.clone(),
+                    message: question.message,
+                    schema: question.schema,
+                    url: question.url,
+                },
+            },
+        );
+    }
+
     async fn ask(
         &self,
         from: Origin,
@@ -82,22 +138,7 @@ impl Runs {
         mut call_ended: watch::Receiver<()>,
     ) -> Reply {
         let id = Uuid::new_v4();
-        let stored = sqlx::query!(
-            "INSERT INTO tool_questions (id, user_id, chat_id, answer_id, call_id, server_id,
-                                         message, schema, url)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            id,
-            from.user_id,
-            from.chat_id,
-            from.answer_id,
-            from.call_id,
-            from.server_id,
-            question.message,
-            question.schema.clone().map(Json) as _,
-            question.url,
-        )
-        .execute(self.inner.db.pool())
-        .await;
+        let stored = store_question(self.inner.db.pool(), id, &from, &question, false).await;
         if let Err(e) = stored {
             tracing::error!("cannot store a tool server's question: {e}");
             return Reply::cancel();
@@ -113,20 +154,7 @@ impl Runs {
             id,
             from: from.clone(),
         };
-        self.emit(
-            from.chat_id,
-            EventKind::Question {
-                answer_id: from.answer_id.to_string(),
-                call_id: from.call_id.clone(),
-                question: QuestionView {
-                    id: id.to_string(),
-                    server: from.server_id.clone(),
-                    message: question.message,
-                    schema: question.schema,
-                    url: question.url,
-                },
-            },
-        );
+        self.show(&from, id, question);
         tokio::select! {
             reply = rx => reply.unwrap_or_else(|_| Reply::cancel()),
             // Nothing is ever sent: this resolves when the call ends. The question is marked
@@ -165,10 +193,14 @@ impl Runs {
         let db = self.inner.db.pool();
         // A question of an answer no longer being written (its instance stopped) waits for
         // nothing: it is refused as ended.
+        // A kept question waits while its answer waits.
         let Some(row) = sqlx::query!(
-            r#"SELECT q.answer_id, q.call_id, q.schema AS "schema: Json<Value>",
-                      (CASE WHEN q.state = 'waiting' AND (m.status IS DISTINCT FROM 'streaming'
-                                 OR m.updated_at < now() - make_interval(secs => $4))
+            r#"SELECT q.answer_id, q.call_id, q.server_id, q.kept, q.schema AS "schema: Json<Value>",
+                      (CASE WHEN q.state = 'waiting' AND q.kept
+                                 AND m.status IS DISTINCT FROM 'waiting' THEN 'expired'
+                            WHEN q.state = 'waiting' AND NOT q.kept
+                                 AND (m.status IS DISTINCT FROM 'streaming'
+                                      OR m.updated_at < now() - make_interval(secs => $4))
                             THEN 'expired' ELSE q.state END) AS "state!"
                FROM tool_questions q LEFT JOIN messages m ON m.id = q.answer_id
                WHERE q.id = $1 AND q.user_id = $2 AND q.chat_id = $3"#,
@@ -182,11 +214,7 @@ impl Runs {
         else {
             return Ok(false);
         };
-        let gone = || {
-            Error::Conflict(
-                "This question no longer waits: it was answered, or its tool call ended. Reload the chat to see where it stands.".into(),
-            )
-        };
+        let gone = || Error::Conflict(agent::QUESTION_GONE.into());
         if row.state != "waiting" {
             return Err(gone());
         }
@@ -224,19 +252,101 @@ impl Runs {
             action: reply.action,
             content,
         };
+        let answered = EventKind::QuestionAnswered {
+            answer_id: row.answer_id.to_string(),
+            call_id: row.call_id.clone(),
+            id: id.to_string(),
+            state: reply.action.clone(),
+        };
+        if row.kept {
+            let from = Origin {
+                user_id,
+                chat_id,
+                answer_id: row.answer_id,
+                call_id: row.call_id,
+                server_id: row.server_id,
+            };
+            self.reply_kept(from, id, reply, answered).await?;
+            return Ok(true);
+        }
         if !self.deliver(id, reply.clone()) {
             self.inner.instances.share(Note::Answered { id });
         }
-        self.emit(
-            chat_id,
-            EventKind::QuestionAnswered {
-                answer_id: row.answer_id.to_string(),
-                call_id: row.call_id,
-                id: id.to_string(),
-                state: reply.action,
-            },
-        );
+        self.emit(chat_id, answered);
         Ok(true)
+    }
+
+    /// Puts the reply to a kept question into its answer's checkpoint; shows the call's next
+    /// question, or, with the last reply, makes the call again (the run goes on here).
+    async fn reply_kept(
+        &self,
+        from: Origin,
+        id: Uuid,
+        reply: Reply,
+        answered: EventKind,
+    ) -> Result<()> {
+        let db = &self.inner.db;
+        let gone = || Error::Conflict(agent::QUESTION_GONE.into());
+        let store::Pending::Waiting(waiting) =
+            store::pending(db, &self.inner.paused, from.user_id, from.chat_id).await?
+        else {
+            return Err(gone());
+        };
+        if waiting.answer_id != from.answer_id {
+            return Err(gone());
+        }
+        let decided = agent::decisions::reply_waiting(
+            db,
+            &self.inner.paused,
+            from.user_id,
+            from.chat_id,
+            *waiting,
+            &id.to_string(),
+            reply,
+        )
+        .await?
+        .ok_or_else(gone)?;
+        self.emit(from.chat_id, answered);
+        for event in call_events(from.answer_id, &decided.before, &decided.thread.state) {
+            self.emit(from.chat_id, event);
+        }
+        let next = decided
+            .thread
+            .state
+            .calls
+            .iter()
+            .filter(|c| c.id == from.call_id)
+            .filter_map(|c| c.asking.as_ref())
+            .flat_map(|a| &a.questions)
+            .find(|q| q.reply.is_none())
+            .and_then(|q| Uuid::parse_str(&q.id).ok());
+        if let Some(next) = next {
+            let question = sqlx::query!(
+                r#"SELECT message, schema AS "schema: Json<Value>", url FROM tool_questions
+                   WHERE id = $1 AND user_id = $2"#,
+                next,
+                from.user_id
+            )
+            .fetch_one(db.pool())
+            .await?;
+            let question = Question {
+                message: question.message,
+                schema: question.schema.map(|s| s.0),
+                url: question.url,
+            };
+            self.show(&from, next, question);
+        }
+        if decided.complete {
+            self.resume(
+                from.user_id,
+                from.chat_id,
+                from.answer_id,
+                decided.thread,
+                decided.history,
+            )
+            .await?;
+        }
+        Ok(())
     }
 
     /// Gives a question's reply to its call, if it waits on this instance.
@@ -284,8 +394,11 @@ impl Runs {
             "UPDATE tool_questions q SET state = 'expired', answered_at = now()
              WHERE q.state = 'waiting'
                AND NOT EXISTS (SELECT 1 FROM messages m
-                               WHERE m.id = q.answer_id AND m.status = 'streaming'
-                                 AND m.updated_at >= now() - make_interval(secs => $1))",
+                               WHERE m.id = q.answer_id
+                                 AND CASE WHEN q.kept THEN m.status = 'waiting'
+                                          ELSE m.status = 'streaming'
+                                               AND m.updated_at >= now() - make_interval(secs => $1)
+                                     END)",
             crate::chats::STALE_STREAM_SECS as f64
         )
         .execute(self.inner.db.pool())
@@ -299,10 +412,14 @@ impl Runs {
         user_id: Uuid,
         chat_id: Uuid,
     ) -> Result<HashMap<String, QuestionView>> {
+        // The first a call asked of those that wait (a kept one, only while its answer waits).
         let rows = sqlx::query!(
-            r#"SELECT id, call_id, server_id, message, schema AS "schema: Json<Value>", url
-               FROM tool_questions
-               WHERE chat_id = $1 AND user_id = $2 AND state = 'waiting'"#,
+            r#"SELECT q.id, q.call_id, q.server_id, q.message, q.schema AS "schema: Json<Value>",
+                      q.url
+               FROM tool_questions q LEFT JOIN messages m ON m.id = q.answer_id
+               WHERE q.chat_id = $1 AND q.user_id = $2 AND q.state = 'waiting'
+                 AND (NOT q.kept OR m.status = 'waiting')
+               ORDER BY q.created_at DESC"#,
             chat_id,
             user_id
         )
@@ -324,6 +441,35 @@ impl Runs {
             })
             .collect())
     }
+}
+
+/// Stores a question of `from`'s (`kept`: asked in answer to the call). Its time is the
+/// statement's own, so that questions stored one after the other show in that order.
+async fn store_question(
+    db: impl sqlx::PgExecutor<'_>,
+    id: Uuid,
+    from: &Origin,
+    question: &Question,
+    kept: bool,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "INSERT INTO tool_questions (id, user_id, chat_id, answer_id, call_id, server_id,
+                                     message, schema, url, kept, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, clock_timestamp())",
+        id,
+        from.user_id,
+        from.chat_id,
+        from.answer_id,
+        from.call_id,
+        from.server_id,
+        question.message,
+        question.schema.clone().map(Json) as _,
+        question.url,
+        kept,
+    )
+    .execute(db)
+    .await?;
+    Ok(())
 }
 
 /// Ends a question when its call stops waiting for it (answered, timed out, stopped): one still

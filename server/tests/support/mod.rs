@@ -6,6 +6,8 @@
     reason = "each test file uses a different part of this module"
 )]
 
+pub mod later_server;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
