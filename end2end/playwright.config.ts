@@ -18,6 +18,10 @@ const llmPort = port + 3;
 // HTTP), and the authorization server it trusts (the test provider with --resource-servers).
 const mcpIdpPort = port + 4;
 const guardedPort = port + 5;
+// A tool server of the newest protocol (end2end/mcp/later-server.py, on the official Python SDK
+// that scripts/setup installs with mcp-server-time), which asks with multi round-trip requests.
+const laterPort = port + 6;
+const python = resolve(root, ".tools/mcp-time/bin/python");
 const bin = resolve(root, process.env.SWITCHBOARD_BIN ?? "target/release/switchboard");
 // The Node.js running Playwright (scripts/test puts the pinned one first on PATH).
 const node = process.execPath;
@@ -49,6 +53,13 @@ writeFileSync(
     'description = "Asks each person to sign in"',
     'transport = "http"',
     `url = "http://127.0.0.1:${guardedPort}/mcp"`,
+    "",
+    "[[server]]",
+    'id = "later"',
+    'name = "Later"',
+    'description = "Asks with multi round-trip requests (MCP 2026-07-28)"',
+    'transport = "http"',
+    `url = "http://127.0.0.1:${laterPort}/mcp"`,
     "",
   ].join("\n"),
 );
@@ -119,6 +130,11 @@ export default defineConfig({
       command: `"${node}" end2end/mcp/test-server.mjs http`,
       url: `http://127.0.0.1:${guardedPort}/.well-known/oauth-protected-resource/mcp`,
       env: { MCP_PORT: String(guardedPort), AUTH_ISSUER: `http://127.0.0.1:${mcpIdpPort}` },
+    },
+    {
+      ...common,
+      command: `"${python}" end2end/mcp/later-server.py --port ${laterPort}`,
+      port: laterPort,
     },
     {
       ...common,

@@ -336,6 +336,43 @@ test("a server's question is answered in its card: the form is checked, survives
   await expect(answer).toContainText("Favorite Integer: 7");
 });
 
+test("a remote server's question waits with the answer: the card survives a reload, and the reply makes the call again", async ({ page, isMobile }) => {
+  test.skip(isMobile, "one user's connections: desktop only");
+  await page.goto("/servers");
+  await hydrated(page);
+  const server = page.locator('[data-testid="server"][data-server="later"]');
+  await server.getByTestId("connect").click();
+  await expect(server.getByTestId("server-status")).toHaveText("Connected", { timeout: 30_000 });
+  try {
+    await startChat(page, "tool:later__greet {}");
+    await page.getByTestId("approval-card").getByTestId("approve").click();
+    // The server answers the call with its question (MCP 2026-07-28): the answer waits for the
+    // reply, the call approved, with nothing held open.
+    const question = page.getByTestId("question");
+    await expect(question.getByTestId("question-message")).toContainText("What is your name?");
+    await expect(page.locator('[data-testid="tool-call"][data-state="approved"]')).toBeVisible();
+    await page.reload();
+    await hydrated(page);
+    await expect(question).toBeVisible();
+
+    await question.locator('[data-field="name"]').fill("A");
+    await question.getByTestId("question-accept").click();
+    await expect(question.getByTestId("question-error")).toContainText("too short");
+    await question.locator('[data-field="name"]').fill("Ada");
+    await question.getByTestId("question-accept").click();
+
+    await expect(question).toHaveCount(0);
+    await expect(page.locator('[data-testid="tool-call"][data-state="ok"]')).toBeVisible();
+    await expect(page.locator('[data-role="assistant"]').last()).toContainText("Hello, Ada!");
+  } finally {
+    // Its tool is offered in every chat of the local user while it is connected.
+    await page.goto("/servers");
+    await hydrated(page);
+    await server.getByTestId("disconnect").click();
+    await expect(server.getByTestId("server-status")).not.toHaveText("Connected");
+  }
+});
+
 test("a server that asks people to sign in: signed in from the Servers page, its tools appear, signing out asks again", async ({ page, isMobile }) => {
   test.skip(isMobile, "one user's connections: desktop only");
   await page.goto("/servers");

@@ -359,8 +359,13 @@ fn settle(
         }
         answer.status = status;
         answer.error = error;
+        let ended = !matches!(status, Status::Streaming | Status::Waiting);
         for call in &mut answer.tool_calls {
             call.state = call.state.in_answer(status);
+            // An answer that ended (stopped, say) waits for no reply any more.
+            if ended {
+                call.question = None;
+            }
         }
     }
 }
@@ -419,6 +424,20 @@ mod tests {
         let shown = &messages[0].tool_calls[0];
         assert_eq!(shown.state, CallStatus::Approved);
         assert_eq!(shown.question, Some(question));
+
+        let mut stopped = messages.clone();
+        let mut none = None;
+        let stop = Event::RunFinished {
+            answer_id: "a1".into(),
+            status: Status::Stopped,
+            error: None,
+            usage: None,
+        };
+        apply(&mut stopped, &mut none, stop);
+        assert_eq!(
+            stopped[0].tool_calls[0].question, None,
+            "a stopped answer asks nothing"
+        );
 
         let settled = Event::ToolResult {
             answer_id: "a1".into(),

@@ -327,8 +327,45 @@ async fn approvals_survive_a_crash_and_a_call_cut_off_by_one_is_not_run_again(po
     .await;
 }
 
+/// A chat of the token's owner in which the model calls the remote server's `greet`, approved:
+/// the chat, its events, and the question the server answered the call with.
+async fn greeted(base: &str, token: &str) -> (String, SseReader, String) {
+    let chat = api(base, token, "chats/create", &[]).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut stream = events(base, token, &chat).await;
+    let text = "tool:later__greet {}";
+    api(base, token, "chats/send", &[("id", &chat), ("text", text)]).await;
+    let pending = until(&mut stream, "approval_needed").await;
+    decide(base, token, &chat, &pending).await;
+    let asked = until(&mut stream, "question").await;
+    assert_eq!(
+        asked["question"]["message"], "What is your name?",
+        "{asked}"
+    );
+    // The answer waits for the reply, as for a decision.
+    let paused = until(&mut stream, "approval_needed").await;
+    assert_eq!(paused["call_ids"], json!([]), "{paused}");
+    let id = asked["question"]["id"].as_str().unwrap().to_owned();
+    (chat, stream, id)
+}
+
+/// Replies to a question; the status and body.
+async fn reply(base: &str, token: &str, body: Value) -> (StatusCode, String) {
+    let response = reqwest::Client::new()
+        .post(format!("{base}/api/chats/answer"))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    (response.status(), response.text().await.unwrap())
+}
+
 /// A question a remote server asked in answer to a call (MCP 2026-07-28, "input required") is kept
-/// with the paused answer: after the process is killed, the next one shows it, takes the reply
+/// with the paused answer: answered on the same process, the call is made again with the reply and
+/// the answer completes; after the process is killed, the next one shows it, takes the reply
 /// (checked against the form first), makes the call again with the reply and the server's state,
 /// and the answer completes with what the tool then said. Answered once; nobody else's.
 #[sqlx::test(migrator = "domain::db::MIGRATOR")]
@@ -362,28 +399,27 @@ async fn a_remote_servers_question_is_answered_after_a_crash_and_the_call_goes_o
         Duration::from_secs(30),
     )
     .await;
-    let chat = api(&base, &token, "chats/create", &[]).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let mut stream = events(&base, &token, &chat).await;
-    let text = "tool:later__greet {}";
-    api(
-        &base,
-        &token,
-        "chats/send",
-        &[("id", &chat), ("text", text)],
-    )
-    .await;
-    let pending = until(&mut stream, "approval_needed").await;
-    decide(&base, &token, &chat, &pending).await;
-    let asked = until(&mut stream, "question").await;
+
+    // Answered where it was asked: the call goes on with the reply.
+    let (chat, mut stream, id) = greeted(&base, &token).await;
+    let waiting = answer(&base, &token, &chat).await;
+    assert_eq!(waiting["status"], "waiting", "{waiting}");
+    assert_eq!(waiting["tool_calls"][0]["state"], "approved", "{waiting}");
+    let body = json!({"id": chat, "question": id, "action": "decline"});
+    let (status, body) = reply(&base, &token, body).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let end = until(&mut stream, "run_finished").await;
+    assert_eq!(end["status"], "complete", "{end}");
+    let done = answer(&base, &token, &chat).await;
     assert_eq!(
-        asked["question"]["message"], "What is your name?",
-        "{asked}"
+        done["content"], "The tool said: No name (decline).",
+        "{done}"
     );
-    let id = asked["question"]["id"].as_str().unwrap().to_owned();
-    assert_eq!(later.calls(), [json!({"state": null, "replies": null})]);
+    assert_eq!(later.calls().len(), 2, "{:?}", later.calls());
+
+    // Asked, then the process dies.
+    let (chat, stream, id) = greeted(&base, &token).await;
+    assert_eq!(later.calls()[2], json!({"state": null, "replies": null}));
     drop(stream);
     drop(first);
 
@@ -396,36 +432,18 @@ async fn a_remote_servers_question_is_answered_after_a_crash_and_the_call_goes_o
         id.as_str(),
         "{waiting}"
     );
-    let reply = async |token: &str, body: Value| {
-        let response = reqwest::Client::new()
-            .post(format!("{base}/api/chats/answer"))
-            .bearer_auth(token)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        (response.status(), response.text().await.unwrap())
-    };
     // ...answered by nobody else, and only as its form says...
-    let (status, _) = reply(
-        &bob,
-        json!({"id": chat, "question": id, "action": "accept", "content": {"name": "Mallory"}}),
-    )
-    .await;
+    let mallory =
+        json!({"id": chat, "question": id, "action": "accept", "content": {"name": "Mallory"}});
+    let (status, _) = reply(&base, &bob, mallory).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, body) = reply(
-        &token,
-        json!({"id": chat, "question": id, "action": "accept", "content": {"name": "A"}}),
-    )
-    .await;
+    let short = json!({"id": chat, "question": id, "action": "accept", "content": {"name": "A"}});
+    let (status, body) = reply(&base, &token, short).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     // ...and the call goes on with the reply and the server's state.
     let mut stream = events(&base, &token, &chat).await;
-    let (status, body) = reply(
-        &token,
-        json!({"id": chat, "question": id, "action": "accept", "content": {"name": "Ada"}}),
-    )
-    .await;
+    let ada = json!({"id": chat, "question": id, "action": "accept", "content": {"name": "Ada"}});
+    let (status, body) = reply(&base, &token, ada).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let end = until(&mut stream, "run_finished").await;
     assert_eq!(end["status"], "complete", "{end}");
@@ -434,14 +452,11 @@ async fn a_remote_servers_question_is_answered_after_a_crash_and_the_call_goes_o
     assert_eq!(done["tool_calls"][0]["state"], "ok", "{done}");
     assert!(done["tool_calls"][0]["question"].is_null(), "{done}");
     assert_eq!(
-        later.calls()[1],
+        later.calls()[3],
         json!({"state": later_server::STATE, "replies": {"who": {"action": "accept", "content": {"name": "Ada"}}}})
     );
-    let (status, _) = reply(
-        &token,
-        json!({"id": chat, "question": id, "action": "decline"}),
-    )
-    .await;
+    let again = json!({"id": chat, "question": id, "action": "decline"});
+    let (status, _) = reply(&base, &token, again).await;
     assert_eq!(status, StatusCode::CONFLICT, "answered once");
     let kept: Vec<(String, bool)> =
         sqlx::query_as("SELECT state, kept FROM tool_questions WHERE id = $1::uuid")

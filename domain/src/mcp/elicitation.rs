@@ -78,6 +78,9 @@ pub const MAX_ROUNDS: u32 = 3;
 /// The most questions a server may ask in one round of a multi round-trip call.
 pub const MAX_ROUND_QUESTIONS: usize = 3;
 
+/// The largest state a server may ask to be given back (kept in the run's checkpoint meanwhile).
+pub const MAX_STATE_BYTES: usize = 64 * 1024;
+
 /// The questions of a server's "input required" answer, or why they cannot be asked: only
 /// questions to the person (no sampling, no roots, which Switchboard does not offer), a few.
 pub(super) fn asked(result: rmcp::model::InputRequiredResult) -> Result<Asked, String> {
@@ -102,6 +105,19 @@ pub(super) fn asked(result: rmcp::model::InputRequiredResult) -> Result<Asked, S
             );
         }
         questions.push((key, question(&elicit.params)?));
+    }
+    if result
+        .request_state
+        .as_ref()
+        .is_some_and(|state| state.len() > MAX_STATE_BYTES)
+    {
+        return Err(format!(
+            "The server asked to keep a state larger than Switchboard keeps ({} KB).",
+            MAX_STATE_BYTES / 1024
+        ));
+    }
+    if questions.is_empty() && result.request_state.is_none() {
+        return Err("The server asked for more input without saying what.".into());
     }
     Ok(Asked {
         questions,
@@ -287,6 +303,59 @@ fn looks_like_date(text: &str) -> bool {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn form(message: &str) -> rmcp::model::InputRequest {
+        use rmcp::model::{ElicitRequest, ElicitRequestParams, InputRequest};
+        InputRequest::Elicitation(ElicitRequest::new(
+            ElicitRequestParams::FormElicitationParams {
+                meta: None,
+                message: message.into(),
+                requested_schema: serde_json::from_value(json!({
+                    "type": "object",
+                    "properties": {"name": {"type": "string"}}
+                }))
+                .unwrap(),
+            },
+        ))
+    }
+
+    #[test]
+    #[allow(deprecated, reason = "roots stand for what Switchboard does not give")]
+    fn a_servers_input_required_is_a_few_questions_and_a_state_of_bounded_size() {
+        use rmcp::model::{InputRequests, InputRequiredResult, ListRootsRequest};
+        let of = |pairs: Vec<(&str, rmcp::model::InputRequest)>, state: Option<String>| {
+            let requests: InputRequests =
+                pairs.into_iter().map(|(k, r)| (k.to_owned(), r)).collect();
+            asked(InputRequiredResult::new(Some(requests), state))
+        };
+        let fine = of(vec![("who", form("Name?"))], Some("s1".into())).unwrap();
+        assert_eq!(fine.questions[0].0, "who");
+        assert_eq!(fine.questions[0].1.message, "Name?");
+        assert_eq!(fine.state.as_deref(), Some("s1"));
+
+        let four = (0..4)
+            .map(|i| (["a", "b", "c", "d"][i], form("?")))
+            .collect();
+        assert!(of(four, None).unwrap_err().contains("at most 3"));
+        let roots = vec![(
+            "roots",
+            rmcp::model::InputRequest::ListRoots(ListRootsRequest::default()),
+        )];
+        assert!(of(roots, None).unwrap_err().contains("does not give"));
+        let huge = "x".repeat(MAX_STATE_BYTES + 1);
+        assert!(
+            of(vec![("who", form("?"))], Some(huge))
+                .unwrap_err()
+                .contains("state larger")
+        );
+        assert!(
+            of(vec![], None)
+                .unwrap_err()
+                .contains("without saying what")
+        );
+        let long_key = "k".repeat(201);
+        assert!(of(vec![(long_key.as_str(), form("?"))], None).is_err());
+    }
 
     #[test]
     fn an_answer_is_checked_against_the_form() {

@@ -184,7 +184,8 @@ impl StreamableHttpClient for Capped {
 /// why there): rmcp's errors do not lead to it through `source()`.
 pub fn http_cause(error: &rmcp::service::ClientInitializeError) -> Option<String> {
     use rmcp::transport::streamable_http_client::StreamableHttpError;
-    let rmcp::service::ClientInitializeError::TransportError { error, .. } = error else {
+    let rmcp::service::ClientInitializeError::TransportError { error, .. } = handshake(error)
+    else {
         return None;
     };
     match error
@@ -193,6 +194,19 @@ pub fn http_cause(error: &rmcp::service::ClientInitializeError) -> Option<String
     {
         StreamableHttpError::Client(e) => Some(crate::error::chain(e)),
         _ => None,
+    }
+}
+
+/// The failure of the handshake itself: a server that did not know the newest protocol's
+/// discovery was met with `initialize`, and what that met is what counts.
+fn handshake(
+    error: &rmcp::service::ClientInitializeError,
+) -> &rmcp::service::ClientInitializeError {
+    match error {
+        rmcp::service::ClientInitializeError::LegacyFallbackFailed { fallback, .. } => {
+            fallback.as_ref()
+        }
+        other => other,
     }
 }
 
@@ -206,7 +220,8 @@ fn request_id(message: &ClientJsonRpcMessage) -> Option<RequestId> {
 
 /// The `WWW-Authenticate` challenge of a handshake the server answered with 401.
 pub fn challenge(error: &rmcp::service::ClientInitializeError) -> Option<String> {
-    let rmcp::service::ClientInitializeError::TransportError { error, .. } = error else {
+    let rmcp::service::ClientInitializeError::TransportError { error, .. } = handshake(error)
+    else {
         return None;
     };
     match error

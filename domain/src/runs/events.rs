@@ -54,8 +54,13 @@ pub(super) fn call_events(answer_id: Uuid, before: &RunState, after: &RunState) 
     for (i, call) in after.all_calls().enumerate() {
         let prev = was.get(i).copied().filter(|p| p.id == call.id);
         let view = || call.view(status);
-        // New, or asked again (it met an expired sign-in and waits for the person).
-        if prev.is_none() || (call.sign_in.is_some() && prev.is_some_and(|p| p.sign_in.is_none())) {
+        // New, or asked again (it met an expired sign-in and waits for the person), or waiting
+        // for the replies to what its server asked.
+        let signing_in = call.sign_in.is_some() && prev.is_some_and(|p| p.sign_in.is_none());
+        let asking = call.asking.as_ref().map(|a| a.round);
+        let asks =
+            asking.is_some() && prev.is_some_and(|p| p.asking.as_ref().map(|a| a.round) != asking);
+        if prev.is_none() || signing_in || asks {
             events.push(EventKind::ToolCall {
                 answer_id: answer_id.clone(),
                 call: view(),
@@ -80,11 +85,13 @@ pub(super) fn call_events(answer_id: Uuid, before: &RunState, after: &RunState) 
             });
         }
     }
-    // A turn whose every call a policy allowed goes on at once: nothing waits.
+    // A turn whose every call a policy allowed goes on at once: nothing waits. One that waits
+    // only for replies to its servers' questions waits all the same (no call to decide).
     let undecided: Vec<String> = after.undecided().map(|c| c.id.clone()).collect();
+    let unanswered = after.unanswered().next().is_some();
     if let Some(turn) = after.turn()
         && before.next != Step::AwaitApproval
-        && !undecided.is_empty()
+        && (!undecided.is_empty() || unanswered)
     {
         events.push(EventKind::ApprovalNeeded {
             answer_id,

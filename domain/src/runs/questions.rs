@@ -191,14 +191,12 @@ impl Runs {
         reply: Reply,
     ) -> Result<bool> {
         let db = self.inner.db.pool();
-        // A question of an answer no longer being written (its instance stopped) waits for
-        // nothing: it is refused as ended.
-        // A kept question waits while its answer waits.
+        // A question waits while its answer is being written (on a live instance), and a kept
+        // one while its answer waits too; otherwise it waits for nothing and is refused as ended.
         let Some(row) = sqlx::query!(
             r#"SELECT q.answer_id, q.call_id, q.server_id, q.kept, q.schema AS "schema: Json<Value>",
-                      (CASE WHEN q.state = 'waiting' AND q.kept
-                                 AND m.status IS DISTINCT FROM 'waiting' THEN 'expired'
-                            WHEN q.state = 'waiting' AND NOT q.kept
+                      (CASE WHEN q.state = 'waiting'
+                                 AND NOT (q.kept AND m.status = 'waiting')
                                  AND (m.status IS DISTINCT FROM 'streaming'
                                       OR m.updated_at < now() - make_interval(secs => $4))
                             THEN 'expired' ELSE q.state END) AS "state!"
@@ -235,79 +233,101 @@ impl Runs {
                 )));
             }
         };
+        let reply = Reply {
+            action: reply.action,
+            content,
+        };
+        if row.kept {
+            // The run's checkpoint takes the reply first (once: a second is refused there), then
+            // the record: a reply is never recorded that the run did not get.
+            let from = Origin::of(
+                user_id,
+                chat_id,
+                row.answer_id,
+                &row.call_id,
+                &row.server_id,
+            );
+            let decided = self.reply_kept(&from, id, reply.clone()).await?;
+            self.record_reply(id, &reply).await?;
+            self.replied(from, id, reply, decided).await?;
+            return Ok(true);
+        }
+        if !self.record_reply(id, &reply).await? {
+            return Err(gone());
+        }
+        if !self.deliver(id, reply.clone()) {
+            self.inner.instances.share(Note::Answered { id });
+        }
+        self.emit(
+            chat_id,
+            answered(row.answer_id, row.call_id, id, reply.action),
+        );
+        Ok(true)
+    }
+
+    /// Records the reply to a question that waits; false when it no longer waits.
+    async fn record_reply(&self, id: Uuid, reply: &Reply) -> Result<bool> {
         let answered = sqlx::query!(
             "UPDATE tool_questions SET state = $2, content = $3, answered_at = now()
              WHERE id = $1 AND state = 'waiting'",
             id,
             reply.action,
-            content.clone().map(Json) as _,
+            reply.content.clone().map(Json) as _,
         )
-        .execute(db)
+        .execute(self.inner.db.pool())
         .await?
         .rows_affected();
-        if answered == 0 {
-            return Err(gone());
-        }
-        let reply = Reply {
-            action: reply.action,
-            content,
-        };
-        let answered = EventKind::QuestionAnswered {
-            answer_id: row.answer_id.to_string(),
-            call_id: row.call_id.clone(),
-            id: id.to_string(),
-            state: reply.action.clone(),
-        };
-        if row.kept {
-            let from = Origin {
-                user_id,
-                chat_id,
-                answer_id: row.answer_id,
-                call_id: row.call_id,
-                server_id: row.server_id,
-            };
-            self.reply_kept(from, id, reply, answered).await?;
-            return Ok(true);
-        }
-        if !self.deliver(id, reply.clone()) {
-            self.inner.instances.share(Note::Answered { id });
-        }
-        self.emit(chat_id, answered);
-        Ok(true)
+        Ok(answered > 0)
     }
 
-    /// Puts the reply to a kept question into its answer's checkpoint; shows the call's next
-    /// question, or, with the last reply, makes the call again (the run goes on here).
-    async fn reply_kept(
+    /// Puts the reply to a kept question into its answer's checkpoint (a pause this instance
+    /// remembers, read again when it turns out out of date). Refused (409) when the answer no
+    /// longer waits for it.
+    async fn reply_kept(&self, from: &Origin, id: Uuid, reply: Reply) -> Result<store::Decided> {
+        let db = &self.inner.db;
+        let gone = || Error::Conflict(agent::QUESTION_GONE.into());
+        let mut pending =
+            store::pending(db, &self.inner.paused, from.user_id, from.chat_id).await?;
+        loop {
+            let store::Pending::Waiting(waiting) = pending else {
+                return Err(gone());
+            };
+            let remembered = waiting.remembered;
+            let replied = if waiting.answer_id == from.answer_id {
+                let id = id.to_string();
+                let (paused, reply) = (&self.inner.paused, reply.clone());
+                let (user_id, chat_id) = (from.user_id, from.chat_id);
+                agent::decisions::reply_waiting(db, paused, user_id, chat_id, *waiting, &id, reply)
+                    .await
+            } else {
+                Err(gone())
+            };
+            match replied {
+                Ok(Some(decided)) => return Ok(decided),
+                Ok(None) => return Err(gone()),
+                // A pause remembered from before may be out of date: tried again as it is now.
+                Err(_) if remembered => {
+                    pending = store::read_pending(db, from.user_id, from.chat_id).await?;
+                }
+                Err(Error::Invalid(_)) => return Err(gone()),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// What a reply to a kept question makes happen: the pages are told, the call's next question
+    /// shows, or, with the last reply, the call is made again (the run goes on here).
+    async fn replied(
         &self,
         from: Origin,
         id: Uuid,
         reply: Reply,
-        answered: EventKind,
+        decided: store::Decided,
     ) -> Result<()> {
-        let db = &self.inner.db;
-        let gone = || Error::Conflict(agent::QUESTION_GONE.into());
-        let store::Pending::Waiting(waiting) =
-            store::pending(db, &self.inner.paused, from.user_id, from.chat_id).await?
-        else {
-            return Err(gone());
-        };
-        if waiting.answer_id != from.answer_id {
-            return Err(gone());
-        }
-        let decided = agent::decisions::reply_waiting(
-            db,
-            &self.inner.paused,
-            from.user_id,
-            from.chat_id,
-            *waiting,
-            &id.to_string(),
-            reply,
-        )
-        .await?
-        .ok_or_else(gone)?;
-        self.emit(from.chat_id, answered);
-        for event in call_events(from.answer_id, &decided.before, &decided.thread.state) {
+        let answer_id = from.answer_id;
+        let event = answered(answer_id, from.call_id.clone(), id, reply.action);
+        self.emit(from.chat_id, event);
+        for event in call_events(answer_id, &decided.before, &decided.thread.state) {
             self.emit(from.chat_id, event);
         }
         let next = decided
@@ -327,7 +347,7 @@ impl Runs {
                 next,
                 from.user_id
             )
-            .fetch_one(db.pool())
+            .fetch_one(self.inner.db.pool())
             .await?;
             let question = Question {
                 message: question.message,
@@ -337,14 +357,10 @@ impl Runs {
             self.show(&from, next, question);
         }
         if decided.complete {
-            self.resume(
-                from.user_id,
-                from.chat_id,
-                from.answer_id,
-                decided.thread,
-                decided.history,
-            )
-            .await?;
+            let (user_id, chat_id) = (from.user_id, from.chat_id);
+            let (thread, history) = (decided.thread, decided.history);
+            self.resume(user_id, chat_id, answer_id, thread, history)
+                .await?;
         }
         Ok(())
     }
@@ -395,10 +411,9 @@ impl Runs {
              WHERE q.state = 'waiting'
                AND NOT EXISTS (SELECT 1 FROM messages m
                                WHERE m.id = q.answer_id
-                                 AND CASE WHEN q.kept THEN m.status = 'waiting'
-                                          ELSE m.status = 'streaming'
-                                               AND m.updated_at >= now() - make_interval(secs => $1)
-                                     END)",
+                                 AND ((q.kept AND m.status = 'waiting')
+                                      OR (m.status = 'streaming'
+                                          AND m.updated_at >= now() - make_interval(secs => $1))))",
             crate::chats::STALE_STREAM_SECS as f64
         )
         .execute(self.inner.db.pool())
@@ -440,6 +455,16 @@ impl Runs {
                 )
             })
             .collect())
+    }
+}
+
+/// The event that says a question was answered (`accept`, `decline`, `cancel`) or expired.
+fn answered(answer_id: Uuid, call_id: String, id: Uuid, state: String) -> EventKind {
+    EventKind::QuestionAnswered {
+        answer_id: answer_id.to_string(),
+        call_id,
+        id: id.to_string(),
+        state,
     }
 }
 
@@ -495,15 +520,8 @@ impl Drop for Expires {
         if !unanswered {
             return;
         }
-        runs.emit(
-            from.chat_id,
-            EventKind::QuestionAnswered {
-                answer_id: from.answer_id.to_string(),
-                call_id: from.call_id,
-                id: id.to_string(),
-                state: "expired".into(),
-            },
-        );
+        let expired = answered(from.answer_id, from.call_id, id, "expired".into());
+        runs.emit(from.chat_id, expired);
         tokio::spawn(async move { runs.expire(id).await });
     }
 }

@@ -86,8 +86,8 @@ impl ServerHandler for Later {
             .unwrap_or(Value::Null);
         let text = match (reply["action"].as_str(), reply["content"]["name"].as_str()) {
             (Some("accept"), Some(name)) => format!("Hello, {name}!"),
-            (Some(action), _) => format!("No name ({action})."),
-            _ => "No reply.".to_owned(),
+            (Some(action), _) => format!("No name ({action})"),
+            _ => "No reply".to_owned(),
         };
         Ok(CallToolResult::success(vec![ContentBlock::text(text)]).into())
     }
