@@ -23,7 +23,7 @@ def ask_name() -> Elicit[Name]:
     return Elicit("What is your name?", Name)
 
 
-server = MCPServer("later")
+server = MCPServer("later", log_level="WARNING")
 
 
 @server.tool(description="Greets the person, by the name they give when asked.")
