@@ -19,7 +19,9 @@
 // with --resource-servers), it is a protected resource (MCP authorization): requests need a JWT
 // access token from that issuer, for this server (aud) with scope `mcp`, else 401 with a
 // `WWW-Authenticate` that points to its protected resource metadata (served at
-// /.well-known/oauth-protected-resource/mcp). `whoami` says whose token it was. Each request logs
+// /.well-known/oauth-protected-resource/mcp). `whoami` says whose token it was. With
+// DISCOVER_FAILS set, it answers the newest protocol's `server/discover` with a 500, as a server of
+// an earlier protocol may (logged `{discover: 'failed'}`). Each request logs
 // `{auth: 'ok'|'refused', sub, jti}`. `POST /admin/refuse` (`{"refuse": true|false}`) makes it
 // refuse every token (as a server does whose sign-in was revoked) or take them again.
 import { appendFileSync } from 'node:fs';
@@ -319,6 +321,18 @@ if (process.argv[2] === 'http') {
       req.auth = { token: checked.token, clientId: checked.claims.client_id, scopes: ['mcp'], extra: { sub: checked.claims.sub } };
     }
     let transport = session && sessions.get(session);
+    let parsed;
+    if (!transport && process.env.DISCOVER_FAILS && req.method === 'POST') {
+      // As a server of an earlier protocol may: fail the newest one's discovery outright.
+      let body = '';
+      for await (const chunk of req) body += chunk;
+      parsed = JSON.parse(body);
+      if (parsed.method === 'server/discover') {
+        log({ discover: 'failed' });
+        res.writeHead(500, { 'content-type': 'text/plain' }).end('Internal Server Error');
+        return;
+      }
+    }
     if (!transport) {
       if (session || req.method !== 'POST') {
         res.writeHead(404, { 'content-type': 'application/json' });
@@ -332,7 +346,7 @@ if (process.argv[2] === 'http') {
       transport.onclose = () => sessions.delete(transport.sessionId);
       await build().connect(transport);
     }
-    await transport.handleRequest(req, res);
+    await transport.handleRequest(req, res, parsed);
   });
   http.listen(Number(process.env.MCP_PORT ?? 0), '127.0.0.1', () => {
     process.stdout.write(JSON.stringify({ url: `http://127.0.0.1:${http.address().port}/mcp` }) + '\n');

@@ -1300,23 +1300,70 @@ async fn until_deleted(log: &std::path::Path, after: usize) -> String {
     }
 }
 
+/// The project's test server over Streamable HTTP (end2end/mcp/test-server.mjs), logging each
+/// request it gets to a file; stopped when dropped.
+struct LoggingHttp {
+    child: Child,
+    url: String,
+    log: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl LoggingHttp {
+    fn start(env: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("requests.jsonl");
+        let mut env = env.to_vec();
+        env.push(("TOOL_LOG", log.to_str().unwrap()));
+        let (child, ready) = start_script_with_env("end2end/mcp/test-server.mjs", &["http"], &env);
+        let url = ready["url"].as_str().unwrap().to_owned();
+        Self {
+            child,
+            url,
+            log,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for LoggingHttp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A server of an earlier protocol that fails the newest one's discovery outright (a 500, not
+/// "method not found") is met with the `initialize` handshake alone, and works.
+#[sqlx::test(migrator = "domain::db::MIGRATOR")]
+async fn a_server_that_fails_discovery_is_met_with_the_handshake(pool: PgPool) {
+    let db = Database::from_pool(pool.clone());
+    let alice = user(&db, "alice", "Alice").await;
+    let server = LoggingHttp::start(&[("DISCOVER_FAILS", "1")]);
+    let mcp = mcp_with(&pool, vec![http("old", &server.url)], settings());
+    mcp.connect(alice, "old").await.unwrap();
+    until(&mcp, alice, "old", connected).await;
+    let output = mcp
+        .call(alice, "old", "echo", args(json!({"message": "hi"})))
+        .await
+        .unwrap();
+    assert_eq!(output.text(), "Echo: hi");
+    let failed = std::fs::read_to_string(&server.log).unwrap();
+    assert!(failed.contains(r#""discover":"failed""#), "{failed}");
+    mcp.shutdown().await;
+}
+
 /// A remote session is ended on the server (`DELETE` with its session id) when the person
 /// disconnects and when the connection idles out; the next use opens a new one.
 #[sqlx::test(migrator = "domain::db::MIGRATOR")]
 async fn remote_sessions_are_deleted_on_disconnect_and_idle_close(pool: PgPool) {
     let db = Database::from_pool(pool.clone());
     let alice = user(&db, "alice", "Alice").await;
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("requests.jsonl");
-    let (mut child, ready) = start_script_with_env(
-        "end2end/mcp/test-server.mjs",
-        &["http"],
-        &[("TOOL_LOG", log.to_str().unwrap())],
-    );
-    let url = ready["url"].as_str().unwrap();
+    let server = LoggingHttp::start(&[]);
+    let log = &server.log;
     let mcp = mcp_with(
         &pool,
-        vec![http("remote", url)],
+        vec![http("remote", &server.url)],
         Settings {
             idle_timeout: Some(Duration::from_millis(1500)),
             ..settings()
@@ -1324,15 +1371,15 @@ async fn remote_sessions_are_deleted_on_disconnect_and_idle_close(pool: PgPool) 
     );
     mcp.connect(alice, "remote").await.unwrap();
     until(&mcp, alice, "remote", connected).await;
-    let first = http_log(&log)
+    let first = http_log(log)
         .into_iter()
         .find_map(|(_, session)| session)
         .expect("a session");
 
     // Idle: the session is deleted, and the next call opens another.
     until(&mcp, alice, "remote", |s| *s == Status::Idle).await;
-    assert_eq!(until_deleted(&log, 0).await, first);
-    let seen = http_log(&log).len();
+    assert_eq!(until_deleted(log, 0).await, first);
+    let seen = http_log(log).len();
     let output = mcp
         .call(alice, "remote", "echo", args(json!({"message": "again"})))
         .await
@@ -1341,11 +1388,9 @@ async fn remote_sessions_are_deleted_on_disconnect_and_idle_close(pool: PgPool) 
 
     // Disconnect: that one is deleted too.
     mcp.disconnect(alice, "remote").await.unwrap();
-    let second = until_deleted(&log, seen).await;
+    let second = until_deleted(log, seen).await;
     assert_ne!(second, first);
     mcp.shutdown().await;
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 /// A call that asks for progress hears what its server reports, as it comes.

@@ -132,25 +132,19 @@ pub(super) async fn open(
                 .authorization(user_id, spec, &settings.addresses)
                 .await?;
             let signed_in = authorization.is_some();
-            let served = match authorization {
-                Some(manager) => {
-                    let http = AuthClient::new(http, manager);
-                    client
-                        .serve_with_lifecycle(
-                            StreamableHttpClientTransport::with_client(http, config),
-                            newest_or_legacy(),
-                        )
-                        .await
-                }
-                None => {
-                    client
-                        .serve_with_lifecycle(
-                            StreamableHttpClientTransport::with_client(http, config),
-                            newest_or_legacy(),
-                        )
-                        .await
-                }
+            let meet = |lifecycle, authorization| {
+                let (client, http, config) = (client.clone(), http.clone(), config.clone());
+                meet(client, http, config, authorization, lifecycle)
             };
+            let mut served = meet(newest_or_legacy(), authorization).await;
+            // A server of an earlier protocol may fail the newest one's discovery outright (a
+            // 5xx, where "method not found" was due): met again with the handshake alone.
+            if served.as_ref().is_err_and(discovery_failed) {
+                let authorization = sign_ins
+                    .authorization(user_id, spec, &settings.addresses)
+                    .await?;
+                served = meet(rmcp::ClientLifecycleMode::Initialize, authorization).await;
+            }
             match served {
                 Ok(service) => service,
                 Err(e) => {
@@ -243,6 +237,36 @@ fn listed<T>(spec: &ServerSpec, what: &str, list: std::result::Result<Vec<T>, St
         tracing::warn!(server = %spec.id, "cannot list the {what}: {why}");
         Vec::new()
     })
+}
+
+/// Meets a remote server as `lifecycle` says, with the person's sign-in when they have one.
+async fn meet(
+    client: Client,
+    http: remote::Capped,
+    config: rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig,
+    authorization: Option<rmcp::transport::auth::AuthorizationManager>,
+    lifecycle: rmcp::ClientLifecycleMode,
+) -> Result<RunningService<RoleClient, Client>, rmcp::service::ClientInitializeError> {
+    match authorization {
+        Some(manager) => {
+            let http = AuthClient::new(http, manager);
+            let transport = StreamableHttpClientTransport::with_client(http, config);
+            client.serve_with_lifecycle(transport, lifecycle).await
+        }
+        None => {
+            let transport = StreamableHttpClientTransport::with_client(http, config);
+            client.serve_with_lifecycle(transport, lifecycle).await
+        }
+    }
+}
+
+/// The newest protocol's discovery failed in a way that says nothing of the server's protocol (a
+/// transport error, a 5xx): not a sign-in asked for, and not a handshake already tried after it.
+fn discovery_failed(error: &rmcp::service::ClientInitializeError) -> bool {
+    matches!(
+        error,
+        rmcp::service::ClientInitializeError::TransportError { .. }
+    ) && remote::challenge(error).is_none()
 }
 
 /// How a remote server is met: the newest protocol first (MCP 2026-07-28: no handshake, and a
