@@ -149,6 +149,11 @@ impl Tools for Local {
                         questions: vec![domain::agent::AskedQuestion {
                             key: "who".into(),
                             id: "q1".into(),
+                            question: domain::mcp::elicitation::Question {
+                                message: "Your name?".into(),
+                                schema: None,
+                                url: None,
+                            },
                             reply: None,
                         }],
                         state: Some("round-1".into()),

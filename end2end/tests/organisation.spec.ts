@@ -54,7 +54,10 @@ test("an administrator deactivates someone, groups them with a budget, and limit
     await card.getByTestId("add-member").getByRole("button", { name: "Add" }).click();
     await expect(card.getByTestId("members")).toContainText("carol@example.com");
     await card.getByLabel("Tokens a day").fill("0");
+    // Saved before the reload (which would otherwise cut the request short).
+    const saved = alice.waitForResponse((r) => r.url().endsWith("/api/admin/groups/save") && r.ok());
     await card.getByTestId("save-group").click();
+    await saved;
     await alice.reload();
     await hydrated(alice);
     await expect(card.getByLabel("Tokens a day")).toHaveValue("0");

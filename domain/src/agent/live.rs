@@ -122,7 +122,7 @@ pub struct McpTools<'a> {
     /// Asks the person the questions of a call (by call id and server), when its server asks.
     pub ask: Option<AskFor>,
     /// Keeps the questions a call's server answered it with (a multi round-trip call; by call
-    /// id and server): stores and shows them, and gives their ids.
+    /// id and server): stores them, and gives their ids (they show once the pause is on disk).
     pub keep: Option<KeepFor>,
 }
 
@@ -231,16 +231,18 @@ impl McpTools<'_> {
             ));
         };
         let (keys, questions): (Vec<String>, Vec<Question>) = asked.questions.into_iter().unzip();
-        match keep(call_id, server, questions).await {
+        match keep(call_id, server, questions.clone()).await {
             Ok(ids) => ToolResult {
                 is_error: false,
                 asking: Some(Asking {
                     questions: keys
                         .into_iter()
                         .zip(ids)
-                        .map(|(key, id)| AskedQuestion {
+                        .zip(questions)
+                        .map(|((key, id), question)| AskedQuestion {
                             key,
                             id: id.to_string(),
+                            question,
                             reply: None,
                         })
                         .collect(),

@@ -53,7 +53,7 @@ use serde_json::Value;
 use crate::chats::Usage;
 use crate::llm::{self, Message};
 use crate::mcp::Annotations;
-use crate::mcp::elicitation::Reply;
+use crate::mcp::elicitation::{Question, Reply};
 
 /// Separates server and tool in the names the model sees (`everything__echo`): server ids have
 /// no `_`, and model tool names allow `[A-Za-z0-9_-]`.
@@ -155,6 +155,9 @@ pub struct AskedQuestion {
     pub key: String,
     /// Its id in `tool_questions` (the card's).
     pub id: String,
+    /// What it asks (as in `tool_questions`): its card is shown from the checkpoint, once the
+    /// pause it waits in is on disk.
+    pub question: Question,
     pub reply: Option<Reply>,
 }
 
@@ -162,6 +165,11 @@ impl Asking {
     /// Every question has its reply.
     pub fn is_answered(&self) -> bool {
         self.questions.iter().all(|q| q.reply.is_some())
+    }
+
+    /// The first question without its reply: the one its card shows.
+    pub fn next(&self) -> Option<&AskedQuestion> {
+        self.questions.iter().find(|q| q.reply.is_none())
     }
 }
 

@@ -139,7 +139,11 @@ pub(super) async fn open(
             let mut served = meet(newest_or_legacy(), authorization).await;
             // A server of an earlier protocol may fail the newest one's discovery outright (a
             // 5xx, where "method not found" was due): met again with the handshake alone.
-            if served.as_ref().is_err_and(discovery_failed) {
+            if let Err(e) = &served
+                && discovery_failed(e)
+            {
+                tracing::info!(server = %spec.id, "the server failed discovery ({e}): met with the handshake");
+                shared.fault.lock().expect("not poisoned").take();
                 let authorization = sign_ins
                     .authorization(user_id, spec, &settings.addresses)
                     .await?;
@@ -260,13 +264,23 @@ async fn meet(
     }
 }
 
-/// The newest protocol's discovery failed in a way that says nothing of the server's protocol (a
-/// transport error, a 5xx): not a sign-in asked for, and not a handshake already tried after it.
+/// The newest protocol's discovery itself was answered with a server error (a 5xx, where "method
+/// not found" was due), not an overloaded server's 503 or a busy one's 429: a server of an earlier
+/// protocol may do that, and takes the handshake. Anything else (a sign-in asked for, a timeout
+/// after which rmcp tried the handshake already, an address or TLS refused) is the answer.
 fn discovery_failed(error: &rmcp::service::ClientInitializeError) -> bool {
-    matches!(
-        error,
-        rmcp::service::ClientInitializeError::TransportError { .. }
-    ) && remote::challenge(error).is_none()
+    use rmcp::transport::streamable_http_client::StreamableHttpError;
+    let rmcp::service::ClientInitializeError::TransportError { error, context } = error else {
+        return false;
+    };
+    let status = match error
+        .error
+        .downcast_ref::<StreamableHttpError<rmcp_reqwest::Error>>()
+    {
+        Some(StreamableHttpError::HttpStatus(failed)) => failed.status,
+        _ => return false,
+    };
+    context.contains("discover") && (500..=599).contains(&status) && status != 503
 }
 
 /// How a remote server is met: the newest protocol first (MCP 2026-07-28: no handshake, and a

@@ -60,11 +60,18 @@ pub(super) fn call_events(answer_id: Uuid, before: &RunState, after: &RunState) 
         let asking = call.asking.as_ref().map(|a| a.round);
         let asks =
             asking.is_some() && prev.is_some_and(|p| p.asking.as_ref().map(|a| a.round) != asking);
-        if prev.is_none() || signing_in || asks {
+        // Made again with the person's replies.
+        let again = call.state == CallState::Running
+            && prev.is_some_and(|p| p.state == CallState::Waiting && p.asking.is_some());
+        if prev.is_none() || signing_in || asks || again {
             events.push(EventKind::ToolCall {
                 answer_id: answer_id.clone(),
                 call: view(),
             });
+        }
+        // Its server's question, shown once the pause it waits in is on disk (a reply finds it).
+        if asks && let Some(question) = call.asking.as_ref().and_then(|a| a.next()) {
+            events.push(question_event(&answer_id, call, question));
         }
         if let Some(decision) = &call.decision
             && prev.is_none_or(|p| p.decision.is_none())
@@ -101,6 +108,25 @@ pub(super) fn call_events(answer_id: Uuid, before: &RunState, after: &RunState) 
         });
     }
     events
+}
+
+/// The event that shows a question a call's server asked (see [`Asking`](crate::agent::Asking)).
+pub(super) fn question_event(
+    answer_id: &str,
+    call: &Call,
+    question: &crate::agent::AskedQuestion,
+) -> EventKind {
+    EventKind::Question {
+        answer_id: answer_id.to_owned(),
+        call_id: call.id.clone(),
+        question: protocol::QuestionView {
+            id: question.id.clone(),
+            server: call.server.clone(),
+            message: question.question.message.clone(),
+            schema: question.question.schema.clone(),
+            url: question.question.url.clone(),
+        },
+    }
 }
 
 fn count_decision(decision: &Decision) {

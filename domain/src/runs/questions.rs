@@ -17,7 +17,7 @@ use tokio::sync::{oneshot, watch};
 use uuid::Uuid;
 
 use super::Runs;
-use super::events::{EventKind, call_events};
+use super::events::{EventKind, call_events, question_event};
 use super::instances::Note;
 use crate::agent::{self, live::KeepFor, store};
 use crate::mcp::elicitation::{self, Asker, Question, Reply};
@@ -98,8 +98,9 @@ impl Runs {
         )
     }
 
-    /// Stores a call's questions as kept, and shows the first (the next shows when it has its
-    /// reply). Their ids, in order.
+    /// Stores a call's questions as kept; their ids, in order. They show once the pause they wait
+    /// in is on disk (its events carry the first; each reply's, the next), so that a reply always
+    /// finds them waiting.
     async fn keep(&self, from: Origin, questions: Vec<Question>) -> Result<Vec<Uuid>> {
         let ids: Vec<Uuid> = questions.iter().map(|_| Uuid::new_v4()).collect();
         let mut tx = self.inner.db.pool().begin().await?;
@@ -107,9 +108,6 @@ impl Runs {
             store_question(&mut *tx, *id, &from, question, true).await?;
         }
         tx.commit().await?;
-        if let (Some(id), Some(question)) = (ids.first(), questions.into_iter().next()) {
-            self.show(&from, *id, question);
-        }
         Ok(ids)
     }
 
@@ -248,7 +246,10 @@ impl Runs {
                 &row.server_id,
             );
             let decided = self.reply_kept(&from, id, reply.clone()).await?;
-            self.record_reply(id, &reply).await?;
+            if let Err(e) = self.record_reply(id, &reply).await {
+                // The run has the reply; only the record lacks it (the sweep expires the row).
+                tracing::warn!("cannot record the reply to a tool server's question: {e}");
+            }
             self.replied(from, id, reply, decided).await?;
             return Ok(true);
         }
@@ -330,31 +331,17 @@ impl Runs {
         for event in call_events(answer_id, &decided.before, &decided.thread.state) {
             self.emit(from.chat_id, event);
         }
-        let next = decided
+        let call = decided
             .thread
             .state
             .calls
             .iter()
-            .filter(|c| c.id == from.call_id)
-            .filter_map(|c| c.asking.as_ref())
-            .flat_map(|a| &a.questions)
-            .find(|q| q.reply.is_none())
-            .and_then(|q| Uuid::parse_str(&q.id).ok());
-        if let Some(next) = next {
-            let question = sqlx::query!(
-                r#"SELECT message, schema AS "schema: Json<Value>", url FROM tool_questions
-                   WHERE id = $1 AND user_id = $2"#,
-                next,
-                from.user_id
-            )
-            .fetch_one(self.inner.db.pool())
-            .await?;
-            let question = Question {
-                message: question.message,
-                schema: question.schema.map(|s| s.0),
-                url: question.url,
-            };
-            self.show(&from, next, question);
+            .find(|c| c.id == from.call_id);
+        if let Some(call) = call
+            && let Some(next) = call.asking.as_ref().and_then(|a| a.next())
+        {
+            let answer_id = answer_id.to_string();
+            self.emit(from.chat_id, question_event(&answer_id, call, next));
         }
         if decided.complete {
             let (user_id, chat_id) = (from.user_id, from.chat_id);
