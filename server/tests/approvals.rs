@@ -51,10 +51,7 @@ async fn world_speaking(pool: PgPool, wire: Wire) -> World {
     let file = std::env::temp_dir().join(format!("switchboard-mcp-{}.toml", Uuid::new_v4()));
     std::fs::write(
         &file,
-        format!(
-            "[[server]]\nid = \"everything\"\nname = \"Everything\"\ntransport = \"http\"\nurl = \"{}\"\n",
-            ready["url"].as_str().unwrap()
-        ),
+        support::http_server_entry("everything", "Everything", ready["url"].as_str().unwrap()),
     )
     .unwrap();
     let (listener, _) = listener().await;
@@ -854,9 +851,7 @@ async fn always_allow_holds_only_for_the_server_it_was_given_for(pool: PgPool) {
     let file = std::env::temp_dir().join(format!("switchboard-mcp-{}.toml", Uuid::new_v4()));
     std::fs::write(
         &file,
-        format!(
-            "[[server]]\nid = \"tools\"\nname = \"Tools\"\ntransport = \"http\"\nurl = \"{elsewhere}\"\n"
-        ),
+        support::http_server_entry("tools", "Tools", &elsewhere),
     )
     .unwrap();
     let shadowing = w.another_instance_with(pool, &file).await;

@@ -16,7 +16,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use support::later_server::{self, LaterServer};
-use support::{FakeLlm, SseReader, node, user, workspace_root};
+use support::{FakeLlm, SseReader, http_server_entry, test_server_entry, user};
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
 
@@ -47,17 +47,8 @@ fn setup(pool: &PgPool) -> Setup {
     std::fs::write(site.join("pkg/switchboard.css"), "").unwrap();
     let log = dir.path().join("calls.jsonl");
     let servers = dir.path().join("servers.toml");
-    let script = workspace_root().join("end2end/mcp/test-server.mjs");
-    std::fs::write(
-        &servers,
-        format!(
-            "[[server]]\nid = \"test\"\nname = \"Test\"\ntransport = \"stdio\"\ncommand = {:?}\nargs = [{:?}]\nenv = {{ TOOL_LOG = {:?} }}\n",
-            node().display().to_string(),
-            script.display().to_string(),
-            log.display().to_string()
-        ),
-    )
-    .unwrap();
+    let log_path = log.display().to_string();
+    std::fs::write(&servers, test_server_entry(&[("TOOL_LOG", &log_path)])).unwrap();
     // The test's own database, on the server DATABASE_URL names (which may be a socket: `?host=`).
     let mut database_url: reqwest::Url = std::env::var("DATABASE_URL")
         .expect("DATABASE_URL")
@@ -373,10 +364,7 @@ async fn a_remote_servers_question_is_answered_after_a_crash_and_the_call_goes_o
     let s = setup(&pool);
     let later = LaterServer::start().await;
     let mut servers = std::fs::read_to_string(&s.servers).unwrap();
-    servers.push_str(&format!(
-        "[[server]]\nid = \"later\"\nname = \"Later\"\ntransport = \"http\"\nurl = {:?}\n",
-        later.url
-    ));
+    servers.push_str(&http_server_entry("later", "Later", &later.url));
     std::fs::write(&s.servers, servers).unwrap();
     let llm = FakeLlm::start();
     let db = Database::from_pool(pool);

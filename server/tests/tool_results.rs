@@ -34,19 +34,9 @@ async fn world_with(pool: PgPool, extra: &[&str]) -> World {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("tools.jsonl");
     let file = dir.path().join("servers.toml");
-    let node = support::node().display().to_string();
-    let script = support::workspace_root()
-        .join("end2end/mcp/test-server.mjs")
-        .display()
-        .to_string();
-    std::fs::write(
-        &file,
-        format!(
-            "[[server]]\nid = \"test\"\nname = \"Test\"\ntransport = \"stdio\"\ncommand = {node:?}\nargs = [{script:?}]\nenv = {{ TOOL_LOG = {:?}, EXTRA_TOOLS = \"200\" }}\n",
-            log.display().to_string()
-        ),
-    )
-    .unwrap();
+    let log_path = log.display().to_string();
+    let entry = support::test_server_entry(&[("TOOL_LOG", &log_path), ("EXTRA_TOOLS", "200")]);
+    std::fs::write(&file, entry).unwrap();
     let (listener, _) = listener().await;
     let (mut args, vars) = llm.settings();
     let file_arg = file.display().to_string();

@@ -22,6 +22,19 @@ pub struct Question {
     pub url: Option<String>,
 }
 
+impl Question {
+    /// The question as its card shows it: its id, and the server that asks.
+    pub fn view(self, id: String, server: String) -> protocol::QuestionView {
+        protocol::QuestionView {
+            id,
+            server,
+            message: self.message,
+            schema: self.schema,
+            url: self.url,
+        }
+    }
+}
+
 /// The person's answer: `accept` (with the form's content), `decline` or `cancel`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reply {

@@ -119,13 +119,10 @@ pub(super) fn question_event(
     EventKind::Question {
         answer_id: answer_id.to_owned(),
         call_id: call.id.clone(),
-        question: protocol::QuestionView {
-            id: question.id.clone(),
-            server: call.server.clone(),
-            message: question.question.message.clone(),
-            schema: question.question.schema.clone(),
-            url: question.question.url.clone(),
-        },
+        question: question
+            .question
+            .clone()
+            .view(question.id.clone(), call.server.clone()),
     }
 }
 

@@ -118,13 +118,7 @@ impl Runs {
             EventKind::Question {
                 answer_id: from.answer_id.to_string(),
                 call_id: from.call_id.clone(),
-                question: QuestionView {
-                    id: id.to_string(),
-                    server: from.server_id.clone(),
-                    message: question.message,
-                    schema: question.schema,
-                    url: question.url,
-                },
+                question: question.view(id.to_string(), from.server_id.clone()),
             },
         );
     }

@@ -417,23 +417,32 @@ pub async fn start_app_with_test_server(
     dir: &std::path::Path,
 ) -> TestApp {
     let file = dir.join("servers.toml");
-    let node = node().display().to_string();
-    let script = workspace_root()
-        .join("end2end/mcp/test-server.mjs")
-        .display()
-        .to_string();
-    std::fs::write(
-        &file,
-        format!(
-            "[[server]]\nid = \"test\"\nname = \"Test\"\ntransport = \"stdio\"\ncommand = {node:?}\nargs = [{script:?}]\n"
-        ),
-    )
-    .unwrap();
+    std::fs::write(&file, test_server_entry(&[])).unwrap();
     let (listener, _) = listener().await;
     let (mut args, vars) = llm.settings();
     let file_arg = file.display().to_string();
     args.extend(["--mcp-servers-file", file_arg.as_str()]);
     start_app(pool, listener, &args, &vars).await
+}
+
+/// The servers-file entry (TOML) of the project's test MCP server over stdio
+/// (end2end/mcp/test-server.mjs) as `test`, with these environment variables.
+pub fn test_server_entry(env: &[(&str, &str)]) -> String {
+    let node = node().display().to_string();
+    let script = workspace_root()
+        .join("end2end/mcp/test-server.mjs")
+        .display()
+        .to_string();
+    let env: Vec<String> = env.iter().map(|(k, v)| format!("{k} = {v:?}")).collect();
+    format!(
+        "[[server]]\nid = \"test\"\nname = \"Test\"\ntransport = \"stdio\"\ncommand = {node:?}\nargs = [{script:?}]\nenv = {{ {} }}\n",
+        env.join(", ")
+    )
+}
+
+/// The servers-file entry (TOML) of a Streamable HTTP server.
+pub fn http_server_entry(id: &str, name: &str, url: &str) -> String {
+    format!("[[server]]\nid = {id:?}\nname = {name:?}\ntransport = \"http\"\nurl = {url:?}\n")
 }
 
 /// `POST /api/<endpoint>` on `app` with `token`: the status and the JSON answer.
